@@ -1,0 +1,104 @@
+//! Shared helpers for the integration tests in `rootfs-tests/`: where the built binary and the
+//! fixture images are, and the one way a test that cannot run says so (`SKIP: reason`), which
+//! `GPURUN_TEST_NO_SKIP=1` (set by CI) turns into a failure.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `gpurun` binary built for this test run.
+pub fn gpurun_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_gpurun"))
+}
+
+/// A `gpurun` command with its cache in `cache` and no inherited verbosity.
+pub fn gpurun(cache: &Path) -> Command {
+    let mut cmd = Command::new(gpurun_bin());
+    cmd.env("GPURUN_CACHE_DIR", cache).env_remove("RUST_LOG");
+    cmd
+}
+
+/// Reports that a test cannot run here. Returns normally (the caller then returns) unless
+/// `GPURUN_TEST_NO_SKIP` is set, in which case the skip is a failure.
+pub fn skip(reason: &str) {
+    println!("SKIP: {reason}");
+    eprintln!("SKIP: {reason}");
+    if std::env::var_os("GPURUN_TEST_NO_SKIP").is_some_and(|v| v != "0") {
+        panic!("SKIP is a failure here (GPURUN_TEST_NO_SKIP): {reason}");
+    }
+}
+
+/// The directory of fixture images built by `rootfs-tests/images/build.sh`, from
+/// `GPURUN_FIXTURES` (default `.fixtures` in the repository). `None` (after a SKIP line) when a
+/// named fixture is not there.
+pub fn fixture(name: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("GPURUN_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".fixtures"));
+    let path = dir.join(name);
+    if path.exists() {
+        Some(path)
+    } else {
+        skip(&format!(
+            "fixture {} missing: run rootfs-tests/images/build.sh {}",
+            path.display(),
+            dir.display()
+        ));
+        None
+    }
+}
+
+/// A fresh temporary directory, removed (even if parts are read-only) when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let base = std::env::var_os("GPURUN_TEST_TMP")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        let unique = format!(
+            "gpurun-{tag}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        );
+        let path = base.join(unique);
+        std::fs::create_dir_all(&path).expect("create temporary directory");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        // Unpacked images keep read-only directories; make them writable before removal.
+        let _ = Command::new("chmod").arg("-R").arg("u+rwX").arg(&self.0).output();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `cmd` and returns its output, panicking with the command line if it could not start.
+pub fn output(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("could not start {cmd:?}: {e}"))
+}
+
+/// Stdout and stderr as text, for assertion messages.
+pub fn describe(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// True when this test process is root (some tests need it, others behave differently).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
