@@ -30,7 +30,7 @@ fn init_logging(verbose: u8) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(gpurun::cli::normalize_args(std::env::args_os().collect()));
     init_logging(cli.global.verbose);
     let ui = Ui { quiet: cli.global.quiet, verbose: cli.global.verbose };
     match dispatch(&cli, &ui) {
