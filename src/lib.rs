@@ -5,3 +5,8 @@
 
 pub mod cli;
 pub mod image;
+pub mod plan;
+pub mod request;
+pub mod run;
+pub mod sandbox;
+pub mod sys;
