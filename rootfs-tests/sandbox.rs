@@ -29,9 +29,7 @@ impl Rootfs {
 fn busybox() -> Option<PathBuf> {
     let path = PathBuf::from("/bin/busybox");
     if !path.exists() && is_root() {
-        let _ = Command::new("apt-get")
-            .args(["install", "-y", "-q", "busybox-static"])
-            .output();
+        let _ = Command::new("apt-get").args(["install", "-y", "-q", "busybox-static"]).output();
     }
     path.exists().then_some(path)
 }
@@ -42,19 +40,13 @@ fn setup(tag: &str) -> Option<Rootfs> {
         skip("no /bin/busybox: apt-get install busybox-static");
         return None;
     };
-    let fs = Rootfs {
-        dir: TempDir::new(tag),
-        cache: TempDir::new(&format!("{tag}-cache")),
-    };
+    let fs = Rootfs { dir: TempDir::new(tag), cache: TempDir::new(&format!("{tag}-cache")) };
     let root = fs.root();
     std::fs::create_dir_all(root.join("bin")).unwrap();
     std::fs::create_dir_all(root.join("etc")).unwrap();
     std::fs::copy(&busybox, root.join("bin/busybox")).unwrap();
     let list = output(Command::new(&busybox).arg("--list"));
-    for applet in String::from_utf8_lossy(&list.stdout)
-        .lines()
-        .filter(|a| *a != "busybox")
-    {
+    for applet in String::from_utf8_lossy(&list.stdout).lines().filter(|a| *a != "busybox") {
         let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
     }
     std::fs::write(
@@ -77,10 +69,7 @@ fn setup(tag: &str) -> Option<Rootfs> {
 
 fn gpurun(fs: &Rootfs, opts: &[&str], command: &[&str]) -> Command {
     let mut cmd = support::gpurun(fs.cache.path());
-    cmd.args(opts)
-        .arg(fs.root())
-        .args(command)
-        .stdin(Stdio::null());
+    cmd.args(opts).arg(fs.root()).args(command).stdin(Stdio::null());
     cmd
 }
 
@@ -95,12 +84,7 @@ fn stdout(out: &Output) -> String {
 /// Runs and requires exit 0; returns stdout.
 fn ok(fs: &Rootfs, opts: &[&str], command: &[&str]) -> String {
     let out = run(fs, opts, command);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{opts:?} {command:?}: {}",
-        describe(&out)
-    );
+    assert_eq!(out.status.code(), Some(0), "{opts:?} {command:?}: {}", describe(&out));
     stdout(&out)
 }
 
@@ -122,12 +106,7 @@ fn listing(root: &Path) -> BTreeMap<PathBuf, (u32, u64, i64)> {
             out.insert(entry.path(), (meta.mode(), meta.size(), meta.mtime()));
         }
     }
-    out.insert(
-        root.into(),
-        std::fs::metadata(root)
-            .map(|m| (m.mode(), 0, m.mtime()))
-            .unwrap(),
-    );
+    out.insert(root.into(), std::fs::metadata(root).map(|m| (m.mode(), 0, m.mtime())).unwrap());
     out
 }
 
@@ -141,10 +120,7 @@ fn identity_is_the_caller() {
     // Files the caller owns show the caller's name.
     let owner = ok(&fs, &[], &["sh", "-c", "ls -ld \"$HOME\" /tmp/. | head -1"]);
     if !is_root() {
-        assert!(
-            owner.contains(&host_id("-un")[..8.min(host_id("-un").len())]),
-            "{owner}"
-        );
+        assert!(owner.contains(&host_id("-un")[..8.min(host_id("-un").len())]), "{owner}");
     }
     // Supplementary groups stay in effect (unmapped ones show as the overflow gid).
     let groups = ok(&fs, &[], &["sh", "-c", "grep Groups: /proc/self/status"]);
@@ -162,28 +138,18 @@ fn identity_is_the_caller() {
 fn capabilities_dropped_and_no_new_privs() {
     let Some(fs) = setup("caps") else { return };
     let status = ok(&fs, &[], &["cat", "/proc/self/status"]);
-    for line in [
-        "CapEff:\t0000000000000000",
-        "CapBnd:\t0000000000000000",
-        "NoNewPrivs:\t1",
-    ] {
+    for line in ["CapEff:\t0000000000000000", "CapBnd:\t0000000000000000", "NoNewPrivs:\t1"] {
         assert!(status.contains(line), "{line} missing in\n{status}");
     }
     let fake = ok(&fs, &["--fakeroot"], &["cat", "/proc/self/status"]);
-    assert!(
-        !fake.contains("CapEff:\t0000000000000000"),
-        "--fakeroot keeps capabilities\n{fake}"
-    );
+    assert!(!fake.contains("CapEff:\t0000000000000000"), "--fakeroot keeps capabilities\n{fake}");
 }
 
 #[test]
 fn exit_codes() {
     let Some(fs) = setup("exit") else { return };
     assert_eq!(run(&fs, &[], &["true"]).status.code(), Some(0));
-    assert_eq!(
-        run(&fs, &[], &["sh", "-c", "exit 3"]).status.code(),
-        Some(3)
-    );
+    assert_eq!(run(&fs, &[], &["sh", "-c", "exit 3"]).status.code(), Some(3));
     let missing = run(&fs, &[], &["no-such-command-xyz"]);
     assert_eq!(missing.status.code(), Some(127), "{}", describe(&missing));
     assert!(
@@ -192,10 +158,7 @@ fn exit_codes() {
         describe(&missing)
     );
     assert_eq!(run(&fs, &[], &["/etc/passwd"]).status.code(), Some(126));
-    assert_eq!(
-        run(&fs, &[], &["sh", "-c", "kill -TERM $$"]).status.code(),
-        Some(128 + 15)
-    );
+    assert_eq!(run(&fs, &[], &["sh", "-c", "kill -TERM $$"]).status.code(), Some(128 + 15));
     let no_cmd = run(&fs, &[], &[]);
     assert_eq!(no_cmd.status.code(), Some(125), "{}", describe(&no_cmd));
 }
@@ -204,10 +167,7 @@ fn exit_codes() {
 fn sigterm_reaches_the_workload() {
     let Some(fs) = setup("sigterm") else { return };
     let script = "trap 'echo trapped; exit 7' TERM; echo ready; while :; do sleep 0.1; done";
-    let mut child = gpurun(&fs, &[], &["sh", "-c", script])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = gpurun(&fs, &[], &["sh", "-c", script]).stdout(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
     // SAFETY: kill with plain integers on our own child.
@@ -237,21 +197,14 @@ fn sigkill_of_gpurun_leaves_nothing_behind() {
     let marker = format!("sleep\0{seconds}");
     let start = Instant::now();
     while processes_with(&marker).len() < 2 {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "workload did not start"
-        );
+        assert!(start.elapsed() < Duration::from_secs(10), "workload did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap();
     child.wait().unwrap();
     let start = Instant::now();
     while !processes_with(&marker).is_empty() {
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "left behind: {:?}",
-            processes_with(&marker)
-        );
+        assert!(start.elapsed() < Duration::from_secs(5), "left behind: {:?}", processes_with(&marker));
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -262,11 +215,7 @@ fn environment_precedence() {
     let file = fs.dir.path().join("vars.env");
     std::fs::write(&file, "# comment\nFROM_FILE=file\nBOTH=file\n").unwrap();
     let file_arg = format!("--env-file={}", file.display());
-    let mut cmd = gpurun(
-        &fs,
-        &["--env", "BOTH=arg", "-e", "PREFIXED=arg", &file_arg],
-        &["env"],
-    );
+    let mut cmd = gpurun(&fs, &["--env", "BOTH=arg", "-e", "PREFIXED=arg", &file_arg], &["env"]);
     cmd.env("HOST_VAR", "host")
         .env("GPURUN_ENV_PREFIXED", "prefix")
         .env("GPURUN_ENV_ONLY_PREFIX", "prefix")
@@ -280,18 +229,9 @@ fn environment_precedence() {
     let has = |line: &str| env.lines().any(|l| l == line);
     assert!(has("HOST_VAR=host"), "{env}");
     assert!(has("ONLY_PREFIX=prefix"), "{env}");
-    assert!(
-        has("PREFIXED=arg") && has("BOTH=arg") && has("FROM_FILE=file"),
-        "{env}"
-    );
-    assert!(
-        !env.contains("LD_LIBRARY_PATH") && !env.contains("GPURUN_ENV_"),
-        "{env}"
-    );
-    assert!(
-        has("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
-        "{env}"
-    );
+    assert!(has("PREFIXED=arg") && has("BOTH=arg") && has("FROM_FILE=file"), "{env}");
+    assert!(!env.contains("LD_LIBRARY_PATH") && !env.contains("GPURUN_ENV_"), "{env}");
+    assert!(has("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"), "{env}");
     assert!(env.lines().any(|l| l.starts_with("HOME=/")), "{env}");
 
     let mut clean = gpurun(&fs, &["--cleanenv"], &["env"]);
@@ -311,11 +251,7 @@ fn environment_precedence() {
 
     let bad = run(&fs, &["--env", "1BAD"], &["true"]);
     assert_eq!(bad.status.code(), Some(125), "{}", describe(&bad));
-    assert!(
-        String::from_utf8_lossy(&bad.stderr).contains("--env"),
-        "{}",
-        describe(&bad)
-    );
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--env"), "{}", describe(&bad));
 }
 
 #[test]
@@ -324,30 +260,18 @@ fn rootfs_is_read_only_and_unchanged() {
     let before = listing(&fs.root());
     for path in ["/newfile", "/etc/newfile", "/bin/busybox"] {
         let out = run(&fs, &[], &["sh", "-c", &format!("echo x >> {path}")]);
-        assert_ne!(
-            out.status.code(),
-            Some(0),
-            "{path} writable: {}",
-            describe(&out)
-        );
+        assert_ne!(out.status.code(), Some(0), "{path} writable: {}", describe(&out));
     }
     // --writable-tmpfs: writes succeed inside and vanish afterwards.
     let script = "echo hello > /newfile && mkdir -p /etc/new/dir && rm /bin/ls && cat /newfile";
-    assert_eq!(
-        ok(&fs, &["--writable-tmpfs"], &["sh", "-c", script]),
-        "hello"
-    );
+    assert_eq!(ok(&fs, &["--writable-tmpfs"], &["sh", "-c", script]), "hello");
     let gone = run(&fs, &[], &["ls", "/newfile"]);
     assert_ne!(gone.status.code(), Some(0), "{}", describe(&gone));
     ok(&fs, &[], &["ls", "/bin/ls"]);
     // Binds with missing destinations, generated accounts, /dev, /proc: none touch the rootfs.
     let data = TempDir::new("readonly-data");
     let bind = format!("{}:/opt/new/place", data.path().display());
-    ok(
-        &fs,
-        &["-B", &bind],
-        &["ls", "/opt/new/place", "/proc/self", "/dev/null"],
-    );
+    ok(&fs, &["-B", &bind], &["ls", "/opt/new/place", "/proc/self", "/dev/null"]);
     assert_eq!(before, listing(&fs.root()), "the rootfs changed");
 }
 
@@ -357,19 +281,9 @@ fn binds() {
     let data = TempDir::new("binds-data");
     std::fs::write(data.path().join("in.txt"), "from host").unwrap();
     let rw = format!("{}:/mnt/data", data.path().display());
-    assert_eq!(
-        ok(&fs, &["-B", &rw], &["cat", "/mnt/data/in.txt"]),
-        "from host"
-    );
-    ok(
-        &fs,
-        &["-B", &rw],
-        &["sh", "-c", "echo back > /mnt/data/out.txt"],
-    );
-    assert_eq!(
-        std::fs::read_to_string(data.path().join("out.txt")).unwrap(),
-        "back\n"
-    );
+    assert_eq!(ok(&fs, &["-B", &rw], &["cat", "/mnt/data/in.txt"]), "from host");
+    ok(&fs, &["-B", &rw], &["sh", "-c", "echo back > /mnt/data/out.txt"]);
+    assert_eq!(std::fs::read_to_string(data.path().join("out.txt")).unwrap(), "back\n");
     let ro = format!("{}:/ro:ro", data.path().display());
     let out = run(&fs, &["-B", &ro], &["sh", "-c", "touch /ro/x"]);
     assert_ne!(out.status.code(), Some(0), "{}", describe(&out));
@@ -377,26 +291,15 @@ fn binds() {
     let file = format!("{}/in.txt:/etc/in.txt", data.path().display());
     let both = format!("{rw},{file}");
     assert_eq!(
-        ok(
-            &fs,
-            &["--bind", &both],
-            &["cat", "/etc/in.txt", "/mnt/data/in.txt"]
-        ),
+        ok(&fs, &["--bind", &both], &["cat", "/etc/in.txt", "/mnt/data/in.txt"]),
         "from hostfrom host"
     );
     // Identity bind (no DST).
     let same = data.path().display().to_string();
-    assert_eq!(
-        ok(&fs, &["-B", &same], &["cat", &format!("{same}/in.txt")]),
-        "from host"
-    );
+    assert_eq!(ok(&fs, &["-B", &same], &["cat", &format!("{same}/in.txt")]), "from host");
     let missing = run(&fs, &["-B", "/no/such/source:/x"], &["true"]);
     assert_eq!(missing.status.code(), Some(125), "{}", describe(&missing));
-    assert!(
-        String::from_utf8_lossy(&missing.stderr).contains("/no/such/source"),
-        "{}",
-        describe(&missing)
-    );
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/no/such/source"), "{}", describe(&missing));
 }
 
 #[test]
@@ -408,47 +311,16 @@ fn default_mounts_and_contain() {
     ok(&fs, &[], &["test", "-f", &marker]);
     ok(&fs, &[], &["test", "-e", "/etc/hosts"]);
     ok(&fs, &[], &["test", "-c", "/dev/null"]);
-    ok(
-        &fs,
-        &[],
-        &[
-            "sh",
-            "-c",
-            "echo x > /dev/null && test -d /dev/pts && test -d /dev/shm",
-        ],
-    );
-    assert_eq!(
-        ok(&fs, &[], &["sh", "-c", "echo $$"]),
-        "2",
-        "PID namespace with an init as PID 1"
-    );
+    ok(&fs, &[], &["sh", "-c", "echo x > /dev/null && test -d /dev/pts && test -d /dev/shm"]);
+    assert_eq!(ok(&fs, &[], &["sh", "-c", "echo $$"]), "2", "PID namespace with an init as PID 1");
     let out = run(&fs, &["--contain"], &["test", "-e", &marker]);
-    assert_ne!(
-        out.status.code(),
-        Some(0),
-        "--contain still shows host /tmp: {}",
-        describe(&out)
-    );
-    ok(
-        &fs,
-        &["--contain"],
-        &["sh", "-c", "echo x > /tmp/private && test -f /tmp/private"],
-    );
+    assert_ne!(out.status.code(), Some(0), "--contain still shows host /tmp: {}", describe(&out));
+    ok(&fs, &["--contain"], &["sh", "-c", "echo x > /tmp/private && test -f /tmp/private"]);
     let home = std::env::var("HOME").unwrap_or_default();
     if Path::new(&home).is_dir() && !["/", "/root"].contains(&home.as_str()) {
         ok(&fs, &[], &["test", "-d", &home]);
-        assert_ne!(
-            run(&fs, &["--no-home"], &["test", "-d", &home])
-                .status
-                .code(),
-            Some(0)
-        );
-        assert_ne!(
-            run(&fs, &["--contain"], &["test", "-d", &home])
-                .status
-                .code(),
-            Some(0)
-        );
+        assert_ne!(run(&fs, &["--no-home"], &["test", "-d", &home]).status.code(), Some(0));
+        assert_ne!(run(&fs, &["--contain"], &["test", "-d", &home]).status.code(), Some(0));
     }
 }
 
@@ -462,39 +334,23 @@ fn working_directory_rules() {
         assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
         stdout(&out)
     };
-    assert_eq!(
-        in_dir(&[]),
-        cwd_path.display().to_string(),
-        "bound cwd is kept"
-    );
+    assert_eq!(in_dir(&[]), cwd_path.display().to_string(), "bound cwd is kept");
     assert_eq!(in_dir(&["--contain"]), "/", "unbound cwd falls back to /");
     assert_eq!(in_dir(&["--pwd", "/bin"]), "/bin");
     let bad = run(&fs, &["--pwd", "/no/such/dir"], &["true"]);
     assert_eq!(bad.status.code(), Some(125), "{}", describe(&bad));
-    assert_eq!(
-        run(&fs, &["--pwd", "relative"], &["true"]).status.code(),
-        Some(125)
-    );
+    assert_eq!(run(&fs, &["--pwd", "relative"], &["true"]).status.code(), Some(125));
 }
 
 #[test]
 fn dry_run_prints_the_plan() {
     let Some(fs) = setup("dryrun") else { return };
-    let out = run(
-        &fs,
-        &["--dry-run", "-B", "/tmp:/scratch:ro"],
-        &["echo", "hi"],
-    );
+    let out = run(&fs, &["--dry-run", "-B", "/tmp:/scratch:ro"], &["echo", "hi"]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON plan");
     assert_eq!(plan["argv"], serde_json::json!(["echo", "hi"]));
     let mounts = plan["mounts"].as_array().unwrap();
-    assert!(
-        mounts
-            .iter()
-            .any(|m| m["op"] == "bind" && m["target"] == "/newroot/scratch"),
-        "{plan}"
-    );
+    assert!(mounts.iter().any(|m| m["op"] == "bind" && m["target"] == "/newroot/scratch"), "{plan}");
     assert_eq!(mounts.last().unwrap()["op"], "pivot_root");
 }
 
@@ -525,28 +381,16 @@ fn in_pty(command: &str, input: &str) -> Option<Output> {
 #[test]
 fn interactive_shell_on_a_terminal() {
     let Some(fs) = setup("pty") else { return };
-    let cmd = format!(
-        "{} {} sh -i",
-        support::gpurun_bin().display(),
-        fs.root().display()
-    );
-    let input =
-        "awk '{print \"pgrp=\" $5 \" tpgid=\" $8}' /proc/self/stat\necho sum=$((40+2))\nexit 5\n";
+    let cmd = format!("{} {} sh -i", support::gpurun_bin().display(), fs.root().display());
+    let input = "awk '{print \"pgrp=\" $5 \" tpgid=\" $8}' /proc/self/stat\necho sum=$((40+2))\nexit 5\n";
     let Some(out) = in_pty(&cmd, input) else {
         return;
     };
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("sum=42"), "{}", describe(&out));
-    assert!(
-        !text.contains("job control turned off"),
-        "{}",
-        describe(&out)
-    );
+    assert!(!text.contains("job control turned off"), "{}", describe(&out));
     // The command the shell ran is the terminal's foreground process group.
-    let fg = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("pgrp="))
-        .expect("stat line");
+    let fg = text.lines().find_map(|l| l.trim().strip_prefix("pgrp=")).expect("stat line");
     let (pgrp, tpgid) = fg.split_once(" tpgid=").unwrap();
     assert_eq!(pgrp.trim(), tpgid.trim(), "{text}");
     assert_eq!(out.status.code(), Some(5), "{}", describe(&out));

@@ -42,41 +42,17 @@ use crate::request::{HostFacts, NodeKind, RunRequest};
 
 /// Host variables that never pass into the container, and why. The README cites this table.
 pub const HOST_ONLY_VARS: &[(&str, &str)] = &[
-    (
-        "PATH",
-        "names host directories; the image's PATH or the default applies",
-    ),
-    (
-        "LD_LIBRARY_PATH",
-        "host libraries would be loaded against the image's libc",
-    ),
-    (
-        "LD_PRELOAD",
-        "host libraries would be loaded against the image's libc",
-    ),
-    (
-        "LD_AUDIT",
-        "host libraries would be loaded against the image's libc",
-    ),
+    ("PATH", "names host directories; the image's PATH or the default applies"),
+    ("LD_LIBRARY_PATH", "host libraries would be loaded against the image's libc"),
+    ("LD_PRELOAD", "host libraries would be loaded against the image's libc"),
+    ("LD_AUDIT", "host libraries would be loaded against the image's libc"),
     ("HOME", "gpurun sets it to the caller's home directory"),
-    (
-        "PWD",
-        "describes the host working directory, not the container's",
-    ),
+    ("PWD", "describes the host working directory, not the container's"),
     ("OLDPWD", "describes the host shell's history"),
     ("PS1", "host prompts often call host-only commands"),
-    (
-        "PROMPT_COMMAND",
-        "host prompts often call host-only commands",
-    ),
-    (
-        "BASH_ENV",
-        "would make shells in the image source host startup files",
-    ),
-    (
-        "ENV",
-        "would make shells in the image source host startup files",
-    ),
+    ("PROMPT_COMMAND", "host prompts often call host-only commands"),
+    ("BASH_ENV", "would make shells in the image source host startup files"),
+    ("ENV", "would make shells in the image source host startup files"),
 ];
 
 /// What `--cleanenv` still passes from the host.
@@ -113,8 +89,8 @@ pub const WORK: &str = "/work";
 
 /// Directories whose host copy is never bound as the working directory (they are the image's).
 const SYSTEM_DIRS: &[&str] = &[
-    "/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/opt", "/proc", "/root",
-    "/run", "/sbin", "/srv", "/sys", "/usr", "/var",
+    "/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/opt", "/proc", "/root", "/run",
+    "/sbin", "/srv", "/sys", "/usr", "/var",
 ];
 
 /// Everything the sandbox does, in order, as data.
@@ -163,10 +139,7 @@ pub enum MapWriter {
     /// gpurun writes its own single-id maps (`setgroups` must be denied first).
     Direct,
     /// The setuid `newuidmap`/`newgidmap` install subordinate ranges; `setgroups` stays allowed.
-    Helpers {
-        newuidmap: PathBuf,
-        newgidmap: PathBuf,
-    },
+    Helpers { newuidmap: PathBuf, newgidmap: PathBuf },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -258,26 +231,16 @@ pub enum PlanError {
 impl PlanError {
     pub fn hint(&self) -> Option<String> {
         match self {
-            PlanError::NoCommand => {
-                Some("name a command after IMAGE, e.g. `gpurun IMAGE /bin/sh`".into())
-            }
+            PlanError::NoCommand => Some("name a command after IMAGE, e.g. `gpurun IMAGE /bin/sh`".into()),
         }
     }
 }
 
 /// Builds the launch plan. Pure: the same inputs always give the same plan.
-pub fn build(
-    req: &RunRequest,
-    host: &HostFacts,
-    image: &ImageInfo,
-) -> Result<LaunchPlan, PlanError> {
+pub fn build(req: &RunRequest, host: &HostFacts, image: &ImageInfo) -> Result<LaunchPlan, PlanError> {
     let argv = argv(req, &image.config)?;
     let user_namespace = user_namespace(req, host);
-    let (uid, gid) = if req.fakeroot {
-        (0, 0)
-    } else {
-        (host.uid, host.gid)
-    };
+    let (uid, gid) = if req.fakeroot { (0, 0) } else { (host.uid, host.gid) };
     let mut namespaces = vec![Namespace::Mount, Namespace::Pid];
     if user_namespace.is_some() {
         namespaces.insert(0, Namespace::User);
@@ -305,40 +268,21 @@ pub fn build(
 /// replaces only CMD; no COMMAND runs ENTRYPOINT + CMD.
 pub fn argv(req: &RunRequest, config: &RunConfig) -> Result<Vec<String>, PlanError> {
     let argv: Vec<String> = if req.run_entrypoint {
-        let tail = if req.command.is_empty() {
-            &config.cmd
-        } else {
-            &req.command
-        };
+        let tail = if req.command.is_empty() { &config.cmd } else { &req.command };
         config.entrypoint.iter().chain(tail).cloned().collect()
     } else if !req.command.is_empty() {
         req.command.clone()
     } else {
-        config
-            .entrypoint
-            .iter()
-            .chain(&config.cmd)
-            .cloned()
-            .collect()
+        config.entrypoint.iter().chain(&config.cmd).cloned().collect()
     };
-    if argv.is_empty() {
-        Err(PlanError::NoCommand)
-    } else {
-        Ok(argv)
-    }
+    if argv.is_empty() { Err(PlanError::NoCommand) } else { Ok(argv) }
 }
 
 fn user_namespace(req: &RunRequest, host: &HostFacts) -> Option<UserNamespace> {
     if host.uid == 0 {
         return None;
     }
-    let single = |inside, outside| {
-        vec![IdMap {
-            inside,
-            outside,
-            count: 1,
-        }]
-    };
+    let single = |inside, outside| vec![IdMap { inside, outside, count: 1 }];
     if !req.fakeroot {
         return Some(UserNamespace {
             uid_map: single(host.uid, host.uid),
@@ -349,33 +293,14 @@ fn user_namespace(req: &RunRequest, host: &HostFacts) -> Option<UserNamespace> {
     match &host.subids {
         Some(s) => Some(UserNamespace {
             uid_map: vec![
-                IdMap {
-                    inside: 0,
-                    outside: host.uid,
-                    count: 1,
-                },
-                IdMap {
-                    inside: 1,
-                    outside: s.uid_start,
-                    count: s.uid_count,
-                },
+                IdMap { inside: 0, outside: host.uid, count: 1 },
+                IdMap { inside: 1, outside: s.uid_start, count: s.uid_count },
             ],
             gid_map: vec![
-                IdMap {
-                    inside: 0,
-                    outside: host.gid,
-                    count: 1,
-                },
-                IdMap {
-                    inside: 1,
-                    outside: s.gid_start,
-                    count: s.gid_count,
-                },
+                IdMap { inside: 0, outside: host.gid, count: 1 },
+                IdMap { inside: 1, outside: s.gid_start, count: s.gid_count },
             ],
-            writer: MapWriter::Helpers {
-                newuidmap: s.newuidmap.clone(),
-                newgidmap: s.newgidmap.clone(),
-            },
+            writer: MapWriter::Helpers { newuidmap: s.newuidmap.clone(), newgidmap: s.newgidmap.clone() },
         }),
         None => Some(UserNamespace {
             uid_map: single(0, host.uid),
@@ -403,8 +328,7 @@ pub fn environment(req: &RunRequest, host: &HostFacts, config: &RunConfig) -> Ve
             env.insert(name.into(), value.into());
         }
     }
-    env.entry("PATH".into())
-        .or_insert_with(|| DEFAULT_PATH.into());
+    env.entry("PATH".into()).or_insert_with(|| DEFAULT_PATH.into());
     env.insert("HOME".into(), host.home.display().to_string());
     for (name, value) in &host.env {
         if let Some(inner) = name.strip_prefix(ENV_PREFIX).filter(|n| !n.is_empty()) {
@@ -434,19 +358,11 @@ enum What {
     Devpts,
 }
 
-fn bind(
-    source: impl Into<PathBuf>,
-    dest: impl Into<PathBuf>,
-    kind: NodeKind,
-    read_only: bool,
-) -> Spec {
+fn bind(source: impl Into<PathBuf>, dest: impl Into<PathBuf>, kind: NodeKind, read_only: bool) -> Spec {
     let recursive = kind == NodeKind::Dir;
     Spec {
         dest: dest.into(),
-        what: What::Bind {
-            source: source.into(),
-            recursive,
-        },
+        what: What::Bind { source: source.into(), recursive },
         mountpoint: kind,
         read_only,
     }
@@ -469,12 +385,7 @@ fn mount_specs(req: &RunRequest, host: &HostFacts) -> Vec<Spec> {
 /// `/proc`, read-only `/sys`, and a minimal `/dev` (the enroot `ENROOT_RESTRICT_DEV` set).
 fn system_specs(host: &HostFacts) -> Vec<Spec> {
     let mut specs = vec![
-        Spec {
-            dest: "/proc".into(),
-            what: What::Proc,
-            mountpoint: NodeKind::Dir,
-            read_only: false,
-        },
+        Spec { dest: "/proc".into(), what: What::Proc, mountpoint: NodeKind::Dir, read_only: false },
         bind("/sys", "/sys", NodeKind::Dir, true),
         Spec {
             dest: "/dev".into(),
@@ -498,12 +409,7 @@ fn system_specs(host: &HostFacts) -> Vec<Spec> {
         specs.push(bind("/dev/shm", "/dev/shm", NodeKind::Dir, false));
     }
     if host.has_infiniband {
-        specs.push(bind(
-            "/dev/infiniband",
-            "/dev/infiniband",
-            NodeKind::Dir,
-            false,
-        ));
+        specs.push(bind("/dev/infiniband", "/dev/infiniband", NodeKind::Dir, false));
     }
     specs
 }
@@ -531,10 +437,7 @@ fn default_bind_specs(req: &RunRequest, host: &HostFacts) -> Vec<Spec> {
             specs.push(bind(cwd, cwd, NodeKind::Dir, false));
         }
     }
-    for (present, file) in [
-        (host.has_etc_hosts, "/etc/hosts"),
-        (host.has_resolv_conf, "/etc/resolv.conf"),
-    ] {
+    for (present, file) in [(host.has_etc_hosts, "/etc/hosts"), (host.has_resolv_conf, "/etc/resolv.conf")] {
         if present {
             specs.push(bind(file, file, NodeKind::File, true));
         }
@@ -586,13 +489,7 @@ impl Accounts {
         } else {
             (host.user_name.clone(), host.group_name.clone())
         };
-        Accounts {
-            user,
-            group,
-            uid,
-            gid,
-            home: host.home.clone(),
-        }
+        Accounts { user, group, uid, gid, home: host.home.clone() }
     }
 }
 
@@ -605,13 +502,7 @@ fn entry(line: &str) -> (&str, Option<u32>) {
 
 /// The image's passwd with the caller's entry in place of any that shares its name or uid, so
 /// `id`, `whoami` and `ls -l` name the caller. Root keeps the image's own root entry.
-pub fn passwd_with_caller(
-    image: Option<&str>,
-    user: &str,
-    uid: u32,
-    gid: u32,
-    home: &Path,
-) -> String {
+pub fn passwd_with_caller(image: Option<&str>, user: &str, uid: u32, gid: u32, home: &Path) -> String {
     let image = image.unwrap_or("");
     let already = image.lines().any(|l| entry(l) == (user, Some(uid)));
     let mut out: String = image
@@ -625,10 +516,7 @@ pub fn passwd_with_caller(
         .flat_map(|l| [l, "\n"])
         .collect();
     if !already {
-        out.push_str(&format!(
-            "{user}:x:{uid}:{gid}:{user}:{}:/bin/sh\n",
-            home.display()
-        ));
+        out.push_str(&format!("{user}:x:{uid}:{gid}:{user}:{}:/bin/sh\n", home.display()));
     }
     out
 }
@@ -656,10 +544,7 @@ pub fn group_with_caller(image: Option<&str>, group: &str, gid: u32) -> String {
 /// Joins a container path below a staging directory (`/newroot`, `/upper`).
 fn under(base: &str, path: &Path) -> PathBuf {
     let mut out = PathBuf::from(base);
-    out.extend(
-        path.components()
-            .filter(|c| matches!(c, Component::Normal(_))),
-    );
+    out.extend(path.components().filter(|c| matches!(c, Component::Normal(_))));
     out
 }
 
@@ -671,10 +556,7 @@ fn make_mountpoint(
     path: &Path,
     kind: NodeKind,
 ) {
-    let parts: Vec<_> = path
-        .components()
-        .filter(|c| matches!(c, Component::Normal(_)))
-        .collect();
+    let parts: Vec<_> = path.components().filter(|c| matches!(c, Component::Normal(_))).collect();
     let mut current = PathBuf::from(base);
     for (i, part) in parts.iter().enumerate() {
         current.push(part);
@@ -683,15 +565,9 @@ fn make_mountpoint(
             continue;
         }
         if last && kind == NodeKind::File {
-            ops.push(MountOp::CreateFile {
-                path: current.clone(),
-                mode: 0o644,
-            });
+            ops.push(MountOp::CreateFile { path: current.clone(), mode: 0o644 });
         } else {
-            ops.push(MountOp::Mkdir {
-                path: current.clone(),
-                mode: 0o755,
-            });
+            ops.push(MountOp::Mkdir { path: current.clone(), mode: 0o755 });
         }
     }
 }
@@ -710,28 +586,13 @@ fn mount_ops(
             base: STAGING_BASE.into(),
             put_old: Path::new(STAGING_BASE).join(&OLD_ROOT[1..]),
         },
-        MountOp::Mkdir {
-            path: UPPER.into(),
-            mode: 0o755,
-        },
-        MountOp::Mkdir {
-            path: WORK.into(),
-            mode: 0o755,
-        },
-        MountOp::Mkdir {
-            path: NEW_ROOT.into(),
-            mode: 0o755,
-        },
+        MountOp::Mkdir { path: UPPER.into(), mode: 0o755 },
+        MountOp::Mkdir { path: WORK.into(), mode: 0o755 },
+        MountOp::Mkdir { path: NEW_ROOT.into(), mode: 0o755 },
     ];
     let mut staged_made = BTreeSet::new();
     // The generated account files go straight into the upper layer: no bind, no mount point.
-    make_mountpoint(
-        &mut staged,
-        &mut staged_made,
-        UPPER,
-        Path::new("/etc"),
-        NodeKind::Dir,
-    );
+    make_mountpoint(&mut staged, &mut staged_made, UPPER, Path::new("/etc"), NodeKind::Dir);
     let passwd = passwd_with_caller(
         image.passwd.as_deref(),
         &accounts.user,
@@ -750,10 +611,7 @@ fn mount_ops(
         contents: group,
         mode: 0o644,
     });
-    staged_made.extend([
-        under(UPPER, Path::new("/etc/passwd")),
-        under(UPPER, Path::new("/etc/group")),
-    ]);
+    staged_made.extend([under(UPPER, Path::new("/etc/passwd")), under(UPPER, Path::new("/etc/group"))]);
 
     let mut mounts = Vec::new();
     let mut made = BTreeSet::new();
@@ -765,20 +623,10 @@ fn mount_ops(
             .filter(|p| spec.dest.starts_with(&p.dest))
             .max_by_key(|p| p.dest.components().count());
         match parent.map(|p| &p.what) {
-            None => make_mountpoint(
-                &mut staged,
-                &mut staged_made,
-                UPPER,
-                &spec.dest,
-                spec.mountpoint,
-            ),
-            Some(What::Tmpfs { .. }) => make_mountpoint(
-                &mut mounts,
-                &mut made,
-                NEW_ROOT,
-                &spec.dest,
-                spec.mountpoint,
-            ),
+            None => make_mountpoint(&mut staged, &mut staged_made, UPPER, &spec.dest, spec.mountpoint),
+            Some(What::Tmpfs { .. }) => {
+                make_mountpoint(&mut mounts, &mut made, NEW_ROOT, &spec.dest, spec.mountpoint)
+            }
             Some(_) => {}
         }
         mounts.push(mount_op(spec));
@@ -810,42 +658,23 @@ fn mount_ops(
     staged.extend(mounts);
     // Read-only remounts come last: anything created below a mount must exist before it freezes.
     if !req.writable_tmpfs {
-        staged.push(MountOp::ReadOnly {
-            target: NEW_ROOT.into(),
-            recursive: false,
-        });
+        staged.push(MountOp::ReadOnly { target: NEW_ROOT.into(), recursive: false });
     }
     for spec in specs.iter().filter(|s| s.read_only) {
-        let recursive = matches!(
-            spec.what,
-            What::Bind {
-                recursive: true,
-                ..
-            }
-        );
-        staged.push(MountOp::ReadOnly {
-            target: under(NEW_ROOT, &spec.dest),
-            recursive,
-        });
+        let recursive = matches!(spec.what, What::Bind { recursive: true, .. });
+        staged.push(MountOp::ReadOnly { target: under(NEW_ROOT, &spec.dest), recursive });
     }
-    staged.push(MountOp::PivotRoot {
-        new_root: NEW_ROOT.into(),
-    });
+    staged.push(MountOp::PivotRoot { new_root: NEW_ROOT.into() });
     staged
 }
 
 fn mount_op(spec: &Spec) -> MountOp {
     let target = under(NEW_ROOT, &spec.dest);
     match &spec.what {
-        What::Bind { source, recursive } => MountOp::Bind {
-            source: under(OLD_ROOT, source),
-            target,
-            recursive: *recursive,
-        },
-        What::Tmpfs { mode } => MountOp::Tmpfs {
-            target,
-            mode: *mode,
-        },
+        What::Bind { source, recursive } => {
+            MountOp::Bind { source: under(OLD_ROOT, source), target, recursive: *recursive }
+        }
+        What::Tmpfs { mode } => MountOp::Tmpfs { target, mode: *mode },
         What::Proc => MountOp::Proc { target },
         What::Devpts => MountOp::Devpts { target },
     }
@@ -887,11 +716,7 @@ mod tests {
 
     fn image() -> ImageInfo {
         let config = RunConfig {
-            env: vec![
-                "PATH=/opt/bin:/usr/bin".into(),
-                "FOO=image".into(),
-                "BAR=image".into(),
-            ],
+            env: vec!["PATH=/opt/bin:/usr/bin".into(), "FOO=image".into(), "BAR=image".into()],
             cmd: vec!["/bin/sh".into()],
             working_dir: Some("/app".into()),
             ..RunConfig::default()
@@ -905,9 +730,7 @@ mod tests {
     }
 
     fn env_of(plan: &LaunchPlan, name: &str) -> Option<String> {
-        plan.env
-            .iter()
-            .find_map(|e| e.strip_prefix(&format!("{name}=")).map(str::to_string))
+        plan.env.iter().find_map(|e| e.strip_prefix(&format!("{name}=")).map(str::to_string))
     }
 
     fn index(ops: &[MountOp], pred: impl Fn(&MountOp) -> bool) -> usize {
@@ -928,40 +751,17 @@ mod tests {
     #[test]
     fn env_precedence() {
         let req = RunRequest {
-            env_file_vars: vec![
-                ("FILE".into(), "file".into()),
-                ("ARG".into(), "file".into()),
-            ],
+            env_file_vars: vec![("FILE".into(), "file".into()), ("ARG".into(), "file".into())],
             env_vars: vec![("ARG".into(), "arg".into())],
             ..RunRequest::default()
         };
         let plan = build(&req, &host(), &image()).unwrap();
-        assert_eq!(
-            env_of(&plan, "LANG").as_deref(),
-            Some("C.UTF-8"),
-            "host passes through"
-        );
-        assert_eq!(
-            env_of(&plan, "FOO").as_deref(),
-            Some("image"),
-            "image beats host"
-        );
-        assert_eq!(
-            env_of(&plan, "BAR").as_deref(),
-            Some("prefixed"),
-            "GPURUN_ENV_ beats image"
-        );
-        assert_eq!(
-            env_of(&plan, "ARG").as_deref(),
-            Some("arg"),
-            "--env beats --env-file"
-        );
+        assert_eq!(env_of(&plan, "LANG").as_deref(), Some("C.UTF-8"), "host passes through");
+        assert_eq!(env_of(&plan, "FOO").as_deref(), Some("image"), "image beats host");
+        assert_eq!(env_of(&plan, "BAR").as_deref(), Some("prefixed"), "GPURUN_ENV_ beats image");
+        assert_eq!(env_of(&plan, "ARG").as_deref(), Some("arg"), "--env beats --env-file");
         assert_eq!(env_of(&plan, "FILE").as_deref(), Some("file"));
-        assert_eq!(
-            env_of(&plan, "PATH").as_deref(),
-            Some("/opt/bin:/usr/bin"),
-            "host PATH never passes"
-        );
+        assert_eq!(env_of(&plan, "PATH").as_deref(), Some("/opt/bin:/usr/bin"), "host PATH never passes");
         assert_eq!(env_of(&plan, "HOME").as_deref(), Some("/home/alice"));
         assert_eq!(env_of(&plan, "LD_LIBRARY_PATH"), None);
         assert_eq!(env_of(&plan, "GPURUN_CACHE_DIR"), None);
@@ -970,45 +770,29 @@ mod tests {
 
     #[test]
     fn cleanenv_keeps_term_and_proxies_only() {
-        let req = RunRequest {
-            cleanenv: true,
-            ..RunRequest::default()
-        };
+        let req = RunRequest { cleanenv: true, ..RunRequest::default() };
         let mut img = image();
         img.config.env.clear();
         let plan = build(&req, &host(), &img).unwrap();
-        let names: Vec<&str> = plan
-            .env
-            .iter()
-            .map(|e| e.split('=').next().unwrap())
-            .collect();
+        let names: Vec<&str> = plan.env.iter().map(|e| e.split('=').next().unwrap()).collect();
         assert_eq!(names, ["BAR", "HOME", "PATH", "TERM", "https_proxy"]);
         assert_eq!(env_of(&plan, "PATH").as_deref(), Some(DEFAULT_PATH));
     }
 
     #[test]
     fn argv_follows_oci_rules() {
-        let config = RunConfig {
-            entrypoint: vec!["/ep".into()],
-            cmd: vec!["c".into()],
-            ..RunConfig::default()
-        };
+        let config =
+            RunConfig { entrypoint: vec!["/ep".into()], cmd: vec!["c".into()], ..RunConfig::default() };
         let req = |command: &[&str], run| RunRequest {
             command: command.iter().map(|s| s.to_string()).collect(),
             run_entrypoint: run,
             ..RunRequest::default()
         };
         assert_eq!(argv(&req(&[], false), &config).unwrap(), ["/ep", "c"]);
-        assert_eq!(
-            argv(&req(&["ls", "-l"], false), &config).unwrap(),
-            ["ls", "-l"]
-        );
+        assert_eq!(argv(&req(&["ls", "-l"], false), &config).unwrap(), ["ls", "-l"]);
         assert_eq!(argv(&req(&["x"], true), &config).unwrap(), ["/ep", "x"]);
         assert_eq!(argv(&req(&[], true), &config).unwrap(), ["/ep", "c"]);
-        assert!(matches!(
-            argv(&req(&[], false), &RunConfig::default()),
-            Err(PlanError::NoCommand)
-        ));
+        assert!(matches!(argv(&req(&[], false), &RunConfig::default()), Err(PlanError::NoCommand)));
     }
 
     #[test]
@@ -1033,24 +817,13 @@ mod tests {
         let plan = build(&req, &host(), &image()).unwrap();
         let ops = &plan.mounts;
         let pos = |p: &str| index(ops, |op| target_of(op) == Some(Path::new(p)));
-        assert_eq!(
-            index(ops, |op| matches!(op, MountOp::EnterStaging { .. })),
-            1
-        );
+        assert_eq!(index(ops, |op| matches!(op, MountOp::EnterStaging { .. })), 1);
         assert!(pos("/newroot") < pos("/newroot/proc"));
-        assert!(
-            pos("/newroot/mnt/a") < pos("/newroot/mnt/a/b"),
-            "parent bind first"
-        );
+        assert!(pos("/newroot/mnt/a") < pos("/newroot/mnt/a/b"), "parent bind first");
         assert!(pos("/newroot/dev") < pos("/newroot/dev/null"));
         assert!(pos("/newroot/dev") < pos("/newroot/dev/pts"));
         // Every mount point of the overlay root is staged in the upper layer before the overlay.
-        for path in [
-            "/upper/mnt/a",
-            "/upper/home/alice",
-            "/upper/scratch/job",
-            "/upper/etc/hosts",
-        ] {
+        for path in ["/upper/mnt/a", "/upper/home/alice", "/upper/scratch/job", "/upper/etc/hosts"] {
             let made = index(
                 ops,
                 |op| matches!(op, MountOp::Mkdir { path: p, .. } | MountOp::CreateFile { path: p, .. } if p == Path::new(path)),
@@ -1058,10 +831,7 @@ mod tests {
             assert!(made < pos("/newroot"), "{path}");
         }
         // /mnt/a/b lies in a host bind: nothing is created for it (the host is never modified).
-        assert!(
-            !ops.iter()
-                .any(|op| matches!(op, MountOp::Mkdir { path, .. } if path.ends_with("a/b")))
-        );
+        assert!(!ops.iter().any(|op| matches!(op, MountOp::Mkdir { path, .. } if path.ends_with("a/b"))));
         // /dev nodes get their mount points in the /dev tmpfs, after it is mounted.
         let dev_null = index(
             ops,
@@ -1078,9 +848,7 @@ mod tests {
         let ro: Vec<_> = ops
             .iter()
             .filter_map(|op| match op {
-                MountOp::ReadOnly { target, recursive } => {
-                    Some((target.to_str().unwrap(), *recursive))
-                }
+                MountOp::ReadOnly { target, recursive } => Some((target.to_str().unwrap(), *recursive)),
                 _ => None,
             })
             .collect();
@@ -1112,72 +880,40 @@ mod tests {
         ] {
             assert!(binds.contains(&t), "{t} in {binds:?}");
         }
-        let contained = build(
-            &RunRequest {
-                contain: true,
-                ..RunRequest::default()
-            },
-            &host(),
-            &image(),
-        )
-        .unwrap();
-        assert_eq!(
-            contained.cwd,
-            Path::new("/app"),
-            "image WorkingDir when cwd is not bound"
-        );
-        assert!(contained.mounts.iter().any(|op| matches!(op, MountOp::Tmpfs { target, mode: 0o1777 } if target == Path::new("/newroot/tmp"))));
-        assert!(!contained.mounts.iter().any(
-            |op| matches!(op, MountOp::Bind { target, .. } if target.starts_with("/newroot/home"))
+        let contained =
+            build(&RunRequest { contain: true, ..RunRequest::default() }, &host(), &image()).unwrap();
+        assert_eq!(contained.cwd, Path::new("/app"), "image WorkingDir when cwd is not bound");
+        assert!(contained.mounts.iter().any(
+            |op| matches!(op, MountOp::Tmpfs { target, mode: 0o1777 } if target == Path::new("/newroot/tmp"))
         ));
+        assert!(
+            !contained
+                .mounts
+                .iter()
+                .any(|op| matches!(op, MountOp::Bind { target, .. } if target.starts_with("/newroot/home")))
+        );
         let mut bare = image();
         bare.config.working_dir = None;
-        let plan = build(
-            &RunRequest {
-                contain: true,
-                ..RunRequest::default()
-            },
-            &host(),
-            &bare,
-        )
-        .unwrap();
+        let plan = build(&RunRequest { contain: true, ..RunRequest::default() }, &host(), &bare).unwrap();
         assert_eq!(plan.cwd, Path::new("/"));
-        let pwd = build(
-            &RunRequest {
-                pwd: Some("/x".into()),
-                ..RunRequest::default()
-            },
-            &host(),
-            &image(),
-        )
-        .unwrap();
+        let pwd = build(&RunRequest { pwd: Some("/x".into()), ..RunRequest::default() }, &host(), &image())
+            .unwrap();
         assert_eq!(pwd.cwd, Path::new("/x"));
-        let writable = build(
-            &RunRequest {
-                writable_tmpfs: true,
-                ..RunRequest::default()
-            },
-            &host(),
-            &image(),
-        )
-        .unwrap();
-        assert!(!writable.mounts.iter().any(
-            |op| matches!(op, MountOp::ReadOnly { target, .. } if target == Path::new("/newroot"))
-        ));
+        let writable =
+            build(&RunRequest { writable_tmpfs: true, ..RunRequest::default() }, &host(), &image()).unwrap();
+        assert!(
+            !writable
+                .mounts
+                .iter()
+                .any(|op| matches!(op, MountOp::ReadOnly { target, .. } if target == Path::new("/newroot")))
+        );
     }
 
     #[test]
     fn identity_and_accounts() {
         let plan = build(&RunRequest::default(), &host(), &image()).unwrap();
         let ns = plan.user_namespace.as_ref().unwrap();
-        assert_eq!(
-            ns.uid_map,
-            [IdMap {
-                inside: 1000,
-                outside: 1000,
-                count: 1
-            }]
-        );
+        assert_eq!(ns.uid_map, [IdMap { inside: 1000, outside: 1000, count: 1 }]);
         assert_eq!(ns.writer, MapWriter::Direct);
         assert!(!plan.keep_capabilities && plan.no_new_privs);
         let passwd = plan
@@ -1190,42 +926,14 @@ mod tests {
                 _ => None,
             })
             .unwrap();
-        assert_eq!(
-            passwd,
-            "root:x:0:0::/root:/bin/sh\nalice:x:1000:100:alice:/home/alice:/bin/sh\n"
-        );
-        let fake = build(
-            &RunRequest {
-                fakeroot: true,
-                ..RunRequest::default()
-            },
-            &host(),
-            &image(),
-        )
-        .unwrap();
+        assert_eq!(passwd, "root:x:0:0::/root:/bin/sh\nalice:x:1000:100:alice:/home/alice:/bin/sh\n");
+        let fake = build(&RunRequest { fakeroot: true, ..RunRequest::default() }, &host(), &image()).unwrap();
         assert_eq!((fake.uid, fake.gid, fake.keep_capabilities), (0, 0, true));
-        assert_eq!(
-            fake.user_namespace.unwrap().uid_map,
-            [IdMap {
-                inside: 0,
-                outside: 1000,
-                count: 1
-            }]
-        );
-        let root = HostFacts {
-            uid: 0,
-            gid: 0,
-            ..host()
-        };
+        assert_eq!(fake.user_namespace.unwrap().uid_map, [IdMap { inside: 0, outside: 1000, count: 1 }]);
+        let root = HostFacts { uid: 0, gid: 0, ..host() };
         let plan = build(&RunRequest::default(), &root, &image()).unwrap();
         assert!(plan.user_namespace.is_none() && !plan.namespaces.contains(&Namespace::User));
-        assert!(plan.mounts.iter().any(|op| matches!(
-            op,
-            MountOp::Overlay {
-                userxattr: false,
-                ..
-            }
-        )));
+        assert!(plan.mounts.iter().any(|op| matches!(op, MountOp::Overlay { userxattr: false, .. })));
     }
 
     #[test]
@@ -1235,9 +943,6 @@ mod tests {
             "root:x:0:\nusers:x:100:\n"
         );
         assert_eq!(group_with_caller(None, "users", 100), "users:x:100:\n");
-        assert_eq!(
-            group_with_caller(Some("users:x:100:bob\n"), "users", 100),
-            "users:x:100:bob\n"
-        );
+        assert_eq!(group_with_caller(Some("users:x:100:bob\n"), "users", 100), "users:x:100:bob\n");
     }
 }

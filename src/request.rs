@@ -65,24 +65,15 @@ impl HostFacts {
             .map(|(_, v)| PathBuf::from(v))
             .or_else(|| user.as_ref().map(|u| u.dir.clone()))
             .unwrap_or_else(|| PathBuf::from("/"));
-        let user_name = user
-            .as_ref()
-            .map(|u| u.name.clone())
-            .unwrap_or_else(|| format!("user{uid}"));
-        let subids = if fakeroot && uid != 0 {
-            find_subids(&user_name, uid)
-        } else {
-            None
-        };
+        let user_name = user.as_ref().map(|u| u.name.clone()).unwrap_or_else(|| format!("user{uid}"));
+        let subids = if fakeroot && uid != 0 { find_subids(&user_name, uid) } else { None };
         HostFacts {
             uid,
             gid,
             groups: nix::unistd::getgroups()
                 .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
                 .unwrap_or_default(),
-            group_name: group
-                .map(|g| g.name)
-                .unwrap_or_else(|| format!("group{gid}")),
+            group_name: group.map(|g| g.name).unwrap_or_else(|| format!("group{gid}")),
             user_name,
             home_is_dir: home.is_dir(),
             home,
@@ -100,10 +91,8 @@ impl HostFacts {
 /// The first `/etc/subuid` and `/etc/subgid` ranges for the caller, if both exist along with
 /// the setuid helpers that can install them.
 fn find_subids(user: &str, uid: u32) -> Option<SubIds> {
-    let (uid_start, uid_count) =
-        parse_subid(&std::fs::read_to_string("/etc/subuid").ok()?, user, uid)?;
-    let (gid_start, gid_count) =
-        parse_subid(&std::fs::read_to_string("/etc/subgid").ok()?, user, uid)?;
+    let (uid_start, uid_count) = parse_subid(&std::fs::read_to_string("/etc/subuid").ok()?, user, uid)?;
+    let (gid_start, gid_count) = parse_subid(&std::fs::read_to_string("/etc/subgid").ok()?, user, uid)?;
     let find = |name: &str| {
         ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
             .iter()
@@ -202,11 +191,7 @@ pub enum RequestError {
         source: std::io::Error,
     },
     #[error("--env-file {file}, line {line}: expected NAME=VALUE, got {text:?}")]
-    EnvFileSyntax {
-        file: PathBuf,
-        line: usize,
-        text: String,
-    },
+    EnvFileSyntax { file: PathBuf, line: usize, text: String },
     #[error("command argument {0:?} is not valid UTF-8")]
     NonUtf8Argument(OsString),
 }
@@ -215,13 +200,12 @@ impl RequestError {
     /// How to fix it, where there is more to say than the message.
     pub fn hint(&self) -> Option<String> {
         match self {
-            RequestError::BindSource { .. } => Some(
-                "check the path exists on the host (binds are never created on the host)".into(),
-            ),
-            RequestError::BadBind { .. } => Some(
-                "the form is SRC[:DST[:ro|rw]] with an absolute DST, e.g. -B /scratch:/data:ro"
-                    .into(),
-            ),
+            RequestError::BindSource { .. } => {
+                Some("check the path exists on the host (binds are never created on the host)".into())
+            }
+            RequestError::BadBind { .. } => {
+                Some("the form is SRC[:DST[:ro|rw]] with an absolute DST, e.g. -B /scratch:/data:ro".into())
+            }
             RequestError::GpuUnsupported { .. } => {
                 Some("run without GPU flags, or bind device nodes with -B /dev/dri".into())
             }
@@ -243,11 +227,7 @@ impl RunRequest {
         let command = args
             .command
             .iter()
-            .map(|a| {
-                a.clone()
-                    .into_string()
-                    .map_err(RequestError::NonUtf8Argument)
-            })
+            .map(|a| a.clone().into_string().map_err(RequestError::NonUtf8Argument))
             .collect::<Result<Vec<_>, _>>()?;
         let binds = parse_binds(&args.binds, host.cwd.as_deref())?;
         let env_vars = args
@@ -306,10 +286,7 @@ fn parse_binds(specs: &[String], cwd: Option<&Path>) -> Result<Vec<BindSpec>, Re
 }
 
 fn parse_bind(spec: &str, cwd: Option<&Path>) -> Result<BindSpec, RequestError> {
-    let bad = |reason: &str| RequestError::BadBind {
-        spec: spec.into(),
-        reason: reason.into(),
-    };
+    let bad = |reason: &str| RequestError::BadBind { spec: spec.into(), reason: reason.into() };
     let parts: Vec<&str> = spec.split(':').collect();
     if parts.len() > 3 || parts[0].is_empty() {
         return Err(bad("expected SRC[:DST[:ro|rw]]"));
@@ -324,13 +301,11 @@ fn parse_bind(spec: &str, cwd: Option<&Path>) -> Result<BindSpec, RequestError> 
         Some(cwd) if raw_source.is_relative() => cwd.join(raw_source),
         _ => raw_source.to_path_buf(),
     };
-    let source = joined
-        .canonicalize()
-        .map_err(|source| RequestError::BindSource {
-            spec: spec.into(),
-            source_path: joined.clone(),
-            source,
-        })?;
+    let source = joined.canonicalize().map_err(|source| RequestError::BindSource {
+        spec: spec.into(),
+        source_path: joined.clone(),
+        source,
+    })?;
     let dest = match parts.get(1) {
         Some(d) if !d.is_empty() => PathBuf::from(d),
         _ => source.clone(),
@@ -342,26 +317,15 @@ fn parse_bind(spec: &str, cwd: Option<&Path>) -> Result<BindSpec, RequestError> 
     if dest == Path::new("/") || dest.starts_with("/proc") {
         return Err(bad("cannot bind onto / or /proc"));
     }
-    let kind = if source.is_dir() {
-        NodeKind::Dir
-    } else {
-        NodeKind::File
-    };
-    Ok(BindSpec {
-        source,
-        dest,
-        read_only,
-        kind,
-    })
+    let kind = if source.is_dir() { NodeKind::Dir } else { NodeKind::File };
+    Ok(BindSpec { source, dest, read_only, kind })
 }
 
 /// `NAME=VALUE` with a portable variable name; `None` when malformed.
 pub fn parse_env_assignment(text: &str) -> Option<(String, String)> {
     let (name, value) = text.split_once('=')?;
     let mut chars = name.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return None;
     }
@@ -372,10 +336,8 @@ pub fn parse_env_assignment(text: &str) -> Option<(String, String)> {
 /// `export ` prefix, and one level of matching single or double quotes removed. Values are not
 /// shell-expanded (unlike Apptainer, which sources the file): what you write is what you get.
 fn read_env_file(file: &Path) -> Result<Vec<(String, String)>, RequestError> {
-    let text = std::fs::read_to_string(file).map_err(|source| RequestError::EnvFileRead {
-        file: file.into(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(file)
+        .map_err(|source| RequestError::EnvFileRead { file: file.into(), source })?;
     parse_env_file(&text).map_err(|(line, text)| RequestError::EnvFileSyntax {
         file: file.into(),
         line,
@@ -391,12 +353,8 @@ pub fn parse_env_file(text: &str) -> Result<Vec<(String, String)>, (usize, Strin
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let line = line
-            .strip_prefix("export ")
-            .map(str::trim_start)
-            .unwrap_or(line);
-        let (name, value) =
-            parse_env_assignment(line).ok_or_else(|| (index + 1, raw.to_string()))?;
+        let line = line.strip_prefix("export ").map(str::trim_start).unwrap_or(line);
+        let (name, value) = parse_env_assignment(line).ok_or_else(|| (index + 1, raw.to_string()))?;
         let unquoted = ['"', '\'']
             .iter()
             .find_map(|q| value.strip_prefix(*q).and_then(|v| v.strip_suffix(*q)))
@@ -414,14 +372,8 @@ mod tests {
 
     #[test]
     fn env_assignment_rules() {
-        assert_eq!(
-            parse_env_assignment("A_1=x=y"),
-            Some(("A_1".into(), "x=y".into()))
-        );
-        assert_eq!(
-            parse_env_assignment("EMPTY="),
-            Some(("EMPTY".into(), String::new()))
-        );
+        assert_eq!(parse_env_assignment("A_1=x=y"), Some(("A_1".into(), "x=y".into())));
+        assert_eq!(parse_env_assignment("EMPTY="), Some(("EMPTY".into(), String::new())));
         assert_eq!(parse_env_assignment("1A=x"), None);
         assert_eq!(parse_env_assignment("NOVALUE"), None);
         assert_eq!(parse_env_assignment("A-B=x"), None);
@@ -432,38 +384,20 @@ mod tests {
         let vars = parse_env_file("# c\n\nexport A=1\nB=\"two words\"\nC='x'\nD=\"\n").unwrap();
         let expect = [("A", "1"), ("B", "two words"), ("C", "x"), ("D", "\"")];
         assert_eq!(vars, expect.map(|(a, b)| (a.to_string(), b.to_string())));
-        assert_eq!(
-            parse_env_file("A=1\nnot an assignment\n"),
-            Err((2, "not an assignment".into()))
-        );
+        assert_eq!(parse_env_file("A=1\nnot an assignment\n"), Err((2, "not an assignment".into())));
     }
 
     #[test]
     fn bind_syntax_and_sources() {
         let tmp = std::env::temp_dir().canonicalize().unwrap();
         let b = parse_bind(&format!("{}:/data:ro", tmp.display()), None).unwrap();
-        assert_eq!(
-            (b.dest.as_path(), b.read_only, b.kind),
-            (Path::new("/data"), true, NodeKind::Dir)
-        );
+        assert_eq!((b.dest.as_path(), b.read_only, b.kind), (Path::new("/data"), true, NodeKind::Dir));
         let same = parse_bind(tmp.to_str().unwrap(), None).unwrap();
         assert_eq!(same.dest, tmp);
-        assert!(matches!(
-            parse_bind("/nonexistent-gpurun:/x", None),
-            Err(RequestError::BindSource { .. })
-        ));
-        assert!(matches!(
-            parse_bind("/:/x:rx", None),
-            Err(RequestError::BadBind { .. })
-        ));
-        assert!(matches!(
-            parse_bind("/:rel", None),
-            Err(RequestError::BadBind { .. })
-        ));
-        assert!(matches!(
-            parse_bind("/:/", None),
-            Err(RequestError::BadBind { .. })
-        ));
+        assert!(matches!(parse_bind("/nonexistent-gpurun:/x", None), Err(RequestError::BindSource { .. })));
+        assert!(matches!(parse_bind("/:/x:rx", None), Err(RequestError::BadBind { .. })));
+        assert!(matches!(parse_bind("/:rel", None), Err(RequestError::BadBind { .. })));
+        assert!(matches!(parse_bind("/:/", None), Err(RequestError::BadBind { .. })));
         let dup = parse_binds(&["/:/x".into(), "/tmp:/x/".into()], None);
         assert!(matches!(dup, Err(RequestError::DuplicateBind(_))));
     }

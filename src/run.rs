@@ -76,20 +76,12 @@ fn image_info(prepared: &Prepared) -> Result<ImageInfo, RunError> {
     let rootfs = prepared
         .rootfs
         .canonicalize()
-        .map_err(|source| RunError::Rootfs {
-            path: prepared.rootfs.clone(),
-            source,
-        })?;
-    let root = std::fs::File::open(&rootfs).map_err(|source| RunError::Rootfs {
-        path: rootfs.clone(),
-        source,
-    })?;
+        .map_err(|source| RunError::Rootfs { path: prepared.rootfs.clone(), source })?;
+    let root =
+        std::fs::File::open(&rootfs).map_err(|source| RunError::Rootfs { path: rootfs.clone(), source })?;
     if !root.metadata().is_ok_and(|m| m.is_dir()) {
         let source = io::Error::from_raw_os_error(libc::ENOTDIR);
-        return Err(RunError::Rootfs {
-            path: rootfs,
-            source,
-        });
+        return Err(RunError::Rootfs { path: rootfs, source });
     }
     Ok(ImageInfo {
         passwd: read_in_root(&root, "etc/passwd"),

@@ -11,18 +11,13 @@ use crate::sys::Sys;
 use super::SandboxError;
 
 fn map_text(map: &[IdMap]) -> String {
-    map.iter()
-        .map(|m| format!("{} {} {}\n", m.inside, m.outside, m.count))
-        .collect()
+    map.iter().map(|m| format!("{} {} {}\n", m.inside, m.outside, m.count)).collect()
 }
 
 /// `unshare(CLONE_NEWUSER)` and the maps, written by us (the `Direct` writer).
 pub fn enter_direct(sys: &mut dyn Sys, ns: &UserNamespace) -> Result<(), SandboxError> {
     sys.unshare(libc::CLONE_NEWUSER)
-        .map_err(|source| SandboxError::UserNamespace {
-            hint: userns_hint(),
-            source,
-        })?;
+        .map_err(|source| SandboxError::UserNamespace { hint: userns_hint(), source })?;
     // An unprivileged process may write a gid_map only after denying setgroups (since Linux
     // 3.19, CVE-2014-8989). The supplementary groups it already has stay in effect: they show as
     // the overflow gid (nogroup) but still grant access, e.g. to render/video device nodes.
@@ -32,38 +27,30 @@ pub fn enter_direct(sys: &mut dyn Sys, ns: &UserNamespace) -> Result<(), Sandbox
 }
 
 fn write(sys: &mut dyn Sys, file: &str, contents: &str) -> Result<(), SandboxError> {
-    sys.write_proc(Path::new(file), contents)
-        .map_err(|source| SandboxError::IdMap {
-            file: file.into(),
-            contents: contents.trim_end().replace('\n', "; "),
-            hint: userns_hint(),
-            source,
-        })
+    sys.write_proc(Path::new(file), contents).map_err(|source| SandboxError::IdMap {
+        file: file.into(),
+        contents: contents.trim_end().replace('\n', "; "),
+        hint: userns_hint(),
+        source,
+    })
 }
 
 /// `--fakeroot` with subordinate ids: a helper forked *before* the unshare (so it stays in the
 /// host namespace, where the setuid bit works) runs `newuidmap`/`newgidmap` on us once we have
 /// unshared. Only this path forks and execs a helper; the default path stays syscall-only.
 pub fn enter_with_helpers(ns: &UserNamespace) -> Result<(), SandboxError> {
-    let MapWriter::Helpers {
-        newuidmap,
-        newgidmap,
-    } = &ns.writer
-    else {
+    let MapWriter::Helpers { newuidmap, newgidmap } = &ns.writer else {
         return enter_direct(&mut crate::sys::Linux, ns);
     };
-    let (go_r, go_w) = nix::unistd::pipe().map_err(|e| SandboxError::Process {
-        step: "create a pipe",
-        source: e.into(),
-    })?;
+    let (go_r, go_w) =
+        nix::unistd::pipe().map_err(|e| SandboxError::Process { step: "create a pipe", source: e.into() })?;
     let me = nix::unistd::getpid().as_raw();
     let uid_args = map_args(&ns.uid_map);
     let gid_args = map_args(&ns.gid_map);
     // SAFETY: gpurun is single-threaded here (see `launch`), so the child may allocate and spawn.
-    match unsafe { nix::unistd::fork() }.map_err(|e| SandboxError::Process {
-        step: "fork the id-map helper",
-        source: e.into(),
-    })? {
+    match unsafe { nix::unistd::fork() }
+        .map_err(|e| SandboxError::Process { step: "fork the id-map helper", source: e.into() })?
+    {
         nix::unistd::ForkResult::Child => {
             drop(go_w);
             let mut byte = [0u8; 1];
@@ -80,40 +67,27 @@ pub fn enter_with_helpers(ns: &UserNamespace) -> Result<(), SandboxError> {
             let _ = nix::unistd::write(&go_w, if unshared.is_ok() { b"g" } else { b"" });
             drop(go_w);
             let status = nix::sys::wait::waitpid(child, None);
-            unshared.map_err(|e| SandboxError::UserNamespace {
-                hint: userns_hint(),
-                source: e.into(),
-            })?;
+            unshared.map_err(|e| SandboxError::UserNamespace { hint: userns_hint(), source: e.into() })?;
             match status {
                 Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => Ok(()),
-                other => Err(SandboxError::IdMapHelper {
-                    helper: newuidmap.clone(),
-                    status: format!("{other:?}"),
-                }),
+                other => {
+                    Err(SandboxError::IdMapHelper { helper: newuidmap.clone(), status: format!("{other:?}") })
+                }
             }
         }
     }
 }
 
 fn map_args(map: &[IdMap]) -> Vec<String> {
-    map.iter()
-        .flat_map(|m| [m.inside, m.outside, m.count])
-        .map(|n| n.to_string())
-        .collect()
+    map.iter().flat_map(|m| [m.inside, m.outside, m.count]).map(|n| n.to_string()).collect()
 }
 
 fn run_helper(helper: &PathBuf, pid: i32, args: &[String]) -> bool {
-    std::process::Command::new(helper)
-        .arg(pid.to_string())
-        .args(args)
-        .status()
-        .is_ok_and(|s| s.success())
+    std::process::Command::new(helper).arg(pid.to_string()).args(args).status().is_ok_and(|s| s.success())
 }
 
 fn read_sysctl(path: &str) -> Option<String> {
-    std::fs::read_to_string(path)
-        .ok()
-        .map(|s| s.trim().to_string())
+    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
 }
 
 /// Names the setting that disables unprivileged user namespaces on this host.
@@ -126,8 +100,7 @@ pub fn userns_hint() -> String {
     if read_sysctl("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
         return "user namespaces are disabled: sudo sysctl -w user.max_user_namespaces=15000 (persist it in /etc/sysctl.d/)".into();
     }
-    if read_sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1")
-    {
+    if read_sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
         return "AppArmor restricts unprivileged user namespaces (Ubuntu 23.10+): sudo sysctl -w \
                 kernel.apparmor_restrict_unprivileged_userns=0, or install an AppArmor profile for gpurun \
                 that allows `userns,`"
@@ -147,16 +120,8 @@ mod tests {
     #[test]
     fn direct_maps_deny_setgroups_first() {
         let ns = UserNamespace {
-            uid_map: vec![IdMap {
-                inside: 1000,
-                outside: 1000,
-                count: 1,
-            }],
-            gid_map: vec![IdMap {
-                inside: 100,
-                outside: 100,
-                count: 1,
-            }],
+            uid_map: vec![IdMap { inside: 1000, outside: 1000, count: 1 }],
+            gid_map: vec![IdMap { inside: 100, outside: 100, count: 1 }],
             writer: MapWriter::Direct,
         };
         let mut sys = Recording::default();
@@ -170,10 +135,7 @@ mod tests {
                 Call::WriteProc("/proc/self/gid_map".into(), "100 100 1\n".into()),
             ]
         );
-        let mut failing = Recording {
-            fail_at: Some(0),
-            ..Recording::default()
-        };
+        let mut failing = Recording { fail_at: Some(0), ..Recording::default() };
         let err = enter_direct(&mut failing, &ns).unwrap_err();
         assert!(err.hint().is_some(), "{err}");
     }

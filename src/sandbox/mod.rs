@@ -66,10 +66,7 @@ pub enum SandboxError {
     },
     /// A failure inside the container's init or workload before exec, reported over a pipe.
     #[error("{message}")]
-    Container {
-        message: String,
-        hint: Option<String>,
-    },
+    Container { message: String, hint: Option<String> },
 }
 
 impl SandboxError {
@@ -107,10 +104,8 @@ fn chain(err: &dyn std::error::Error) -> String {
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
-    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| SandboxError::Process {
-        step: "create a pipe",
-        source: e.into(),
-    })
+    nix::unistd::pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| SandboxError::Process { step: "create a pipe", source: e.into() })
 }
 
 /// Runs the plan and returns the exit status gpurun should exit with: the workload's, 128+N
@@ -126,8 +121,7 @@ pub fn launch(plan: &LaunchPlan) -> Result<i32, SandboxError> {
     }
     // CLONE_NEWPID applies to our next child, which becomes PID 1 (pid_namespaces(7)); network,
     // UTS and IPC namespaces stay the host's so MPI, hostnames and shared memory just work.
-    sys.unshare(libc::CLONE_NEWNS | libc::CLONE_NEWPID)
-        .map_err(|source| SandboxError::Unshare { source })?;
+    sys.unshare(libc::CLONE_NEWNS | libc::CLONE_NEWPID).map_err(|source| SandboxError::Unshare { source })?;
     let terminal = process::Terminal::foreground();
     // Blocked before the fork so that no signal slips through before the loops wait for them.
     let old_mask = process::block_signals();
@@ -135,10 +129,9 @@ pub fn launch(plan: &LaunchPlan) -> Result<i32, SandboxError> {
     let (report_r, report_w) = pipe()?;
     tracing::debug!(?terminal, argv = ?plan.argv, "starting the container init");
     // SAFETY: gpurun is single-threaded here (precondition above), so the child may allocate.
-    match unsafe { nix::unistd::fork() }.map_err(|e| SandboxError::Process {
-        step: "fork the container init",
-        source: e.into(),
-    })? {
+    match unsafe { nix::unistd::fork() }
+        .map_err(|e| SandboxError::Process { step: "fork the container init", source: e.into() })?
+    {
         nix::unistd::ForkResult::Child => {
             drop(alive_w);
             drop(report_r);
@@ -159,10 +152,7 @@ pub fn launch(plan: &LaunchPlan) -> Result<i32, SandboxError> {
             let mut report = Vec::new();
             let _ = std::fs::File::from(report_r).read_to_end(&mut report);
             if let Ok(failure) = serde_json::from_slice::<ChildFailure>(&report) {
-                return Err(SandboxError::Container {
-                    message: failure.message,
-                    hint: failure.hint,
-                });
+                return Err(SandboxError::Container { message: failure.message, hint: failure.hint });
             }
             status
         }

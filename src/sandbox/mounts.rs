@@ -25,95 +25,44 @@ fn path_str(path: &Path) -> &str {
 }
 
 fn apply_one(sys: &mut dyn Sys, op: &MountOp) -> std::io::Result<()> {
-    let nosuid_nodev = MountFlags {
-        nosuid: true,
-        nodev: true,
-        ..MountFlags::default()
-    };
+    let nosuid_nodev = MountFlags { nosuid: true, nodev: true, ..MountFlags::default() };
     match op {
-        MountOp::MakePrivate { target } => {
-            sys.set_propagation(target, Propagation::RecursivePrivate)
-        }
+        MountOp::MakePrivate { target } => sys.set_propagation(target, Propagation::RecursivePrivate),
         MountOp::EnterStaging { base, put_old } => enter_staging(sys, base, put_old),
         MountOp::Mkdir { path, mode } => sys.mkdir(path, *mode),
         MountOp::CreateFile { path, mode } => sys.create_file(path, *mode),
-        MountOp::WriteFile {
-            path,
-            contents,
-            mode,
-        } => sys.write_file(path, contents.as_bytes(), *mode),
+        MountOp::WriteFile { path, contents, mode } => sys.write_file(path, contents.as_bytes(), *mode),
         MountOp::Symlink { target, link } => match sys.symlink(target, link) {
             // A user bind over /dev may already provide the link; keep theirs.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
             other => other,
         },
-        MountOp::Overlay {
-            lower,
-            upper,
-            work,
-            target,
-            userxattr,
-        } => {
-            let mut data = format!(
-                "lowerdir={},upperdir={},workdir={}",
-                escape(lower),
-                escape(upper),
-                escape(work)
-            );
+        MountOp::Overlay { lower, upper, work, target, userxattr } => {
+            let mut data =
+                format!("lowerdir={},upperdir={},workdir={}", escape(lower), escape(upper), escape(work));
             if *userxattr {
                 // Unprivileged overlay stores its metadata in user.* xattrs (Linux 5.11,
                 // Documentation/filesystems/overlayfs.rst "Permission model").
                 data.push_str(",userxattr");
             }
-            sys.mount(
-                "overlay",
-                target,
-                Some("overlay"),
-                MountFlags::default(),
-                Some(&data),
-            )
+            sys.mount("overlay", target, Some("overlay"), MountFlags::default(), Some(&data))
         }
-        MountOp::Bind {
-            source,
-            target,
-            recursive,
-        } => {
-            let flags = MountFlags {
-                bind: true,
-                recursive: *recursive,
-                ..MountFlags::default()
-            };
+        MountOp::Bind { source, target, recursive } => {
+            let flags = MountFlags { bind: true, recursive: *recursive, ..MountFlags::default() };
             sys.mount(path_str(source), target, None, flags, None)
         }
-        MountOp::Tmpfs { target, mode } => sys.mount(
-            "tmpfs",
-            target,
-            Some("tmpfs"),
-            nosuid_nodev,
-            Some(&format!("mode={mode:o}")),
-        ),
+        MountOp::Tmpfs { target, mode } => {
+            sys.mount("tmpfs", target, Some("tmpfs"), nosuid_nodev, Some(&format!("mode={mode:o}")))
+        }
         MountOp::Proc { target } => {
-            let flags = MountFlags {
-                noexec: true,
-                ..nosuid_nodev
-            };
+            let flags = MountFlags { noexec: true, ..nosuid_nodev };
             sys.mount("proc", target, Some("proc"), flags, None)
         }
         MountOp::Devpts { target } => {
             // newinstance: a private pty namespace; no gid= because the tty group is usually not
             // mapped in the user namespace (devpts(5)).
-            let flags = MountFlags {
-                nosuid: true,
-                noexec: true,
-                ..MountFlags::default()
-            };
-            sys.mount(
-                "devpts",
-                target,
-                Some("devpts"),
-                flags,
-                Some("newinstance,ptmxmode=0666,mode=0620"),
-            )
+            let flags = MountFlags { nosuid: true, noexec: true, ..MountFlags::default() };
+            sys.mount("devpts", target, Some("devpts"), flags, Some("newinstance,ptmxmode=0666,mode=0620"))
         }
         MountOp::ReadOnly { target, recursive } => sys.make_read_only(target, *recursive),
         MountOp::PivotRoot { new_root } => pivot_into(sys, new_root),
@@ -122,11 +71,7 @@ fn apply_one(sys: &mut dyn Sys, op: &MountOp) -> std::io::Result<()> {
 
 /// Mounts the staging tmpfs on `base` and makes it the root with the host kept at `put_old`.
 fn enter_staging(sys: &mut dyn Sys, base: &Path, put_old: &Path) -> std::io::Result<()> {
-    let flags = MountFlags {
-        nosuid: true,
-        nodev: true,
-        ..MountFlags::default()
-    };
+    let flags = MountFlags { nosuid: true, nodev: true, ..MountFlags::default() };
     sys.mount("tmpfs", base, Some("tmpfs"), flags, Some("mode=755"))?;
     sys.mkdir(put_old, 0o755)?;
     sys.pivot_root(base, put_old)?;
@@ -178,10 +123,9 @@ pub fn describe(op: &MountOp) -> String {
         MountOp::MakePrivate { target } => {
             format!("make the mount tree at {} private", target.display())
         }
-        MountOp::EnterStaging { base, .. } => format!(
-            "mount the staging tmpfs on {} and pivot into it",
-            base.display()
-        ),
+        MountOp::EnterStaging { base, .. } => {
+            format!("mount the staging tmpfs on {} and pivot into it", base.display())
+        }
         MountOp::Mkdir { path, .. } => format!("create mount point directory {}", inside(path)),
         MountOp::CreateFile { path, .. } => format!("create mount point file {}", inside(path)),
         MountOp::WriteFile { path, .. } => format!("write generated file {}", inside(path)),
@@ -227,9 +171,7 @@ fn mount_hint(op: &MountOp, err: &std::io::Error) -> Option<String> {
 
 /// Paths for tests and messages.
 pub fn container_path(path: &Path) -> PathBuf {
-    path.strip_prefix(NEW_ROOT)
-        .map(|p| Path::new("/").join(p))
-        .unwrap_or_else(|_| path.into())
+    path.strip_prefix(NEW_ROOT).map(|p| Path::new("/").join(p)).unwrap_or_else(|_| path.into())
 }
 
 #[cfg(test)]
@@ -247,15 +189,11 @@ mod tests {
                 target: "/newroot".into(),
                 userxattr: true,
             },
-            MountOp::PivotRoot {
-                new_root: "/newroot".into(),
-            },
+            MountOp::PivotRoot { new_root: "/newroot".into() },
         ];
         let mut sys = Recording::default();
         apply(&mut sys, &ops).unwrap();
-        let Call::Mount { data, .. } = &sys.calls[0] else {
-            panic!("{:?}", sys.calls)
-        };
+        let Call::Mount { data, .. } = &sys.calls[0] else { panic!("{:?}", sys.calls) };
         assert_eq!(
             data.as_deref(),
             Some("lowerdir=/oldroot/a\\,b\\:c,upperdir=/upper,workdir=/work,userxattr")
@@ -274,25 +212,12 @@ mod tests {
     #[test]
     fn failure_names_the_step_and_stops() {
         let ops = vec![
-            MountOp::Bind {
-                source: "/oldroot/data".into(),
-                target: "/newroot/mnt".into(),
-                recursive: true,
-            },
-            MountOp::Tmpfs {
-                target: "/newroot/tmp".into(),
-                mode: 0o1777,
-            },
+            MountOp::Bind { source: "/oldroot/data".into(), target: "/newroot/mnt".into(), recursive: true },
+            MountOp::Tmpfs { target: "/newroot/tmp".into(), mode: 0o1777 },
         ];
-        let mut sys = Recording {
-            fail_at: Some(0),
-            ..Recording::default()
-        };
+        let mut sys = Recording { fail_at: Some(0), ..Recording::default() };
         let err = apply(&mut sys, &ops).unwrap_err();
         assert_eq!(sys.calls.len(), 1);
-        assert_eq!(
-            err.to_string(),
-            "bind-mount /data onto /mnt in the container"
-        );
+        assert_eq!(err.to_string(), "bind-mount /data onto /mnt in the container");
     }
 }

@@ -16,14 +16,8 @@ use crate::plan::{DEFAULT_PATH, LaunchPlan};
 use crate::sys::Linux;
 
 /// Signals forwarded to the workload (the set Slurm, PBS and terminals use).
-const FORWARDED: [libc::c_int; 6] = [
-    libc::SIGTERM,
-    libc::SIGINT,
-    libc::SIGHUP,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-];
+const FORWARDED: [libc::c_int; 6] =
+    [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2];
 
 /// gpurun -> init: "the job is in the foreground again: give the terminal to the workload and
 /// continue it" and "continue it in the background". Real-time signals, so they queue and cannot
@@ -40,18 +34,9 @@ fn wait_set() -> libc::sigset_t {
     unsafe {
         let mut set = std::mem::zeroed::<libc::sigset_t>();
         libc::sigemptyset(&mut set);
-        let extra = [
-            libc::SIGCHLD,
-            libc::SIGCONT,
-            libc::SIGTSTP,
-            libc::SIGTTOU,
-            libc::SIGTTIN,
-        ];
-        for sig in FORWARDED
-            .iter()
-            .chain(&extra)
-            .copied()
-            .chain([sig_resume_foreground(), sig_resume_background()])
+        let extra = [libc::SIGCHLD, libc::SIGCONT, libc::SIGTSTP, libc::SIGTTOU, libc::SIGTTIN];
+        for sig in
+            FORWARDED.iter().chain(&extra).copied().chain([sig_resume_foreground(), sig_resume_background()])
         {
             libc::sigaddset(&mut set, sig);
         }
@@ -146,11 +131,7 @@ pub fn relay(init: Pid, terminal: Option<Terminal>) -> Result<i32, SandboxError>
             }
             libc::SIGCONT => {
                 let fg = terminal.is_some_and(|t| t.is_ours());
-                let sig = if fg {
-                    sig_resume_foreground()
-                } else {
-                    sig_resume_background()
-                };
+                let sig = if fg { sig_resume_foreground() } else { sig_resume_background() };
                 // SAFETY: kill with plain integers.
                 unsafe { libc::kill(init.as_raw(), sig) };
             }
@@ -170,19 +151,11 @@ fn report(fd: &OwnedFd, message: String, hint: Option<String>) {
 }
 
 /// PID 1: apply the mounts, start the workload, forward signals, reap, exit with its status.
-pub fn init(
-    plan: &LaunchPlan,
-    alive: OwnedFd,
-    report_fd: OwnedFd,
-    terminal: Option<Terminal>,
-) -> i32 {
+pub fn init(plan: &LaunchPlan, alive: OwnedFd, report_fd: OwnedFd, terminal: Option<Terminal>) -> i32 {
     // If gpurun is SIGKILLed (a scheduler's last word) the kernel kills us, and with PID 1 the
     // whole namespace. Checking the pipe closes the race with a parent that died before prctl.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-    let mut poll = [nix::poll::PollFd::new(
-        std::os::fd::AsFd::as_fd(&alive),
-        nix::poll::PollFlags::POLLIN,
-    )];
+    let mut poll = [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&alive), nix::poll::PollFlags::POLLIN)];
     if nix::poll::poll(&mut poll, nix::poll::PollTimeout::ZERO).is_ok_and(|n| n > 0) {
         return 1;
     }
@@ -270,13 +243,9 @@ fn exec_workload(plan: &LaunchPlan, report_fd: &OwnedFd, terminal: Option<Termin
         unsafe { libc::_exit(125) }
     };
     if let Err(e) = std::env::set_current_dir(&plan.cwd) {
-        let hint =
-            "pass --pwd DIR with a directory that exists in the image or in a bind".to_string();
+        let hint = "pass --pwd DIR with a directory that exists in the image or in a bind".to_string();
         fail(
-            format!(
-                "change to the working directory {} in the container: {e}",
-                plan.cwd.display()
-            ),
+            format!("change to the working directory {} in the container: {e}", plan.cwd.display()),
             Some(hint),
         );
     }
@@ -333,24 +302,9 @@ fn drop_capabilities() -> io::Result<()> {
         }
     }
     // SAFETY: prctl with integer arguments only; EINVAL on kernels before 4.3 is harmless.
-    unsafe {
-        libc::prctl(
-            libc::PR_CAP_AMBIENT,
-            libc::PR_CAP_AMBIENT_CLEAR_ALL,
-            0,
-            0,
-            0,
-        )
-    };
-    let header = CapHeader {
-        version: 0x2008_0522,
-        pid: 0,
-    }; // _LINUX_CAPABILITY_VERSION_3
-    let data = [CapData {
-        effective: 0,
-        permitted: 0,
-        inheritable: 0,
-    }; 2];
+    unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
+    let header = CapHeader { version: 0x2008_0522, pid: 0 }; // _LINUX_CAPABILITY_VERSION_3
+    let data = [CapData { effective: 0, permitted: 0, inheritable: 0 }; 2];
     // SAFETY: header and a two-element data array, as capset(2) version 3 requires.
     if unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) } != 0 {
         return Err(io::Error::last_os_error());
@@ -365,17 +319,11 @@ fn execute(argv: &[String], env: &[String]) -> (i32, String) {
     let c_argv: Vec<CString> = argv.iter().map(to_c).collect();
     let c_env: Vec<CString> = env.iter().map(to_c).collect();
     let name = &argv[0];
-    let path_var = env
-        .iter()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or(DEFAULT_PATH);
+    let path_var = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
     let candidates: Vec<String> = if name.contains('/') {
         vec![name.clone()]
     } else {
-        path_var
-            .split(':')
-            .map(|dir| format!("{}/{name}", if dir.is_empty() { "." } else { dir }))
-            .collect()
+        path_var.split(':').map(|dir| format!("{}/{name}", if dir.is_empty() { "." } else { dir })).collect()
     };
     let mut denied = None;
     for candidate in &candidates {
@@ -388,20 +336,11 @@ fn execute(argv: &[String], env: &[String]) -> (i32, String) {
         }
     }
     match denied {
-        Some((path, err)) => (
-            126,
-            format!("{name}: cannot execute {path}: {}", err.desc()),
-        ),
-        None if name.contains('/') && Path::new(name).exists() => (
-            127,
-            format!(
-                "{name}: cannot execute: its interpreter or loader is missing in the container"
-            ),
-        ),
+        Some((path, err)) => (126, format!("{name}: cannot execute {path}: {}", err.desc())),
+        None if name.contains('/') && Path::new(name).exists() => {
+            (127, format!("{name}: cannot execute: its interpreter or loader is missing in the container"))
+        }
         None if name.contains('/') => (127, format!("{name}: no such file in the container")),
-        None => (
-            127,
-            format!("{name}: command not found in the container (PATH={path_var})"),
-        ),
+        None => (127, format!("{name}: command not found in the container (PATH={path_var})")),
     }
 }

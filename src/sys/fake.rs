@@ -11,18 +11,9 @@ use super::{MountFlags, Propagation, Sys};
 pub enum Call {
     Unshare(libc::c_int),
     WriteProc(PathBuf, String),
-    Mount {
-        source: String,
-        target: PathBuf,
-        fstype: Option<String>,
-        flags: MountFlags,
-        data: Option<String>,
-    },
+    Mount { source: String, target: PathBuf, fstype: Option<String>, flags: MountFlags, data: Option<String> },
     SetPropagation(PathBuf, Propagation),
-    MakeReadOnly {
-        target: PathBuf,
-        recursive: bool,
-    },
+    MakeReadOnly { target: PathBuf, recursive: bool },
     PivotRoot(PathBuf, PathBuf),
     Detach(PathBuf),
     Chdir(PathBuf),
@@ -43,11 +34,7 @@ impl Recording {
     fn record(&mut self, call: Call) -> io::Result<()> {
         let index = self.calls.len();
         self.calls.push(call);
-        if self.fail_at == Some(index) {
-            Err(io::Error::from_raw_os_error(libc::EPERM))
-        } else {
-            Ok(())
-        }
+        if self.fail_at == Some(index) { Err(io::Error::from_raw_os_error(libc::EPERM)) } else { Ok(()) }
     }
 }
 
@@ -78,10 +65,7 @@ impl Sys for Recording {
         self.record(Call::SetPropagation(target.into(), propagation))
     }
     fn make_read_only(&mut self, target: &Path, recursive: bool) -> io::Result<()> {
-        self.record(Call::MakeReadOnly {
-            target: target.into(),
-            recursive,
-        })
+        self.record(Call::MakeReadOnly { target: target.into(), recursive })
     }
     fn pivot_root(&mut self, new_root: &Path, put_old: &Path) -> io::Result<()> {
         self.record(Call::PivotRoot(new_root.into(), put_old.into()))

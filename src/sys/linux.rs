@@ -37,8 +37,7 @@ fn ms_flags(flags: MountFlags) -> MsFlags {
 
 impl Sys for Linux {
     fn unshare(&mut self, flags: libc::c_int) -> io::Result<()> {
-        nix::sched::unshare(nix::sched::CloneFlags::from_bits_retain(flags))
-            .map_err(io::Error::from)
+        nix::sched::unshare(nix::sched::CloneFlags::from_bits_retain(flags)).map_err(io::Error::from)
     }
 
     fn write_proc(&mut self, path: &Path, contents: &str) -> io::Result<()> {
@@ -55,16 +54,14 @@ impl Sys for Linux {
         flags: MountFlags,
         data: Option<&str>,
     ) -> io::Result<()> {
-        nix::mount::mount(Some(source), target, fstype, ms_flags(flags), data)
-            .map_err(io::Error::from)
+        nix::mount::mount(Some(source), target, fstype, ms_flags(flags), data).map_err(io::Error::from)
     }
 
     fn set_propagation(&mut self, target: &Path, propagation: Propagation) -> io::Result<()> {
         let flags = match propagation {
             Propagation::RecursivePrivate => MsFlags::MS_REC | MsFlags::MS_PRIVATE,
         };
-        nix::mount::mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
-            .map_err(io::Error::from)
+        nix::mount::mount(None::<&str>, target, None::<&str>, flags, None::<&str>).map_err(io::Error::from)
     }
 
     fn make_read_only(&mut self, target: &Path, recursive: bool) -> io::Result<()> {
@@ -73,12 +70,7 @@ impl Sys for Linux {
         // with EPERM inside a user namespace, and it cannot recurse.
         let path = std::ffi::CString::new(target.as_os_str().as_encoded_bytes())
             .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        let attr = MountAttr {
-            attr_set: MOUNT_ATTR_RDONLY,
-            attr_clr: 0,
-            propagation: 0,
-            userns_fd: 0,
-        };
+        let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
         let flags = if recursive { libc::AT_RECURSIVE } else { 0 };
         // SAFETY: `path` is a valid NUL-terminated string and `attr` a valid mount_attr whose size
         // we pass; the kernel only reads both for the duration of the call.
@@ -92,11 +84,7 @@ impl Sys for Linux {
                 std::mem::size_of::<MountAttr>(),
             )
         };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
     }
 
     fn pivot_root(&mut self, new_root: &Path, put_old: &Path) -> io::Result<()> {
@@ -119,21 +107,11 @@ impl Sys for Linux {
     }
 
     fn create_file(&mut self, path: &Path, mode: u32) -> io::Result<()> {
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(mode)
-            .open(path)
-            .map(drop)
+        OpenOptions::new().write(true).create(true).truncate(false).mode(mode).open(path).map(drop)
     }
 
     fn write_file(&mut self, path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(path)?;
+        let mut file = OpenOptions::new().write(true).create_new(true).mode(mode).open(path)?;
         file.write_all(contents)
     }
 
