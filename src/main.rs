@@ -86,12 +86,9 @@ fn run(cli: &Cli, ui: &Ui) -> Result<u8, Failure> {
     let cache = open_cache(cli)?;
     let sel = commands::selection(&cli.run.select);
     let prepared = gpurun::image::prepare(image, &sel, &cache, ui).map_err(|e| fail(e.into()))?;
-    // The sandbox lands separately; until then running reports what it would run in.
-    Err((
-        format!(
-            "running commands is not available in this build (rootfs ready at {})",
-            prepared.rootfs.display()
-        ),
-        None,
-    ))
+    match gpurun::run::execute(&cli.run, prepared) {
+        // Exit statuses are 8 bits; the workload's code already is one.
+        Ok(code) => Ok((code & 0xff) as u8),
+        Err(e) => Err((gpurun::error_chain(&e), e.hint())),
+    }
 }
