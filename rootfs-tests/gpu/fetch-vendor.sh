@@ -81,6 +81,7 @@ done
 root="$dest/root"
 if [ ! -e "$root/usr/bin/nvidia-smi" ]; then
     smi=$(find "$root/usr/lib" -type f -perm -u+x -name nvidia-smi | head -n 1)
-    [ -n "$smi" ] && mkdir -p "$root/usr/bin" && ln -sf "$smi" "$root/usr/bin/nvidia-smi"
+    # A relative link, so the tree can move.
+    [ -n "$smi" ] && mkdir -p "$root/usr/bin" && ln -sf "../${smi#"$root/usr/"}" "$root/usr/bin/nvidia-smi"
 fi
 touch "$dest/.complete"

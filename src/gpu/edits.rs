@@ -91,12 +91,19 @@ pub fn prepare(req: &GpuRequest, ctx: &Context) -> Result<GpuEdits, GpuError> {
     }
     let resolved = libs::resolve(ctx.host, &host_libs, ctx.image, roots.wanted);
     edits.warnings.extend(resolved.warnings);
-    for mut bind in resolved.binds {
-        bind.host = ctx.host.strip(&bind.host);
-        if !edits.files.iter().any(|f| f.container == bind.container) {
-            edits.files.push(bind);
+    edits.files.extend(resolved.binds);
+    // The sandbox resolves bind sources below /oldroot, where an absolute host symlink (Debian's
+    // /lib64/ld-linux-x86-64.so.2) would point into the staging tmpfs: bind canonical paths.
+    let mut files: Vec<super::FileBind> = Vec::new();
+    for mut bind in std::mem::take(&mut edits.files) {
+        if let Ok(real) = std::fs::canonicalize(ctx.host.path(&bind.host.to_string_lossy())) {
+            bind.host = ctx.host.strip(&real);
+        }
+        if !files.iter().any(|f| f.container == bind.container) {
+            files.push(bind);
         }
     }
+    edits.files = files;
     if edits.files.iter().any(|f| f.container.starts_with(BIN_DIR)) {
         edits.env.push(EnvEdit::Append { name: "PATH".into(), value: BIN_DIR.into() });
     }
@@ -174,7 +181,9 @@ fn add_devices(
     for (node, required) in nodes {
         let path = host.path(node);
         let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
-        if let Err(source) = super::check_access(&path) {
+        // Directories (/dev/nvidia-caps) are only containers of nodes; their own mode is 0755.
+        let checked = if meta.is_dir() { Ok(()) } else { super::check_access(&path) };
+        if let Err(source) = checked {
             let hint = super::access_hint(&path, &source);
             if *required {
                 return Err(GpuError::DeviceAccess { flag, path: host.strip(&path), hint, source });

@@ -117,7 +117,7 @@ pub fn resolve(host: &HostPaths, libs: &HostLibs, image: &dyn ImageView, roots: 
         let info = match elf::parse_elf(&bytes) {
             Ok(info) => info,
             Err(_) => {
-                out.binds.push(FileBind::read_only(&w.host, &w.dest));
+                out.binds.push(FileBind::read_only(host.strip(&w.host), &w.dest));
                 continue;
             }
         };
@@ -138,15 +138,27 @@ pub fn resolve(host: &HostPaths, libs: &HostLibs, image: &dyn ImageView, roots: 
                 continue;
             }
         }
-        out.binds.push(FileBind::read_only(&w.host, &w.dest));
+        out.binds.push(FileBind::read_only(host.strip(&w.host), &w.dest));
         if let Some(interp) = info.interpreter.as_deref().filter(|i| !image.has_file(i)) {
             // No loader at the path the binary names: an image without glibc gets the host's.
             queue.push(Wanted { host: host.path(interp), dest: interp.into(), always: true });
         }
         for needed in &info.needed {
-            let in_image = image.has_library(needed) || (image.glibc().is_some() && is_glibc_part(needed));
-            if in_image {
+            if image.has_library(needed) {
                 continue;
+            }
+            if let Some(have) = image.glibc().filter(|_| is_glibc_part(needed)) {
+                // One glibc per process: a part the image lacks may come from the host only when
+                // the host's glibc is the very same version (GLIBC_PRIVATE symbols differ).
+                if host_glibc(host, libs) != Some(have) {
+                    out.warnings.push(format!(
+                        "{} needs {needed}, which the image (glibc {}.{}) lacks; the host's glibc differs, so it is not bound",
+                        w.host.display(),
+                        have.0,
+                        have.1
+                    ));
+                    continue;
+                }
             }
             match libs.get(needed) {
                 Some(path) => queue.push(Wanted {
@@ -162,6 +174,12 @@ pub fn resolve(host: &HostPaths, libs: &HostLibs, image: &dyn ImageView, roots: 
         }
     }
     out
+}
+
+/// The host's glibc version, from its libc.so.6's version definitions.
+fn host_glibc(host: &HostPaths, libs: &HostLibs) -> Option<GlibcVersion> {
+    let bytes = std::fs::read(host.path(libs.get("libc.so.6")?)).ok()?;
+    elf::parse_elf(&bytes).ok()?.glibc_defined
 }
 
 /// Library roots from a name list: driver libraries (`always`) or optional extras.
