@@ -114,7 +114,7 @@ fn amd_checks(host: &HostPaths, libs: &HostLibs) -> Vec<Check> {
             let status = if g.kind == GpuKind::Integrated { Status::Warn } else { Status::Ok };
             out.push(check(
                 status,
-                format!("GPU {} ({}, {target}) has no kernels in official ROCm builds", g.index, g.pci),
+                format!("GPU {} ({}, {target}) may lack kernels in ROCm builds", g.index, g.pci),
                 Some(format!("run it as a supported target: --env HSA_OVERRIDE_GFX_VERSION={version}")),
             ));
         }
