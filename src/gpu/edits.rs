@@ -78,7 +78,7 @@ pub fn prepare(req: &GpuRequest, ctx: &Context) -> Result<GpuEdits, GpuError> {
     }
     let gpus = super::discover::discover(ctx.host);
     let host_libs = read_host_libs(ctx.host, &mut edits.warnings);
-    let path_var = ctx.env.get("GPURUN_HOST_PATH").cloned().unwrap_or_else(host_path_var);
+    let path_var = host_path_var();
     let mut roots = Roots::default();
     if req.rocm {
         rocm(req, ctx, &gpus, &host_libs, &path_var, &mut roots, &mut edits)?;
