@@ -145,6 +145,27 @@ pub enum Command {
     Rm(RmArgs),
     /// Remove cached images whose source archive changed or vanished, and leftovers of killed unpacks.
     Prune(PruneArgs),
+    /// List the host's GPUs: index, vendor, model, PCI address, kind, nodes, gfx target, access.
+    Gpus(GpusArgs),
+    /// Check what GPU runs need (user namespaces, drivers, device access, libraries) and say how to fix it.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GpusArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Check only what --rocm needs.
+    #[arg(long)]
+    pub rocm: bool,
+    /// Check only what --nv needs.
+    #[arg(long)]
+    pub nv: bool,
 }
 
 #[derive(Debug, Args)]

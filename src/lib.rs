@@ -7,6 +7,7 @@ pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod fsutil;
+pub mod gpu;
 pub mod image;
 pub mod plan;
 pub mod request;

@@ -72,7 +72,25 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<u8, Failure> {
         Some(Command::Images(a)) => print(commands::images(a, &open_cache(cli)?).map_err(fail)?),
         Some(Command::Rm(a)) => print(commands::rm(a, &open_cache(cli)?).map_err(fail)?),
         Some(Command::Prune(a)) => print(commands::prune(a, &open_cache(cli)?, ui).map_err(fail)?),
+        Some(Command::Gpus(a)) => gpus(a.json),
+        Some(Command::Doctor(a)) => {
+            let checks = gpurun::gpu::doctor::run(&gpurun::gpu::HostPaths::default(), a.rocm, a.nv);
+            let (text, failed) = gpurun::gpu::doctor::render(&checks);
+            print(text)?;
+            // 1, like a failed check in other doctors; 125 stays reserved for gpurun's own errors.
+            Ok(u8::from(failed))
+        }
         None => run(cli, ui),
+    }
+}
+
+fn gpus(json: bool) -> Result<u8, Failure> {
+    let rows = gpurun::gpu::list::rows(&gpurun::gpu::HostPaths::default());
+    if json {
+        let text = serde_json::to_string_pretty(&rows).map_err(|e| (e.to_string(), None))?;
+        print(text + "\n")
+    } else {
+        print(gpurun::gpu::list::render_table(&rows))
     }
 }
 

@@ -28,15 +28,26 @@
 //! | 1 | host environment                            | minus [`HOST_ONLY_VARS`] and `GPURUN_*`; with `--cleanenv` only `TERM` and the proxy variables ([`CLEANENV_KEEP`]) |
 //! | 2 | image `Env`                                 | the image wins over the host                  |
 //! | 3 | gpurun: `PATH` (when the image sets none), `HOME` | `HOME` is the caller's home directory  |
-//! | 4 | host `GPURUN_ENV_NAME=value`                | sets `NAME`, also with `--cleanenv`           |
-//! | 5 | `--env-file FILE` (files and lines in order) |                                              |
-//! | 6 | `--env NAME=value` (in order)               | the last word                                 |
+//! | 4 | GPU settings (`NVIDIA_VISIBLE_DEVICES`, renumbered `ROCR_VISIBLE_DEVICES`, CDI `env`) | consistent with the bound GPUs |
+//! | 5 | host `GPURUN_ENV_NAME=value`                | sets `NAME`, also with `--cleanenv`           |
+//! | 6 | `--env-file FILE` (files and lines in order) |                                              |
+//! | 7 | `--env NAME=value` (in order)               | the last word                                 |
+//! | 8 | GPU search paths: `/.gpurun/bin` appended to `PATH`, `/.gpurun/lib` to `LD_LIBRARY_PATH` | appended last, so the image's own tools and libraries keep priority and an `--env` value is extended, not lost |
+//!
+//! # GPU edits
+//!
+//! [`GpuEdits`] from `gpu` become ordinary specs: device nodes are read-write binds below the
+//! `/dev` tmpfs (so only the selected GPUs' nodes exist in the container), host tools and
+//! libraries are read-only file binds into `/.gpurun/bin` and `/.gpurun/lib` (mount points staged
+//! in the upper layer like any other), ICD files and sockets are read-only binds at their host
+//! paths. A user `-B` onto the same destination wins.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::gpu::{EnvEdit, GpuEdits};
 use crate::image::RunConfig;
 use crate::request::{HostFacts, NodeKind, RunRequest};
 
@@ -237,7 +248,12 @@ impl PlanError {
 }
 
 /// Builds the launch plan. Pure: the same inputs always give the same plan.
-pub fn build(req: &RunRequest, host: &HostFacts, image: &ImageInfo) -> Result<LaunchPlan, PlanError> {
+pub fn build(
+    req: &RunRequest,
+    host: &HostFacts,
+    image: &ImageInfo,
+    gpu: &GpuEdits,
+) -> Result<LaunchPlan, PlanError> {
     let argv = argv(req, &image.config)?;
     let user_namespace = user_namespace(req, host);
     let (uid, gid) = if req.fakeroot { (0, 0) } else { (host.uid, host.gid) };
@@ -245,17 +261,18 @@ pub fn build(req: &RunRequest, host: &HostFacts, image: &ImageInfo) -> Result<La
     if user_namespace.is_some() {
         namespaces.insert(0, Namespace::User);
     }
-    let specs = mount_specs(req, host);
+    let specs = mount_specs(req, host, gpu);
     let cwd = working_dir(req, host, &image.config, &specs);
     let accounts = Accounts::new(host, uid, gid);
-    let mounts = mount_ops(req, image, &specs, &accounts, user_namespace.is_some());
+    let mut mounts = mount_ops(req, image, &specs, &accounts, user_namespace.is_some());
+    stage_symlinks(&mut mounts, &gpu.symlinks);
     Ok(LaunchPlan {
         rootfs: image.rootfs.clone(),
         user_namespace,
         namespaces,
         mounts,
         argv,
-        env: environment(req, host, &image.config),
+        env: environment(req, host, &image.config, &gpu.env),
         cwd,
         uid,
         gid,
@@ -311,7 +328,7 @@ fn user_namespace(req: &RunRequest, host: &HostFacts) -> Option<UserNamespace> {
 }
 
 /// The environment, by the precedence table in the module documentation.
-pub fn environment(req: &RunRequest, host: &HostFacts, config: &RunConfig) -> Vec<String> {
+pub fn environment(req: &RunRequest, host: &HostFacts, config: &RunConfig, gpu: &[EnvEdit]) -> Vec<String> {
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in &host.env {
         let passes = if req.cleanenv {
@@ -330,6 +347,17 @@ pub fn environment(req: &RunRequest, host: &HostFacts, config: &RunConfig) -> Ve
     }
     env.entry("PATH".into()).or_insert_with(|| DEFAULT_PATH.into());
     env.insert("HOME".into(), host.home.display().to_string());
+    for edit in gpu {
+        match edit {
+            EnvEdit::Set { name, value } => {
+                env.insert(name.clone(), value.clone());
+            }
+            EnvEdit::Unset { name } => {
+                env.remove(name);
+            }
+            EnvEdit::Append { .. } => {}
+        }
+    }
     for (name, value) in &host.env {
         if let Some(inner) = name.strip_prefix(ENV_PREFIX).filter(|n| !n.is_empty()) {
             env.insert(inner.into(), value.clone());
@@ -337,6 +365,17 @@ pub fn environment(req: &RunRequest, host: &HostFacts, config: &RunConfig) -> Ve
     }
     for (name, value) in req.env_file_vars.iter().chain(&req.env_vars) {
         env.insert(name.clone(), value.clone());
+    }
+    for edit in gpu {
+        if let EnvEdit::Append { name, value } = edit {
+            let list = env.entry(name.clone()).or_default();
+            if !list.split(':').any(|p| p == value) {
+                if !list.is_empty() {
+                    list.push(':');
+                }
+                list.push_str(value);
+            }
+        }
     }
     env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
@@ -370,9 +409,14 @@ fn bind(source: impl Into<PathBuf>, dest: impl Into<PathBuf>, kind: NodeKind, re
 
 /// Every mount the container gets, sorted so parents come before children (a stable sort by
 /// depth: a child mounted first would be hidden by its parent, bubblewrap's rule too).
-fn mount_specs(req: &RunRequest, host: &HostFacts) -> Vec<Spec> {
+fn mount_specs(req: &RunRequest, host: &HostFacts, gpu: &GpuEdits) -> Vec<Spec> {
     let mut specs = system_specs(host);
     specs.extend(default_bind_specs(req, host));
+    for f in gpu.devices.iter().chain(&gpu.files) {
+        let kind = if f.dir { NodeKind::Dir } else { NodeKind::File };
+        specs.retain(|s| s.dest != f.container);
+        specs.push(bind(&f.host, &f.container, kind, f.read_only));
+    }
     for b in &req.binds {
         // A user bind replaces a default one on the same destination (e.g. -B /scratch:/tmp).
         specs.retain(|s| s.dest != b.dest);
@@ -668,6 +712,21 @@ fn mount_ops(
     staged
 }
 
+/// CDI `create-symlinks` links go into the upper layer before the overlay is mounted, like the
+/// account files: the shared rootfs is never written.
+fn stage_symlinks(ops: &mut Vec<MountOp>, links: &[(PathBuf, PathBuf)]) {
+    let Some(at) = ops.iter().position(|op| matches!(op, MountOp::Overlay { .. })) else { return };
+    let mut staged = Vec::new();
+    let mut made = BTreeSet::new();
+    for (target, link) in links.iter().filter(|(_, l)| l.is_absolute()) {
+        if let Some(parent) = link.parent().filter(|p| *p != Path::new("/")) {
+            make_mountpoint(&mut staged, &mut made, UPPER, parent, NodeKind::Dir);
+        }
+        staged.push(MountOp::Symlink { target: target.clone(), link: under(UPPER, link) });
+    }
+    ops.splice(at..at, staged);
+}
+
 fn mount_op(spec: &Spec) -> MountOp {
     let target = under(NEW_ROOT, &spec.dest);
     match &spec.what {
@@ -683,7 +742,12 @@ fn mount_op(spec: &Spec) -> MountOp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gpu::FileBind;
     use crate::request::BindSpec;
+
+    fn build(req: &RunRequest, host: &HostFacts, image: &ImageInfo) -> Result<LaunchPlan, PlanError> {
+        super::build(req, host, image, &GpuEdits::default())
+    }
 
     fn host() -> HostFacts {
         HostFacts {
@@ -934,6 +998,66 @@ mod tests {
         let plan = build(&RunRequest::default(), &root, &image()).unwrap();
         assert!(plan.user_namespace.is_none() && !plan.namespaces.contains(&Namespace::User));
         assert!(plan.mounts.iter().any(|op| matches!(op, MountOp::Overlay { userxattr: false, .. })));
+    }
+
+    #[test]
+    fn gpu_edits_become_ordered_binds_and_env() {
+        let dev = |p: &str| FileBind { host: p.into(), container: p.into(), dir: false, read_only: false };
+        let gpu = GpuEdits {
+            devices: vec![dev("/dev/kfd"), dev("/dev/dri/renderD128")],
+            files: vec![
+                FileBind::read_only("/usr/bin/rocminfo", "/.gpurun/bin/rocminfo"),
+                FileBind::read_only("/usr/lib/x/libhsa-runtime64.so.1", "/.gpurun/lib/libhsa-runtime64.so.1"),
+            ],
+            symlinks: vec![("libcuda.so.1".into(), "/usr/lib/libcuda.so".into())],
+            env: vec![
+                EnvEdit::Set { name: "ROCR_VISIBLE_DEVICES".into(), value: "0".into() },
+                EnvEdit::Append { name: "PATH".into(), value: "/.gpurun/bin".into() },
+                EnvEdit::Append { name: "LD_LIBRARY_PATH".into(), value: "/.gpurun/lib".into() },
+            ],
+            warnings: vec![],
+        };
+        let req = RunRequest {
+            env_vars: vec![("LD_LIBRARY_PATH".into(), "/opt/lib".into())],
+            ..RunRequest::default()
+        };
+        let plan = super::build(&req, &host(), &image(), &gpu).unwrap();
+        let ops = &plan.mounts;
+        let pos = |p: &str| index(ops, |op| target_of(op) == Some(Path::new(p)));
+        let made = |p: &str| {
+            index(
+                ops,
+                |op| matches!(op, MountOp::CreateFile { path, .. } | MountOp::Mkdir { path, .. } if path == Path::new(p)),
+            )
+        };
+        let render = "/newroot/dev/dri/renderD128";
+        assert!(
+            pos("/newroot/dev") < made(render) && made(render) < pos(render),
+            "node inside the /dev tmpfs"
+        );
+        let lib = "/newroot/.gpurun/lib/libhsa-runtime64.so.1";
+        assert!(
+            made("/upper/.gpurun/lib/libhsa-runtime64.so.1") < pos("/newroot"),
+            "staged before the overlay"
+        );
+        let ro = index(ops, |op| matches!(op, MountOp::ReadOnly { target, .. } if target == Path::new(lib)));
+        assert!(pos(lib) < ro);
+        assert!(
+            !ops.iter()
+                .any(|op| matches!(op, MountOp::ReadOnly { target, .. } if target == Path::new(render)))
+        );
+        let link = index(
+            ops,
+            |op| matches!(op, MountOp::Symlink { link, .. } if link == Path::new("/upper/usr/lib/libcuda.so")),
+        );
+        assert!(link < pos("/newroot"));
+        assert_eq!(env_of(&plan, "PATH").as_deref(), Some("/opt/bin:/usr/bin:/.gpurun/bin"));
+        assert_eq!(
+            env_of(&plan, "LD_LIBRARY_PATH").as_deref(),
+            Some("/opt/lib:/.gpurun/lib"),
+            "--env extended"
+        );
+        assert_eq!(env_of(&plan, "ROCR_VISIBLE_DEVICES").as_deref(), Some("0"));
     }
 
     #[test]

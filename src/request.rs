@@ -9,6 +9,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::Serialize;
 
 use crate::cli::RunArgs;
+use crate::gpu::{GpuError, GpuRequest, cdi, select};
 
 /// Everything the planner needs to know about the host, gathered once, as plain data.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -160,6 +161,8 @@ pub struct RunRequest {
     pub env_vars: Vec<(String, String)>,
     pub cleanenv: bool,
     pub dry_run: bool,
+    /// `--rocm`, `--nv`, `--gpus` and `--device`, parsed (discovery happens later, in `gpu`).
+    pub gpu: GpuRequest,
 }
 
 /// Why the command line cannot become a run request.
@@ -167,8 +170,10 @@ pub struct RunRequest {
 pub enum RequestError {
     #[error("no IMAGE given")]
     NoImage,
-    #[error("{flag}: GPU and device selection is not implemented in this build yet")]
-    GpuUnsupported { flag: &'static str },
+    #[error("--gpus selects among the GPUs of --rocm or --nv; give one of them")]
+    GpusWithoutVendor,
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
     #[error("--pwd {0}: the working directory must be an absolute path inside the container")]
     RelativePwd(PathBuf),
     #[error("--bind {spec:?}: {reason}")]
@@ -206,9 +211,8 @@ impl RequestError {
             RequestError::BadBind { .. } => {
                 Some("the form is SRC[:DST[:ro|rw]] with an absolute DST, e.g. -B /scratch:/data:ro".into())
             }
-            RequestError::GpuUnsupported { .. } => {
-                Some("run without GPU flags, or bind device nodes with -B /dev/dri".into())
-            }
+            RequestError::GpusWithoutVendor => Some("e.g. gpurun --rocm --gpus 0 IMAGE ...".into()),
+            RequestError::Gpu(e) => e.hint(),
             _ => None,
         }
     }
@@ -218,7 +222,7 @@ impl RunRequest {
     /// Validates `args` against the host. Relative bind sources resolve against `host.cwd`.
     pub fn from_args(args: &RunArgs, host: &HostFacts) -> Result<RunRequest, RequestError> {
         let image = args.image.clone().ok_or(RequestError::NoImage)?;
-        reject_gpu_flags(args)?;
+        let gpu = gpu_request(args)?;
         if let Some(pwd) = &args.pwd {
             if !pwd.is_absolute() {
                 return Err(RequestError::RelativePwd(pwd.clone()));
@@ -253,23 +257,21 @@ impl RunRequest {
             env_vars,
             cleanenv: args.cleanenv,
             dry_run: args.dry_run,
+            gpu,
         })
     }
 }
 
-fn reject_gpu_flags(args: &RunArgs) -> Result<(), RequestError> {
-    let flag = if args.rocm {
-        "--rocm"
-    } else if args.nv {
-        "--nv"
-    } else if args.gpus.is_some() {
-        "--gpus"
-    } else if !args.devices.is_empty() {
-        "--device"
-    } else {
-        return Ok(());
-    };
-    Err(RequestError::GpuUnsupported { flag })
+/// The GPU flags, syntax-checked: `--gpus` needs a vendor flag; CDI names must be well formed.
+fn gpu_request(args: &RunArgs) -> Result<GpuRequest, RequestError> {
+    if args.gpus.is_some() && !args.rocm && !args.nv {
+        return Err(RequestError::GpusWithoutVendor);
+    }
+    let gpus = args.gpus.as_deref().map(select::parse_gpus_flag).transpose()?;
+    for name in &args.devices {
+        cdi::parse_name(name).map_err(GpuError::from)?;
+    }
+    Ok(GpuRequest { rocm: args.rocm, nv: args.nv, gpus, cdi: args.devices.clone() })
 }
 
 /// Parses every `-B` value (clap already split the commas) and checks the sources exist.
@@ -400,6 +402,31 @@ mod tests {
         assert!(matches!(parse_bind("/:/", None), Err(RequestError::BadBind { .. })));
         let dup = parse_binds(&["/:/x".into(), "/tmp:/x/".into()], None);
         assert!(matches!(dup, Err(RequestError::DuplicateBind(_))));
+    }
+
+    #[test]
+    fn gpu_flags() {
+        let host = HostFacts::default();
+        let args = |f: &dyn Fn(&mut RunArgs)| {
+            let mut a = RunArgs { image: Some("img".into()), ..RunArgs::default() };
+            f(&mut a);
+            RunRequest::from_args(&a, &host)
+        };
+        assert!(matches!(args(&|a| a.gpus = Some("0".into())), Err(RequestError::GpusWithoutVendor)));
+        assert!(matches!(
+            args(&|a| {
+                a.rocm = true;
+                a.gpus = Some("x".into())
+            }),
+            Err(RequestError::Gpu(_))
+        ));
+        assert!(matches!(args(&|a| a.devices = vec!["nvidia-gpu".into()]), Err(RequestError::Gpu(_))));
+        let req = args(&|a| {
+            a.nv = true;
+            a.gpus = Some("all".into())
+        })
+        .unwrap();
+        assert_eq!(req.gpu.gpus, Some(select::Selector::All));
     }
 
     #[test]

@@ -6,7 +6,10 @@
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
 use crate::cli::RunArgs;
+use crate::gpu::{self, GpuEdits, GpuError, HostPaths};
 use crate::image::Prepared;
 use crate::plan::{self, ImageInfo, PlanError};
 use crate::request::{HostFacts, RequestError, RunRequest};
@@ -21,6 +24,8 @@ pub enum RunError {
     Plan(#[from] PlanError),
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
     #[error("open the image root filesystem {}", path.display())]
     Rootfs {
         path: PathBuf,
@@ -38,6 +43,7 @@ impl RunError {
             RunError::Request(e) => e.hint(),
             RunError::Plan(e) => e.hint(),
             RunError::Sandbox(e) => e.hint(),
+            RunError::Gpu(e) => e.hint(),
             RunError::Rootfs { .. } => {
                 Some("IMAGE must be an image archive or a root filesystem directory".into())
             }
@@ -57,7 +63,11 @@ pub fn execute(args: &RunArgs, prepared: Prepared) -> Result<i32, RunError> {
     let host = HostFacts::gather(args.fakeroot);
     let request = RunRequest::from_args(args, &host)?;
     let image = image_info(&prepared)?;
-    let plan = plan::build(&request, &host, &image)?;
+    let gpu = gpu_edits(&request, &host, &image)?;
+    for warning in &gpu.warnings {
+        eprintln!("gpurun: warning: {warning}");
+    }
+    let plan = plan::build(&request, &host, &image, &gpu)?;
     tracing::debug!(mounts = plan.mounts.len(), cwd = %plan.cwd.display(), "launch plan ready");
     if request.dry_run {
         let mut out = io::stdout().lock();
@@ -68,6 +78,37 @@ pub fn execute(args: &RunArgs, prepared: Prepared) -> Result<i32, RunError> {
     let code = sandbox::launch(&plan)?;
     drop(prepared);
     Ok(code)
+}
+
+/// Discovers the host's GPUs and what the image lacks, for `--rocm`, `--nv` and `--device`.
+/// Selection variables are read with the planner's precedence: image `Env`, then the host, then
+/// `--env-file` and `--env`.
+fn gpu_edits(request: &RunRequest, host: &HostFacts, image: &ImageInfo) -> Result<GpuEdits, RunError> {
+    if request.gpu.is_empty() {
+        return Ok(GpuEdits::default());
+    }
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    for entry in &image.config.env {
+        if let Some((k, v)) = entry.split_once('=') {
+            env.insert(k.into(), v.into());
+        }
+    }
+    env.extend(host.env.iter().cloned());
+    env.extend(request.env_file_vars.iter().chain(&request.env_vars).cloned());
+    let lib_dirs: Vec<String> = env
+        .get("LD_LIBRARY_PATH")
+        .filter(|_| image.config.env.iter().any(|e| e.starts_with("LD_LIBRARY_PATH=")))
+        .map(|v| v.split(':').filter(|d| d.starts_with('/')).map(str::to_string).collect())
+        .unwrap_or_default();
+    let view = gpu::image::RootfsView::read(&image.rootfs, &lib_dirs);
+    let host_paths = HostPaths::default();
+    let ctx = gpu::edits::Context {
+        host: &host_paths,
+        env: &env,
+        image: &view,
+        lists: gpu::edits::ListExtensions::from_env(&env),
+    };
+    Ok(gpu::prepare(&request.gpu, &ctx)?)
 }
 
 /// The image settings plus its `/etc/passwd` and `/etc/group`, read with `RESOLVE_IN_ROOT` so an
