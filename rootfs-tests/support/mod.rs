@@ -102,3 +102,77 @@ pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// What [`run_limited`] observed: the output, the wall time, whether it was killed for running
+/// past its limit, and the peak resident set size of the command and the children it waited
+/// for, in KiB (from `wait4`).
+#[derive(Debug)]
+pub struct Limited {
+    pub output: Output,
+    pub elapsed: std::time::Duration,
+    pub timed_out: bool,
+    pub max_rss_kib: i64,
+}
+
+/// Runs `cmd` in its own process group with stdin closed, killing the whole group after
+/// `timeout`. Unlike [`output`], a hung or runaway command cannot hang the test, and the peak
+/// memory of the command is reported.
+pub fn run_limited(cmd: &mut Command, timeout: std::time::Duration) -> Limited {
+    use std::io::Read;
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    let start = Instant::now();
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("could not start {cmd:?}: {e}"));
+    let pid = child.id() as libc::pid_t;
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut err = child.stderr.take().expect("piped stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain data; all-zero bytes are a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let mut timed_out = false;
+    loop {
+        // SAFETY: pid is our own unreaped child; status and usage are valid for writes.
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if r == pid {
+            break;
+        }
+        if r < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            panic!("wait4({pid}): {}", std::io::Error::last_os_error());
+        }
+        if !timed_out && start.elapsed() > timeout {
+            timed_out = true;
+            // SAFETY: signalling the process group we created for this child.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+        let pause = if start.elapsed() < Duration::from_secs(1) { 2 } else { 20 };
+        std::thread::sleep(Duration::from_millis(pause));
+    }
+    let elapsed = start.elapsed();
+    // Leftover members of the group would keep the pipes open and the readers blocked.
+    // SAFETY: as above; ESRCH (no such group any more) is the usual, harmless answer.
+    unsafe { libc::kill(-pid, libc::SIGKILL) };
+    drop(child);
+    Limited {
+        output: Output {
+            status: std::process::ExitStatus::from_raw(status),
+            stdout: out_reader.join().unwrap_or_default(),
+            stderr: err_reader.join().unwrap_or_default(),
+        },
+        elapsed,
+        timed_out,
+        max_rss_kib: usage.ru_maxrss,
+    }
+}
