@@ -104,14 +104,28 @@ pub fn is_root() -> bool {
 }
 
 /// What [`run_limited`] observed: the output, the wall time, whether it was killed for running
-/// past its limit, and the peak resident set size of the command and the children it waited
-/// for, in KiB (from `wait4`).
+/// past its limit, and from `wait4` the CPU time (user + system) and peak resident set size
+/// (KiB) of the command and the children it waited for.
+///
+/// Linux charges the child, at `exec`, with the peak RSS of the memory it was spawned from,
+/// which is this test process's: so `max_rss_kib` is at least `parent_max_rss_kib` (this
+/// process's own peak when the command started), and only a larger value is the command's.
 #[derive(Debug)]
 pub struct Limited {
     pub output: Output,
     pub elapsed: std::time::Duration,
     pub timed_out: bool,
+    pub cpu: std::time::Duration,
     pub max_rss_kib: i64,
+    pub parent_max_rss_kib: i64,
+}
+
+fn own_max_rss_kib() -> i64 {
+    // SAFETY: rusage is plain data; all-zero bytes are a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: usage is valid for writes; RUSAGE_SELF cannot fail.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    usage.ru_maxrss
 }
 
 /// Runs `cmd` in its own process group with stdin closed, killing the whole group after
@@ -124,6 +138,7 @@ pub fn run_limited(cmd: &mut Command, timeout: std::time::Duration) -> Limited {
     use std::time::{Duration, Instant};
 
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    let parent_max_rss_kib = own_max_rss_kib();
     let start = Instant::now();
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("could not start {cmd:?}: {e}"));
     let pid = child.id() as libc::pid_t;
@@ -173,6 +188,9 @@ pub fn run_limited(cmd: &mut Command, timeout: std::time::Duration) -> Limited {
         },
         elapsed,
         timed_out,
+        cpu: Duration::from_secs((usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) as u64)
+            + Duration::from_micros((usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) as u64),
         max_rss_kib: usage.ru_maxrss,
+        parent_max_rss_kib,
     }
 }
