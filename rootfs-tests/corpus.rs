@@ -69,11 +69,8 @@ fn generate(dir: &Path) -> Result<(), String> {
     if let Some(parent) = dir.parent() {
         fs::create_dir_all(parent).map_err(|e| format!("create {}: {e}", parent.display()))?;
     }
-    let out = Command::new("python3")
-        .arg(generator())
-        .arg(dir)
-        .output()
-        .map_err(|e| format!("python3: {e}"))?;
+    let out =
+        Command::new("python3").arg(generator()).arg(dir).output().map_err(|e| format!("python3: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
@@ -194,8 +191,13 @@ fn sentinel_is_pristine(root: &Path) -> Result<(), String> {
         let md = fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let kind_ok = if content.is_some() { md.is_file() } else { md.is_dir() };
         if !kind_ok || md.mode() & 0o7777 != mode || md.mtime() != SENTINEL_MTIME {
-            return Err(format!("{}: {:?} mode {:o} mtime {}", path.display(), md.file_type(),
-                               md.mode() & 0o7777, md.mtime()));
+            return Err(format!(
+                "{}: {:?} mode {:o} mtime {}",
+                path.display(),
+                md.file_type(),
+                md.mode() & 0o7777,
+                md.mtime()
+            ));
         }
         if let Some(text) = content {
             if fs::read(&path).map_err(|e| e.to_string())? != text.as_bytes() {
@@ -336,9 +338,7 @@ fn lgetxattr(path: &Path, name: &str) -> std::io::Result<Vec<u8>> {
     let n = CString::new(name).map_err(std::io::Error::other)?;
     let mut buf = vec![0u8; 256 << 10];
     // SAFETY: p and n are NUL-terminated; buf is valid for buf.len() bytes of writes.
-    let r = unsafe {
-        libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
-    };
+    let r = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     if r < 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -366,9 +366,19 @@ fn check(root: &Path, c: &Value, xattrs_work: bool) -> Result<(), String> {
     let (kind, arg) = obj
         .iter()
         .find(|(k, _)| {
-            ["absent", "file", "dir", "empty_dir", "entries", "symlink", "fifo", "same_inode",
-             "xattr", "no_xattr"]
-                .contains(&k.as_str())
+            [
+                "absent",
+                "file",
+                "dir",
+                "empty_dir",
+                "entries",
+                "symlink",
+                "fifo",
+                "same_inode",
+                "xattr",
+                "no_xattr",
+            ]
+            .contains(&k.as_str())
         })
         .ok_or_else(|| format!("unknown check {c}"))?;
     if kind == "same_inode" {
@@ -490,7 +500,11 @@ fn check(root: &Path, c: &Value, xattrs_work: bool) -> Result<(), String> {
                 };
                 if let Some(want) = want {
                     if got.as_os_str().as_bytes() != want {
-                        problems.push(format!("target {} != {}", show(got.as_os_str().as_bytes()), show(&want)));
+                        problems.push(format!(
+                            "target {} != {}",
+                            show(got.as_os_str().as_bytes()),
+                            show(&want)
+                        ));
                     }
                 }
             }
@@ -644,11 +658,14 @@ fn run_case(corpus: &Corpus, case: &Value) -> Vec<String> {
         }
     };
     if !ok_status {
-        problems.push(format!("expected {expect}, got {}", match code {
-            Some(0) => "exit 0 (applied)".to_string(),
-            Some(c) => format!("exit {c}"),
-            None => format!("{:?}", out.status),
-        }));
+        problems.push(format!(
+            "expected {expect}, got {}",
+            match code {
+                Some(0) => "exit 0 (applied)".to_string(),
+                Some(c) => format!("exit {c}"),
+                None => format!("{:?}", out.status),
+            }
+        ));
     }
     if std::env::var_os("GPURUN_CORPUS_VERBOSE").is_some() {
         println!(

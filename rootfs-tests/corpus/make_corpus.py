@@ -1113,7 +1113,9 @@ def run_config_cases():
                          ("uid-minus-one", "-1"), ("gid-2-32", "1000:4294967296")]:
         oci(f"A12-user-{suffix}", [good], "refuse", f"config User {user!r}",
             img_kw={"cfg": lambda c, u=user: c["config"].update(User=u)},
-            stage="dry-run", error_contains=[user])
+            stage="dry-run",
+            error_contains=["user", [f'"{user}"', f"'{user}'", f"`{user}`", f" {user} ",
+                                     f" {user}:", f" {user}\n", f" {user})"]])
     for suffix, entry in [("symlink-dev-zero", ("s", "etc/passwd", "/dev/zero")),
                           ("fifo", None)]:
         t = Tar()
