@@ -30,7 +30,7 @@ fn init_logging(verbose: u8) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(gpurun::cli::normalize_args(std::env::args_os().collect()));
     init_logging(cli.global.verbose);
     let ui = Ui { quiet: cli.global.quiet, verbose: cli.global.verbose };
     match dispatch(&cli, &ui) {
@@ -86,12 +86,9 @@ fn run(cli: &Cli, ui: &Ui) -> Result<u8, Failure> {
     let cache = open_cache(cli)?;
     let sel = commands::selection(&cli.run.select);
     let prepared = gpurun::image::prepare(image, &sel, &cache, ui).map_err(|e| fail(e.into()))?;
-    // The sandbox lands separately; until then running reports what it would run in.
-    Err((
-        format!(
-            "running commands is not available in this build (rootfs ready at {})",
-            prepared.rootfs.display()
-        ),
-        None,
-    ))
+    match gpurun::run::execute(&cli.run, prepared) {
+        // Exit statuses are 8 bits; the workload's code already is one.
+        Ok(code) => Ok((code & 0xff) as u8),
+        Err(e) => Err((gpurun::error_chain(&e), e.hint())),
+    }
 }

@@ -53,9 +53,7 @@ pub struct TempDir(PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        let base = std::env::var_os("GPURUN_TEST_TMP")
-            .map(PathBuf::from)
-            .unwrap_or_else(std::env::temp_dir);
+        let base = std::env::var_os("GPURUN_TEST_TMP").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
         let unique = format!(
             "gpurun-{tag}-{}-{}",
             std::process::id(),
