@@ -553,6 +553,24 @@ fn check(root: &Path, c: &Value, xattrs_work: bool) -> Result<(), String> {
     if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
 }
 
+/// A check on the launch plan that `gpurun --dry-run` prints as JSON.
+fn check_plan(stdout: &[u8], c: &Value) -> Result<(), String> {
+    let plan: Value = serde_json::from_slice(stdout).map_err(|e| format!("plan is not JSON: {e}"))?;
+    match c.get("plan_ids").and_then(Value::as_str) {
+        Some("caller") => {
+            // SAFETY: geteuid and getegid have no preconditions and cannot fail.
+            let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+            let (pu, pg) = (plan["uid"].as_u64(), plan["gid"].as_u64());
+            if (pu, pg) == (Some(uid.into()), Some(gid.into())) {
+                Ok(())
+            } else {
+                Err(format!("plan runs as uid {pu:?} gid {pg:?}, the caller is {uid}:{gid}"))
+            }
+        }
+        _ => Err(format!("unknown plan check {c}")),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Running a case
 
@@ -693,6 +711,13 @@ fn run_case(corpus: &Corpus, case: &Value) -> Vec<String> {
         let missing = missing_needles(&stderr, case.get("error_contains"));
         if !missing.is_empty() {
             problems.push(format!("error message lacks {missing:?}"));
+        }
+    }
+    if applied && ok_status && dry_run {
+        for c in case.get("checks").and_then(Value::as_array).into_iter().flatten() {
+            if let Err(e) = check_plan(&out.stdout, c) {
+                problems.push(format!("plan check {c}: {e}"));
+            }
         }
     }
     if applied && ok_status && !dry_run {

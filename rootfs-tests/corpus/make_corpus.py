@@ -54,6 +54,8 @@ cases.json (format 1):
     {"same_inode": [P, Q]}
     {"xattr": P, "name": N, "value": text}    -- only where the filesystem takes user.*
     {"no_xattr": P, "name": N}
+  and for stage "dry-run", on the launch plan printed as JSON:
+    {"plan_ids": "caller"}   -- the plan's uid and gid are the caller's effective ones
 """
 
 import gzip
@@ -1105,18 +1107,25 @@ def multiplatform_cases():
 
 
 def run_config_cases():
-    """A12: User values the run stage must refuse (gpurun --dry-run IMAGE true)."""
+    """A12: image-config values the run stage must not trust (`gpurun --dry-run IMAGE true`).
+    gpurun runs as the caller whatever `User` says, so these may either be refused or be
+    planned with the caller's own uid and gid; what must never happen is another identity, a
+    hang on a FIFO or an unbounded read of the image's /etc/passwd (CVE-2024-9676)."""
     passwd = "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n"
     good = tar(("d", "etc"), ("f", "etc/passwd", passwd), ("f", "etc/group", "root:x:0:\n"),
                ("d", "bin"), ("f", "bin/true", "#!corpus\n", 0o755))
+    caller = [{"plan_ids": "caller"}]
     for suffix, user in [("uid-2-32", "4294967296"), ("uid-2-31", "2147483648"),
-                         ("uid-minus-one", "-1"), ("gid-2-32", "1000:4294967296")]:
-        oci(f"A12-user-{suffix}", [good], "refuse", f"config User {user!r}",
+                         ("uid-minus-one", "-1"), ("gid-2-32", "1000:4294967296"),
+                         ("root", "0:0")]:
+        oci(f"A12-user-{suffix}", [good], "apply-or-refuse",
+            f"config User {user!r}: refused, or ignored (the plan runs as the caller)",
             img_kw={"cfg": lambda c, u=user: c["config"].update(User=u)},
-            stage="dry-run",
+            stage="dry-run", checks=caller,
             error_contains=["user", [f'"{user}"', f"'{user}'", f"`{user}`", f" {user} ",
                                      f" {user}:", f" {user}\n", f" {user})"]])
     for suffix, entry in [("symlink-dev-zero", ("s", "etc/passwd", "/dev/zero")),
+                          ("symlink-host", ("s", "etc/passwd", SENTINEL + "/file")),
                           ("fifo", None)]:
         t = Tar()
         t.dir("etc")
@@ -1125,10 +1134,19 @@ def run_config_cases():
         else:
             t.add("etc/passwd", b"6")
         t.file("bin/true", "#!corpus\n", mode=0o755)
-        oci(f"A12-passwd-{suffix}", [t.bytes()], "refuse",
-            f"User 'alice' with etc/passwd as a {suffix}: in-root, regular files only",
-            img_kw={"cfg": lambda c: c["config"].update(User="alice")},
-            stage="dry-run", error_contains=["alice"], timeout_s=30)
+        oci(f"A12-passwd-{suffix}", [t.bytes()], "apply-or-refuse",
+            f"User 'alice' with etc/passwd as a {suffix}: read in-root, regular files only, "
+            "without blocking", img_kw={"cfg": lambda c: c["config"].update(User="alice")},
+            stage="dry-run", checks=caller, error_contains=["passwd"], timeout_s=30)
+    big = 1 << 30
+    t = Tar("gnu")
+    t.dir("etc")
+    t.raw(gnu_sparse_header("etc/passwd", big, [(big - 512, 512)]) + (b"x" * 511 + b"\n"))
+    t.file("bin/true", "#!corpus\n", mode=0o755)
+    oci("A12-passwd-huge", [t.bytes()], "apply-or-refuse",
+        "etc/passwd is a 1 GiB (sparse) file: the read must be capped",
+        img_kw={"cfg": lambda c: c["config"].update(User="alice")}, stage="dry-run",
+        checks=caller, error_contains=["passwd"], max_rss_mb=BOMB_RSS, timeout_s=60)
 
 
 # --------------------------------------------------------------------------------------------
