@@ -687,12 +687,13 @@ fn run_case(corpus: &Corpus, case: &Value) -> Vec<String> {
     }
     if std::env::var_os("GPURUN_CORPUS_VERBOSE").is_some() {
         println!(
-            "---- {} [{}; {:.2} s, CPU {:.2} s; peak RSS {} MiB]\n{}",
+            "---- {} [{}; {:.2} s, CPU {:.2} s; peak RSS {} MiB (this process {} MiB)]\n{}",
             s("name").unwrap_or("?"),
             out.status,
             run.elapsed.as_secs_f64(),
             run.cpu.as_secs_f64(),
             run.max_rss_kib / 1024,
+            run.parent_max_rss_kib / 1024,
             tail(&out.stderr, 600).trim_end()
         );
     }

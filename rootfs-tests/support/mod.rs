@@ -142,16 +142,32 @@ pub fn run_limited(cmd: &mut Command, timeout: std::time::Duration) -> Limited {
     let pid = child.id() as libc::pid_t;
     let mut out = child.stdout.take().expect("piped stdout");
     let mut err = child.stderr.take().expect("piped stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
+    // Keep at most CAP bytes of each stream (and drain the rest), so that a runaway command
+    // cannot make this process's memory, and so every later RSS measurement, balloon.
+    const CAP: usize = 16 << 20;
+    fn drain(mut r: impl Read) -> Vec<u8> {
+        let mut kept = Vec::new();
+        let mut buf = vec![0u8; 64 << 10];
+        let mut dropped = 0usize;
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let room = CAP.saturating_sub(kept.len()).min(n);
+                    kept.extend_from_slice(&buf[..room]);
+                    dropped += n - room;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        if dropped > 0 {
+            kept.extend_from_slice(format!("\n[... {dropped} more bytes not kept]\n").as_bytes());
+        }
+        kept
+    }
+    let out_reader = std::thread::spawn(move || drain(&mut out));
+    let err_reader = std::thread::spawn(move || drain(&mut err));
     let mut status: libc::c_int = 0;
     // SAFETY: rusage is plain data; all-zero bytes are a valid value.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
