@@ -100,3 +100,111 @@ pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// What [`run_limited`] observed: the output, the wall time, whether it was killed for running
+/// past its limit, and from `wait4` the CPU time (user + system) and peak resident set size
+/// (KiB) of the command and the children it waited for.
+///
+/// Linux charges the child, at `exec`, with the peak RSS of the memory it was spawned from,
+/// which is this test process's: so `max_rss_kib` is at least `parent_max_rss_kib` (this
+/// process's own peak when the command started), and only a larger value is the command's.
+#[derive(Debug)]
+pub struct Limited {
+    pub output: Output,
+    pub elapsed: std::time::Duration,
+    pub timed_out: bool,
+    pub cpu: std::time::Duration,
+    pub max_rss_kib: i64,
+    pub parent_max_rss_kib: i64,
+}
+
+fn own_max_rss_kib() -> i64 {
+    // SAFETY: rusage is plain data; all-zero bytes are a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: usage is valid for writes; RUSAGE_SELF cannot fail.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    usage.ru_maxrss
+}
+
+/// Runs `cmd` in its own process group with stdin closed, killing the whole group after
+/// `timeout`. Unlike [`output`], a hung or runaway command cannot hang the test, and the peak
+/// memory of the command is reported.
+pub fn run_limited(cmd: &mut Command, timeout: std::time::Duration) -> Limited {
+    use std::io::Read;
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    let parent_max_rss_kib = own_max_rss_kib();
+    let start = Instant::now();
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("could not start {cmd:?}: {e}"));
+    let pid = child.id() as libc::pid_t;
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut err = child.stderr.take().expect("piped stderr");
+    // Keep at most CAP bytes of each stream (and drain the rest), so that a runaway command
+    // cannot make this process's memory, and so every later RSS measurement, balloon.
+    const CAP: usize = 16 << 20;
+    fn drain(mut r: impl Read) -> Vec<u8> {
+        let mut kept = Vec::new();
+        let mut buf = vec![0u8; 64 << 10];
+        let mut dropped = 0usize;
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let room = CAP.saturating_sub(kept.len()).min(n);
+                    kept.extend_from_slice(&buf[..room]);
+                    dropped += n - room;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        if dropped > 0 {
+            kept.extend_from_slice(format!("\n[... {dropped} more bytes not kept]\n").as_bytes());
+        }
+        kept
+    }
+    let out_reader = std::thread::spawn(move || drain(&mut out));
+    let err_reader = std::thread::spawn(move || drain(&mut err));
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain data; all-zero bytes are a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let mut timed_out = false;
+    loop {
+        // SAFETY: pid is our own unreaped child; status and usage are valid for writes.
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if r == pid {
+            break;
+        }
+        if r < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            panic!("wait4({pid}): {}", std::io::Error::last_os_error());
+        }
+        if !timed_out && start.elapsed() > timeout {
+            timed_out = true;
+            // SAFETY: signalling the process group we created for this child.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+        let pause = if start.elapsed() < Duration::from_secs(1) { 2 } else { 20 };
+        std::thread::sleep(Duration::from_millis(pause));
+    }
+    let elapsed = start.elapsed();
+    // Leftover members of the group would keep the pipes open and the readers blocked.
+    // SAFETY: as above; ESRCH (no such group any more) is the usual, harmless answer.
+    unsafe { libc::kill(-pid, libc::SIGKILL) };
+    drop(child);
+    Limited {
+        output: Output {
+            status: std::process::ExitStatus::from_raw(status),
+            stdout: out_reader.join().unwrap_or_default(),
+            stderr: err_reader.join().unwrap_or_default(),
+        },
+        elapsed,
+        timed_out,
+        cpu: Duration::from_secs((usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) as u64)
+            + Duration::from_micros((usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) as u64),
+        max_rss_kib: usage.ru_maxrss,
+        parent_max_rss_kib,
+    }
+}
