@@ -28,8 +28,8 @@ use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
+use gpurun::image::digest::{Algorithm, Hasher};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use support::{TempDir, gpurun, is_root, run_limited, skip};
 
@@ -52,7 +52,9 @@ struct Corpus {
 
 fn file_sha256(path: &Path) -> Option<String> {
     let data = fs::read(path).ok()?;
-    Some(Sha256::digest(&data).iter().map(|b| format!("{b:02x}")).collect())
+    let mut h = Hasher::new(Algorithm::Sha256);
+    h.update(&data);
+    Some(h.finish().hex)
 }
 
 /// The corpus at `dir` if it is complete and made by the generator in this checkout.
@@ -440,10 +442,17 @@ fn check(root: &Path, c: &Value, xattrs_work: bool) -> Result<(), String> {
                 if let Some(want) = c.get("sha256").and_then(Value::as_str) {
                     // Streamed: reading a big file whole would raise this process's peak RSS,
                     // which the RSS checks of later cases cannot see past.
-                    let mut hasher = Sha256::new();
+                    let mut hasher = Hasher::new(Algorithm::Sha256);
                     let mut f = fs::File::open(&path).map_err(|e| format!("open: {e}"))?;
-                    std::io::copy(&mut f, &mut hasher).map_err(|e| format!("read: {e}"))?;
-                    let got: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+                    let mut buf = vec![0u8; 1 << 16];
+                    loop {
+                        let n = std::io::Read::read(&mut f, &mut buf).map_err(|e| format!("read: {e}"))?;
+                        if n == 0 {
+                            break;
+                        }
+                        hasher.update(&buf[..n]);
+                    }
+                    let got = hasher.finish().hex;
                     if got != want {
                         problems.push(format!("sha256 {got} != {want}"));
                     }

@@ -445,6 +445,7 @@ fn finish_oci(source: &Source, leaf: Leaf, format: Format) -> Result<Resolved, I
     if !CONFIG_TYPES.contains(&config_mt) {
         return Err(ImageError::NotRunnable(format!("its config has media type {config_mt:?}")));
     }
+    require_blobs(source, &config_desc, doc.layers.as_deref().unwrap_or_default(), &leaf)?;
     let (id, config_bytes) = read_blob(source, &config_desc, "config")?;
     let config = parse_config(&id, &config_bytes)?;
     let descs = doc.layers.unwrap_or_default();
@@ -454,6 +455,33 @@ fn finish_oci(source: &Source, leaf: Leaf, format: Format) -> Result<Resolved, I
         layers.push(oci_layer(i, desc, diff_id)?);
     }
     Ok(Resolved { format, reference: leaf.reference, id, config, layers })
+}
+
+/// containerd's `docker save` lists other platforms' manifests but may leave out their config
+/// and layers; say so instead of reporting a missing file.
+fn require_blobs(
+    source: &Source,
+    config: &Descriptor,
+    layers: &[Descriptor],
+    leaf: &Leaf,
+) -> Result<(), ImageError> {
+    if leaf.platform.is_none() {
+        return Ok(()); // not chosen from a platform list: the missing blob itself is reported
+    }
+    let missing = std::iter::once(config)
+        .chain(layers)
+        .any(|d| Digest::parse(&d.digest).is_ok_and(|dg| !source.contains(&blob_path(&dg))));
+    if missing {
+        let platform = leaf.platform.as_ref().map_or_else(
+            || "this image".to_owned(),
+            |p| {
+                Platform { os: p.os.clone(), arch: p.architecture.clone(), variant: p.variant.clone() }
+                    .to_string()
+            },
+        );
+        return Err(ImageError::MissingPlatformBlobs(platform));
+    }
+    Ok(())
 }
 
 fn oci_layer(index: usize, desc: &Descriptor, diff_id: &str) -> Result<LayerRef, ImageError> {

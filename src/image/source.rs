@@ -105,6 +105,19 @@ impl Source {
         }
     }
 
+    /// True if anything named `name` exists, readable or not.
+    pub fn contains(&self, name: &str) -> bool {
+        match self {
+            Source::Archive { members, .. } => {
+                clean_member_name(name.as_bytes()).is_some_and(|n| members.contains_key(&n))
+            }
+            Source::Layout { path, .. } => {
+                clean_member_name(name.as_bytes()).is_some()
+                    && std::fs::symlink_metadata(path.join(name)).is_ok()
+            }
+        }
+    }
+
     /// True if a readable file `name` exists.
     pub fn has(&self, name: &str) -> bool {
         self.open_member(name).is_ok()

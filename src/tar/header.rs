@@ -120,8 +120,15 @@ impl Pending {
         Ok(())
     }
 
-    /// Applies the collected metadata to `raw` and validates the result.
-    pub fn apply(&mut self, mut raw: RawHeader) -> Result<Entry, TarError> {
+    /// Applies the collected metadata to `raw` and validates the result. Errors name the entry
+    /// (by its ustar name when the PAX or long name is what is wrong).
+    pub fn apply(&mut self, raw: RawHeader) -> Result<Entry, TarError> {
+        let fallback =
+            String::from_utf8_lossy(self.long_name.as_deref().unwrap_or(&raw.entry.path)).into_owned();
+        self.apply_inner(raw).map_err(|e| TarError::AtEntry { entry: fallback, source: Box::new(e) })
+    }
+
+    fn apply_inner(&mut self, mut raw: RawHeader) -> Result<Entry, TarError> {
         let e = &mut raw.entry;
         if let Some(name) = self.long_name.take() {
             e.path = name;
@@ -140,7 +147,10 @@ impl Pending {
 
 fn check_bytes(what: &'static str, value: &[u8]) -> Result<(), TarError> {
     if value.contains(&0) {
-        return Err(TarError::Invalid(format!("{what} contains a NUL byte")));
+        return Err(TarError::Invalid(format!(
+            "{what} {:?} contains a NUL byte",
+            String::from_utf8_lossy(&value[..value.len().min(200)])
+        )));
     }
     if value.len() > MAX_PATH {
         return Err(TarError::Invalid(format!("{what} is {} bytes long (at most {MAX_PATH})", value.len())));
@@ -226,6 +236,19 @@ fn trim_nul(field: &[u8]) -> &[u8] {
     }
 }
 
+/// Parses a time field, which GNU tar writes in two's-complement base-256 when negative
+/// (before 1970). Out-of-range values saturate; they are only timestamps.
+pub fn parse_time(field: &[u8]) -> Result<i64, TarError> {
+    if field.first() == Some(&0xff) {
+        let mut value: i64 = -1;
+        for &b in &field[1..] {
+            value = value.checked_mul(256).map_or(i64::MIN, |v| v | i64::from(b));
+        }
+        return Ok(value);
+    }
+    Ok(parse_number(field).map(|v| i64::try_from(v).unwrap_or(i64::MAX))?)
+}
+
 /// Parses a numeric field: octal text (with spaces/NULs), or GNU base-256 when the top bit is set.
 pub fn parse_number(field: &[u8]) -> Result<u64, TarError> {
     if field.first().is_some_and(|&b| b & 0x80 != 0) {
@@ -288,7 +311,7 @@ pub fn parse_block(block: &[u8; BLOCK]) -> Result<Option<RawHeader>, TarError> {
         path = full;
     }
     let size = parse_number(&block[124..136])?;
-    let mtime = parse_number(&block[136..148])?;
+    let mtime = parse_time(&block[136..148])?;
     let mut entry = Entry {
         path,
         link: trim_nul(&block[157..257]).to_vec(),
@@ -296,7 +319,7 @@ pub fn parse_block(block: &[u8; BLOCK]) -> Result<Option<RawHeader>, TarError> {
         mode: (parse_number(&block[100..108])? & 0o7777) as u32,
         uid: parse_number(&block[108..116])?,
         gid: parse_number(&block[116..124])?,
-        mtime: i64::try_from(mtime).unwrap_or(i64::MAX),
+        mtime,
         mtime_nsec: 0,
         size,
         xattrs: Vec::new(),
@@ -367,6 +390,14 @@ mod tests {
     }
 
     #[test]
+    fn negative_base256_time() {
+        let mut f = [0xffu8; 12];
+        f[11] = 0xfe;
+        assert_eq!(parse_time(&f).unwrap(), -2);
+        assert_eq!(parse_time(b"00000000001\0").unwrap(), 1);
+    }
+
+    #[test]
     fn zero_block_is_end() {
         assert!(parse_block(&[0u8; BLOCK]).unwrap().is_none());
     }
@@ -406,7 +437,9 @@ mod tests {
         let mut pending = Pending::default();
         pending.absorb(Kind::Pax, b"22 GNU.sparse.major=1\n").unwrap();
         let raw = parse_block(&block("x", b'0', 0)).unwrap().unwrap();
-        assert!(matches!(pending.apply(raw), Err(TarError::Unsupported(_))));
+        assert!(
+            matches!(pending.apply(raw), Err(TarError::AtEntry { source, .. }) if matches!(*source, TarError::Unsupported(_)))
+        );
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub enum TarError {
     TooLarge { size: u64, limit: u64 },
     #[error("tar archive is truncated (ends inside {0})")]
     Truncated(&'static str),
+    #[error("entry {entry:?}: {source}")]
+    AtEntry { entry: String, source: Box<TarError> },
     #[error("reading tar stream")]
     Io(#[source] std::io::Error),
 }
