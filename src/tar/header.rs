@@ -246,7 +246,7 @@ pub fn parse_time(field: &[u8]) -> Result<i64, TarError> {
         }
         return Ok(value);
     }
-    Ok(parse_number(field).map(|v| i64::try_from(v).unwrap_or(i64::MAX))?)
+    parse_number(field).map(|v| i64::try_from(v).unwrap_or(i64::MAX))
 }
 
 /// Parses a numeric field: octal text (with spaces/NULs), or GNU base-256 when the top bit is set.
