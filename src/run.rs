@@ -46,18 +46,26 @@ impl RunError {
     }
 }
 
-/// Runs the command described by `args` in `prepared` and returns the status gpurun should exit
-/// with: the workload's own; 128+N if it was killed by signal N; 127 (with a message naming the
-/// command) when the command is not in the image; 126 when it cannot be executed. `--dry-run`
-/// prints the launch plan as JSON and returns 0. `prepared` (and its cache lease) is held until
-/// the workload has exited.
-///
-/// Must be called while gpurun is single-threaded: the sandbox forks and the children allocate.
-pub fn execute(args: &RunArgs, prepared: Prepared) -> Result<i32, RunError> {
+/// Checks the command line against the host before anything else happens: malformed `--env`,
+/// unreadable `--env-file`, missing bind sources and conflicting flags fail here, before the
+/// image is opened or unpacked and before anything forks. Returns the request and the host
+/// facts it was checked against, both needed by [`execute`].
+pub fn validate(args: &RunArgs) -> Result<(RunRequest, HostFacts), RunError> {
     let host = HostFacts::gather(args.fakeroot);
     let request = RunRequest::from_args(args, &host)?;
+    Ok((request, host))
+}
+
+/// Runs `request` in `prepared` and returns the status gpurun should exit with: the workload's
+/// own; 128+N if it was killed by signal N; 127 (with a message naming the command) when the
+/// command is not in the image; 126 when it cannot be executed. `--dry-run` prints the launch
+/// plan as JSON and returns 0. `prepared` (and its cache lease) is held until the workload has
+/// exited.
+///
+/// Must be called while gpurun is single-threaded: the sandbox forks and the children allocate.
+pub fn execute(request: &RunRequest, host: &HostFacts, prepared: Prepared) -> Result<i32, RunError> {
     let image = image_info(&prepared)?;
-    let plan = plan::build(&request, &host, &image)?;
+    let plan = plan::build(request, host, &image)?;
     tracing::debug!(mounts = plan.mounts.len(), cwd = %plan.cwd.display(), "launch plan ready");
     if request.dry_run {
         let mut out = io::stdout().lock();
