@@ -114,6 +114,19 @@ pub struct LaunchPlan {
     /// Whether the workload keeps its capabilities (`--fakeroot`); otherwise all are dropped.
     pub keep_capabilities: bool,
     pub no_new_privs: bool,
+    /// Set when the workload must change identity before exec (`--fakeroot` with an image
+    /// `User` other than root); `None`: it runs with the identity the namespace gives it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub switch_user: Option<SwitchUser>,
+}
+
+/// `setgroups` (when allowed), `setresgid`, `setresuid` in the workload, in that order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SwitchUser {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups; `None` where `setgroups` is denied (a single-id user namespace).
+    pub groups: Option<Vec<u32>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -261,6 +274,7 @@ pub fn build(req: &RunRequest, host: &HostFacts, image: &ImageInfo) -> Result<La
         gid,
         keep_capabilities: req.fakeroot,
         no_new_privs: true,
+        switch_user: None,
     })
 }
 
