@@ -99,17 +99,33 @@ fn image_info(prepared: &Prepared) -> Result<ImageInfo, RunError> {
     })
 }
 
+/// The most of an image's `/etc/passwd` or `/etc/group` gpurun reads (a real one is a few KiB).
+pub const ACCOUNT_FILE_CAP: u64 = 1 << 20;
+
+/// Reads a small account file of the image. The image is untrusted (CVE-2024-9676: a
+/// `/etc/passwd` symlinked to `/dev/zero`, or a FIFO, made Podman hang or exhaust memory):
+/// symlinks resolve inside the root, only a regular file is read (opened non-blocking, checked
+/// with fstat), and one larger than [`ACCOUNT_FILE_CAP`] or not UTF-8 counts as absent.
 fn read_in_root(root: &std::fs::File, path: &str) -> Option<String> {
     use rustix::fs::{Mode, OFlags, ResolveFlags, openat2};
     let fd = openat2(
         root,
         Path::new(path),
-        OFlags::RDONLY | OFlags::CLOEXEC,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
         Mode::empty(),
-        ResolveFlags::IN_ROOT,
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
     )
     .ok()?;
-    let mut text = String::new();
-    std::fs::File::from(fd).read_to_string(&mut text).ok()?;
-    Some(text)
+    let file = std::fs::File::from(fd);
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.len() > ACCOUNT_FILE_CAP {
+        tracing::debug!(path, "ignoring the image's account file: not a small regular file");
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(ACCOUNT_FILE_CAP + 1).read_to_end(&mut bytes).ok()?;
+    if bytes.len() as u64 > ACCOUNT_FILE_CAP {
+        return None;
+    }
+    String::from_utf8(bytes).ok()
 }
