@@ -395,3 +395,44 @@ fn interactive_shell_on_a_terminal() {
     assert_eq!(pgrp.trim(), tpgid.trim(), "{text}");
     assert_eq!(out.status.code(), Some(5), "{}", describe(&out));
 }
+
+#[test]
+fn job_control_stops_and_resumes_a_plain_command() {
+    let Some(fs) = setup("jobctl") else { return };
+    // A host shell with job control runs `cat` (not a shell) in the container on the pty:
+    // Ctrl-Z must stop the whole job and give the terminal back to the shell, `fg` must hand it
+    // to cat again, and cat must then still read the terminal.
+    let cmd = format!(
+        "GPURUN_CACHE_DIR={} {} {} cat",
+        fs.cache.path().display(),
+        support::gpurun_bin().display(),
+        fs.root().display()
+    );
+    let input =
+        format!("{cmd}\nfirst-line\n\x1a\necho marker-$((6*7))\nfg\nsecond-line\n\x04\necho rc=$?\nexit\n");
+    let Some(out) = in_pty("sh -i", &input) else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The shell ran a command while cat was stopped, then cat read the next line.
+    let marker = text.find("marker-42").expect("the shell got the terminal back after Ctrl-Z");
+    let second = text.rfind("second-line").expect("cat read the terminal after fg");
+    assert!(marker < second, "{text}");
+    assert_eq!(text.matches("second-line").count(), 2, "echoed by the tty and printed by cat: {text}");
+    assert!(text.contains("rc=0"), "{text}");
+}
+
+#[test]
+fn fakeroot_home_is_root() {
+    let Some(fs) = setup("fakehome") else { return };
+    assert_eq!(ok(&fs, &["--fakeroot"], &["sh", "-c", "echo $HOME"]), "/root");
+    let home = std::env::var("HOME").unwrap_or_default();
+    if !is_root() && Path::new(&home).is_dir() && !["/", "/root"].contains(&home.as_str()) {
+        // The caller's home is bound at /root (Apptainer's --fakeroot layout).
+        let marker = format!("gpurun-fakehome-{}", std::process::id());
+        std::fs::write(Path::new(&home).join(&marker), "x").unwrap();
+        let seen = run(&fs, &["--fakeroot"], &["test", "-f", &format!("/root/{marker}")]);
+        let _ = std::fs::remove_file(Path::new(&home).join(&marker));
+        assert_eq!(seen.status.code(), Some(0), "{}", describe(&seen));
+    }
+}

@@ -15,6 +15,11 @@ use gpurun::ui::Ui;
 const EXIT_GPURUN: u8 = 125;
 
 fn init_logging(verbose: u8) {
+    // gpurun emits only debug and trace events: without GPURUN_LOG or -vv there is nothing to
+    // print, so skip building a subscriber (its filter parsing is measurable on every start).
+    if verbose < 2 && std::env::var_os("GPURUN_LOG").is_none() {
+        return;
+    }
     let default = match verbose {
         0 | 1 => "warn",
         2 => "gpurun=debug",
@@ -101,10 +106,12 @@ fn run(cli: &Cli, ui: &Ui) -> Result<u8, Failure> {
             Some("usage: gpurun [OPTIONS] IMAGE [COMMAND [ARG...]]; see gpurun --help".into()),
         ));
     };
+    // Validation first: a typo in --env or a missing bind source must not cost an unpack.
+    let (request, host) = gpurun::run::validate(&cli.run).map_err(|e| (gpurun::error_chain(&e), e.hint()))?;
     let cache = open_cache(cli)?;
     let sel = commands::selection(&cli.run.select);
     let prepared = gpurun::image::prepare(image, &sel, &cache, ui).map_err(|e| fail(e.into()))?;
-    match gpurun::run::execute(&cli.run, prepared) {
+    match gpurun::run::execute(&request, &host, prepared) {
         // Exit statuses are 8 bits; the workload's code already is one.
         Ok(code) => Ok((code & 0xff) as u8),
         Err(e) => Err((gpurun::error_chain(&e), e.hint())),

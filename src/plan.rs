@@ -125,6 +125,19 @@ pub struct LaunchPlan {
     /// Whether the workload keeps its capabilities (`--fakeroot`); otherwise all are dropped.
     pub keep_capabilities: bool,
     pub no_new_privs: bool,
+    /// Set when the workload must change identity before exec (`--fakeroot` with an image
+    /// `User` other than root); `None`: it runs with the identity the namespace gives it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub switch_user: Option<SwitchUser>,
+}
+
+/// `setgroups` (when allowed), `setresgid`, `setresuid` in the workload, in that order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SwitchUser {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups; `None` where `setgroups` is denied (a single-id user namespace).
+    pub groups: Option<Vec<u32>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -237,14 +250,127 @@ pub struct ImageInfo {
 pub enum PlanError {
     #[error("no COMMAND given and the image has no ENTRYPOINT or CMD")]
     NoCommand,
+    #[error("the image's User {spec:?}: {why}")]
+    BadUser { spec: String, why: String },
+    #[error("the image's User {spec:?} is uid {uid} gid {gid}, which the user namespace does not map")]
+    UserNotMapped { spec: String, uid: u32, gid: u32 },
 }
 
 impl PlanError {
     pub fn hint(&self) -> Option<String> {
         match self {
             PlanError::NoCommand => Some("name a command after IMAGE, e.g. `gpurun IMAGE /bin/sh`".into()),
+            PlanError::BadUser { .. } => {
+                Some("the image's /etc/passwd and /etc/group must name it; run without --fakeroot to run as yourself".into())
+            }
+            PlanError::UserNotMapped { .. } => Some(
+                "--fakeroot maps only root unless /etc/subuid and /etc/subgid give you a range (and newuidmap/\
+                 newgidmap are installed); ask for one, or run without --fakeroot to run as yourself"
+                    .into(),
+            ),
         }
     }
+}
+
+/// The identity the workload gets, and its home directory.
+///
+/// As Apptainer does, gpurun runs the workload as the caller and ignores the image's `User`.
+/// Under `--fakeroot` it runs as root with `HOME=/root` (the caller's home bound there), unless
+/// the image names another `User`: then that user, resolved in the image's own `/etc/passwd`
+/// and `/etc/group`, with `HOME` from its passwd entry; it must be mapped in the namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Identity {
+    uid: u32,
+    gid: u32,
+    home: PathBuf,
+    /// Set when the workload must change to it before exec.
+    switch: bool,
+}
+
+/// A uid or gid written as a number: ASCII digits only (no sign, no spaces), 0..=2^31-1, the
+/// range every tool agrees on (CVE-2024-40635: a larger value must not wrap to root).
+pub fn parse_id(text: &str) -> Option<Option<u32>> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(text.parse::<u32>().ok().filter(|&n| n <= i32::MAX as u32))
+}
+
+/// Resolves an OCI `User` (`user`, `uid`, `user:group`, `uid:gid`) against the image's account
+/// files. Returns uid, gid and the passwd entry's home (if any).
+pub fn resolve_user(
+    spec: &str,
+    passwd: Option<&str>,
+    group: Option<&str>,
+) -> Result<(u32, u32, Option<PathBuf>), PlanError> {
+    let bad = |why: &str| PlanError::BadUser { spec: spec.into(), why: why.into() };
+    let (user, grp) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let fields = |line: &str| line.split(':').map(str::to_string).collect::<Vec<_>>();
+    let passwd_entry = |pred: &dyn Fn(&[String]) -> bool| {
+        passwd.unwrap_or("").lines().map(fields).find(|f| f.len() >= 6 && pred(f))
+    };
+    let (uid, mut gid, home) = match parse_id(user) {
+        Some(None) => return Err(bad("the uid is larger than 2147483647")),
+        Some(Some(uid)) => {
+            let entry = passwd_entry(&|f| parse_id(&f[2]) == Some(Some(uid)));
+            let gid = entry.as_ref().and_then(|f| parse_id(&f[3]).flatten()).unwrap_or(0);
+            (uid, gid, entry.map(|f| PathBuf::from(&f[5])))
+        }
+        None => {
+            let entry = passwd_entry(&|f| f[0] == user).ok_or_else(|| bad("no such user in the image"))?;
+            let uid = parse_id(&entry[2]).flatten().ok_or_else(|| bad("its passwd entry has a bad uid"))?;
+            let gid = parse_id(&entry[3]).flatten().ok_or_else(|| bad("its passwd entry has a bad gid"))?;
+            (uid, gid, Some(PathBuf::from(&entry[5])))
+        }
+    };
+    if let Some(g) = grp.filter(|g| !g.is_empty()) {
+        gid = match parse_id(g) {
+            Some(Some(n)) => n,
+            Some(None) => return Err(bad("the gid is larger than 2147483647")),
+            None => group
+                .unwrap_or("")
+                .lines()
+                .map(fields)
+                .find(|f| f.len() >= 3 && f[0] == g)
+                .and_then(|f| parse_id(&f[2]).flatten())
+                .ok_or_else(|| bad("no such group in the image"))?,
+        };
+    }
+    let home = home.filter(|h| h.is_absolute());
+    Ok((uid, gid, home))
+}
+
+fn mapped(map: &[IdMap], id: u32) -> bool {
+    map.iter().any(|m| id >= m.inside && id - m.inside < m.count)
+}
+
+fn identity(
+    req: &RunRequest,
+    host: &HostFacts,
+    image: &ImageInfo,
+    userns: Option<&UserNamespace>,
+) -> Result<Identity, PlanError> {
+    if !req.fakeroot {
+        return Ok(Identity { uid: host.uid, gid: host.gid, home: host.home.clone(), switch: false });
+    }
+    let root = Identity { uid: 0, gid: 0, home: "/root".into(), switch: false };
+    let Some(spec) = image.config.user.as_deref().map(str::trim).filter(|u| !u.is_empty()) else {
+        return Ok(root);
+    };
+    let (uid, gid, home) = resolve_user(spec, image.passwd.as_deref(), image.group.as_deref())?;
+    if (uid, gid) == (0, 0) {
+        return Ok(root);
+    }
+    if let Some(ns) = userns {
+        if !mapped(&ns.uid_map, uid) || !mapped(&ns.gid_map, gid) {
+            return Err(PlanError::UserNotMapped { spec: spec.into(), uid, gid });
+        }
+    }
+    let home = home.unwrap_or_else(|| if uid == 0 { "/root".into() } else { "/".into() });
+    Ok(Identity { uid, gid, home, switch: true })
 }
 
 /// Builds the launch plan. Pure: the same inputs always give the same plan.
@@ -256,28 +382,37 @@ pub fn build(
 ) -> Result<LaunchPlan, PlanError> {
     let argv = argv(req, &image.config)?;
     let user_namespace = user_namespace(req, host);
-    let (uid, gid) = if req.fakeroot { (0, 0) } else { (host.uid, host.gid) };
+    let who = identity(req, host, image, user_namespace.as_ref())?;
     let mut namespaces = vec![Namespace::Mount, Namespace::Pid];
     if user_namespace.is_some() {
         namespaces.insert(0, Namespace::User);
     }
-    let specs = mount_specs(req, host, gpu);
+    let specs = mount_specs(req, host, &who, gpu);
     let cwd = working_dir(req, host, &image.config, &specs);
-    let accounts = Accounts::new(host, uid, gid);
+    let accounts = Accounts::new(host, &who);
     let mut mounts = mount_ops(req, image, &specs, &accounts, user_namespace.is_some());
     stage_symlinks(&mut mounts, &gpu.symlinks);
+    // setgroups is denied in a namespace whose maps gpurun wrote itself (see sandbox::idmap).
+    let may_setgroups = user_namespace.as_ref().is_none_or(|ns| ns.writer != MapWriter::Direct);
+    let switch_user = who.switch.then(|| SwitchUser {
+        uid: who.uid,
+        gid: who.gid,
+        groups: may_setgroups.then(|| vec![who.gid]),
+    });
     Ok(LaunchPlan {
         rootfs: image.rootfs.clone(),
         user_namespace,
         namespaces,
         mounts,
         argv,
-        env: environment(req, host, &image.config, &gpu.env),
+        env: environment_with_home(req, host, &image.config, &who.home, &gpu.env),
         cwd,
-        uid,
-        gid,
-        keep_capabilities: req.fakeroot,
+        uid: who.uid,
+        gid: who.gid,
+        // A non-root image user runs without capabilities, as in Docker and Podman.
+        keep_capabilities: req.fakeroot && who.uid == 0,
         no_new_privs: true,
+        switch_user,
     })
 }
 
@@ -327,8 +462,19 @@ fn user_namespace(req: &RunRequest, host: &HostFacts) -> Option<UserNamespace> {
     }
 }
 
-/// The environment, by the precedence table in the module documentation.
+/// The environment, by the precedence table in the module documentation, with `HOME` the
+/// caller's home directory.
 pub fn environment(req: &RunRequest, host: &HostFacts, config: &RunConfig, gpu: &[EnvEdit]) -> Vec<String> {
+    environment_with_home(req, host, config, &host.home, gpu)
+}
+
+fn environment_with_home(
+    req: &RunRequest,
+    host: &HostFacts,
+    config: &RunConfig,
+    home: &Path,
+    gpu: &[EnvEdit],
+) -> Vec<String> {
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in &host.env {
         let passes = if req.cleanenv {
@@ -346,7 +492,7 @@ pub fn environment(req: &RunRequest, host: &HostFacts, config: &RunConfig, gpu: 
         }
     }
     env.entry("PATH".into()).or_insert_with(|| DEFAULT_PATH.into());
-    env.insert("HOME".into(), host.home.display().to_string());
+    env.insert("HOME".into(), home.display().to_string());
     for edit in gpu {
         match edit {
             EnvEdit::Set { name, value } => {
@@ -409,9 +555,9 @@ fn bind(source: impl Into<PathBuf>, dest: impl Into<PathBuf>, kind: NodeKind, re
 
 /// Every mount the container gets, sorted so parents come before children (a stable sort by
 /// depth: a child mounted first would be hidden by its parent, bubblewrap's rule too).
-fn mount_specs(req: &RunRequest, host: &HostFacts, gpu: &GpuEdits) -> Vec<Spec> {
+fn mount_specs(req: &RunRequest, host: &HostFacts, who: &Identity, gpu: &GpuEdits) -> Vec<Spec> {
     let mut specs = system_specs(host);
-    specs.extend(default_bind_specs(req, host));
+    specs.extend(default_bind_specs(req, host, who));
     for f in gpu.devices.iter().chain(&gpu.files) {
         let kind = if f.dir { NodeKind::Dir } else { NodeKind::File };
         specs.retain(|s| s.dest != f.container);
@@ -459,7 +605,7 @@ fn system_specs(host: &HostFacts) -> Vec<Spec> {
 }
 
 /// `$HOME`, the working directory, `/tmp`, `/etc/hosts`, `/etc/resolv.conf`.
-fn default_bind_specs(req: &RunRequest, host: &HostFacts) -> Vec<Spec> {
+fn default_bind_specs(req: &RunRequest, host: &HostFacts, who: &Identity) -> Vec<Spec> {
     let mut specs = Vec::new();
     if req.contain {
         specs.push(Spec {
@@ -472,11 +618,15 @@ fn default_bind_specs(req: &RunRequest, host: &HostFacts) -> Vec<Spec> {
         specs.push(bind("/tmp", "/tmp", NodeKind::Dir, false));
     }
     let home_bound = !req.contain && !req.no_home && host.home_is_dir && !is_system_dir(&host.home);
+    // Under --fakeroot as root the caller's home is bound at /root, HOME's value (Apptainer's
+    // choice); a non-root image user keeps it at its own path.
+    let home_dest = if req.fakeroot && who.uid == 0 { Path::new("/root") } else { host.home.as_path() };
     if home_bound {
-        specs.push(bind(&host.home, &host.home, NodeKind::Dir, false));
+        specs.push(bind(&host.home, home_dest, NodeKind::Dir, false));
     }
     if let Some(cwd) = host.cwd.as_ref().filter(|_| !req.contain) {
-        let covered = (home_bound && cwd.starts_with(&host.home)) || cwd.starts_with("/tmp");
+        let in_home = home_bound && home_dest == host.home && cwd.starts_with(&host.home);
+        let covered = in_home || cwd.starts_with("/tmp");
         if !covered && !is_system_dir(cwd) {
             specs.push(bind(cwd, cwd, NodeKind::Dir, false));
         }
@@ -524,16 +674,18 @@ struct Accounts {
     uid: u32,
     gid: u32,
     home: PathBuf,
+    /// The identity is the image's own User: its account files are used unchanged.
+    image_user: bool,
 }
 
 impl Accounts {
-    fn new(host: &HostFacts, uid: u32, gid: u32) -> Accounts {
-        let (user, group) = if uid == 0 {
+    fn new(host: &HostFacts, who: &Identity) -> Accounts {
+        let (user, group) = if who.uid == 0 {
             ("root".into(), "root".into())
         } else {
             (host.user_name.clone(), host.group_name.clone())
         };
-        Accounts { user, group, uid, gid, home: host.home.clone() }
+        Accounts { user, group, uid: who.uid, gid: who.gid, home: who.home.clone(), image_user: who.switch }
     }
 }
 
@@ -637,14 +789,20 @@ fn mount_ops(
     let mut staged_made = BTreeSet::new();
     // The generated account files go straight into the upper layer: no bind, no mount point.
     make_mountpoint(&mut staged, &mut staged_made, UPPER, Path::new("/etc"), NodeKind::Dir);
-    let passwd = passwd_with_caller(
-        image.passwd.as_deref(),
-        &accounts.user,
-        accounts.uid,
-        accounts.gid,
-        &accounts.home,
-    );
-    let group = group_with_caller(image.group.as_deref(), &accounts.group, accounts.gid);
+    let (passwd, group) = if accounts.image_user {
+        (image.passwd.clone().unwrap_or_default(), image.group.clone().unwrap_or_default())
+    } else {
+        (
+            passwd_with_caller(
+                image.passwd.as_deref(),
+                &accounts.user,
+                accounts.uid,
+                accounts.gid,
+                &accounts.home,
+            ),
+            group_with_caller(image.group.as_deref(), &accounts.group, accounts.gid),
+        )
+    };
     staged.push(MountOp::WriteFile {
         path: under(UPPER, Path::new("/etc/passwd")),
         contents: passwd,
@@ -1058,6 +1216,67 @@ mod tests {
             "--env extended"
         );
         assert_eq!(env_of(&plan, "ROCR_VISIBLE_DEVICES").as_deref(), Some("0"));
+    }
+
+    #[test]
+    fn strict_numeric_ids() {
+        assert_eq!(parse_id("0"), Some(Some(0)));
+        assert_eq!(parse_id("2147483647"), Some(Some(i32::MAX as u32)));
+        assert_eq!(parse_id("2147483648"), Some(None), "2^31 is out of range");
+        assert_eq!(parse_id("4294967296"), Some(None), "must not wrap to 0");
+        for bad in ["", "+1", "-1", " 1", "1 ", "0x10", "1e3", "١"] {
+            assert_eq!(parse_id(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn image_user_resolution() {
+        let passwd =
+            "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\nodd:x:12a:1::/:/bin/sh\n";
+        let group = "root:x:0:\nstaff:x:50:\n";
+        let r = |spec| resolve_user(spec, Some(passwd), Some(group));
+        assert_eq!(r("app").unwrap(), (1000, 1001, Some("/home/app".into())));
+        assert_eq!(r("1000").unwrap(), (1000, 1001, Some("/home/app".into())));
+        assert_eq!(r("4242").unwrap(), (4242, 0, None), "numeric without an entry: gid 0");
+        assert_eq!(r("app:staff").unwrap().1, 50);
+        assert_eq!(r("app:7").unwrap().1, 7);
+        assert!(matches!(r("nobody"), Err(PlanError::BadUser { .. })));
+        assert!(matches!(r("odd"), Err(PlanError::BadUser { .. })));
+        assert!(matches!(r("app:nogroup"), Err(PlanError::BadUser { .. })));
+        assert!(matches!(r("4294967296"), Err(PlanError::BadUser { .. })));
+    }
+
+    #[test]
+    fn fakeroot_identity_and_home() {
+        let fake = RunRequest { fakeroot: true, ..RunRequest::default() };
+        let plan = build(&fake, &host(), &image()).unwrap();
+        assert_eq!(env_of(&plan, "HOME").as_deref(), Some("/root"));
+        assert!(plan.mounts.iter().any(|op| matches!(op, MountOp::Bind { source, target, .. }
+            if source == Path::new("/oldroot/home/alice") && target == Path::new("/newroot/root"))));
+        assert_eq!(plan.cwd, Path::new("/scratch/job"));
+        assert!(plan.switch_user.is_none() && plan.keep_capabilities);
+        // Without --fakeroot the image's User is ignored: the caller runs.
+        let mut img = image();
+        img.config.user = Some("alice".into());
+        let plain = build(&RunRequest::default(), &host(), &img).unwrap();
+        assert_eq!((plain.uid, plain.switch_user.clone()), (1000, None));
+        // Under --fakeroot a named user must be mapped: one id only maps root.
+        assert!(matches!(build(&fake, &host(), &img), Err(PlanError::UserNotMapped { .. })));
+        let mut sub = host();
+        sub.subids = Some(crate::request::SubIds {
+            uid_start: 100000,
+            uid_count: 65536,
+            gid_start: 100000,
+            gid_count: 65536,
+            newuidmap: "/usr/bin/newuidmap".into(),
+            newgidmap: "/usr/bin/newgidmap".into(),
+        });
+        let plan = build(&fake, &sub, &img).unwrap();
+        assert_eq!(plan.switch_user, Some(SwitchUser { uid: 1, gid: 1, groups: Some(vec![1]) }));
+        assert_eq!((plan.uid, plan.keep_capabilities), (1, false));
+        assert_eq!(env_of(&plan, "HOME").as_deref(), Some("/"));
+        img.config.user = Some("0".into());
+        assert!(build(&fake, &host(), &img).unwrap().switch_user.is_none());
     }
 
     #[test]

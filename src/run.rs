@@ -52,22 +52,30 @@ impl RunError {
     }
 }
 
-/// Runs the command described by `args` in `prepared` and returns the status gpurun should exit
-/// with: the workload's own; 128+N if it was killed by signal N; 127 (with a message naming the
-/// command) when the command is not in the image; 126 when it cannot be executed. `--dry-run`
-/// prints the launch plan as JSON and returns 0. `prepared` (and its cache lease) is held until
-/// the workload has exited.
-///
-/// Must be called while gpurun is single-threaded: the sandbox forks and the children allocate.
-pub fn execute(args: &RunArgs, prepared: Prepared) -> Result<i32, RunError> {
+/// Checks the command line against the host before anything else happens: malformed `--env`,
+/// unreadable `--env-file`, missing bind sources and conflicting flags fail here, before the
+/// image is opened or unpacked and before anything forks. Returns the request and the host
+/// facts it was checked against, both needed by [`execute`].
+pub fn validate(args: &RunArgs) -> Result<(RunRequest, HostFacts), RunError> {
     let host = HostFacts::gather(args.fakeroot);
     let request = RunRequest::from_args(args, &host)?;
+    Ok((request, host))
+}
+
+/// Runs `request` in `prepared` and returns the status gpurun should exit with: the workload's
+/// own; 128+N if it was killed by signal N; 127 (with a message naming the command) when the
+/// command is not in the image; 126 when it cannot be executed. `--dry-run` prints the launch
+/// plan as JSON and returns 0. `prepared` (and its cache lease) is held until the workload has
+/// exited.
+///
+/// Must be called while gpurun is single-threaded: the sandbox forks and the children allocate.
+pub fn execute(request: &RunRequest, host: &HostFacts, prepared: Prepared) -> Result<i32, RunError> {
     let image = image_info(&prepared)?;
-    let gpu = gpu_edits(&request, &host, &image)?;
+    let gpu = gpu_edits(request, host, &image)?;
     for warning in &gpu.warnings {
         eprintln!("gpurun: warning: {warning}");
     }
-    let plan = plan::build(&request, &host, &image, &gpu)?;
+    let plan = plan::build(request, host, &image, &gpu)?;
     tracing::debug!(mounts = plan.mounts.len(), cwd = %plan.cwd.display(), "launch plan ready");
     if request.dry_run {
         let mut out = io::stdout().lock();
@@ -132,17 +140,33 @@ fn image_info(prepared: &Prepared) -> Result<ImageInfo, RunError> {
     })
 }
 
+/// The most of an image's `/etc/passwd` or `/etc/group` gpurun reads (a real one is a few KiB).
+pub const ACCOUNT_FILE_CAP: u64 = 1 << 20;
+
+/// Reads a small account file of the image. The image is untrusted (CVE-2024-9676: a
+/// `/etc/passwd` symlinked to `/dev/zero`, or a FIFO, made Podman hang or exhaust memory):
+/// symlinks resolve inside the root, only a regular file is read (opened non-blocking, checked
+/// with fstat), and one larger than [`ACCOUNT_FILE_CAP`] or not UTF-8 counts as absent.
 fn read_in_root(root: &std::fs::File, path: &str) -> Option<String> {
     use rustix::fs::{Mode, OFlags, ResolveFlags, openat2};
     let fd = openat2(
         root,
         Path::new(path),
-        OFlags::RDONLY | OFlags::CLOEXEC,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
         Mode::empty(),
-        ResolveFlags::IN_ROOT,
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
     )
     .ok()?;
-    let mut text = String::new();
-    std::fs::File::from(fd).read_to_string(&mut text).ok()?;
-    Some(text)
+    let file = std::fs::File::from(fd);
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.len() > ACCOUNT_FILE_CAP {
+        tracing::debug!(path, "ignoring the image's account file: not a small regular file");
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(ACCOUNT_FILE_CAP + 1).read_to_end(&mut bytes).ok()?;
+    if bytes.len() as u64 > ACCOUNT_FILE_CAP {
+        return None;
+    }
+    String::from_utf8(bytes).ok()
 }

@@ -223,13 +223,20 @@ fn flock(f: &File, op: rustix::fs::FlockOperation) -> io::Result<()> {
 
 /// Creates `dir` mode 0700 if missing; refuses one owned by someone else.
 fn make_private_dir(dir: &Path) -> Result<(), CacheError> {
-    match fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
-        Ok(()) => {}
-        Err(e) => {
-            return Err(CacheError::Io { what: "creating cache directory", path: dir.to_owned(), source: e });
-        }
-    }
-    let meta = fs::symlink_metadata(dir).map_err(CacheError::io("inspecting", dir))?;
+    // Inspect first: on every start but the first the directory exists, and one lstat is all
+    // the check needs (this runs five times on each warm start).
+    let meta =
+        match fs::symlink_metadata(dir) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| {
+                    CacheError::Io { what: "creating cache directory", path: dir.to_owned(), source: e }
+                })?;
+                fs::symlink_metadata(dir).map_err(CacheError::io("inspecting", dir))?
+            }
+            Err(e) => return Err(CacheError::Io { what: "inspecting", path: dir.to_owned(), source: e }),
+        };
+
     if meta.uid() != rustix::process::geteuid().as_raw() {
         return Err(CacheError::NotOwned(dir.to_owned()));
     }

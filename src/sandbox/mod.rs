@@ -15,6 +15,7 @@
 mod idmap;
 pub mod mounts;
 mod process;
+mod spawn;
 
 use std::io::{self, Read};
 use std::os::fd::OwnedFd;

@@ -2,17 +2,16 @@
 //! up to its execve. Signals are handled synchronously (blocked, then `sigwaitinfo`), so there
 //! are no signal handlers and no async-signal-safety puzzles.
 
-use std::ffi::CString;
 use std::io::{self, Write};
 use std::os::fd::{OwnedFd, RawFd};
-use std::path::Path;
 
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
+use super::spawn::Spawn;
 use super::{ChildFailure, SandboxError, chain, mounts};
-use crate::plan::{DEFAULT_PATH, LaunchPlan};
+use crate::plan::LaunchPlan;
 use crate::sys::Linux;
 
 /// Signals forwarded to the workload (the set Slurm, PBS and terminals use).
@@ -163,17 +162,21 @@ pub fn init(plan: &LaunchPlan, alive: OwnedFd, report_fd: OwnedFd, terminal: Opt
         report(&report_fd, chain(&err), err.hint());
         return 125;
     }
-    // SAFETY: the init is single-threaded (a fork of a single-threaded gpurun).
-    let workload = match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Child) => exec_workload(plan, &report_fd, terminal),
-        Ok(nix::unistd::ForkResult::Parent { child }) => child,
+    let mut spawn = Spawn::new(plan, terminal.map(|t| t.fd));
+    let workload = match spawn.start() {
+        Ok(pid) => Pid::from_raw(pid),
         Err(e) => {
-            report(&report_fd, format!("fork the workload: {e}"), None);
+            report(&report_fd, format!("start the workload: {e}"), None);
             return 125;
         }
     };
-    // Also set here, so no signal can be forwarded to a group that does not exist yet.
-    let _ = nix::unistd::setpgid(workload, workload);
+    if let Some((code, message, hint)) = spawn.failure(plan) {
+        if code == 125 {
+            report(&report_fd, message, hint);
+        } else {
+            let _ = writeln!(io::stderr(), "gpurun: {message}");
+        }
+    }
     drop(report_fd);
     drop(alive);
     init_loop(workload, terminal)
@@ -225,122 +228,5 @@ fn reap(workload: Pid) -> Option<i32> {
             Ok(WaitStatus::StillAlive) | Err(_) => return None,
             Ok(_) => {}
         }
-    }
-}
-
-/// The workload: own process group (and the terminal, when the job is in the foreground),
-/// working directory, no_new_privs, capabilities dropped, execve. Never returns.
-fn exec_workload(plan: &LaunchPlan, report_fd: &OwnedFd, terminal: Option<Terminal>) -> ! {
-    let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
-    if let Some(t) = terminal {
-        // SAFETY: getpid cannot fail.
-        t.give(unsafe { libc::getpid() });
-    }
-    restore_signals(&empty_set());
-    let fail = |message: String, hint: Option<String>| -> ! {
-        report(report_fd, message, hint);
-        // SAFETY: see `launch`: leave without touching the parent's stdio state.
-        unsafe { libc::_exit(125) }
-    };
-    if let Err(e) = std::env::set_current_dir(&plan.cwd) {
-        let hint = "pass --pwd DIR with a directory that exists in the image or in a bind".to_string();
-        fail(
-            format!("change to the working directory {} in the container: {e}", plan.cwd.display()),
-            Some(hint),
-        );
-    }
-    if plan.no_new_privs {
-        if let Err(e) = nix::sys::prctl::set_no_new_privs() {
-            fail(format!("set no_new_privs: {e}"), None);
-        }
-    }
-    if !plan.keep_capabilities {
-        if let Err(e) = drop_capabilities() {
-            fail(format!("drop capabilities: {e}"), None);
-        }
-    }
-    let (code, message) = execute(&plan.argv, &plan.env);
-    let _ = writeln!(io::stderr(), "gpurun: {message}");
-    // SAFETY: as above.
-    unsafe { libc::_exit(code) }
-}
-
-fn empty_set() -> libc::sigset_t {
-    // SAFETY: sigemptyset initialises the zeroed set.
-    unsafe {
-        let mut set = std::mem::zeroed::<libc::sigset_t>();
-        libc::sigemptyset(&mut set);
-        set
-    }
-}
-
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: libc::c_int,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-/// Empties the bounding and ambient sets and then every other set, so not even a root workload
-/// (real root, or a setuid file) regains a capability across execve (capabilities(7)).
-fn drop_capabilities() -> io::Result<()> {
-    for cap in 0..64 {
-        // SAFETY: prctl with integer arguments only.
-        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } != 0 {
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EINVAL) {
-                break; // past CAP_LAST_CAP
-            }
-            return Err(err);
-        }
-    }
-    // SAFETY: prctl with integer arguments only; EINVAL on kernels before 4.3 is harmless.
-    unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
-    let header = CapHeader { version: 0x2008_0522, pid: 0 }; // _LINUX_CAPABILITY_VERSION_3
-    let data = [CapData { effective: 0, permitted: 0, inheritable: 0 }; 2];
-    // SAFETY: header and a two-element data array, as capset(2) version 3 requires.
-    if unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// execve with a PATH search (execvp semantics, using the container's PATH). Returns only on
-/// failure: 127 when the command does not exist, 126 when it exists but cannot be executed.
-fn execute(argv: &[String], env: &[String]) -> (i32, String) {
-    let to_c = |s: &String| CString::new(s.as_bytes()).unwrap_or_default();
-    let c_argv: Vec<CString> = argv.iter().map(to_c).collect();
-    let c_env: Vec<CString> = env.iter().map(to_c).collect();
-    let name = &argv[0];
-    let path_var = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
-    let candidates: Vec<String> = if name.contains('/') {
-        vec![name.clone()]
-    } else {
-        path_var.split(':').map(|dir| format!("{}/{name}", if dir.is_empty() { "." } else { dir })).collect()
-    };
-    let mut denied = None;
-    for candidate in &candidates {
-        let Ok(path) = CString::new(candidate.as_bytes()) else {
-            continue;
-        };
-        let err = nix::unistd::execve(&path, &c_argv, &c_env).unwrap_err();
-        if !matches!(err, nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) {
-            denied.get_or_insert((candidate.clone(), err));
-        }
-    }
-    match denied {
-        Some((path, err)) => (126, format!("{name}: cannot execute {path}: {}", err.desc())),
-        None if name.contains('/') && Path::new(name).exists() => {
-            (127, format!("{name}: cannot execute: its interpreter or loader is missing in the container"))
-        }
-        None if name.contains('/') => (127, format!("{name}: no such file in the container")),
-        None => (127, format!("{name}: command not found in the container (PATH={path_var})")),
     }
 }

@@ -1,0 +1,137 @@
+#!/bin/sh
+# Warm-start benchmark: `gpurun IMAGE.tar /bin/true` against `ch-run DIR -- /bin/true` on the same
+# busybox image, interleaved by hyperfine. A benchmark, not a test: it prints numbers and exits 0
+# whatever they are (non-zero only when something could not be set up).
+#
+#   bench/start.sh [RUNS]          RUNS per command (default 200, at least 50), in 4 rounds
+#
+# As root it installs what it needs (busybox-static, umoci, skopeo, hyperfine, charliecloud),
+# creates the unprivileged user `gpurun-test` if missing, and runs the measurements as that user
+# (both tools then use a user namespace, the way they run on a cluster). As any other user it runs
+# as that user and expects the tools to be installed. Results land in $GPURUN_BENCH_DIR
+# (default /tmp/gpurun-bench-$USER): start.json (hyperfine's export) and the image and cache.
+#
+# The binary measured is target/release/gpurun (`cargo build --release` first, or set GPURUN).
+set -eu
+
+runs=${1:-200}
+[ "$runs" -ge 50 ] || runs=50
+here=$(cd "$(dirname "$0")/.." && pwd)
+gpurun=${GPURUN:-$here/target/release/gpurun}
+user=gpurun-test
+
+need() {
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null 2>&1 || return 1
+    done
+}
+
+if [ "$(id -u)" = 0 ] && [ -z "${GPURUN_BENCH_AS_ROOT:-}" ]; then
+    if ! need umoci skopeo hyperfine ch-run || [ ! -x /bin/busybox ]; then
+        apt-get install -y -q busybox-static umoci skopeo hyperfine charliecloud-runtime >/dev/null
+    fi
+    id "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/sh "$user"
+    [ -x "$gpurun" ] || { echo "no $gpurun: run cargo build --release" >&2; exit 1; }
+    # The user needs to execute the binary and this script; copy both somewhere it can reach.
+    stage=$(mktemp -d /tmp/gpurun-bench-bin.XXXXXX)
+    cp "$gpurun" "$stage/gpurun"
+    mkdir -p "$stage/bench"
+    cp "$0" "$stage/bench/start.sh"
+    chmod -R a+rX "$stage"
+    status=0
+    runuser -u "$user" -- env -i PATH=/usr/local/bin:/usr/bin:/bin USER="$user" LOGNAME="$user" HOME="$(getent passwd "$user" | cut -d: -f6)" \
+        GPURUN="$stage/gpurun" ${GPURUN_BENCH_DIR:+GPURUN_BENCH_DIR=$GPURUN_BENCH_DIR} \
+        sh "$stage/bench/start.sh" "$runs" || status=$?
+    rm -rf "$stage"
+    exit $status
+fi
+
+need umoci skopeo hyperfine ch-run jq || {
+    echo "missing tools: apt-get install umoci skopeo hyperfine charliecloud-runtime jq busybox-static" >&2
+    exit 1
+}
+[ -x /bin/busybox ] || { echo "missing /bin/busybox: apt-get install busybox-static" >&2; exit 1; }
+
+work=${GPURUN_BENCH_DIR:-/tmp/gpurun-bench-$(id -un)}
+mkdir -p "$work"
+cd "$work"
+export GPURUN_CACHE_DIR="$work/cache"
+
+# 1. A small image with real tools: busybox-static in one layer, saved as a docker-archive.
+image="$work/busybox.tar"
+if [ ! -f "$image" ]; then
+    rm -rf oci bundle
+    umoci init --layout oci >/dev/null
+    umoci new --image oci:bb >/dev/null
+    umoci unpack --rootless --image oci:bb bundle >/dev/null
+    mkdir -p bundle/rootfs/bin bundle/rootfs/etc bundle/rootfs/tmp bundle/rootfs/dev \
+        bundle/rootfs/proc bundle/rootfs/sys bundle/rootfs/home bundle/rootfs/mnt
+    cp /bin/busybox bundle/rootfs/bin/busybox
+    for applet in $(/bin/busybox --list); do
+        [ "$applet" = busybox ] || ln -sf busybox "bundle/rootfs/bin/$applet"
+    done
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n' >bundle/rootfs/etc/passwd
+    printf 'root:x:0:\nnogroup:x:65534:\n' >bundle/rootfs/etc/group
+    : >bundle/rootfs/etc/hosts
+    : >bundle/rootfs/etc/resolv.conf
+    umoci repack --image oci:bb bundle >/dev/null
+    umoci config --image oci:bb --config.cmd /bin/sh >/dev/null
+    skopeo copy -q oci:oci:bb "docker-archive:$image:busybox:latest"
+    rm -rf oci bundle
+fi
+
+# 2. Warm gpurun's cache, and give ch-run the same tree as a directory image.
+rootfs=$("$gpurun" unpack "$image")
+chdir="$work/ch-dir"
+if [ ! -d "$chdir" ]; then
+    cp -a "$rootfs" "$chdir.tmp"
+    chmod -R u+w "$chdir.tmp"
+    mv "$chdir.tmp" "$chdir"
+fi
+"$gpurun" "$image" /bin/true
+ch-run "$chdir" -- /bin/true
+
+# 3. Measurements. hyperfine runs all runs of one command before the next, so the commands are
+# interleaved in rounds (alternating which goes first) and the rounds' times merged: drift in
+# the machine's state (frequency, page cache, other jobs) hits both sides alike.
+echo "gpurun: $("$gpurun" --version 2>/dev/null || echo "$gpurun")"
+echo "ch-run: $(ch-run --version 2>&1 | head -1)"
+echo "kernel: $(uname -r), $(nproc) cpus"
+rounds=4
+per=$(( (runs + rounds - 1) / rounds ))
+g_cmd="$gpurun $image /bin/true"
+c_cmd="ch-run $chdir -- /bin/true"
+u_cmd="$gpurun unpack $image"
+r=1
+while [ "$r" -le "$rounds" ]; do
+    if [ $((r % 2)) = 1 ]; then
+        set -- -n gpurun "$g_cmd" -n ch-run "$c_cmd" -n warm-path "$u_cmd"
+    else
+        set -- -n ch-run "$c_cmd" -n gpurun "$g_cmd" -n warm-path "$u_cmd"
+    fi
+    hyperfine -N --style basic --warmup 10 --runs "$per" --export-json "$work/round$r.json" "$@"
+    r=$((r + 1))
+done
+# One JSON: every run's time per command, with mean and median over all rounds.
+jq -s '[.[].results[]] | group_by(.command) | map({command: .[0].command,
+        times: (map(.times) | add)}) | map(. + {runs: (.times | length),
+        mean: ((.times | add) / (.times | length)),
+        median: (.times | sort | if length % 2 == 1 then .[length / 2 | floor]
+                 else (.[length / 2 - 1] + .[length / 2]) / 2 end)}) | {results: .}' \
+    "$work"/round*.json >"$work/start.json"
+rm -f "$work"/round*.json
+
+median() {
+    jq -r --arg n "$1" '.results[] | select(.command == $n) | .median * 1000' "$work/start.json"
+}
+g=$(median gpurun)
+c=$(median ch-run)
+u=$(median warm-path)
+n=$(jq -r '.results[0].runs' "$work/start.json")
+echo
+echo "== warm start, $n runs each, medians =="
+printf 'gpurun IMAGE.tar /bin/true       %8.3f ms\n' "$g"
+printf 'ch-run DIR -- /bin/true          %8.3f ms\n' "$c"
+printf 'gpurun unpack IMAGE.tar (warm path alone, no sandbox) %8.3f ms\n' "$u"
+printf 'ratio gpurun/ch-run              %8.3f   (target <= 1.0)\n' "$(echo "$g $c" | awk '{ print $1 / $2 }')"
+echo "JSON: $work/start.json"
