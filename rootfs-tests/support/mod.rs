@@ -32,9 +32,7 @@ pub fn skip(reason: &str) {
 /// `GPURUN_FIXTURES` (default `.fixtures` in the repository). `None` (after a SKIP line) when a
 /// named fixture is not there.
 pub fn fixture(name: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("GPURUN_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".fixtures"));
+    let dir = fixtures_dir();
     let path = dir.join(name);
     if path.exists() {
         Some(path)
@@ -46,6 +44,13 @@ pub fn fixture(name: &str) -> Option<PathBuf> {
         ));
         None
     }
+}
+
+/// The fixture directory: `GPURUN_FIXTURES`, default `<repo>/.fixtures`.
+pub fn fixtures_dir() -> PathBuf {
+    std::env::var_os("GPURUN_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".fixtures"))
 }
 
 /// A fresh temporary directory, removed (even if parts are read-only) when dropped.
@@ -77,14 +82,19 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         // Unpacked images keep read-only directories; make them writable before removal.
-        let _ = Command::new("chmod").arg("-R").arg("u+rwX").arg(&self.0).output();
+        let _ = Command::new("chmod")
+            .arg("-R")
+            .arg("u+rwX")
+            .arg(&self.0)
+            .output();
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
 /// Runs `cmd` and returns its output, panicking with the command line if it could not start.
 pub fn output(cmd: &mut Command) -> Output {
-    cmd.output().unwrap_or_else(|e| panic!("could not start {cmd:?}: {e}"))
+    cmd.output()
+        .unwrap_or_else(|e| panic!("could not start {cmd:?}: {e}"))
 }
 
 /// Stdout and stderr as text, for assertion messages.
@@ -101,4 +111,51 @@ pub fn describe(out: &Output) -> String {
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// Runs `cmd`, asserting that it exited 0; `what` names the step in the failure message.
+pub fn run_ok(cmd: &mut Command, what: &str) -> Output {
+    let out = output(cmd);
+    assert!(
+        out.status.success(),
+        "{what} failed: {cmd:?}\n{}",
+        describe(&out)
+    );
+    out
+}
+
+/// Runs `cmd`, asserting that it failed with gpurun's own exit status (125) and said something
+/// on stderr; returns stderr.
+pub fn run_fails(cmd: &mut Command, what: &str) -> String {
+    let out = output(cmd);
+    assert_eq!(
+        out.status.code(),
+        Some(125),
+        "{what}: expected exit 125: {cmd:?}\n{}",
+        describe(&out)
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !err.trim().is_empty(),
+        "{what}: failed without a message: {cmd:?}"
+    );
+    err
+}
+
+/// The names in `dir` (empty when it does not exist).
+pub fn dir_entries(dir: &Path) -> Vec<PathBuf> {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => {
+            let mut v: Vec<PathBuf> = rd.map(|e| e.expect("read_dir entry").path()).collect();
+            v.sort();
+            v
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => panic!("read {}: {e}", dir.display()),
+    }
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
