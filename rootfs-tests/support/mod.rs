@@ -6,9 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The `gpurun` binary built for this test run.
+/// The `gpurun` binary built for this test run, or `GPURUN_BIN` when set (rootfs-tests/run.sh
+/// sets it when it runs copies of the test binaries as an unprivileged user).
 pub fn gpurun_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_gpurun"))
+    std::env::var_os("GPURUN_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_gpurun")))
 }
 
 /// A `gpurun` command with its cache in `cache` and no inherited verbosity.
@@ -23,7 +26,7 @@ pub fn gpurun(cache: &Path) -> Command {
 pub fn skip(reason: &str) {
     println!("SKIP: {reason}");
     eprintln!("SKIP: {reason}");
-    if std::env::var_os("GPURUN_TEST_NO_SKIP").is_some_and(|v| v != "0") {
+    if std::env::var_os("GPURUN_TEST_NO_SKIP").is_some_and(|v| !v.is_empty() && v != "0") {
         panic!("SKIP is a failure here (GPURUN_TEST_NO_SKIP): {reason}");
     }
 }
