@@ -1,5 +1,97 @@
+//! The thin binary: parse, set up logging, call the library, print the error chain once with
+//! its hint, and exit with the documented code.
+
+use std::io::Write;
+use std::process::ExitCode;
+
 use clap::Parser;
-fn main() {
-    let cli = gpurun::cli::Cli::parse();
-    println!("{cli:#?}");
+
+use gpurun::cache::Cache;
+use gpurun::cli::{Cli, Command};
+use gpurun::commands::{self, CommandError};
+use gpurun::ui::Ui;
+
+/// gpurun's own failures (bad image, cache, sandbox setup), as `docker run` uses it.
+const EXIT_GPURUN: u8 = 125;
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 | 1 => "warn",
+        2 => "gpurun=debug",
+        _ => "gpurun=trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GPURUN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.global.verbose);
+    let ui = Ui { quiet: cli.global.quiet, verbose: cli.global.verbose };
+    match dispatch(&cli, &ui) {
+        Ok(code) => ExitCode::from(code),
+        Err((message, hint)) => {
+            eprintln!("gpurun: error: {message}");
+            if let Some(h) = hint {
+                eprintln!("gpurun: hint: {h}");
+            }
+            ExitCode::from(EXIT_GPURUN)
+        }
+    }
+}
+
+type Failure = (String, Option<String>);
+
+fn fail(e: CommandError) -> Failure {
+    (gpurun::error_chain(&e), e.hint())
+}
+
+fn open_cache(cli: &Cli) -> Result<Cache, Failure> {
+    let root = gpurun::cache::default_location(cli.global.cache_dir.as_deref())
+        .map_err(|e| (gpurun::error_chain(&e), None))?;
+    Cache::open(root).map_err(|e| (gpurun::error_chain(&e), None))
+}
+
+fn print(text: String) -> Result<u8, Failure> {
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`gpurun images | head`) is not an error worth a message.
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+    Ok(0)
+}
+
+fn dispatch(cli: &Cli, ui: &Ui) -> Result<u8, Failure> {
+    match &cli.command {
+        Some(Command::Inspect(a)) => print(commands::inspect(a).map_err(fail)?),
+        Some(Command::Unpack(a)) => print(commands::unpack(a, &open_cache(cli)?, ui).map_err(fail)?),
+        Some(Command::Images(a)) => print(commands::images(a, &open_cache(cli)?).map_err(fail)?),
+        Some(Command::Rm(a)) => print(commands::rm(a, &open_cache(cli)?).map_err(fail)?),
+        Some(Command::Prune(a)) => print(commands::prune(a, &open_cache(cli)?, ui).map_err(fail)?),
+        None => run(cli, ui),
+    }
+}
+
+fn run(cli: &Cli, ui: &Ui) -> Result<u8, Failure> {
+    let Some(image) = &cli.run.image else {
+        return Err((
+            "no IMAGE given".into(),
+            Some("usage: gpurun [OPTIONS] IMAGE [COMMAND [ARG...]]; see gpurun --help".into()),
+        ));
+    };
+    let cache = open_cache(cli)?;
+    let sel = commands::selection(&cli.run.select);
+    let prepared = gpurun::image::prepare(image, &sel, &cache, ui).map_err(|e| fail(e.into()))?;
+    // The sandbox lands separately; until then running reports what it would run in.
+    Err((
+        format!(
+            "running commands is not available in this build (rootfs ready at {})",
+            prepared.rootfs.display()
+        ),
+        None,
+    ))
 }

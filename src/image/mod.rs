@@ -3,11 +3,98 @@
 //! verifying every blob, and applying layers into a cache staging directory. It must not run
 //! anything from the image and must not touch any path outside the cache.
 
+pub mod apply;
+pub mod digest;
+pub mod layer;
+mod prepare;
 pub mod runconfig;
+pub mod select;
+pub mod source;
 
 use std::path::{Path, PathBuf};
 
+pub use prepare::{inspect, is_rootfs_dir, prepare, unpack_to};
 pub use runconfig::RunConfig;
+
+use crate::cache::CacheError;
+
+/// Why an image could not be read, verified or unpacked.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("cannot open image {path}")]
+    Open { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {why}")]
+    Archive { path: PathBuf, why: String },
+    #[error("{archive}: {name:?}: {why}")]
+    Member { archive: PathBuf, name: String, why: String },
+    #[error("{name} is {size} bytes, more than the {limit}-byte limit for metadata")]
+    TooLarge { name: String, size: u64, limit: u64 },
+    #[error("reading {name}")]
+    Read { name: String, source: std::io::Error },
+    #[error("bad platform {0:?}: expected os/arch[/variant], e.g. linux/amd64")]
+    BadPlatform(String),
+    #[error("{0} is not an image: no index.json, oci-layout or manifest.json")]
+    NotAnImage(PathBuf),
+    #[error("{name}: {why}")]
+    Json { name: String, why: String },
+    #[error("{what}: {why}")]
+    Descriptor { what: String, why: String },
+    #[error("{name}: size is {actual} bytes, its descriptor says {expected}")]
+    SizeMismatch { name: String, expected: u64, actual: u64 },
+    #[error("{what}: digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch { what: String, expected: digest::Digest, actual: digest::Digest },
+    #[error("no image named {wanted:?} in the archive; it holds: {}", .choices.join(", "))]
+    NoSuchRef { wanted: String, choices: Vec<String> },
+    #[error("the archive holds several {what}: {}", .choices.join(", "))]
+    Ambiguous { what: String, choices: Vec<String>, flag: &'static str },
+    #[error("no image for platform {wanted}; available: {}", .choices.join(", "))]
+    NoPlatform { wanted: String, choices: Vec<String> },
+    #[error("the blobs for {0} are not in the archive (docker saved only the index entry)")]
+    MissingPlatformBlobs(String),
+    #[error("not a runnable container image: {0}")]
+    NotRunnable(String),
+    #[error("layer {index}/{count} ({digest}): {source}")]
+    Layer { index: usize, count: usize, digest: String, source: layer::LayerError },
+    #[error("not enough space for the image in {path}: about {need} bytes needed, {have} free")]
+    NoSpace { path: PathBuf, need: u64, have: u64 },
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+}
+
+impl ImageError {
+    /// How to fix it, where that is known.
+    pub fn hint(&self) -> Option<String> {
+        use layer::LayerError as L;
+        let space = "free space there, or point GPURUN_CACHE_DIR at a larger filesystem (node-local scratch on clusters)";
+        Some(match self {
+            ImageError::Open { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                "check the path; IMAGE is a `docker save` or OCI archive, an OCI layout or a rootfs directory"
+                    .into()
+            }
+            ImageError::Ambiguous { flag, .. } => format!("choose one with {flag} NAME"),
+            ImageError::NoSuchRef { .. } => "pass one of the listed names to --ref".into(),
+            ImageError::NoPlatform { .. } => "choose one with --platform os/arch".into(),
+            ImageError::MissingPlatformBlobs(p) => {
+                format!("re-save the image for that platform: docker save --platform {p} ...")
+            }
+            ImageError::NoSpace { .. } => space.into(),
+            ImageError::Layer { source: L::Apply(apply::ApplyError::DiskFull), .. } => space.into(),
+            ImageError::Layer { source: L::DiffId { .. }, .. } => {
+                "the archive is corrupt or was re-exported inconsistently; export the image again".into()
+            }
+            ImageError::Layer { source: L::Digest { .. } | L::Size { .. }, .. }
+            | ImageError::DigestMismatch { .. }
+            | ImageError::SizeMismatch { .. } => {
+                "the archive is corrupt or truncated; copy or export it again".into()
+            }
+            ImageError::Layer { source: L::Apply(apply::ApplyError::Limit(_)), .. } => {
+                "limits: GPURUN_MAX_LAYER_BYTES (bytes per layer), GPURUN_MAX_ENTRIES (entries per image)"
+                    .into()
+            }
+            _ => return None,
+        })
+    }
+}
 
 /// Which image to take from an archive that holds several.
 #[derive(Debug, Clone, Default)]

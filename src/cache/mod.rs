@@ -1,0 +1,261 @@
+//! The per-user rootfs cache. It owns the directory layout, locking and atomic publication; it
+//! does not know archive formats (that is `image`).
+//!
+//! ```text
+//! $CACHE/                    mode 0700
+//!   images/<id>/rootfs/      a published root filesystem (never modified after publication)
+//!   images/<id>/image.json   what it is and where it came from (ImageRecord)
+//!   staging/<id>.<pid>/      an unpack in progress; renamed into images/ only when complete
+//!   locks/<id>.lock          flock: exclusive while unpacking or removing, shared while running
+//!   sources/<hash>.json      archive identity (dev, inode, size, mtime) -> id, for the warm path
+//! ```
+//!
+//! A rootfs is complete exactly when `images/<id>/` exists, because it appears by one
+//! `rename(2)`. A killed unpack leaves only `staging/` debris, removed by the next unpack of the
+//! same image (under its lock) or by `gpurun prune`. flock(2) works on NFS (Linux emulates it
+//! with POSIX locks), and rename within one directory tree is atomic there too.
+
+pub mod record;
+
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+pub use record::{ImageRecord, SourceMemo};
+
+/// A cache failure, naming the path involved.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("cannot find a cache directory: set GPURUN_CACHE_DIR, XDG_CACHE_HOME or HOME")]
+    NoLocation,
+    #[error("{what} {path}")]
+    Io { what: &'static str, path: PathBuf, source: io::Error },
+    #[error("cache directory {0} belongs to another user")]
+    NotOwned(PathBuf),
+}
+
+impl CacheError {
+    fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CacheError + 'a {
+        move |source| CacheError::Io { what, path: path.to_owned(), source }
+    }
+}
+
+/// The cache root and its subdirectories.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    pub root: PathBuf,
+}
+
+/// `$GPURUN_CACHE_DIR` (or `--cache-dir`), else `$XDG_CACHE_HOME/gpurun`, else `~/.cache/gpurun`.
+pub fn default_location(explicit: Option<&Path>) -> Result<PathBuf, CacheError> {
+    if let Some(p) = explicit.filter(|p| !p.as_os_str().is_empty()) {
+        return Ok(p.to_owned());
+    }
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(x).join("gpurun"));
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(h) => Ok(PathBuf::from(h).join(".cache/gpurun")),
+        None => Err(CacheError::NoLocation),
+    }
+}
+
+impl Cache {
+    /// Opens (creating, mode 0700) the cache at `root`.
+    pub fn open(root: PathBuf) -> Result<Cache, CacheError> {
+        let cache = Cache { root };
+        for dir in [
+            cache.root.clone(),
+            cache.images_dir(),
+            cache.staging_dir(),
+            cache.locks_dir(),
+            cache.sources_dir(),
+        ] {
+            make_private_dir(&dir)?;
+        }
+        Ok(cache)
+    }
+
+    pub fn images_dir(&self) -> PathBuf {
+        self.root.join("images")
+    }
+    pub fn staging_dir(&self) -> PathBuf {
+        self.root.join("staging")
+    }
+    pub fn locks_dir(&self) -> PathBuf {
+        self.root.join("locks")
+    }
+    pub fn sources_dir(&self) -> PathBuf {
+        self.root.join("sources")
+    }
+    pub fn entry_dir(&self, id: &str) -> PathBuf {
+        self.images_dir().join(id)
+    }
+    pub fn rootfs(&self, id: &str) -> PathBuf {
+        self.entry_dir(id).join("rootfs")
+    }
+
+    /// True when the image `id` is published.
+    pub fn is_published(&self, id: &str) -> bool {
+        self.entry_dir(id).join("image.json").is_file()
+    }
+
+    /// Opens the lock file of `id` (not yet locked).
+    pub fn lock_file(&self, id: &str) -> Result<File, CacheError> {
+        let path = self.locks_dir().join(format!("{id}.lock"));
+        File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(CacheError::io("opening lock", &path))
+    }
+
+    /// Blocks until `id` can be unpacked by us alone.
+    pub fn lock_exclusive(&self, id: &str) -> Result<File, CacheError> {
+        let f = self.lock_file(id)?;
+        flock(&f, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(CacheError::io("locking", &self.locks_dir()))?;
+        Ok(f)
+    }
+
+    /// A shared lock held while a container uses `id`; prune and rm skip locked entries.
+    pub fn lock_shared(&self, id: &str) -> Result<File, CacheError> {
+        let f = self.lock_file(id)?;
+        flock(&f, rustix::fs::FlockOperation::LockShared)
+            .map_err(CacheError::io("locking", &self.locks_dir()))?;
+        Ok(f)
+    }
+
+    /// Tries to lock `id` exclusively without waiting; `None` when someone holds it.
+    pub fn try_lock_exclusive(&self, id: &str) -> Result<Option<File>, CacheError> {
+        let f = self.lock_file(id)?;
+        match flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Some(f)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(CacheError::Io { what: "locking", path: self.locks_dir(), source: e }),
+        }
+    }
+
+    /// Removes staging debris of `id` left by killed unpacks. Call with the exclusive lock held.
+    pub fn clean_staging(&self, id: &str) -> Result<(), CacheError> {
+        let dir = self.staging_dir();
+        for entry in fs::read_dir(&dir).map_err(CacheError::io("listing", &dir))?.flatten() {
+            let name = entry.file_name();
+            if name.to_string_lossy().split('.').next() == Some(id) {
+                crate::fsutil::remove_tree(&entry.path())
+                    .map_err(CacheError::io("removing stale staging directory", &entry.path()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A fresh staging directory for `id`, removed on drop unless published.
+    pub fn stage(&self, id: &str) -> Result<Staging, CacheError> {
+        let path = self.staging_dir().join(format!("{id}.{}", std::process::id()));
+        if path.exists() {
+            crate::fsutil::remove_tree(&path).map_err(CacheError::io("removing", &path))?;
+        }
+        make_private_dir(&path)?;
+        let rootfs = path.join("rootfs");
+        fs::DirBuilder::new().mode(0o700).create(&rootfs).map_err(CacheError::io("creating", &rootfs))?;
+        Ok(Staging { path, published: false })
+    }
+
+    /// Moves a complete staging directory into place with one rename.
+    pub fn publish(&self, mut staging: Staging, id: &str, record: &ImageRecord) -> Result<(), CacheError> {
+        let meta = staging.path.join("image.json");
+        record.write(&meta).map_err(CacheError::io("writing", &meta))?;
+        let dest = self.entry_dir(id);
+        rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            &staging.path,
+            rustix::fs::CWD,
+            &dest,
+            rustix::fs::RenameFlags::NOREPLACE,
+        )
+        .map_err(|e| CacheError::Io {
+            what: "publishing into",
+            path: dest.clone(),
+            source: e.into(),
+        })?;
+        staging.published = true;
+        Ok(())
+    }
+
+    /// Published images, sorted by id.
+    pub fn list(&self) -> Result<Vec<ImageRecord>, CacheError> {
+        let dir = self.images_dir();
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(CacheError::io("listing", &dir))?.flatten() {
+            if let Ok(rec) = ImageRecord::read(&entry.path().join("image.json")) {
+                out.push(rec);
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    /// Removes a published image (with the exclusive lock held by the caller).
+    pub fn remove(&self, id: &str) -> Result<(), CacheError> {
+        let entry = self.entry_dir(id);
+        // Unpublish first (one rename), so a crash mid-removal never leaves a half rootfs
+        // that looks published.
+        let doomed = self.staging_dir().join(format!("{id}.removing"));
+        match fs::rename(&entry, &doomed) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(CacheError::Io { what: "unpublishing", path: entry, source: e }),
+        }
+        crate::fsutil::remove_tree(&doomed).map_err(CacheError::io("removing", &doomed))
+    }
+}
+
+fn flock(f: &File, op: rustix::fs::FlockOperation) -> io::Result<()> {
+    loop {
+        match rustix::fs::flock(f, op) {
+            Err(rustix::io::Errno::INTR) => continue,
+            other => return other.map_err(io::Error::from),
+        }
+    }
+}
+
+/// Creates `dir` mode 0700 if missing; refuses one owned by someone else.
+fn make_private_dir(dir: &Path) -> Result<(), CacheError> {
+    match fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) => {
+            return Err(CacheError::Io { what: "creating cache directory", path: dir.to_owned(), source: e });
+        }
+    }
+    let meta = fs::symlink_metadata(dir).map_err(CacheError::io("inspecting", dir))?;
+    if meta.uid() != rustix::process::geteuid().as_raw() {
+        return Err(CacheError::NotOwned(dir.to_owned()));
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(CacheError::io("restricting", dir))?;
+    }
+    Ok(())
+}
+
+/// A staging directory, removed on drop unless it was published.
+pub struct Staging {
+    pub path: PathBuf,
+    published: bool,
+}
+
+impl Staging {
+    pub fn rootfs(&self) -> PathBuf {
+        self.path.join("rootfs")
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.published {
+            let _ = crate::fsutil::remove_tree(&self.path);
+        }
+    }
+}

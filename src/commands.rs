@@ -1,0 +1,220 @@
+//! The subcommands that manage images and the cache: `inspect`, `unpack`, `images`, `rm`,
+//! `prune`. Each returns its output as text for `main` to print, so tests and the man page see
+//! exactly one formatting path.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::fs;
+
+use crate::cache::{Cache, CacheError, SourceMemo, record::FileIdentity};
+use crate::cli::{ImagesArgs, InspectArgs, PruneArgs, RmArgs, SelectArgs, UnpackArgs};
+use crate::image::{self, ImageError, Selection};
+use crate::ui::Ui;
+
+/// Failures of the cache-management commands.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error("no cached image matches {0:?}")]
+    NoMatch(String),
+    #[error("{target:?} matches several cached images: {}", .ids.join(", "))]
+    AmbiguousId { target: String, ids: Vec<String> },
+    #[error("image {0} is in use by a running container")]
+    InUse(String),
+}
+
+impl CommandError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            CommandError::Image(e) => e.hint(),
+            CommandError::NoMatch(_) => Some("list cached images with `gpurun images`".into()),
+            CommandError::AmbiguousId { .. } => Some("give more characters of the id".into()),
+            CommandError::InUse(_) => Some("wait for the container to exit, then retry".into()),
+            CommandError::Cache(_) => None,
+        }
+    }
+}
+
+pub fn selection(s: &SelectArgs) -> Selection {
+    Selection { reference: s.reference.clone(), platform: s.platform.clone() }
+}
+
+pub fn unpack(args: &UnpackArgs, cache: &Cache, ui: &Ui) -> Result<String, CommandError> {
+    let p = image::prepare(&args.image, &selection(&args.select), cache, ui)?;
+    Ok(format!("{}\n", p.rootfs.display()))
+}
+
+pub fn inspect(args: &InspectArgs) -> Result<String, CommandError> {
+    let i = image::inspect(&args.image, &selection(&args.select))?;
+    if args.json {
+        return Ok(serde_json::to_string_pretty(&i).unwrap_or_default() + "\n");
+    }
+    let c = &i.config;
+    let mut out = String::new();
+    let _ = writeln!(out, "Id:          {}", i.id);
+    let _ = writeln!(
+        out,
+        "Format:      {}",
+        serde_json::to_value(i.format).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+    );
+    let _ = writeln!(out, "Reference:   {}", i.reference.as_deref().unwrap_or("-"));
+    let _ = writeln!(out, "Platform:    {}", i.platform);
+    let _ = writeln!(out, "User:        {}", c.user.as_deref().unwrap_or("-"));
+    let _ = writeln!(out, "WorkingDir:  {}", c.working_dir.as_deref().unwrap_or("-"));
+    let _ = writeln!(out, "Entrypoint:  {}", serde_json::to_string(&c.entrypoint).unwrap_or_default());
+    let _ = writeln!(out, "Cmd:         {}", serde_json::to_string(&c.cmd).unwrap_or_default());
+    let _ = writeln!(out, "Env:");
+    for e in &c.env {
+        let _ = writeln!(out, "  {e}");
+    }
+    let _ = writeln!(out, "Labels:");
+    for (k, v) in &c.labels {
+        let _ = writeln!(out, "  {k}={v}");
+    }
+    let _ = writeln!(out, "Layers:");
+    for (n, l) in i.layers.iter().enumerate() {
+        let id = l.digest.as_deref().unwrap_or(&l.diff_id);
+        let _ = writeln!(
+            out,
+            "  {:>3}  {id}  {:>10}  {}",
+            n + 1,
+            human(l.size),
+            l.media_type.as_deref().unwrap_or("tar")
+        );
+    }
+    Ok(out)
+}
+
+pub fn images(args: &ImagesArgs, cache: &Cache) -> Result<String, CommandError> {
+    let list = cache.list()?;
+    if args.json {
+        return Ok(serde_json::to_string_pretty(&list).unwrap_or_default() + "\n");
+    }
+    let mut out = format!("{:<14}{:>10}  {:<14}{:<28}{}\n", "ID", "SIZE", "PLATFORM", "REFERENCE", "SOURCE");
+    for r in &list {
+        let _ = writeln!(
+            out,
+            "{:<14}{:>10}  {:<14}{:<28}{}",
+            &r.id[..12.min(r.id.len())],
+            human(r.size),
+            r.platform,
+            r.reference.as_deref().unwrap_or("-"),
+            r.source.display()
+        );
+    }
+    Ok(out)
+}
+
+pub fn rm(args: &RmArgs, cache: &Cache) -> Result<String, CommandError> {
+    let mut out = String::new();
+    for target in &args.targets {
+        for id in ids_for(target, cache)? {
+            let Some(_lock) = cache.try_lock_exclusive(&id)? else { return Err(CommandError::InUse(id)) };
+            cache.remove(&id)?;
+            forget_memos(cache, |m| m.id == id);
+            let _ = writeln!(out, "removed {id}");
+        }
+    }
+    Ok(out)
+}
+
+/// Ids named by `target`: a source archive path, or a unique id prefix.
+fn ids_for(target: &str, cache: &Cache) -> Result<Vec<String>, CommandError> {
+    let list = cache.list()?;
+    if let Ok(canon) = fs::canonicalize(target) {
+        let ids: BTreeSet<String> = list.iter().filter(|r| r.source == canon).map(|r| r.id.clone()).collect();
+        if !ids.is_empty() {
+            return Ok(ids.into_iter().collect());
+        }
+    }
+    let wanted = target.strip_prefix("sha256:").unwrap_or(target);
+    let hits: Vec<String> = list.iter().filter(|r| r.id.starts_with(wanted)).map(|r| r.id.clone()).collect();
+    match hits.len() {
+        0 => Err(CommandError::NoMatch(target.to_owned())),
+        1 => Ok(hits),
+        _ => Err(CommandError::AmbiguousId { target: target.to_owned(), ids: hits }),
+    }
+}
+
+fn memos(cache: &Cache) -> Vec<(std::path::PathBuf, SourceMemo)> {
+    let Ok(rd) = fs::read_dir(cache.sources_dir()) else { return Vec::new() };
+    rd.flatten().filter_map(|e| SourceMemo::read(&e.path()).ok().map(|m| (e.path(), m))).collect()
+}
+
+fn forget_memos(cache: &Cache, pred: impl Fn(&SourceMemo) -> bool) {
+    for (path, memo) in memos(cache) {
+        if pred(&memo) {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+/// True when the memo's archive is still the file it describes.
+fn memo_current(m: &SourceMemo) -> bool {
+    let probe = if m.path.is_dir() { m.path.join("index.json") } else { m.path.clone() };
+    fs::metadata(&probe).is_ok_and(|meta| FileIdentity::of(&meta) == m.identity)
+}
+
+pub fn prune(args: &PruneArgs, cache: &Cache, ui: &Ui) -> Result<String, CommandError> {
+    let mut out = String::new();
+    prune_staging(cache, &mut out)?;
+    forget_memos(cache, |m| !memo_current(m));
+    let live: BTreeSet<String> = memos(cache).into_iter().map(|(_, m)| m.id).collect();
+    let mut freed = 0;
+    for rec in cache.list()? {
+        if !args.all && live.contains(&rec.id) {
+            continue;
+        }
+        match cache.try_lock_exclusive(&rec.id)? {
+            Some(_lock) => {
+                cache.remove(&rec.id)?;
+                forget_memos(cache, |m| m.id == rec.id);
+                freed += rec.size;
+                let _ = writeln!(
+                    out,
+                    "removed {} ({}, {})",
+                    &rec.id[..12.min(rec.id.len())],
+                    human(rec.size),
+                    rec.source.display()
+                );
+            }
+            None => ui.warn(&format!("{} is in use; kept", rec.id)),
+        }
+    }
+    let _ = writeln!(out, "freed {}", human(freed));
+    Ok(out)
+}
+
+/// Staging directories whose image lock is free belong to killed unpacks.
+fn prune_staging(cache: &Cache, out: &mut String) -> Result<(), CommandError> {
+    let dir = cache.staging_dir();
+    let Ok(rd) = fs::read_dir(&dir) else { return Ok(()) };
+    for entry in rd.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let id = name.split('.').next().unwrap_or_default().to_owned();
+        if let Some(_lock) = cache.try_lock_exclusive(&id)? {
+            crate::fsutil::remove_tree(&entry.path()).map_err(|e| CacheError::Io {
+                what: "removing",
+                path: entry.path(),
+                source: e,
+            })?;
+            let _ = writeln!(out, "removed leftover {}", entry.path().display());
+        }
+    }
+    Ok(())
+}
+
+/// Sizes as people read them (decimal units, as `docker images` prints).
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", UNITS[u]) }
+}

@@ -1,0 +1,145 @@
+//! Entry names and in-root resolution. Names are validated lexically (no `..`, bounded length
+//! and depth); parents are resolved by the kernel with `openat2(RESOLVE_IN_ROOT)`, so symlinks
+//! in the image, absolute ones included (`var/run -> /run`), resolve inside the rootfs and
+//! never on the host. The leaf is never followed: callers act on it with `*at` calls.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+
+/// Longest single path component (NAME_MAX).
+pub const MAX_COMPONENT: usize = 255;
+/// Deepest path accepted; real images stay far below this.
+pub const MAX_DEPTH: usize = 256;
+
+/// Why an entry name is unacceptable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameError {
+    DotDot,
+    ComponentTooLong(usize),
+    TooDeep(usize),
+}
+
+impl std::fmt::Display for NameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NameError::DotDot => write!(f, "path contains '..' (escapes the root)"),
+            NameError::ComponentTooLong(n) => {
+                write!(f, "a path component is {n} bytes long (at most {MAX_COMPONENT})")
+            }
+            NameError::TooDeep(n) => write!(f, "path is {n} directories deep (at most {MAX_DEPTH})"),
+        }
+    }
+}
+
+/// Splits an entry name into components: leading `/`, `.` and empty components dropped.
+/// An empty result means the entry is the root itself.
+pub fn components(name: &[u8]) -> Result<Vec<&[u8]>, NameError> {
+    let mut out = Vec::new();
+    for part in name.split(|&b| b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => return Err(NameError::DotDot),
+            p if p.len() > MAX_COMPONENT => return Err(NameError::ComponentTooLong(p.len())),
+            p => out.push(p),
+        }
+    }
+    if out.len() > MAX_DEPTH {
+        return Err(NameError::TooDeep(out.len()));
+    }
+    Ok(out)
+}
+
+/// Joins components back into a relative path.
+pub fn join(parts: &[&[u8]]) -> Vec<u8> {
+    parts.join(&b'/')
+}
+
+const RESOLVE: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
+
+/// Opens `path` (relative, already validated) as a directory, resolving every symlink on the
+/// way inside `root`. The empty path is the root itself.
+pub fn open_dir_in_root(root: BorrowedFd<'_>, path: &[u8]) -> Result<OwnedFd, Errno> {
+    let path: &[u8] = if path.is_empty() { b"." } else { path };
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    retry_eagain(|| rustix::fs::openat2(root, path, flags, Mode::empty(), RESOLVE))
+}
+
+/// Opens `path` with `flags`, every symlink (the last one too) resolved inside `root`.
+pub fn open_in_root(root: BorrowedFd<'_>, path: &[u8], flags: OFlags) -> Result<OwnedFd, Errno> {
+    let path: &[u8] = if path.is_empty() { b"." } else { path };
+    let flags = flags | OFlags::CLOEXEC;
+    retry_eagain(|| rustix::fs::openat2(root, path, flags, Mode::empty(), RESOLVE))
+}
+
+/// The kernel returns EAGAIN when a concurrent rename could have let `..` escape; retry.
+fn retry_eagain<T>(mut op: impl FnMut() -> Result<T, Errno>) -> Result<T, Errno> {
+    let mut tries = 0;
+    loop {
+        match op() {
+            Err(Errno::AGAIN) if tries < 16 => tries += 1,
+            other => return other,
+        }
+    }
+}
+
+/// Creates the directory `parts` (and missing parents) inside `root`, returning it opened.
+/// `created` receives the relative path of each directory this call made.
+pub fn mkdir_all_in_root(
+    root: BorrowedFd<'_>,
+    parts: &[&[u8]],
+    mut created: impl FnMut(&[u8]),
+) -> Result<OwnedFd, Errno> {
+    let full = join(parts);
+    match open_dir_in_root(root, &full) {
+        Err(Errno::NOENT) => {}
+        other => return other,
+    }
+    let mut dir = root.as_fd().try_clone_to_owned().map_err(Errno::from_io_error_or_io)?;
+    for i in 0..parts.len() {
+        let prefix = join(&parts[..=i]);
+        match open_dir_in_root(root, &prefix) {
+            Ok(fd) => dir = fd,
+            Err(Errno::NOENT) => {
+                match rustix::fs::mkdirat(&dir, parts[i], Mode::from_raw_mode(0o700)) {
+                    Ok(()) => created(&prefix),
+                    // A dangling symlink: ENOENT on open, EEXIST on mkdir.
+                    Err(Errno::EXIST) => return Err(Errno::NOENT),
+                    Err(e) => return Err(e),
+                }
+                dir = open_dir_in_root(root, &prefix)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(dir)
+}
+
+trait ErrnoExt {
+    fn from_io_error_or_io(e: std::io::Error) -> Errno;
+}
+
+impl ErrnoExt for Errno {
+    fn from_io_error_or_io(e: std::io::Error) -> Errno {
+        Errno::from_io_error(&e).unwrap_or(Errno::IO)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(components(b"./a//b/").unwrap(), vec![&b"a"[..], b"b"]);
+        assert_eq!(components(b"/etc/passwd").unwrap(), vec![&b"etc"[..], b"passwd"]);
+        assert!(components(b"./").unwrap().is_empty());
+        assert_eq!(components(b"a/../b"), Err(NameError::DotDot));
+        assert_eq!(components(b"../../../tmp/x"), Err(NameError::DotDot));
+        let long = vec![b'x'; 256];
+        assert_eq!(components(&long), Err(NameError::ComponentTooLong(256)));
+        let deep = b"a/".repeat(MAX_DEPTH + 1);
+        assert!(matches!(components(&deep), Err(NameError::TooDeep(_))));
+    }
+}
