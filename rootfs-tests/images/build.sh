@@ -141,16 +141,19 @@ echo "layer3" >"$R/etc/layer"
 repack "layer 3"
 
 # ---------------------------------------------------------------------------------------------
-# Layer 4: an opaque directory (umoci insert --opaque writes opq/.wh..wh..opq).
-log "layer 4: opaque whiteout (umoci insert --opaque)"
-mkdir -p "$work/opq"; echo new >"$work/opq/new"
-umoci insert --image "$src:latest" --opaque --history.created_by "gpurun fixture: layer 4" \
-    "$work/opq" /opq
-rm -rf "$R/opq"; cp -a "$work/opq" "$R/opq"
+# Layer 4: an opaque directory: opq/.wh..wh..opq then opq/new. (umoci 0.4.7's
+# `insert --opaque` would write this, but its tar lacks the final padding and end-of-archive
+# blocks, which GNU tar rejects as "Unexpected EOF"; so the layer is written by ocitool.py and
+# added verbatim with `umoci raw add-layer`.)
+log "layer 4: opaque whiteout (umoci raw add-layer)"
+python3 "$tool" tarlayer opaque "$work/layer4.tar"
+umoci raw add-layer --image "$src:latest" --history.created_by "gpurun fixture: layer 4" \
+    "$work/layer4.tar"
+rm -rf "$R/opq"; mkdir "$R/opq"; echo new >"$R/opq/new"
 
 # Layer 5: a file written through the absolute parent symlink var/run -> /run.
 log "layer 5: write through var/run -> /run (umoci raw add-layer)"
-python3 "$tool" tarlayer "$work/layer5.tar"
+python3 "$tool" tarlayer varrun "$work/layer5.tar"
 umoci raw add-layer --image "$src:latest" --history.created_by "gpurun fixture: layer 5" \
     "$work/layer5.tar"
 printf '42\n' >"$R/run/gpurun-fixture.pid"

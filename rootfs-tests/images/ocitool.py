@@ -14,7 +14,7 @@ Subcommands:
   multigzip LAYOUT REF OUT_LAYOUT        every layer re-encoded as 3 concatenated gzip members
   merge-docker OUT.tar IN.tar...         one docker-archive holding the images of several
   record OUTDIR                          write OUTDIR/fixtures.json
-  tarlayer OUT.tar                       the hand-written layer (paths through var/run -> /run)
+  tarlayer varrun|opaque OUT.tar         the hand-written layers
 """
 
 import gzip
@@ -398,13 +398,21 @@ def merge_docker(out, inputs):
 # the hand-written layer
 
 
-def tarlayer(out):
-    """A layer that writes *through* the absolute parent symlink var/run -> /run (images.md L6),
-    the way Debian images do: a correct unpacker resolves it inside the rootfs (run/app.pid),
-    never on the host. umoci repack cannot produce this (it walks the rootfs, where the file
-    lives under run/), so it is added verbatim with `umoci raw add-layer`."""
+def tarlayer(kind, out):
+    """Layers umoci repack cannot produce, added verbatim with `umoci raw add-layer`:
+    varrun: a file written *through* the absolute parent symlink var/run -> /run (images.md L6),
+      as Debian images do; a correct unpacker resolves it inside the rootfs (run/...), never on
+      the host. (umoci repack walks the rootfs, where the file lives under run/.)
+    opaque: opq/.wh..wh..opq then opq/new: the lower opq/a and opq/b vanish."""
     with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tar:
-        tar_add_bytes(tar, "var/run/gpurun-fixture.pid", b"42\n", mtime=1700000000)
+        if kind == "varrun":
+            tar_add_bytes(tar, "var/run/gpurun-fixture.pid", b"42\n", mtime=1700000000)
+        elif kind == "opaque":
+            tar_add_dir(tar, "opq/", mtime=1700000000)
+            tar_add_bytes(tar, "opq/.wh..wh..opq", b"", mtime=1700000000)
+            tar_add_bytes(tar, "opq/new", b"new\n", mtime=1700000000)
+        else:
+            sys.exit(f"ocitool tarlayer: unknown layer {kind}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -597,7 +605,7 @@ def main():
     elif cmd == "record":
         record(args[0])
     elif cmd == "tarlayer":
-        tarlayer(args[0])
+        tarlayer(args[0], args[1])
     else:
         sys.exit(f"ocitool: unknown command {cmd}")
 
