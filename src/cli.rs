@@ -93,12 +93,7 @@ pub struct RunArgs {
     pub fakeroot: bool,
 
     /// Bind mount SRC[:DST[:ro|rw]]; repeatable and comma-separated.
-    #[arg(
-        short = 'B',
-        long = "bind",
-        value_name = "SRC[:DST[:ro|rw]]",
-        value_delimiter = ','
-    )]
+    #[arg(short = 'B', long = "bind", value_name = "SRC[:DST[:ro|rw]]", value_delimiter = ',')]
     pub binds: Vec<String>,
 
     /// Do not bind $HOME, the current directory or /tmp from the host.
@@ -134,11 +129,7 @@ pub struct RunArgs {
     pub image: Option<PathBuf>,
 
     /// Command and arguments (default: the image's ENTRYPOINT and CMD).
-    #[arg(
-        value_name = "COMMAND",
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
+    #[arg(value_name = "COMMAND", trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<OsString>,
 }
 

@@ -207,6 +207,7 @@ log "assembling Docker 25+ docker save, multi-platform index, multi-member gzip"
 # --dest-oci-accept-uncompressed-layers keeps them as plain tars (digest == DiffID).
 unc() { sk --dest-oci-accept-uncompressed-layers "docker-archive:$1" "oci:$2"; }
 fresh oci-uncompressed; unc "$out/docker-archive.tar" "$out/oci-uncompressed:latest"
+python3 "$tool" fix-media-types "$out/oci-uncompressed"   # skopeo labels them +gzip
 unc "$out/docker-archive.tar" "$work/plain:latest"
 unc "$work/base.tar" "$work/plain:base"
 python3 "$tool" docker25 "$work/plain" "$out/docker25.tar" gpurun/busybox:latest=latest

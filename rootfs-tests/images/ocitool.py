@@ -13,6 +13,7 @@ Subcommands:
   multiarch LAYOUT OUT_LAYOUT AMD64REF ARM64REF [--flat]
   multigzip LAYOUT REF OUT_LAYOUT        every layer re-encoded as 3 concatenated gzip members
   merge-docker OUT.tar IN.tar...         one docker-archive holding the images of several
+  fix-media-types LAYOUT                 label each layer by its real compression
   record OUTDIR                          write OUTDIR/fixtures.json
   tarlayer varrun|opaque OUT.tar         the hand-written layers
 """
@@ -359,6 +360,32 @@ def multigzip(layout, ref, out):
 
 
 # ---------------------------------------------------------------------------------------------
+# media types
+
+
+def fix_media_types(layout):
+    """skopeo 1.9 copying a docker-archive to oci: with --dest-oci-accept-uncompressed-layers keeps
+    the layers uncompressed but labels them ...tar+gzip (the docker-archive manifest claims
+    gzip). Relabel each layer by its magic bytes and rewrite the manifest and index.json."""
+    index = read_index(layout)
+    for desc in index["manifests"]:
+        manifest = json.loads(read_blob(layout, desc["digest"]))
+        for layer in manifest["layers"]:
+            head = read_blob(layout, layer["digest"])[:4]
+            if head[:2] == b"\x1f\x8b":
+                layer["mediaType"] = OCI_LAYER + "+gzip"
+            elif head == b"\x28\xb5\x2f\xfd":
+                layer["mediaType"] = OCI_LAYER + "+zstd"
+            else:
+                layer["mediaType"] = OCI_LAYER
+        old = blob_path(layout, desc["digest"])
+        desc["digest"], desc["size"] = write_blob(layout, canonical(manifest))
+        if blob_path(layout, desc["digest"]) != old:
+            os.remove(old)
+    write_index(layout, index)
+
+
+# ---------------------------------------------------------------------------------------------
 # multi-image docker-archive
 
 
@@ -464,12 +491,13 @@ def oci_images(src):
     indexes and skipping attestations."""
     out = []
 
-    def walk(index, ref):
+    def walk(index, ref, name):
         for desc in index["manifests"]:
             ann = desc.get("annotations", {})
             r = ann.get(REF_NAME, ref)
+            n = ann.get(IMAGE_NAME, name)
             if desc["mediaType"] == OCI_INDEX:
-                walk(json.loads(src.read("blobs/sha256/" + desc["digest"][7:])), r)
+                walk(json.loads(src.read("blobs/sha256/" + desc["digest"][7:])), r, n)
                 continue
             if ann.get("vnd.docker.reference.type") == "attestation-manifest":
                 continue
@@ -479,9 +507,9 @@ def oci_images(src):
                 platform += "/" + desc["platform"]["variant"]
             out.append({"ref": r, "platform": platform, "config_raw": config_raw,
                         "config": config, "layers": layers,
-                        "image_name": ann.get(IMAGE_NAME)})
+                        "image_name": n})
 
-    walk(json.loads(src.read("index.json")), None)
+    walk(json.loads(src.read("index.json")), None, None)
     return out
 
 
@@ -573,6 +601,7 @@ def record(outdir):
             }
             if img.get("image_name"):
                 e["image_name"] = img["image_name"]
+                e["refs"].append(img["image_name"])
             images.append(e)
         # What a selection without --ref/--platform must do: the only image; the host platform
         # (linux/amd64 here) among platform variants of one ref; otherwise an ambiguity error.
@@ -602,6 +631,8 @@ def main():
         multigzip(args[0], args[1], args[2])
     elif cmd == "merge-docker":
         merge_docker(args[0], args[1:])
+    elif cmd == "fix-media-types":
+        fix_media_types(args[0])
     elif cmd == "record":
         record(args[0])
     elif cmd == "tarlayer":

@@ -61,9 +61,7 @@ pub struct TempDir(PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        let base = std::env::var_os("GPURUN_TEST_TMP")
-            .map(PathBuf::from)
-            .unwrap_or_else(std::env::temp_dir);
+        let base = std::env::var_os("GPURUN_TEST_TMP").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
         let unique = format!(
             "gpurun-{tag}-{}-{}",
             std::process::id(),
@@ -85,19 +83,14 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         // Unpacked images keep read-only directories; make them writable before removal.
-        let _ = Command::new("chmod")
-            .arg("-R")
-            .arg("u+rwX")
-            .arg(&self.0)
-            .output();
+        let _ = Command::new("chmod").arg("-R").arg("u+rwX").arg(&self.0).output();
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
 /// Runs `cmd` and returns its output, panicking with the command line if it could not start.
 pub fn output(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("could not start {cmd:?}: {e}"))
+    cmd.output().unwrap_or_else(|e| panic!("could not start {cmd:?}: {e}"))
 }
 
 /// Stdout and stderr as text, for assertion messages.
@@ -119,11 +112,7 @@ pub fn is_root() -> bool {
 /// Runs `cmd`, asserting that it exited 0; `what` names the step in the failure message.
 pub fn run_ok(cmd: &mut Command, what: &str) -> Output {
     let out = output(cmd);
-    assert!(
-        out.status.success(),
-        "{what} failed: {cmd:?}\n{}",
-        describe(&out)
-    );
+    assert!(out.status.success(), "{what} failed: {cmd:?}\n{}", describe(&out));
     out
 }
 
@@ -131,17 +120,9 @@ pub fn run_ok(cmd: &mut Command, what: &str) -> Output {
 /// on stderr; returns stderr.
 pub fn run_fails(cmd: &mut Command, what: &str) -> String {
     let out = output(cmd);
-    assert_eq!(
-        out.status.code(),
-        Some(125),
-        "{what}: expected exit 125: {cmd:?}\n{}",
-        describe(&out)
-    );
+    assert_eq!(out.status.code(), Some(125), "{what}: expected exit 125: {cmd:?}\n{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !err.trim().is_empty(),
-        "{what}: failed without a message: {cmd:?}"
-    );
+    assert!(!err.trim().is_empty(), "{what}: failed without a message: {cmd:?}");
     err
 }
 

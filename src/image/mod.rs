@@ -122,11 +122,6 @@ pub struct Prepared {
 impl Prepared {
     /// A plain root filesystem directory used in place, with an empty image configuration.
     pub fn from_directory(dir: &Path) -> Prepared {
-        Prepared {
-            rootfs: dir.to_path_buf(),
-            config: RunConfig::default(),
-            id: None,
-            lease: None,
-        }
+        Prepared { rootfs: dir.to_path_buf(), config: RunConfig::default(), id: None, lease: None }
     }
 }
