@@ -18,7 +18,6 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use support::*;
 
 // ---------------------------------------------------------------------------------------------
@@ -176,7 +175,7 @@ fn unhex(s: &str) -> Vec<u8> {
 
 fn file_sha256(path: &Path) -> String {
     let data = fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    format!("sha256:{}", hex(&Sha256::digest(&data)))
+    format!("sha256:{}", hex(ring::digest::digest(&ring::digest::SHA256, &data).as_ref()))
 }
 
 /// Asserts that `rootfs` holds exactly the entries of `expected`: byte-exact names, types,

@@ -179,7 +179,7 @@ for line in sys.stdin:
             HOME="$stage/home" TMPDIR="$stage/tmp" USER="$test_user" LANG=C.UTF-8 \
             GPURUN_CACHE_DIR="$stage/home/.cache/gpurun" \
             GPURUN_BIN="$stage/bin/gpurun" GPURUN_FIXTURES="$fx" GPURUN_CORPUS="$corpus" \
-            RUST_BACKTRACE=1 "${extra[@]}" \
+            RUST_BACKTRACE=1 GPURUN_TEST_UNPRIVILEGED_PASS=1 "${extra[@]}" \
             sh -c 'cd "$HOME" && exec "$0" --show-output' "$stage/bin/$name" >"$ulog" 2>&1
         rc=$?
         grep -E '^(test |test result:|SKIP:)' "$ulog" | grep -vE '\.\.\. ok$' | head -n 100

@@ -13,7 +13,6 @@ use clap::{ArgAction, Args, Parser, Subcommand};
     name = "gpurun",
     version,
     args_conflicts_with_subcommands = true,
-    subcommand_precedence_over_arg = false,
     after_help = "IMAGE is a `docker save` archive, an OCI archive or layout directory, or a root \
                   filesystem directory. Exit status: the command's own; 128+N if it died of \
                   signal N; 125 when gpurun itself failed; 126 when the command cannot be \
@@ -146,6 +145,27 @@ pub enum Command {
     Rm(RmArgs),
     /// Remove cached images whose source archive changed or vanished, and leftovers of killed unpacks.
     Prune(PruneArgs),
+    /// List the host's GPUs: index, vendor, model, PCI address, kind, nodes, gfx target, access.
+    Gpus(GpusArgs),
+    /// Check what GPU runs need (user namespaces, drivers, device access, libraries) and say how to fix it.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GpusArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Check only what --rocm needs.
+    #[arg(long)]
+    pub rocm: bool,
+    /// Check only what --nv needs.
+    #[arg(long)]
+    pub nv: bool,
 }
 
 #[derive(Debug, Args)]
@@ -188,4 +208,73 @@ pub struct PruneArgs {
     /// Remove every cached image that no running container uses.
     #[arg(long)]
     pub all: bool,
+}
+
+/// Lets global options come before a subcommand (`gpurun -q images`) although run mode has a
+/// positional IMAGE: when the first positional token names a subcommand, it is moved to the
+/// front; the options before it are global and clap accepts them after it.
+pub fn normalize_args(args: Vec<OsString>) -> Vec<OsString> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let takes_value = |tok: &str| {
+        cmd.get_arguments().any(|a| {
+            a.get_action().takes_values()
+                && (a.get_long().is_some_and(|l| tok == format!("--{l}"))
+                    || a.get_short().is_some_and(|s| tok == format!("-{s}")))
+        })
+    };
+    let is_subcommand = |tok: &str| {
+        cmd.get_subcommands().any(|s| s.get_name() == tok || s.get_all_aliases().any(|a| a == tok))
+    };
+    let mut i = 1;
+    while i < args.len() {
+        let tok = args[i].to_string_lossy();
+        if tok == "--" || !tok.starts_with('-') {
+            break;
+        }
+        i += if !tok.contains('=') && takes_value(&tok) { 2 } else { 1 };
+    }
+    let first_positional = args.get(i).map(|t| t.to_string_lossy().into_owned());
+    match first_positional {
+        Some(tok) if i > 1 && (is_subcommand(&tok) || tok == "help") => {
+            let mut out = args.clone();
+            let sub = out.remove(i);
+            out.insert(1, sub);
+            out
+        }
+        _ => args,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(s: &str) -> Vec<String> {
+        let args = std::iter::once("gpurun").chain(s.split_whitespace()).map(OsString::from).collect();
+        normalize_args(args).into_iter().skip(1).map(|a| a.into_string().unwrap()).collect()
+    }
+
+    #[test]
+    fn subcommands_after_global_options() {
+        assert_eq!(norm("-q images"), ["images", "-q"]);
+        assert_eq!(norm("--cache-dir /x ls --json"), ["ls", "--cache-dir", "/x", "--json"]);
+        assert_eq!(norm("--cache-dir=/x prune"), ["prune", "--cache-dir=/x"]);
+    }
+
+    #[test]
+    fn run_mode_untouched() {
+        assert_eq!(norm("img.tar ls -la"), ["img.tar", "ls", "-la"]);
+        assert_eq!(norm("-B /a:/b img.tar images"), ["-B", "/a:/b", "img.tar", "images"]);
+        assert_eq!(norm("--env A=b img.tar"), ["--env", "A=b", "img.tar"]);
+        assert_eq!(norm("images"), ["images"]);
+    }
+
+    #[test]
+    fn parses_after_normalizing() {
+        let args = normalize_args(["gpurun", "-q", "images", "--json"].map(OsString::from).to_vec());
+        let cli = Cli::try_parse_from(args).unwrap();
+        assert!(cli.global.quiet);
+        assert!(matches!(cli.command, Some(Command::Images(ImagesArgs { json: true }))));
+    }
 }

@@ -7,7 +7,13 @@ pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod fsutil;
+pub mod gpu;
 pub mod image;
+pub mod plan;
+pub mod request;
+pub mod run;
+pub mod sandbox;
+pub mod sys;
 pub mod tar;
 pub mod ui;
 

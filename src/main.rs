@@ -30,7 +30,7 @@ fn init_logging(verbose: u8) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(gpurun::cli::normalize_args(std::env::args_os().collect()));
     init_logging(cli.global.verbose);
     let ui = Ui { quiet: cli.global.quiet, verbose: cli.global.verbose };
     match dispatch(&cli, &ui) {
@@ -72,7 +72,25 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<u8, Failure> {
         Some(Command::Images(a)) => print(commands::images(a, &open_cache(cli)?).map_err(fail)?),
         Some(Command::Rm(a)) => print(commands::rm(a, &open_cache(cli)?).map_err(fail)?),
         Some(Command::Prune(a)) => print(commands::prune(a, &open_cache(cli)?, ui).map_err(fail)?),
+        Some(Command::Gpus(a)) => gpus(a.json),
+        Some(Command::Doctor(a)) => {
+            let checks = gpurun::gpu::doctor::run(&gpurun::gpu::HostPaths::default(), a.rocm, a.nv);
+            let (text, failed) = gpurun::gpu::doctor::render(&checks);
+            print(text)?;
+            // 1, like a failed check in other doctors; 125 stays reserved for gpurun's own errors.
+            Ok(u8::from(failed))
+        }
         None => run(cli, ui),
+    }
+}
+
+fn gpus(json: bool) -> Result<u8, Failure> {
+    let rows = gpurun::gpu::list::rows(&gpurun::gpu::HostPaths::default());
+    if json {
+        let text = serde_json::to_string_pretty(&rows).map_err(|e| (e.to_string(), None))?;
+        print(text + "\n")
+    } else {
+        print(gpurun::gpu::list::render_table(&rows))
     }
 }
 
@@ -86,12 +104,9 @@ fn run(cli: &Cli, ui: &Ui) -> Result<u8, Failure> {
     let cache = open_cache(cli)?;
     let sel = commands::selection(&cli.run.select);
     let prepared = gpurun::image::prepare(image, &sel, &cache, ui).map_err(|e| fail(e.into()))?;
-    // The sandbox lands separately; until then running reports what it would run in.
-    Err((
-        format!(
-            "running commands is not available in this build (rootfs ready at {})",
-            prepared.rootfs.display()
-        ),
-        None,
-    ))
+    match gpurun::run::execute(&cli.run, prepared) {
+        // Exit statuses are 8 bits; the workload's code already is one.
+        Ok(code) => Ok((code & 0xff) as u8),
+        Err(e) => Err((gpurun::error_chain(&e), e.hint())),
+    }
 }

@@ -21,6 +21,22 @@ pub fn gpurun(cache: &Path) -> Command {
     cmd
 }
 
+/// True when this test process is root. Otherwise prints `SKIP: reason` and returns false; that
+/// skip is a failure under `GPURUN_TEST_NO_SKIP` except in the unprivileged pass of
+/// `rootfs-tests/run.sh` (`GPURUN_TEST_UNPRIVILEGED_PASS=1`), which runs after the same tests
+/// passed as root.
+pub fn needs_root(reason: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    if std::env::var_os("GPURUN_TEST_UNPRIVILEGED_PASS").is_some_and(|v| v == "1") {
+        println!("SKIP: {reason} (root-only; this is run.sh's unprivileged pass)");
+    } else {
+        skip(reason);
+    }
+    false
+}
+
 /// Reports that a test cannot run here. Returns normally (the caller then returns) unless
 /// `GPURUN_TEST_NO_SKIP` is set, in which case the skip is a failure.
 pub fn skip(reason: &str) {

@@ -85,15 +85,14 @@ pub struct SourceMemo {
 impl SourceMemo {
     /// The memo file for a path and selection.
     pub fn file_name(path: &Path, reference: Option<&str>, platform: Option<&str>) -> String {
-        use sha2::Digest as _;
-        let mut h = sha2::Sha256::new();
+        use crate::image::digest::{Algorithm, Hasher};
+        let mut h = Hasher::new(Algorithm::Sha256);
         h.update(path.as_os_str().as_encoded_bytes());
-        h.update([0]);
+        h.update(&[0]);
         h.update(reference.unwrap_or("").as_bytes());
-        h.update([0]);
+        h.update(&[0]);
         h.update(platform.unwrap_or("").as_bytes());
-        let hex = crate::image::digest::to_hex(&h.finalize());
-        format!("{}.json", &hex[..32])
+        format!("{}.json", &h.finish().hex[..32])
     }
 
     pub fn read(path: &Path) -> io::Result<SourceMemo> {

@@ -4,8 +4,6 @@
 
 use std::fmt;
 
-use sha2::{Digest as _, Sha256, Sha512};
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Algorithm {
     Sha256,
@@ -84,33 +82,28 @@ impl fmt::Display for Digest {
     }
 }
 
-/// Incremental hasher for either algorithm.
-pub enum Hasher {
-    Sha256(Sha256),
-    Sha512(Sha512),
+/// Incremental hasher for either algorithm. ring's assembly runs about twice as fast as
+/// portable Rust on CPUs without SHA extensions, and hashing is a third of an unpack's CPU.
+pub struct Hasher {
+    algorithm: Algorithm,
+    ctx: ring::digest::Context,
 }
 
 impl Hasher {
     pub fn new(algorithm: Algorithm) -> Hasher {
-        match algorithm {
-            Algorithm::Sha256 => Hasher::Sha256(Sha256::new()),
-            Algorithm::Sha512 => Hasher::Sha512(Sha512::new()),
-        }
+        let alg = match algorithm {
+            Algorithm::Sha256 => &ring::digest::SHA256,
+            Algorithm::Sha512 => &ring::digest::SHA512,
+        };
+        Hasher { algorithm, ctx: ring::digest::Context::new(alg) }
     }
 
     pub fn update(&mut self, data: &[u8]) {
-        match self {
-            Hasher::Sha256(h) => h.update(data),
-            Hasher::Sha512(h) => h.update(data),
-        }
+        self.ctx.update(data);
     }
 
     pub fn finish(self) -> Digest {
-        let (algorithm, bytes) = match self {
-            Hasher::Sha256(h) => (Algorithm::Sha256, h.finalize().to_vec()),
-            Hasher::Sha512(h) => (Algorithm::Sha512, h.finalize().to_vec()),
-        };
-        Digest { algorithm, hex: to_hex(&bytes) }
+        Digest { algorithm: self.algorithm, hex: to_hex(self.ctx.finish().as_ref()) }
     }
 }
 

@@ -1,13 +1,16 @@
-//! Decoding one layer blob, pipelined over two threads: a producer reads the blob, hashes it
-//! (size and digest) and decompresses it; the consumer (the calling thread) hashes the
-//! uncompressed stream for the DiffID, parses tar and writes files. Chunks travel through a
-//! bounded channel and are recycled, so memory stays flat whatever the image size.
+//! Decoding one layer blob, pipelined over three threads that the scheduler spreads over the
+//! cores: a producer reads the blob, hashes it (size and digest) and decompresses it; a hasher
+//! computes the DiffID of the uncompressed stream; the consumer (the calling thread) parses tar
+//! and writes files. Chunks are shared between hasher and consumer and recycled, travel through
+//! bounded channels, so memory stays flat whatever the image size.
 //!
 //! Nothing is trusted until both digests match: a mismatch fails the unpack, and the caller
 //! discards the staging directory. When the blob digest is wrong that is the error reported,
-//! even if decoding failed first, because it is the real cause.
+//! even if decoding failed first, because it is the real cause. For an uncompressed blob the
+//! blob bytes are the DiffID's bytes, so they are hashed once.
 
 use std::io::{self, BufRead, BufReader, Read};
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use crate::tar::{TarSource, TarStream};
@@ -19,6 +22,8 @@ use super::source::MemberReader;
 
 const CHUNK: usize = 1 << 20;
 const IN_FLIGHT: usize = 6;
+
+type Chunk = Arc<Vec<u8>>;
 
 /// What went wrong with one layer (the caller adds which layer).
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +44,25 @@ pub enum LayerError {
     Apply(#[from] ApplyError),
 }
 
+fn panicked(which: &str) -> LayerError {
+    LayerError::Read(io::Error::other(format!("the {which} thread panicked")))
+}
+
+/// What the producer learned about the raw blob.
+struct Produced {
+    count: u64,
+    /// The raw blob's digest, unless the blob was the uncompressed stream itself.
+    raw_digest: Option<Digest>,
+}
+
+/// Channels from the producer to the other two stages.
+struct Outlets {
+    tar: SyncSender<io::Result<Chunk>>,
+    hash: SyncSender<Chunk>,
+    recycle: Receiver<Chunk>,
+    tar_alive: bool,
+}
+
 /// Decodes and applies `layer`, read from `blob`. `on_bytes` sees raw bytes as they are read.
 pub fn apply(
     layer: &LayerRef,
@@ -47,33 +71,43 @@ pub fn apply(
     max_bytes: u64,
     on_bytes: &(dyn Fn(u64) + Sync),
 ) -> Result<(), LayerError> {
-    let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(IN_FLIGHT);
-    let (recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(IN_FLIGHT + 2);
+    let (tar_tx, tar_rx) = sync_channel::<io::Result<Chunk>>(IN_FLIGHT);
+    let (hash_tx, hash_rx) = sync_channel::<Chunk>(IN_FLIGHT * 2);
+    let (recycle_tx, recycle_rx) = sync_channel::<Chunk>(IN_FLIGHT * 3);
+    let algorithm = layer.diff_id.algorithm;
     std::thread::scope(|s| {
-        let producer = s.spawn(move || produce(layer, blob, tx, recycle_rx, on_bytes));
-        let mut hasher = Hasher::new(layer.diff_id.algorithm);
-        let consumed = consume(rx, recycle_tx, applier, &mut hasher, max_bytes);
-        let produced = producer
-            .join()
-            .unwrap_or_else(|_| Err(LayerError::Read(io::Error::other("decoder thread panicked"))));
-        produced?;
+        let hasher = s.spawn(move || {
+            let mut h = Hasher::new(algorithm);
+            for chunk in hash_rx {
+                h.update(&chunk);
+            }
+            h.finish()
+        });
+        let out = Outlets { tar: tar_tx, hash: hash_tx, recycle: recycle_rx, tar_alive: true };
+        let producer = s.spawn(move || produce(layer, blob, out, on_bytes));
+        let consumed = consume(tar_rx, recycle_tx, applier, max_bytes);
+        let (produced, decoded) = producer.join().map_err(|_| panicked("decoder"))?;
+        let diff_id = hasher.join().map_err(|_| panicked("hash"))?;
+        if let Err(e @ LayerError::Read(_)) = decoded {
+            return Err(e);
+        }
+        verify_blob(layer, &produced, &diff_id)?;
+        decoded?;
         consumed?;
-        let actual = hasher.finish();
-        if actual != layer.diff_id {
-            return Err(LayerError::DiffId { expected: layer.diff_id.clone(), actual });
+        if diff_id != layer.diff_id {
+            return Err(LayerError::DiffId { expected: layer.diff_id.clone(), actual: diff_id });
         }
         Ok(())
     })
 }
 
 fn consume(
-    rx: Receiver<io::Result<Vec<u8>>>,
-    recycle: SyncSender<Vec<u8>>,
+    rx: Receiver<io::Result<Chunk>>,
+    recycle: SyncSender<Chunk>,
     applier: &mut Applier,
-    hasher: &mut Hasher,
     max_bytes: u64,
 ) -> Result<(), LayerError> {
-    let reader = ChannelReader { rx, recycle, cur: Vec::new(), pos: 0, hasher, total: 0, max_bytes };
+    let reader = ChannelReader { rx, recycle, cur: Arc::new(Vec::new()), pos: 0, total: 0, max_bytes };
     let mut tar = TarStream::new(reader);
     applier.apply_layer(&mut tar)?;
     // Bytes after the end-of-archive marker (GNU tar's blocking padding) are part of the DiffID.
@@ -87,19 +121,18 @@ fn consume(
     }
 }
 
-/// The consumer's view of the channel: a `BufRead` over received chunks that hashes and
-/// counts every byte as it arrives.
-struct ChannelReader<'h> {
-    rx: Receiver<io::Result<Vec<u8>>>,
-    recycle: SyncSender<Vec<u8>>,
-    cur: Vec<u8>,
+/// The consumer's view of the channel: a `BufRead` over received chunks that counts every
+/// byte as it arrives (the per-layer size cap stops decompression bombs here).
+struct ChannelReader {
+    rx: Receiver<io::Result<Chunk>>,
+    recycle: SyncSender<Chunk>,
+    cur: Chunk,
     pos: usize,
-    hasher: &'h mut Hasher,
     total: u64,
     max_bytes: u64,
 }
 
-impl Read for ChannelReader<'_> {
+impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let avail = self.fill_buf()?;
         let n = avail.len().min(buf.len());
@@ -109,7 +142,7 @@ impl Read for ChannelReader<'_> {
     }
 }
 
-impl BufRead for ChannelReader<'_> {
+impl BufRead for ChannelReader {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         while self.pos >= self.cur.len() {
             let next = match self.rx.recv() {
@@ -119,7 +152,6 @@ impl BufRead for ChannelReader<'_> {
             let old = std::mem::replace(&mut self.cur, next);
             let _ = self.recycle.try_send(old);
             self.pos = 0;
-            self.hasher.update(&self.cur);
             self.total += self.cur.len() as u64;
             if self.total > self.max_bytes {
                 return Err(io::Error::other(format!(
@@ -136,7 +168,7 @@ impl BufRead for ChannelReader<'_> {
     }
 }
 
-impl TarSource for ChannelReader<'_> {}
+impl TarSource for ChannelReader {}
 
 /// Hashes and counts raw blob bytes as the decoder pulls them.
 struct RawReader<'a> {
@@ -177,46 +209,62 @@ impl BufRead for RawReader<'_> {
 fn produce<'a>(
     layer: &LayerRef,
     blob: MemberReader<'a>,
-    tx: SyncSender<io::Result<Vec<u8>>>,
-    recycle: Receiver<Vec<u8>>,
+    mut out: Outlets,
     on_bytes: &'a (dyn Fn(u64) + Sync),
-) -> Result<(), LayerError> {
+) -> (Produced, Result<(), LayerError>) {
     let mut raw = RawReader {
         inner: BufReader::with_capacity(CHUNK, blob),
         hasher: layer.digest.as_ref().map(|d| Hasher::new(d.algorithm)),
         count: 0,
         on_bytes,
     };
-    let decoded = decode(layer, &mut raw, &tx, &recycle);
+    let kind = sniff(&mut raw).and_then(|found| check_kind(layer.compression, found));
+    let blob_is_stream = matches!(kind, Ok(Compression::None))
+        && layer.digest.as_ref().is_some_and(|d| d.algorithm == layer.diff_id.algorithm);
+    if blob_is_stream {
+        raw.hasher = None; // the DiffID hasher sees exactly the blob's bytes
+    }
+    let decoded = kind.and_then(|k| decode(k, &mut raw, &mut out));
     // Finish hashing the raw blob even when decoding stopped early: a wrong digest is the
     // real explanation for most decode errors.
+    let drained = drain(&mut raw);
+    if let Err(e) = &decoded {
+        let _ = out.tar.send(Err(io::Error::other(e.to_string())));
+    }
+    let produced = Produced { count: raw.count, raw_digest: raw.hasher.take().map(Hasher::finish) };
+    (produced, decoded.and(drained))
+}
+
+fn drain(raw: &mut RawReader<'_>) -> Result<(), LayerError> {
     loop {
         let n = raw.fill_buf().map_err(LayerError::Read)?.len();
         if n == 0 {
-            break;
+            return Ok(());
         }
         raw.consume(n);
     }
-    verify_blob(layer, raw.count, raw.hasher.take())?;
-    match decoded {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = tx.send(Err(io::Error::other(e.to_string())));
-            Err(e)
-        }
-    }
 }
 
-fn verify_blob(layer: &LayerRef, count: u64, hasher: Option<Hasher>) -> Result<(), LayerError> {
-    let (Some(expected), Some(h)) = (&layer.digest, hasher) else { return Ok(()) };
-    if count != layer.size {
-        return Err(LayerError::Size { expected: layer.size, actual: count });
+/// Size and digest of the raw blob (OCI); `diff_id` stands in when the blob was the stream.
+fn verify_blob(layer: &LayerRef, produced: &Produced, diff_id: &Digest) -> Result<(), LayerError> {
+    let Some(expected) = &layer.digest else { return Ok(()) };
+    if produced.count != layer.size {
+        return Err(LayerError::Size { expected: layer.size, actual: produced.count });
     }
-    let actual = h.finish();
+    let actual = produced.raw_digest.clone().unwrap_or_else(|| diff_id.clone());
     if &actual != expected {
         return Err(LayerError::Digest { expected: expected.clone(), actual });
     }
     Ok(())
+}
+
+/// The media type's compression must agree with the data; docker-archive layers are sniffed.
+fn check_kind(declared: Compression, found: Compression) -> Result<Compression, LayerError> {
+    match declared {
+        Compression::Sniff => Ok(found),
+        d if d == found => Ok(d),
+        d => Err(LayerError::Compression { declared: name(d), found: name(found) }),
+    }
 }
 
 fn sniff(raw: &mut RawReader<'_>) -> Result<Compression, LayerError> {
@@ -237,40 +285,27 @@ fn name(c: Compression) -> &'static str {
     }
 }
 
-/// Decodes into chunks sent to the consumer. Returns early (Ok) if the consumer hung up.
-fn decode(
-    layer: &LayerRef,
-    raw: &mut RawReader<'_>,
-    tx: &SyncSender<io::Result<Vec<u8>>>,
-    recycle: &Receiver<Vec<u8>>,
-) -> Result<(), LayerError> {
-    let found = sniff(raw)?;
-    let kind = match layer.compression {
-        Compression::Sniff => found,
-        declared if declared == found => declared,
-        declared => return Err(LayerError::Compression { declared: name(declared), found: name(found) }),
-    };
+/// Decodes into chunks sent to the consumer and the hasher.
+fn decode(kind: Compression, raw: &mut RawReader<'_>, out: &mut Outlets) -> Result<(), LayerError> {
     match kind {
-        Compression::Gzip => decode_gzip(raw, tx, recycle),
+        Compression::Gzip => decode_gzip(raw, out),
         Compression::Zstd => {
             let mut dec = zstd::stream::read::Decoder::with_buffer(raw).map_err(LayerError::Decode)?;
             dec.window_log_max(31).map_err(LayerError::Decode)?;
-            pump(&mut dec, tx, recycle).map(|_| ())
+            pump(&mut dec, out, false).map(|_| ())
         }
-        Compression::None | Compression::Sniff => pump(raw, tx, recycle).map(|_| ()),
+        // An uncompressed stream keeps feeding the hasher after a tar error, so the blob
+        // digest (which is the DiffID) can still be checked and reported.
+        Compression::None | Compression::Sniff => pump(raw, out, true).map(|_| ()),
     }
 }
 
 /// gzip members one after another (pigz, eStargz). Trailing zero bytes after the last member
 /// are accepted, as GNU gzip does; anything else after it is an error.
-fn decode_gzip(
-    raw: &mut RawReader<'_>,
-    tx: &SyncSender<io::Result<Vec<u8>>>,
-    recycle: &Receiver<Vec<u8>>,
-) -> Result<(), LayerError> {
+fn decode_gzip(raw: &mut RawReader<'_>, out: &mut Outlets) -> Result<(), LayerError> {
     loop {
         let mut member = flate2::bufread::GzDecoder::new(&mut *raw);
-        if !pump(&mut member, tx, recycle)? {
+        if !pump(&mut member, out, false)? {
             return Ok(());
         }
         let head = raw.fill_buf().map_err(LayerError::Read)?;
@@ -278,10 +313,7 @@ fn decode_gzip(
             return Ok(());
         }
         if head.iter().all(|&b| b == 0) {
-            let n = head.len();
-            raw.consume(n);
-            continue_if_zeros(raw)?;
-            return Ok(());
+            return skip_zeros(raw);
         }
         if !head.starts_with(&[0x1f, 0x8b]) {
             return Err(LayerError::Decode(io::Error::other("data after the last gzip member is not gzip")));
@@ -289,7 +321,7 @@ fn decode_gzip(
     }
 }
 
-fn continue_if_zeros(raw: &mut RawReader<'_>) -> Result<(), LayerError> {
+fn skip_zeros(raw: &mut RawReader<'_>) -> Result<(), LayerError> {
     loop {
         let head = raw.fill_buf().map_err(LayerError::Read)?;
         if head.is_empty() {
@@ -303,14 +335,22 @@ fn continue_if_zeros(raw: &mut RawReader<'_>) -> Result<(), LayerError> {
     }
 }
 
-/// Copies a decoder's output into chunks. `Ok(false)` when the consumer has hung up.
-fn pump(
-    src: &mut dyn Read,
-    tx: &SyncSender<io::Result<Vec<u8>>>,
-    recycle: &Receiver<Vec<u8>>,
-) -> Result<bool, LayerError> {
+/// A chunk buffer: a recycled one when the other stages are done with it.
+fn take_buffer(recycle: &Receiver<Chunk>) -> Vec<u8> {
+    while let Ok(chunk) = recycle.try_recv() {
+        if let Ok(buf) = Arc::try_unwrap(chunk) {
+            return buf;
+        }
+    }
+    Vec::with_capacity(CHUNK)
+}
+
+/// Copies a decoder's output into chunks. `Ok(false)` once the consumer has hung up, unless
+/// `hash_to_end`, in which case the hasher is fed to the end regardless.
+fn pump(src: &mut dyn Read, out: &mut Outlets, hash_to_end: bool) -> Result<bool, LayerError> {
     loop {
-        let mut buf = recycle.try_recv().unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+        let mut buf = take_buffer(&out.recycle);
+        // Only a new buffer is zero-filled here; a recycled one already has its length.
         buf.resize(CHUNK, 0);
         let mut filled = 0;
         while filled < CHUNK {
@@ -325,7 +365,14 @@ fn pump(
             return Ok(true);
         }
         buf.truncate(filled);
-        if tx.send(Ok(buf)).is_err() {
+        let chunk = Arc::new(buf);
+        if out.hash.send(Arc::clone(&chunk)).is_err() {
+            return Ok(false);
+        }
+        if out.tar_alive && out.tar.send(Ok(chunk)).is_err() {
+            out.tar_alive = false;
+        }
+        if !out.tar_alive && !hash_to_end {
             return Ok(false);
         }
     }

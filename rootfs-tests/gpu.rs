@@ -1,0 +1,470 @@
+//! GPU support on fake GPU hosts, without a GPU. Each scenario is a real machine's layout (the
+//! seeds' mixed MI50 + Tesla A2 server, and an RX 7600 beside a Phoenix1 iGPU): a fake sysfs
+//! tree and a `/dev` of REAL character nodes (the real majors: 226 DRI, 195 nvidia, dynamic ones
+//! for kfd and nvidia-uvm) are put at the real paths inside a private mount namespace (`unshare
+//! -m`, as root), with an ld.so.cache that also knows the NVIDIA userspace extracted by
+//! `rootfs-tests/gpu/fetch-vendor.sh` (rocminfo and libhsa-runtime64 are installed from Debian
+//! main). gpurun then runs as root, as `gpurun-test` (groups render and video) and as a user in
+//! neither group, against a busybox-static image (no glibc) and a small glibc image made by
+//! copying the host's glibc next to busybox. The vendor tools must get past their library
+//! loading to their "no driver" errors: rocminfo exits 1 with "ROCk module is NOT loaded",
+//! nvidia-smi exits 9 ("couldn't communicate with the NVIDIA driver").
+
+mod support;
+
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use support::{TempDir, describe, needs_root, output, skip};
+
+const RENDER: &str = "render";
+const VIDEO: &str = "video";
+const PLAIN_USER: &str = "gpurun-nogpu";
+const GPU_USER: &str = "gpurun-test";
+
+/// A PCI display device of a scenario.
+struct Pci {
+    addr: &'static str,
+    vendor: u16,
+    device: u16,
+    class: u32,
+    boot_vga: bool,
+    card: u32,
+    render: Option<u32>,
+}
+
+/// A fake host: sysfs tree, device node list, ld cache.
+struct FakeHost {
+    dir: TempDir,
+    /// (path below /dev, major, minor, mode, group)
+    nodes: Vec<(String, u32, u32, u32, &'static str)>,
+}
+
+impl FakeHost {
+    fn new(tag: &str, pcis: &[Pci], kfd: &[String]) -> FakeHost {
+        let dir = TempDir::new(tag);
+        let sys = dir.path().join("sys");
+        let mut nodes = vec![
+            ("null".to_string(), 1, 3, 0o666, "root"),
+            ("zero".into(), 1, 5, 0o666, "root"),
+            ("full".into(), 1, 7, 0o666, "root"),
+            ("random".into(), 1, 8, 0o666, "root"),
+            ("urandom".into(), 1, 9, 0o666, "root"),
+            ("tty".into(), 5, 0, 0o666, "root"),
+        ];
+        for p in pcis {
+            let dev = sys.join("bus/pci/devices").join(p.addr);
+            std::fs::create_dir_all(&dev).unwrap();
+            write(&dev.join("vendor"), &format!("0x{:04x}\n", p.vendor));
+            write(&dev.join("device"), &format!("0x{:04x}\n", p.device));
+            write(&dev.join("class"), &format!("0x{:06x}\n", p.class));
+            write(&dev.join("boot_vga"), if p.boot_vga { "1\n" } else { "0\n" });
+            let mut drm = vec![format!("card{}", p.card)];
+            nodes.push((format!("dri/card{}", p.card), 226, p.card, 0o660, VIDEO));
+            if let Some(r) = p.render {
+                drm.push(format!("renderD{r}"));
+                nodes.push((format!("dri/renderD{r}"), 226, r, 0o660, RENDER));
+            }
+            for name in drm {
+                let class = sys.join("class/drm").join(&name);
+                std::fs::create_dir_all(&class).unwrap();
+                symlink(format!("../../../bus/pci/devices/{}", p.addr), class.join("device")).unwrap();
+            }
+        }
+        for (i, props) in kfd.iter().enumerate() {
+            let node = sys.join(format!("class/kfd/kfd/topology/nodes/{i}"));
+            std::fs::create_dir_all(&node).unwrap();
+            write(&node.join("properties"), props);
+        }
+        FakeHost { dir, nodes }
+    }
+
+    /// The script that sets the fake host up in a private mount namespace and runs `cmd` as `user`.
+    fn script(&self, ld_cache: &Path, user: &str, env: &[(&str, &str)], cmd: &[String]) -> String {
+        let fake = self.dir.path().display();
+        let mut s = format!(
+            "set -e\nmount --rbind {fake}/sys /sys\nmount -t tmpfs -o mode=755 fakedev /dev\n\
+             mkdir -p /dev/dri /dev/pts /dev/nvidia-caps\nmkdir -m 1777 /dev/shm\n\
+             mount --bind {} /etc/ld.so.cache\n",
+            ld_cache.display()
+        );
+        for (path, major, minor, mode, group) in &self.nodes {
+            s.push_str(&format!(
+                "mknod -m {mode:o} /dev/{path} c {major} {minor}\nchgrp {group} /dev/{path}\n"
+            ));
+        }
+        let env: String = env.iter().map(|(k, v)| format!("{k}='{v}' ")).collect();
+        let quoted: Vec<String> = cmd.iter().map(|a| format!("'{}'", a.replace('\'', "'\\''"))).collect();
+        let who = if user == "root" {
+            String::new()
+        } else {
+            format!("setpriv --reuid={user} --regid={user} --init-groups -- ")
+        };
+        s.push_str(&format!("exec {who}env HOME=/tmp {env}{}\n", quoted.join(" ")));
+        s
+    }
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
+
+fn kfd_gpu(minor: u32, location: u32, gfx: u32, simds: u32, cpus: u32, unique: u64) -> String {
+    format!(
+        "cpu_cores_count {cpus}\nsimd_count {simds}\nmem_banks_count 1\nlocation_id {location}\ndomain 0\n\
+         drm_render_minor {minor}\ngfx_target_version {gfx}\nunique_id {unique}\n"
+    )
+}
+
+const KFD_CPU: &str = "cpu_cores_count 32\nsimd_count 0\nlocation_id 0\ndrm_render_minor 0\n";
+
+/// Two Instinct MI50 (renderD128/129) and two Tesla A2 (renderD130/131), plus the BMC's VGA.
+fn mixed_server() -> FakeHost {
+    let pcis = [
+        Pci {
+            addr: "0000:02:00.0",
+            vendor: 0x1a03,
+            device: 0x2000,
+            class: 0x030000,
+            boot_vga: true,
+            card: 0,
+            render: None,
+        },
+        Pci {
+            addr: "0000:03:00.0",
+            vendor: 0x1002,
+            device: 0x66a1,
+            class: 0x038000,
+            boot_vga: false,
+            card: 1,
+            render: Some(128),
+        },
+        Pci {
+            addr: "0000:43:00.0",
+            vendor: 0x1002,
+            device: 0x66a1,
+            class: 0x038000,
+            boot_vga: false,
+            card: 2,
+            render: Some(129),
+        },
+        Pci {
+            addr: "0000:83:00.0",
+            vendor: 0x10de,
+            device: 0x25b6,
+            class: 0x030200,
+            boot_vga: false,
+            card: 3,
+            render: Some(130),
+        },
+        Pci {
+            addr: "0000:c3:00.0",
+            vendor: 0x10de,
+            device: 0x25b6,
+            class: 0x030200,
+            boot_vga: false,
+            card: 4,
+            render: Some(131),
+        },
+    ];
+    let kfd = [
+        KFD_CPU.to_string(),
+        kfd_gpu(128, 0x0300, 90006, 240, 0, 0x1111),
+        kfd_gpu(129, 0x4300, 90006, 240, 0, 0x2222),
+    ];
+    let mut host = FakeHost::new("gpu-mixed", &pcis, &kfd);
+    host.nodes.push(("kfd".into(), 235, 0, 0o660, RENDER));
+    for (name, major, minor) in [
+        ("nvidiactl", 195, 255),
+        ("nvidia-modeset", 195, 254),
+        ("nvidia0", 195, 0),
+        ("nvidia1", 195, 1),
+        ("nvidia-uvm", 511, 0),
+        ("nvidia-uvm-tools", 511, 1),
+        ("nvidia-caps/nvidia-cap1", 510, 1),
+    ] {
+        host.nodes.push((name.into(), major, minor, 0o666, "root"));
+    }
+    host
+}
+
+/// An RX 7600 (Navi 33, gfx1102) at 07:00.0 and the Phoenix1 iGPU (gfx1103) at c8:00.0.
+fn dgpu_and_igpu() -> FakeHost {
+    let pcis = [
+        Pci {
+            addr: "0000:07:00.0",
+            vendor: 0x1002,
+            device: 0x7480,
+            class: 0x030000,
+            boot_vga: false,
+            card: 1,
+            render: Some(128),
+        },
+        Pci {
+            addr: "0000:c8:00.0",
+            vendor: 0x1002,
+            device: 0x15bf,
+            class: 0x030000,
+            boot_vga: true,
+            card: 2,
+            render: Some(129),
+        },
+    ];
+    let kfd = [
+        KFD_CPU.to_string(),
+        kfd_gpu(128, 0x0700, 110002, 64, 0, 0xaaaa),
+        kfd_gpu(129, 0xc800, 110003, 24, 0, 0xbbbb),
+    ];
+    let mut host = FakeHost::new("gpu-apu", &pcis, &kfd);
+    host.nodes.push(("kfd".into(), 235, 0, 0o660, RENDER));
+    host
+}
+
+/// Everything a scenario run needs: vendor tree, ld cache, images, per-user caches.
+struct Env {
+    _dir: TempDir,
+    vendor: PathBuf,
+    ld_cache: PathBuf,
+    busybox_image: PathBuf,
+    glibc_image: PathBuf,
+    caches: PathBuf,
+}
+
+fn vendor_dir() -> PathBuf {
+    std::env::var_os("GPURUN_GPU_VENDOR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".fixtures/gpu-vendor"))
+}
+
+fn setup() -> Option<Env> {
+    if !needs_root("fake GPU hosts need root (mknod, mount namespaces); CI runs this as root") {
+        return None;
+    }
+    for tool in ["unshare", "setpriv", "mknod", "ldconfig"] {
+        if output(Command::new("sh").args(["-c", &format!("command -v {tool}")])).status.code() != Some(0) {
+            skip(&format!("{tool} missing"));
+            return None;
+        }
+    }
+    let vendor = vendor_dir();
+    let fetch = Path::new(env!("CARGO_MANIFEST_DIR")).join("rootfs-tests/gpu/fetch-vendor.sh");
+    let got = output(Command::new("sh").arg(&fetch).arg(&vendor));
+    if got.status.code() != Some(0) {
+        skip(&format!("vendor userspace could not be fetched: {}", describe(&got)));
+        return None;
+    }
+    ensure_user(PLAIN_USER, &[]);
+    let dir = TempDir::new("gpu-env");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ld_cache = build_ld_cache(dir.path(), &vendor);
+    let busybox_image = busybox_rootfs(&dir.path().join("busybox"))?;
+    let glibc_image = glibc_rootfs(&dir.path().join("glibc"))?;
+    let caches = dir.path().join("caches");
+    std::fs::create_dir_all(&caches).unwrap();
+    std::fs::set_permissions(&caches, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    Some(Env { _dir: dir, vendor, ld_cache, busybox_image, glibc_image, caches })
+}
+
+fn ensure_user(name: &str, groups: &[&str]) {
+    if output(Command::new("id").arg(name)).status.code() == Some(0) {
+        return;
+    }
+    let mut cmd = Command::new("useradd");
+    cmd.args(["-M", "-s", "/bin/sh", name]);
+    if !groups.is_empty() {
+        cmd.args(["-G", &groups.join(",")]);
+    }
+    let out = output(&mut cmd);
+    assert_eq!(out.status.code(), Some(0), "useradd {name}: {}", describe(&out));
+}
+
+/// The host's cache plus the extracted NVIDIA libraries, written with `ldconfig -C` (the real
+/// /etc/ld.so.cache is only covered by a bind inside the test's mount namespace).
+fn build_ld_cache(dir: &Path, vendor: &Path) -> PathBuf {
+    let conf = dir.join("ld.so.conf");
+    let nvidia = vendor.join("root/usr/lib/x86_64-linux-gnu/nvidia/current");
+    write(
+        &conf,
+        &format!(
+            "include /etc/ld.so.conf.d/*.conf\n/lib/x86_64-linux-gnu\n/usr/lib/x86_64-linux-gnu\n{}\n",
+            nvidia.display()
+        ),
+    );
+    let cache = dir.join("ld.so.cache");
+    let out = output(Command::new("ldconfig").arg("-X").arg("-C").arg(&cache).arg("-f").arg(&conf));
+    assert_eq!(out.status.code(), Some(0), "ldconfig: {}", describe(&out));
+    cache
+}
+
+fn busybox_rootfs(root: &Path) -> Option<PathBuf> {
+    let busybox = Path::new("/bin/busybox");
+    if !busybox.exists() {
+        skip("no /bin/busybox: apt-get install busybox-static");
+        return None;
+    }
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
+    for applet in ["sh", "ls", "cat", "echo", "env", "true", "grep", "tr", "id"] {
+        symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    write(&root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n");
+    write(&root.join("etc/group"), "root:x:0:\n");
+    Some(root.to_path_buf())
+}
+
+/// busybox plus the host's glibc, libgcc_s and libstdc++ copied in: a glibc image that lacks
+/// every ROCm and NVIDIA library (documented stand-in for a debootstrapped one, which is slow).
+fn glibc_rootfs(root: &Path) -> Option<PathBuf> {
+    busybox_rootfs(root)?;
+    let lib = root.join("lib/x86_64-linux-gnu");
+    std::fs::create_dir_all(&lib).unwrap();
+    for name in ["ld-linux-x86-64.so.2", "libc.so.6", "libm.so.6", "libgcc_s.so.1", "libstdc++.so.6"] {
+        let src = Path::new("/lib/x86_64-linux-gnu").join(name);
+        std::fs::copy(&src, lib.join(name)).unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
+    }
+    std::fs::create_dir_all(root.join("lib64")).unwrap();
+    symlink("../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", root.join("lib64/ld-linux-x86-64.so.2")).unwrap();
+    Some(root.to_path_buf())
+}
+
+/// Runs `gpurun ARGS` as `user` on the fake host.
+fn gpurun(env: &Env, host: &FakeHost, user: &str, vars: &[(&str, &str)], args: &[&str]) -> Output {
+    let cache = env.caches.join(user);
+    let path =
+        format!("{}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", env.vendor.join("root/usr/bin").display());
+    let mut all: Vec<(&str, &str)> = vec![("PATH", &path), ("GPURUN_CACHE_DIR", cache.to_str().unwrap())];
+    all.extend_from_slice(vars);
+    let mut cmd = vec![support::gpurun_bin().display().to_string()];
+    cmd.extend(args.iter().map(|a| a.to_string()));
+    let script = host.script(&env.ld_cache, user, &all, &cmd);
+    output(
+        Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .stdin(Stdio::null()),
+    )
+}
+
+fn text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// Runs `sh -c SCRIPT` in `image` with GPU options and returns stdout, requiring exit 0.
+fn inside(
+    env: &Env,
+    host: &FakeHost,
+    user: &str,
+    vars: &[(&str, &str)],
+    opts: &[&str],
+    script: &str,
+) -> String {
+    let image = env.busybox_image.to_str().unwrap();
+    let mut args = vec!["-c"];
+    args.extend_from_slice(opts);
+    args.extend_from_slice(&[image, "sh", "-c", script]);
+    let out = gpurun(env, host, user, vars, &args);
+    assert_eq!(out.status.code(), Some(0), "{user} {opts:?}: {}", describe(&out));
+    text(&out).trim().to_string()
+}
+
+const SHOW: &str = "ls /dev/dri | tr '\\n' ' '; echo; ls /dev | grep -E '^(kfd|nvidia)' | tr '\\n' ' '; echo; \
+                    echo \"ROCR=${ROCR_VISIBLE_DEVICES-unset} NV=${NVIDIA_VISIBLE_DEVICES-unset}\"";
+
+#[test]
+fn mixed_amd_nvidia_server() {
+    let Some(env) = setup() else { return };
+    let host = mixed_server();
+    for user in ["root", GPU_USER] {
+        let rocm = inside(&env, &host, user, &[], &["--rocm"], SHOW);
+        assert_eq!(
+            rocm.lines().collect::<Vec<_>>()[..2],
+            ["card1 card2 renderD128 renderD129 ", "kfd "],
+            "{user}: {rocm}"
+        );
+        let nv = inside(&env, &host, user, &[], &["--nv"], SHOW);
+        let lines: Vec<&str> = nv.lines().collect();
+        assert_eq!(lines[0], "card3 card4 renderD130 renderD131 ", "{user}: {nv}");
+        assert_eq!(
+            lines[1],
+            "nvidia-caps nvidia-modeset nvidia-uvm nvidia-uvm-tools nvidia0 nvidia1 nvidiactl "
+        );
+        let one = inside(&env, &host, user, &[], &["--nv", "--gpus", "1"], SHOW);
+        assert!(one.starts_with("card4 renderD131 \n") && one.contains("NV=0"), "{user}: {one}");
+        let by_env =
+            inside(&env, &host, user, &[("NVIDIA_VISIBLE_DEVICES", "0000:c3:00.0")], &["--nv"], SHOW);
+        assert_eq!(by_env, one, "the variable selects like --gpus");
+        let amd1 = inside(&env, &host, user, &[("ROCR_VISIBLE_DEVICES", "1")], &["--rocm"], SHOW);
+        assert!(amd1.starts_with("card2 renderD129 \nkfd \nROCR=0 "), "renumbered: {amd1}");
+        for image in [&env.busybox_image, &env.glibc_image] {
+            let out = gpurun(&env, &host, user, &[], &["-c", "--rocm", image.to_str().unwrap(), "rocminfo"]);
+            println!("{user} {} rocminfo: {}", image.display(), describe(&out));
+            assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+            assert!(text(&out).contains("ROCk module is NOT loaded"), "{}", describe(&out));
+            let out = gpurun(&env, &host, user, &[], &["-c", "--nv", image.to_str().unwrap(), "nvidia-smi"]);
+            println!("{user} {} nvidia-smi: {}", image.display(), describe(&out));
+            assert_eq!(out.status.code(), Some(9), "{}", describe(&out));
+            assert!(text(&out).contains("couldn't communicate with the NVIDIA driver"), "{}", describe(&out));
+        }
+        let listing = gpurun(&env, &host, user, &[], &["gpus", "--json"]);
+        let rows: serde_json::Value = serde_json::from_slice(&listing.stdout).expect("gpus --json");
+        let rows = rows.as_array().unwrap();
+        assert_eq!(rows.len(), 5, "{rows:?}");
+        assert!(rows.iter().filter(|r| r["vendor"] != "other").all(|r| r["accessible"] == true), "{rows:?}");
+        assert_eq!(rows[1]["gfx_target"], "gfx906");
+        assert_eq!(rows[3]["render"], "renderD130");
+    }
+    let denied =
+        gpurun(&env, &host, PLAIN_USER, &[], &["-c", "--rocm", env.busybox_image.to_str().unwrap(), "true"]);
+    println!("{PLAIN_USER} --rocm: {}", describe(&denied));
+    let err = String::from_utf8_lossy(&denied.stderr);
+    assert_eq!(denied.status.code(), Some(125), "{}", describe(&denied));
+    assert!(err.contains("/dev/kfd") && err.contains("sudo usermod -aG render $USER"), "{err}");
+    let doctor = gpurun(&env, &host, PLAIN_USER, &[], &["doctor", "--rocm"]);
+    assert!(text(&doctor).contains("sudo usermod -aG render $USER"), "{}", describe(&doctor));
+    // NVIDIA nodes are world-accessible: the plain user still gets nvidia-smi's driver error.
+    let nv = gpurun(
+        &env,
+        &host,
+        PLAIN_USER,
+        &[],
+        &["-c", "--nv", env.glibc_image.to_str().unwrap(), "nvidia-smi"],
+    );
+    assert_eq!(nv.status.code(), Some(9), "{}", describe(&nv));
+}
+
+#[test]
+fn discrete_gpu_beside_an_apu() {
+    let Some(env) = setup() else { return };
+    let host = dgpu_and_igpu();
+    for user in ["root", GPU_USER] {
+        let default = inside(&env, &host, user, &[], &["--rocm"], SHOW);
+        assert!(default.starts_with("card1 renderD128 \nkfd \n"), "iGPU left out: {default}");
+        let all = inside(&env, &host, user, &[], &["--rocm", "--gpus", "all"], SHOW);
+        assert!(all.starts_with("card1 card2 renderD128 renderD129 \n"), "{all}");
+        let igpu = inside(&env, &host, user, &[], &["--rocm", "--gpus", "renderD129"], SHOW);
+        assert!(igpu.starts_with("card2 renderD129 \n"), "{igpu}");
+        let amd = inside(&env, &host, user, &[("AMD_VISIBLE_DEVICES", "0xbbbb")], &["--rocm"], SHOW);
+        assert!(amd.starts_with("card2 renderD129 \n"), "unique id: {amd}");
+        let none = gpurun(
+            &env,
+            &host,
+            user,
+            &[],
+            &["-c", "--rocm", "--gpus", "5", env.busybox_image.to_str().unwrap(), "true"],
+        );
+        assert_eq!(none.status.code(), Some(125));
+        assert!(
+            String::from_utf8_lossy(&none.stderr).contains("0 0000:07:00.0, 1 0000:c8:00.0"),
+            "{}",
+            describe(&none)
+        );
+        let table = text(&gpurun(&env, &host, user, &[], &["gpus"]));
+        println!("{table}");
+        assert!(table.contains("0000:c8:00.0  integrated") && table.contains("gfx1103"), "{table}");
+        assert!(table.contains("0000:07:00.0  discrete") && table.contains("gfx1102"), "{table}");
+        let doctor = text(&gpurun(&env, &host, user, &[], &["doctor", "--rocm"]));
+        println!("{doctor}");
+        assert!(doctor.contains("HSA_OVERRIDE_GFX_VERSION=11.0.0"), "{doctor}");
+    }
+}

@@ -1,0 +1,87 @@
+#!/bin/sh
+# Fetches the real vendor userspace the fake-GPU-host tests run, without touching the system's apt
+# configuration for the non-free part:
+#   * rocminfo and libhsa-runtime64-1 (Debian main) are installed normally with apt-get;
+#   * nvidia-smi, libnvidia-ml1 and libcuda1 (Debian non-free) are downloaded through a PRIVATE
+#     sources list derived from this machine's own /etc/apt/sources.list.d/*.sources (the same
+#     mirrors and suites, with the component non-free added) and extracted with dpkg -x into
+#     DEST/root. No host name is written here: the mirrors come from the machine's configuration.
+# Usage: fetch-vendor.sh DEST      (root needed for the apt-get install step)
+# Prints nothing but errors; exits non-zero when something could not be fetched.
+set -eu
+dest=${1:?usage: fetch-vendor.sh DEST}
+mkdir -p "$dest"
+dest=$(cd "$dest" && pwd)
+
+if ! command -v rocminfo >/dev/null 2>&1 || ! ldconfig -p | grep -q 'libhsa-runtime64.so.1 '; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        rocminfo libhsa-runtime64-1 >/dev/null
+fi
+
+if [ -x "$dest/root/usr/bin/nvidia-smi" ] && [ -e "$dest/.complete" ]; then
+    exit 0
+fi
+
+apt_dir="$dest/apt"
+mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial" "$apt_dir/debs"
+sources="$apt_dir/sources.list"
+: >"$sources"
+# deb822 stanzas: Types/URIs/Suites/Components; each becomes one-line entries with non-free added.
+for f in /etc/apt/sources.list.d/*.sources; do
+    [ -e "$f" ] || continue
+    awk -v out="$sources" '
+        function flush() {
+            if (uris != "" && suites != "" && types ~ /(^| )deb( |$)/) {
+                n = split(uris, u, " "); m = split(suites, s, " ")
+                comps = components
+                if (comps !~ /(^| )non-free( |$)/) comps = comps " non-free"
+                for (i = 1; i <= n; i++) for (j = 1; j <= m; j++) {
+                    line = "deb"
+                    if (signed != "") line = line " [signed-by=" signed "]"
+                    print line " " u[i] " " s[j] " " comps >> out
+                }
+            }
+            types = uris = suites = components = signed = ""
+        }
+        /^[ \t]*#/ { next }
+        /^[ \t]*$/ { flush(); next }
+        {
+            key = $1; sub(/:$/, "", key); $1 = ""; sub(/^ /, "")
+            if (key == "Types") types = $0
+            else if (key == "URIs") uris = $0
+            else if (key == "Suites") suites = $0
+            else if (key == "Components") components = $0
+            else if (key == "Signed-By") signed = $0
+        }
+        END { flush() }
+    ' "$f"
+done
+# Old-style one-line sources, if any.
+if [ -f /etc/apt/sources.list ]; then
+    grep -E '^deb ' /etc/apt/sources.list | awk '{ if ($0 !~ / non-free( |$)/) $0 = $0 " non-free"; print }' >>"$sources" || true
+fi
+[ -s "$sources" ] || { echo "fetch-vendor: no apt sources found on this machine" >&2; exit 1; }
+
+opts="-o Dir::Etc::SourceList=$sources -o Dir::Etc::SourceParts=/dev/null \
+      -o Dir::State::Lists=$apt_dir/lists -o Dir::Cache::Archives=$apt_dir/archives \
+      -o Dir::Cache::pkgcache=$apt_dir/pkgcache.bin -o Dir::Cache::srcpkgcache=$apt_dir/srcpkgcache.bin \
+      -o Debug::NoLocking=1"
+# shellcheck disable=SC2086
+apt-get $opts -q update >"$apt_dir/update.log" 2>&1 || { cat "$apt_dir/update.log" >&2; exit 1; }
+# apt-get download writes into the current directory.
+# shellcheck disable=SC2086
+(cd "$apt_dir/debs" && apt-get $opts -q download nvidia-smi libnvidia-ml1 libcuda1 >"$apt_dir/download.log" 2>&1) \
+    || { cat "$apt_dir/download.log" >&2; exit 1; }
+mkdir -p "$dest/root"
+for deb in "$apt_dir"/debs/*.deb; do
+    dpkg -x "$deb" "$dest/root"
+done
+# Debian installs these through update-alternatives (nvidia-alternative); recreate the links the
+# alternatives would make, inside the extracted tree only.
+root="$dest/root"
+if [ ! -e "$root/usr/bin/nvidia-smi" ]; then
+    smi=$(find "$root/usr/lib" -type f -perm -u+x -name nvidia-smi | head -n 1)
+    # A relative link, so the tree can move.
+    [ -n "$smi" ] && mkdir -p "$root/usr/bin" && ln -sf "../${smi#"$root/usr/"}" "$root/usr/bin/nvidia-smi"
+fi
+touch "$dest/.complete"

@@ -1,0 +1,397 @@
+//! Real runs of the built `gpurun` against a busybox root filesystem directory: identity, exit
+//! codes, signals, environment precedence, the read-only shared rootfs, binds, `--contain`,
+//! `--writable-tmpfs`, the working directory rules and interactive use through a pty. Every test
+//! works as root (real-root mode) and as an unprivileged user (user-namespace mode).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{TempDir, describe, is_root, output, skip};
+
+/// A fresh busybox rootfs in a temporary directory (busybox from Debian's busybox-static).
+struct Rootfs {
+    dir: TempDir,
+    cache: TempDir,
+}
+
+impl Rootfs {
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("rootfs")
+    }
+}
+
+fn busybox() -> Option<PathBuf> {
+    let path = PathBuf::from("/bin/busybox");
+    if !path.exists() && is_root() {
+        let _ = Command::new("apt-get").args(["install", "-y", "-q", "busybox-static"]).output();
+    }
+    path.exists().then_some(path)
+}
+
+/// Builds the rootfs and checks gpurun can start a container here; `None` after a SKIP line.
+fn setup(tag: &str) -> Option<Rootfs> {
+    let Some(busybox) = busybox() else {
+        skip("no /bin/busybox: apt-get install busybox-static");
+        return None;
+    };
+    let fs = Rootfs { dir: TempDir::new(tag), cache: TempDir::new(&format!("{tag}-cache")) };
+    let root = fs.root();
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::copy(&busybox, root.join("bin/busybox")).unwrap();
+    let list = output(Command::new(&busybox).arg("--list"));
+    for applet in String::from_utf8_lossy(&list.stdout).lines().filter(|a| *a != "busybox") {
+        let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
+    }
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+    let probe = run(&fs, &[], &["true"]);
+    if probe.status.code() != Some(0) {
+        let text = String::from_utf8_lossy(&probe.stderr);
+        if text.contains("user namespace") {
+            skip(&format!("user namespaces unavailable here: {text}"));
+            return None;
+        }
+        panic!("gpurun cannot start a container: {}", describe(&probe));
+    }
+    Some(fs)
+}
+
+fn gpurun(fs: &Rootfs, opts: &[&str], command: &[&str]) -> Command {
+    let mut cmd = support::gpurun(fs.cache.path());
+    cmd.args(opts).arg(fs.root()).args(command).stdin(Stdio::null());
+    cmd
+}
+
+fn run(fs: &Rootfs, opts: &[&str], command: &[&str]) -> Output {
+    output(&mut gpurun(fs, opts, command))
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+}
+
+/// Runs and requires exit 0; returns stdout.
+fn ok(fs: &Rootfs, opts: &[&str], command: &[&str]) -> String {
+    let out = run(fs, opts, command);
+    assert_eq!(out.status.code(), Some(0), "{opts:?} {command:?}: {}", describe(&out));
+    stdout(&out)
+}
+
+fn host_id(flag: &str) -> String {
+    stdout(&output(Command::new("id").arg(flag)))
+}
+
+/// Every path below `root` with type, size, mode and mtime: a change anywhere shows.
+fn listing(root: &Path) -> BTreeMap<PathBuf, (u32, u64, i64)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let meta = std::fs::symlink_metadata(entry.path()).unwrap();
+            if meta.is_dir() {
+                stack.push(entry.path());
+            }
+            out.insert(entry.path(), (meta.mode(), meta.size(), meta.mtime()));
+        }
+    }
+    out.insert(root.into(), std::fs::metadata(root).map(|m| (m.mode(), 0, m.mtime())).unwrap());
+    out
+}
+
+#[test]
+fn identity_is_the_caller() {
+    let Some(fs) = setup("identity") else { return };
+    assert_eq!(ok(&fs, &[], &["id", "-u"]), host_id("-u"));
+    assert_eq!(ok(&fs, &[], &["id", "-g"]), host_id("-g"));
+    assert_eq!(ok(&fs, &[], &["whoami"]), host_id("-un"));
+    assert_eq!(ok(&fs, &[], &["id", "-gn"]), host_id("-gn"));
+    // Files the caller owns show the caller's name.
+    let owner = ok(&fs, &[], &["sh", "-c", "ls -ld \"$HOME\" /tmp/. | head -1"]);
+    if !is_root() {
+        assert!(owner.contains(&host_id("-un")[..8.min(host_id("-un").len())]), "{owner}");
+    }
+    // Supplementary groups stay in effect (unmapped ones show as the overflow gid).
+    let groups = ok(&fs, &[], &["sh", "-c", "grep Groups: /proc/self/status"]);
+    let inside = groups.split_whitespace().skip(1).count();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let host_line = status.lines().find(|l| l.starts_with("Groups:")).unwrap();
+    let host = host_line.split_whitespace().skip(1).count();
+    assert_eq!(inside, host, "{groups} vs {host_line}");
+    // --fakeroot maps the caller to root.
+    assert_eq!(ok(&fs, &["--fakeroot"], &["id", "-u"]), "0");
+    assert_eq!(ok(&fs, &["--fakeroot"], &["whoami"]), "root");
+}
+
+#[test]
+fn capabilities_dropped_and_no_new_privs() {
+    let Some(fs) = setup("caps") else { return };
+    let status = ok(&fs, &[], &["cat", "/proc/self/status"]);
+    for line in ["CapEff:\t0000000000000000", "CapBnd:\t0000000000000000", "NoNewPrivs:\t1"] {
+        assert!(status.contains(line), "{line} missing in\n{status}");
+    }
+    let fake = ok(&fs, &["--fakeroot"], &["cat", "/proc/self/status"]);
+    assert!(!fake.contains("CapEff:\t0000000000000000"), "--fakeroot keeps capabilities\n{fake}");
+}
+
+#[test]
+fn exit_codes() {
+    let Some(fs) = setup("exit") else { return };
+    assert_eq!(run(&fs, &[], &["true"]).status.code(), Some(0));
+    assert_eq!(run(&fs, &[], &["sh", "-c", "exit 3"]).status.code(), Some(3));
+    let missing = run(&fs, &[], &["no-such-command-xyz"]);
+    assert_eq!(missing.status.code(), Some(127), "{}", describe(&missing));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no-such-command-xyz"),
+        "{}",
+        describe(&missing)
+    );
+    assert_eq!(run(&fs, &[], &["/etc/passwd"]).status.code(), Some(126));
+    assert_eq!(run(&fs, &[], &["sh", "-c", "kill -TERM $$"]).status.code(), Some(128 + 15));
+    let no_cmd = run(&fs, &[], &[]);
+    assert_eq!(no_cmd.status.code(), Some(125), "{}", describe(&no_cmd));
+}
+
+#[test]
+fn sigterm_reaches_the_workload() {
+    let Some(fs) = setup("sigterm") else { return };
+    let script = "trap 'echo trapped; exit 7' TERM; echo ready; while :; do sleep 0.1; done";
+    let mut child = gpurun(&fs, &[], &["sh", "-c", script]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    // SAFETY: kill with plain integers on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(lines.next().map(|l| l.unwrap()).as_deref(), Some("trapped"));
+    assert_eq!(status.code(), Some(7));
+}
+
+fn processes_with(marker: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
+        })
+        .collect()
+}
+
+#[test]
+fn sigkill_of_gpurun_leaves_nothing_behind() {
+    let Some(fs) = setup("sigkill") else { return };
+    let seconds = format!("{}", 900_000 + std::process::id() % 99_999);
+    let script = format!("sleep {seconds} & sleep {seconds}");
+    let mut child = gpurun(&fs, &[], &["sh", "-c", &script]).spawn().unwrap();
+    let marker = format!("sleep\0{seconds}");
+    let start = Instant::now();
+    while processes_with(&marker).len() < 2 {
+        assert!(start.elapsed() < Duration::from_secs(10), "workload did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let start = Instant::now();
+    while !processes_with(&marker).is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(5), "left behind: {:?}", processes_with(&marker));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn environment_precedence() {
+    let Some(fs) = setup("env") else { return };
+    let file = fs.dir.path().join("vars.env");
+    std::fs::write(&file, "# comment\nFROM_FILE=file\nBOTH=file\n").unwrap();
+    let file_arg = format!("--env-file={}", file.display());
+    let mut cmd = gpurun(&fs, &["--env", "BOTH=arg", "-e", "PREFIXED=arg", &file_arg], &["env"]);
+    cmd.env("HOST_VAR", "host")
+        .env("GPURUN_ENV_PREFIXED", "prefix")
+        .env("GPURUN_ENV_ONLY_PREFIX", "prefix")
+        .env("LD_LIBRARY_PATH", "/host/lib")
+        .env("PATH", "/host/bin:/usr/bin:/bin")
+        .env("TERM", "vt100")
+        .env("https_proxy", "http://proxy:3128");
+    let out = output(&mut cmd);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let env = stdout(&out);
+    let has = |line: &str| env.lines().any(|l| l == line);
+    assert!(has("HOST_VAR=host"), "{env}");
+    assert!(has("ONLY_PREFIX=prefix"), "{env}");
+    assert!(has("PREFIXED=arg") && has("BOTH=arg") && has("FROM_FILE=file"), "{env}");
+    assert!(!env.contains("LD_LIBRARY_PATH") && !env.contains("GPURUN_ENV_"), "{env}");
+    assert!(has("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"), "{env}");
+    assert!(env.lines().any(|l| l.starts_with("HOME=/")), "{env}");
+
+    let mut clean = gpurun(&fs, &["--cleanenv"], &["env"]);
+    clean
+        .env("HOST_VAR", "host")
+        .env("TERM", "vt100")
+        .env("https_proxy", "http://proxy:3128")
+        .env("GPURUN_ENV_X", "1");
+    let env = stdout(&output(&mut clean));
+    assert!(
+        !env.contains("HOST_VAR")
+            && env.contains("TERM=vt100")
+            && env.contains("https_proxy=")
+            && env.contains("X=1"),
+        "{env}"
+    );
+
+    let bad = run(&fs, &["--env", "1BAD"], &["true"]);
+    assert_eq!(bad.status.code(), Some(125), "{}", describe(&bad));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--env"), "{}", describe(&bad));
+}
+
+#[test]
+fn rootfs_is_read_only_and_unchanged() {
+    let Some(fs) = setup("readonly") else { return };
+    let before = listing(&fs.root());
+    for path in ["/newfile", "/etc/newfile", "/bin/busybox"] {
+        let out = run(&fs, &[], &["sh", "-c", &format!("echo x >> {path}")]);
+        assert_ne!(out.status.code(), Some(0), "{path} writable: {}", describe(&out));
+    }
+    // --writable-tmpfs: writes succeed inside and vanish afterwards.
+    let script = "echo hello > /newfile && mkdir -p /etc/new/dir && rm /bin/ls && cat /newfile";
+    assert_eq!(ok(&fs, &["--writable-tmpfs"], &["sh", "-c", script]), "hello");
+    let gone = run(&fs, &[], &["ls", "/newfile"]);
+    assert_ne!(gone.status.code(), Some(0), "{}", describe(&gone));
+    ok(&fs, &[], &["ls", "/bin/ls"]);
+    // Binds with missing destinations, generated accounts, /dev, /proc: none touch the rootfs.
+    let data = TempDir::new("readonly-data");
+    let bind = format!("{}:/opt/new/place", data.path().display());
+    ok(&fs, &["-B", &bind], &["ls", "/opt/new/place", "/proc/self", "/dev/null"]);
+    assert_eq!(before, listing(&fs.root()), "the rootfs changed");
+}
+
+#[test]
+fn binds() {
+    let Some(fs) = setup("binds") else { return };
+    let data = TempDir::new("binds-data");
+    std::fs::write(data.path().join("in.txt"), "from host").unwrap();
+    let rw = format!("{}:/mnt/data", data.path().display());
+    assert_eq!(ok(&fs, &["-B", &rw], &["cat", "/mnt/data/in.txt"]), "from host");
+    ok(&fs, &["-B", &rw], &["sh", "-c", "echo back > /mnt/data/out.txt"]);
+    assert_eq!(std::fs::read_to_string(data.path().join("out.txt")).unwrap(), "back\n");
+    let ro = format!("{}:/ro:ro", data.path().display());
+    let out = run(&fs, &["-B", &ro], &["sh", "-c", "touch /ro/x"]);
+    assert_ne!(out.status.code(), Some(0), "{}", describe(&out));
+    // Comma-separated, a file bind, and a bind onto a path the image lacks below another bind.
+    let file = format!("{}/in.txt:/etc/in.txt", data.path().display());
+    let both = format!("{rw},{file}");
+    assert_eq!(
+        ok(&fs, &["--bind", &both], &["cat", "/etc/in.txt", "/mnt/data/in.txt"]),
+        "from hostfrom host"
+    );
+    // Identity bind (no DST).
+    let same = data.path().display().to_string();
+    assert_eq!(ok(&fs, &["-B", &same], &["cat", &format!("{same}/in.txt")]), "from host");
+    let missing = run(&fs, &["-B", "/no/such/source:/x"], &["true"]);
+    assert_eq!(missing.status.code(), Some(125), "{}", describe(&missing));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/no/such/source"), "{}", describe(&missing));
+}
+
+#[test]
+fn default_mounts_and_contain() {
+    let Some(fs) = setup("contain") else { return };
+    let marker = fs.dir.path().join("host-tmp-marker");
+    std::fs::write(&marker, "x").unwrap();
+    let marker = marker.display().to_string();
+    ok(&fs, &[], &["test", "-f", &marker]);
+    ok(&fs, &[], &["test", "-e", "/etc/hosts"]);
+    ok(&fs, &[], &["test", "-c", "/dev/null"]);
+    ok(&fs, &[], &["sh", "-c", "echo x > /dev/null && test -d /dev/pts && test -d /dev/shm"]);
+    assert_eq!(ok(&fs, &[], &["sh", "-c", "echo $$"]), "2", "PID namespace with an init as PID 1");
+    let out = run(&fs, &["--contain"], &["test", "-e", &marker]);
+    assert_ne!(out.status.code(), Some(0), "--contain still shows host /tmp: {}", describe(&out));
+    ok(&fs, &["--contain"], &["sh", "-c", "echo x > /tmp/private && test -f /tmp/private"]);
+    let home = std::env::var("HOME").unwrap_or_default();
+    if Path::new(&home).is_dir() && !["/", "/root"].contains(&home.as_str()) {
+        ok(&fs, &[], &["test", "-d", &home]);
+        assert_ne!(run(&fs, &["--no-home"], &["test", "-d", &home]).status.code(), Some(0));
+        assert_ne!(run(&fs, &["--contain"], &["test", "-d", &home]).status.code(), Some(0));
+    }
+}
+
+#[test]
+fn working_directory_rules() {
+    let Some(fs) = setup("pwd") else { return };
+    let cwd = TempDir::new("pwd-cwd");
+    let cwd_path = cwd.path().canonicalize().unwrap();
+    let in_dir = |opts: &[&str]| {
+        let out = output(gpurun(&fs, opts, &["pwd"]).current_dir(&cwd_path));
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        stdout(&out)
+    };
+    assert_eq!(in_dir(&[]), cwd_path.display().to_string(), "bound cwd is kept");
+    assert_eq!(in_dir(&["--contain"]), "/", "unbound cwd falls back to /");
+    assert_eq!(in_dir(&["--pwd", "/bin"]), "/bin");
+    let bad = run(&fs, &["--pwd", "/no/such/dir"], &["true"]);
+    assert_eq!(bad.status.code(), Some(125), "{}", describe(&bad));
+    assert_eq!(run(&fs, &["--pwd", "relative"], &["true"]).status.code(), Some(125));
+}
+
+#[test]
+fn dry_run_prints_the_plan() {
+    let Some(fs) = setup("dryrun") else { return };
+    let out = run(&fs, &["--dry-run", "-B", "/tmp:/scratch:ro"], &["echo", "hi"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON plan");
+    assert_eq!(plan["argv"], serde_json::json!(["echo", "hi"]));
+    let mounts = plan["mounts"].as_array().unwrap();
+    assert!(mounts.iter().any(|m| m["op"] == "bind" && m["target"] == "/newroot/scratch"), "{plan}");
+    assert_eq!(mounts.last().unwrap()["op"], "pivot_root");
+}
+
+/// Runs `command` on a fresh pty (util-linux `script`), feeding `input`; returns the transcript.
+fn in_pty(command: &str, input: &str) -> Option<Output> {
+    if Command::new("script").arg("--version").output().is_err() {
+        skip("no `script` (bsdutils) to open a pty");
+        return None;
+    }
+    let mut child = Command::new("script")
+        .args(["-qec", command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    let mut stdin = child.stdin.take().unwrap();
+    for line in input.lines() {
+        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    Some(out)
+}
+
+#[test]
+fn interactive_shell_on_a_terminal() {
+    let Some(fs) = setup("pty") else { return };
+    let cmd = format!("{} {} sh -i", support::gpurun_bin().display(), fs.root().display());
+    let input = "awk '{print \"pgrp=\" $5 \" tpgid=\" $8}' /proc/self/stat\necho sum=$((40+2))\nexit 5\n";
+    let Some(out) = in_pty(&cmd, input) else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("sum=42"), "{}", describe(&out));
+    assert!(!text.contains("job control turned off"), "{}", describe(&out));
+    // The command the shell ran is the terminal's foreground process group.
+    let fg = text.lines().find_map(|l| l.trim().strip_prefix("pgrp=")).expect("stat line");
+    let (pgrp, tpgid) = fg.split_once(" tpgid=").unwrap();
+    assert_eq!(pgrp.trim(), tpgid.trim(), "{text}");
+    assert_eq!(out.status.code(), Some(5), "{}", describe(&out));
+}

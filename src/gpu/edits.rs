@@ -1,0 +1,319 @@
+//! Turns a validated GPU request into [`GpuEdits`]: selects GPUs per vendor, collects their
+//! device nodes (checking the caller can open them, with the group to join when not), resolves
+//! the vendor's tools and libraries through the host ld.so.cache and their ELF closure, adds ICD
+//! files and CDI devices, and keeps the visibility variables consistent with what the container
+//! sees.
+//!
+//! Extending the lists: `GPURUN_ROCM_LIBS`, `GPURUN_ROCM_BINS`, `GPURUN_NV_LIBS`, `GPURUN_NV_BINS`
+//! (`:` or `,` separated sonames prefixes / binary names) are appended to the built-in tables;
+//! [`ListExtensions`] is the seam a configuration file will feed later.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::libs::{self, BIN_DIR, HostLibs, ImageView, LIB_DIR, Wanted};
+use super::select::{self, Selector};
+use super::{EnvEdit, FileBind, Gpu, GpuEdits, GpuError, HostPaths, Vendor, amd, cdi, nvidia};
+
+/// The GPU part of a run request, validated by `request.rs`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GpuRequest {
+    pub rocm: bool,
+    pub nv: bool,
+    /// `--gpus`; `None` defers to the vendor variables.
+    #[serde(skip)]
+    pub gpus: Option<Selector>,
+    /// `--device` CDI names.
+    pub cdi: Vec<String>,
+}
+
+impl GpuRequest {
+    pub fn is_empty(&self) -> bool {
+        !self.rocm && !self.nv && self.cdi.is_empty()
+    }
+}
+
+/// Extra list entries beyond the built-in tables (environment now, a config file later).
+#[derive(Debug, Clone, Default)]
+pub struct ListExtensions {
+    pub rocm_libs: Vec<String>,
+    pub rocm_bins: Vec<String>,
+    pub nv_libs: Vec<String>,
+    pub nv_bins: Vec<String>,
+}
+
+impl ListExtensions {
+    pub fn from_env(env: &BTreeMap<String, String>) -> ListExtensions {
+        let get = |k: &str| libs::split_list(env.get(k).map(String::as_str));
+        ListExtensions {
+            rocm_libs: get("GPURUN_ROCM_LIBS"),
+            rocm_bins: get("GPURUN_ROCM_BINS"),
+            nv_libs: get("GPURUN_NV_LIBS"),
+            nv_bins: get("GPURUN_NV_BINS"),
+        }
+    }
+}
+
+/// Inputs of [`prepare`] besides the request: the host, and the environment the variables are
+/// read from (image `Env`, then host, then `--env`, later winning).
+pub struct Context<'a> {
+    pub host: &'a HostPaths,
+    pub env: &'a BTreeMap<String, String>,
+    pub image: &'a dyn ImageView,
+    pub lists: ListExtensions,
+}
+
+/// Host-side roots gathered per vendor, resolved together at the end.
+#[derive(Default)]
+struct Roots {
+    wanted: Vec<Wanted>,
+}
+
+/// Builds the edits for `req`. Errors are the request's fault or the host's (no such GPU,
+/// permission denied); anything merely missing becomes a warning.
+pub fn prepare(req: &GpuRequest, ctx: &Context) -> Result<GpuEdits, GpuError> {
+    let mut edits = GpuEdits::default();
+    if req.is_empty() {
+        return Ok(edits);
+    }
+    let gpus = super::discover::discover(ctx.host);
+    let host_libs = read_host_libs(ctx.host, &mut edits.warnings);
+    let path_var = host_path_var();
+    let mut roots = Roots::default();
+    if req.rocm {
+        rocm(req, ctx, &gpus, &host_libs, &path_var, &mut roots, &mut edits)?;
+    }
+    if req.nv {
+        nv(req, ctx, &gpus, &host_libs, &path_var, &mut roots, &mut edits)?;
+    }
+    for name in &req.cdi {
+        cdi::apply(ctx.host, name, &mut edits)?;
+    }
+    let resolved = libs::resolve(ctx.host, &host_libs, ctx.image, roots.wanted);
+    edits.warnings.extend(resolved.warnings);
+    edits.files.extend(resolved.binds);
+    // The sandbox resolves bind sources below /oldroot, where an absolute host symlink (Debian's
+    // /lib64/ld-linux-x86-64.so.2) would point into the staging tmpfs: bind canonical paths.
+    let mut files: Vec<super::FileBind> = Vec::new();
+    for mut bind in std::mem::take(&mut edits.files) {
+        if let Ok(real) = std::fs::canonicalize(ctx.host.path(&bind.host.to_string_lossy())) {
+            bind.host = ctx.host.strip(&real);
+        }
+        if !files.iter().any(|f| f.container == bind.container) {
+            files.push(bind);
+        }
+    }
+    edits.files = files;
+    if edits.files.iter().any(|f| f.container.starts_with(BIN_DIR)) {
+        edits.env.push(EnvEdit::Append { name: "PATH".into(), value: BIN_DIR.into() });
+    }
+    if edits.files.iter().any(|f| f.container.starts_with(LIB_DIR)) {
+        edits.env.push(EnvEdit::Append { name: "LD_LIBRARY_PATH".into(), value: LIB_DIR.into() });
+    }
+    Ok(edits)
+}
+
+fn host_path_var() -> String {
+    std::env::var("PATH").unwrap_or_else(|_| crate::plan::DEFAULT_PATH.into())
+}
+
+fn read_host_libs(host: &HostPaths, warnings: &mut Vec<String>) -> HostLibs {
+    let path = host.path("/etc/ld.so.cache");
+    let entries = match std::fs::read(&path).map(|b| super::ldcache::parse_ld_so_cache(&b)) {
+        Ok(Ok(e)) => e,
+        Ok(Err(e)) => {
+            warnings.push(format!("{}: {e}; no host libraries will be bound", path.display()));
+            Vec::new()
+        }
+        Err(e) => {
+            warnings.push(format!("cannot read {}: {e}; no host libraries will be bound", path.display()));
+            Vec::new()
+        }
+    };
+    HostLibs::new(entries, super::ldcache::native_arch_flags())
+}
+
+/// The selector for one vendor and where it came from (for messages and env rewriting).
+fn selector_for(
+    req: &GpuRequest,
+    env: &BTreeMap<String, String>,
+    vars: &[&'static str],
+) -> Result<(Selector, String), GpuError> {
+    if let Some(sel) = &req.gpus {
+        return Ok((sel.clone(), "--gpus".into()));
+    }
+    for var in vars {
+        if let Some(value) = env.get(*var) {
+            return Ok((select::parse_visible_devices(var, Some(value))?, (*var).to_string()));
+        }
+    }
+    Ok((Selector::Default, "default".into()))
+}
+
+fn choose<'a>(
+    gpus: &'a [Gpu],
+    vendor: Vendor,
+    flag: &'static str,
+    sel: &Selector,
+    origin: &str,
+) -> Result<Vec<&'a Gpu>, GpuError> {
+    let mine: Vec<&Gpu> = gpus.iter().filter(|g| g.vendor == vendor).collect();
+    if mine.is_empty() && !matches!(sel, Selector::None | Selector::Void) {
+        return Err(GpuError::NoGpus { flag, vendor });
+    }
+    let (chosen, unmatched) = select::select(&mine, sel);
+    if !unmatched.is_empty() {
+        let available = mine.iter().map(|g| format!("{} {}", g.index, g.pci)).collect::<Vec<_>>().join(", ");
+        let idents = unmatched.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+        return Err(GpuError::Unmatched { origin: origin.into(), vendor, idents, available });
+    }
+    tracing::debug!(?vendor, origin, chosen = ?chosen.iter().map(|g| &g.pci).collect::<Vec<_>>(), "GPU selection");
+    Ok(chosen)
+}
+
+/// Adds device nodes that exist on the host; `required` ones must be openable by the caller.
+fn add_devices(
+    host: &HostPaths,
+    flag: &'static str,
+    nodes: &[(String, bool)],
+    edits: &mut GpuEdits,
+) -> Result<(), GpuError> {
+    for (node, required) in nodes {
+        let path = host.path(node);
+        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        // Directories (/dev/nvidia-caps) are only containers of nodes; their own mode is 0755.
+        let checked = if meta.is_dir() { Ok(()) } else { super::check_access(&path) };
+        if let Err(source) = checked {
+            let hint = super::access_hint(&path, &source);
+            if *required {
+                return Err(GpuError::DeviceAccess { flag, path: host.strip(&path), hint, source });
+            }
+            edits.warnings.push(format!("{}: {source}; {hint}", host.strip(&path).display()));
+        }
+        let bind =
+            FileBind { host: node.into(), container: node.into(), dir: meta.is_dir(), read_only: false };
+        if !edits.devices.contains(&bind) {
+            edits.devices.push(bind);
+        }
+    }
+    Ok(())
+}
+
+/// `0,1,...,k-1`: the indexes the container's runtime will use for what it can see.
+fn renumbered(k: usize) -> String {
+    (0..k).map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+}
+
+fn rocm(
+    req: &GpuRequest,
+    ctx: &Context,
+    gpus: &[Gpu],
+    host_libs: &HostLibs,
+    path_var: &str,
+    roots: &mut Roots,
+    edits: &mut GpuEdits,
+) -> Result<(), GpuError> {
+    const VARS: &[&str] = &["AMD_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES"];
+    let (sel, origin) = selector_for(req, ctx.env, VARS)?;
+    if sel == Selector::Void {
+        edits.warnings.push(format!("--rocm: {origin} says void: no AMD GPU and no ROCm tools"));
+        return Ok(());
+    }
+    let chosen = choose(gpus, Vendor::Amd, "--rocm", &sel, &origin)?;
+    // /dev/kfd is the compute interface shared by all AMD GPUs; ROCm skips a GPU whose render
+    // node it cannot open (libhsakmt topology.c), which is what makes per-GPU binding isolate.
+    let mut nodes = vec![("/dev/kfd".to_string(), true)];
+    nodes.extend(chosen.iter().flat_map(|g| g.nodes()).map(|n| (n.clone(), n.contains("renderD"))));
+    add_devices(ctx.host, "--rocm", &nodes, edits)?;
+    if origin != "default" {
+        for var in
+            ["AMD_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL"]
+        {
+            if ctx.env.contains_key(var) || (var == "ROCR_VISIBLE_DEVICES" && origin == "--gpus") {
+                edits.env.push(EnvEdit::Set { name: var.into(), value: renumbered(chosen.len()) });
+            }
+        }
+    }
+    let bins: Vec<String> =
+        amd::ROCM_BINARIES.iter().map(|s| s.to_string()).chain(ctx.lists.rocm_bins.clone()).collect();
+    let lib_names: Vec<String> =
+        amd::ROCM_LIBRARIES.iter().map(|s| s.to_string()).chain(ctx.lists.rocm_libs.clone()).collect();
+    roots.wanted.extend(libs::binary_roots(ctx.host, path_var, &bins));
+    roots.wanted.extend(libs::library_roots(ctx.host, host_libs, ctx.image, &lib_names, false));
+    add_opencl_icds(ctx.host, "amd", edits);
+    Ok(())
+}
+
+fn nv(
+    req: &GpuRequest,
+    ctx: &Context,
+    gpus: &[Gpu],
+    host_libs: &HostLibs,
+    path_var: &str,
+    roots: &mut Roots,
+    edits: &mut GpuEdits,
+) -> Result<(), GpuError> {
+    let (sel, origin) = selector_for(req, ctx.env, &["NVIDIA_VISIBLE_DEVICES"])?;
+    if sel == Selector::Void {
+        edits.warnings.push(format!("--nv: {origin} says void: no NVIDIA GPU and no driver libraries"));
+        return Ok(());
+    }
+    let chosen = choose(gpus, Vendor::Nvidia, "--nv", &sel, &origin)?;
+    let mut nodes: Vec<(String, bool)> =
+        nvidia::CONTROL_NODES.iter().map(|n| (n.to_string(), *n == "/dev/nvidiactl")).collect();
+    nodes.push((nvidia::CAPS_DIR.into(), false));
+    nodes.extend(chosen.iter().flat_map(|g| g.nodes()).map(|n| (n.clone(), n.starts_with("/dev/nvidia"))));
+    add_devices(ctx.host, "--nv", &nodes, edits)?;
+    if !ctx.host.path("/dev/nvidia-uvm").exists() && ctx.host.path("/dev/nvidiactl").exists() {
+        edits.warnings.push(
+            "--nv: /dev/nvidia-uvm is missing, so CUDA will fail with CUDA_ERROR_UNKNOWN; load the module on \
+             the host: `sudo modprobe nvidia-uvm` (or `nvidia-modprobe -u -c=0`)"
+                .into(),
+        );
+    }
+    let value = if sel == Selector::None { "none".to_string() } else { renumbered(chosen.len()) };
+    edits.env.push(EnvEdit::Set { name: "NVIDIA_VISIBLE_DEVICES".into(), value });
+    let (caps, unknown) =
+        nvidia::parse_capabilities(ctx.env.get("NVIDIA_DRIVER_CAPABILITIES").map(String::as_str));
+    for u in unknown {
+        edits.warnings.push(format!("NVIDIA_DRIVER_CAPABILITIES: unknown capability {u:?} ignored"));
+    }
+    let lib_names: Vec<String> =
+        nvidia::libraries_for(&caps).iter().map(|s| s.to_string()).chain(ctx.lists.nv_libs.clone()).collect();
+    let bins: Vec<String> =
+        nvidia::binaries_for(&caps).iter().map(|s| s.to_string()).chain(ctx.lists.nv_bins.clone()).collect();
+    roots.wanted.extend(libs::binary_roots(ctx.host, path_var, &bins));
+    roots.wanted.extend(libs::library_roots(ctx.host, host_libs, ctx.image, &lib_names, true));
+    if caps.iter().any(|c| matches!(c, nvidia::Capability::Graphics | nvidia::Capability::Display)) {
+        for file in nvidia::GRAPHICS_FILES {
+            if ctx.host.path(file).is_file() {
+                edits.files.push(FileBind::read_only(*file, *file));
+            }
+        }
+    }
+    if caps.contains(&nvidia::Capability::Compute) {
+        add_opencl_icds(ctx.host, "nvidia", edits);
+    }
+    let socket = ctx.host.path(nvidia::PERSISTENCED_SOCKET);
+    if socket.exists() {
+        edits.files.push(FileBind::read_only(nvidia::PERSISTENCED_SOCKET, nvidia::PERSISTENCED_SOCKET));
+    }
+    Ok(())
+}
+
+/// OpenCL vendor ICD files (`/etc/OpenCL/vendors/*.icd`) naming this vendor's library, bound at
+/// the same path so the image's ICD loader finds the host driver (Singularity users had to add
+/// `--bind /etc/OpenCL` by hand).
+fn add_opencl_icds(host: &HostPaths, vendor_word: &str, edits: &mut GpuEdits) {
+    let Ok(entries) = std::fs::read_dir(host.path("/etc/OpenCL/vendors")) else { return };
+    let mut files: Vec<PathBuf> = entries.filter_map(|e| Some(e.ok()?.path())).collect();
+    files.sort();
+    for file in files {
+        let is_icd = file.extension().is_some_and(|e| e == "icd");
+        let text = std::fs::read_to_string(&file).unwrap_or_default().to_ascii_lowercase();
+        if is_icd && text.contains(vendor_word) {
+            let inside = host.strip(&file);
+            edits.files.push(FileBind::read_only(&inside, &inside));
+        }
+    }
+}

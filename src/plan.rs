@@ -1,0 +1,1072 @@
+//! The pure planner: a validated [`RunRequest`], the host's facts and the image's settings become
+//! a [`LaunchPlan`]: id maps, namespaces, an ordered list of mount operations, environment,
+//! working directory and argv. No I/O happens here (the caller passes in everything it read), so
+//! every ordering rule is a unit test away, and `gpurun --dry-run` prints exactly what will run.
+//!
+//! # How the read-only rootfs gets mount points it does not have
+//!
+//! The rootfs is a cache entry shared by every job, so nothing may ever be written into it. The
+//! sandbox first mounts a private tmpfs (the *staging* tmpfs) and pivots into it, keeping the host
+//! at `/oldroot`. The container root is an overlay at `/newroot` whose lower layer is the rootfs
+//! and whose upper layer `/upper` lives in the staging tmpfs. Before the overlay is mounted, the
+//! planner writes the generated `/etc/passwd` and `/etc/group` and creates every missing mount
+//! point (directories and empty files) directly in `/upper`. Creating them in the upper directory
+//! rather than through the overlay matters: in an unprivileged user namespace the image's
+//! root-owned directories are not writable, but the upper directory is ours. The overlay root is
+//! then made read-only (unless `--writable-tmpfs`, where writes land in `/upper` and vanish with
+//! the tmpfs). A directory created in `/upper` shadows the image's attributes for that directory
+//! (owner and mode show as the caller's; its contents still merge), and shadows a symlink at the
+//! same path. Mount points below a tmpfs the plan mounts (`/dev`, a contained `/tmp`) are created
+//! in that tmpfs right before use; destinations below a host bind must already exist there.
+//!
+//! # Environment precedence
+//!
+//! Later rows win:
+//!
+//! | # | source                                      | notes                                         |
+//! |---|---------------------------------------------|-----------------------------------------------|
+//! | 1 | host environment                            | minus [`HOST_ONLY_VARS`] and `GPURUN_*`; with `--cleanenv` only `TERM` and the proxy variables ([`CLEANENV_KEEP`]) |
+//! | 2 | image `Env`                                 | the image wins over the host                  |
+//! | 3 | gpurun: `PATH` (when the image sets none), `HOME` | `HOME` is the caller's home directory  |
+//! | 4 | GPU settings (`NVIDIA_VISIBLE_DEVICES`, renumbered `ROCR_VISIBLE_DEVICES`, CDI `env`) | consistent with the bound GPUs |
+//! | 5 | host `GPURUN_ENV_NAME=value`                | sets `NAME`, also with `--cleanenv`           |
+//! | 6 | `--env-file FILE` (files and lines in order) |                                              |
+//! | 7 | `--env NAME=value` (in order)               | the last word                                 |
+//! | 8 | GPU search paths: `/.gpurun/bin` appended to `PATH`, `/.gpurun/lib` to `LD_LIBRARY_PATH` | appended last, so the image's own tools and libraries keep priority and an `--env` value is extended, not lost |
+//!
+//! # GPU edits
+//!
+//! [`GpuEdits`] from `gpu` become ordinary specs: device nodes are read-write binds below the
+//! `/dev` tmpfs (so only the selected GPUs' nodes exist in the container), host tools and
+//! libraries are read-only file binds into `/.gpurun/bin` and `/.gpurun/lib` (mount points staged
+//! in the upper layer like any other), ICD files and sockets are read-only binds at their host
+//! paths. A user `-B` onto the same destination wins.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Component, Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::gpu::{EnvEdit, GpuEdits};
+use crate::image::RunConfig;
+use crate::request::{HostFacts, NodeKind, RunRequest};
+
+/// Host variables that never pass into the container, and why. The README cites this table.
+pub const HOST_ONLY_VARS: &[(&str, &str)] = &[
+    ("PATH", "names host directories; the image's PATH or the default applies"),
+    ("LD_LIBRARY_PATH", "host libraries would be loaded against the image's libc"),
+    ("LD_PRELOAD", "host libraries would be loaded against the image's libc"),
+    ("LD_AUDIT", "host libraries would be loaded against the image's libc"),
+    ("HOME", "gpurun sets it to the caller's home directory"),
+    ("PWD", "describes the host working directory, not the container's"),
+    ("OLDPWD", "describes the host shell's history"),
+    ("PS1", "host prompts often call host-only commands"),
+    ("PROMPT_COMMAND", "host prompts often call host-only commands"),
+    ("BASH_ENV", "would make shells in the image source host startup files"),
+    ("ENV", "would make shells in the image source host startup files"),
+];
+
+/// What `--cleanenv` still passes from the host.
+pub const CLEANENV_KEEP: &[&str] = &[
+    "TERM",
+    "http_proxy",
+    "HTTP_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+    "ftp_proxy",
+    "FTP_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+];
+
+/// `PATH` when the image sets none (the Docker and Apptainer default).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Host prefix for `NAME=value` pairs meant for the container.
+pub const ENV_PREFIX: &str = "GPURUN_ENV_";
+
+/// Where the staging tmpfs is attached before the first pivot. Any host directory works: after
+/// `pivot_root` the tmpfs is the root and the host's own `/tmp` shows again under `/oldroot`.
+pub const STAGING_BASE: &str = "/tmp";
+/// The host root, inside the staging tmpfs.
+pub const OLD_ROOT: &str = "/oldroot";
+/// The container root, inside the staging tmpfs.
+pub const NEW_ROOT: &str = "/newroot";
+/// The overlay's upper and work directories, inside the staging tmpfs.
+pub const UPPER: &str = "/upper";
+pub const WORK: &str = "/work";
+
+/// Directories whose host copy is never bound as the working directory (they are the image's).
+const SYSTEM_DIRS: &[&str] = &[
+    "/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/opt", "/proc", "/root", "/run",
+    "/sbin", "/srv", "/sys", "/usr", "/var",
+];
+
+/// Everything the sandbox does, in order, as data.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LaunchPlan {
+    /// The image's root filesystem on the host (read-only; the overlay's lower layer).
+    pub rootfs: PathBuf,
+    /// `None` when the caller is real root: no user namespace is needed.
+    pub user_namespace: Option<UserNamespace>,
+    /// Namespaces unshared, in order (network, UTS and IPC stay the host's).
+    pub namespaces: Vec<Namespace>,
+    /// Mount operations, applied in order by the PID namespace's init.
+    pub mounts: Vec<MountOp>,
+    pub argv: Vec<String>,
+    /// `NAME=value`, sorted by name.
+    pub env: Vec<String>,
+    pub cwd: PathBuf,
+    /// Identity of the workload inside the container.
+    pub uid: u32,
+    pub gid: u32,
+    /// Whether the workload keeps its capabilities (`--fakeroot`); otherwise all are dropped.
+    pub keep_capabilities: bool,
+    pub no_new_privs: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Namespace {
+    User,
+    Mount,
+    Pid,
+}
+
+/// One line of `uid_map` or `gid_map`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct IdMap {
+    pub inside: u32,
+    pub outside: u32,
+    pub count: u32,
+}
+
+/// How the id maps get written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MapWriter {
+    /// gpurun writes its own single-id maps (`setgroups` must be denied first).
+    Direct,
+    /// The setuid `newuidmap`/`newgidmap` install subordinate ranges; `setgroups` stays allowed.
+    Helpers { newuidmap: PathBuf, newgidmap: PathBuf },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserNamespace {
+    pub uid_map: Vec<IdMap>,
+    pub gid_map: Vec<IdMap>,
+    pub writer: MapWriter,
+}
+
+/// One step of the mount setup. Paths are absolute in the view current at that step: before
+/// [`MountOp::EnterStaging`] the host's, after it the staging tmpfs's (host at [`OLD_ROOT`],
+/// container at [`NEW_ROOT`]). GPU device binds will be `Bind` ops below `/newroot/dev`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum MountOp {
+    /// Stop mount events propagating between the host and the new namespace.
+    MakePrivate {
+        target: PathBuf,
+    },
+    /// Mount the staging tmpfs on `base`, `pivot_root` into it, keep the host at `put_old`.
+    EnterStaging {
+        base: PathBuf,
+        put_old: PathBuf,
+    },
+    Mkdir {
+        path: PathBuf,
+        mode: u32,
+    },
+    CreateFile {
+        path: PathBuf,
+        mode: u32,
+    },
+    WriteFile {
+        path: PathBuf,
+        contents: String,
+        mode: u32,
+    },
+    Symlink {
+        target: PathBuf,
+        link: PathBuf,
+    },
+    Overlay {
+        lower: PathBuf,
+        upper: PathBuf,
+        work: PathBuf,
+        target: PathBuf,
+        userxattr: bool,
+    },
+    Bind {
+        source: PathBuf,
+        target: PathBuf,
+        recursive: bool,
+    },
+    Tmpfs {
+        target: PathBuf,
+        mode: u32,
+    },
+    Proc {
+        target: PathBuf,
+    },
+    Devpts {
+        target: PathBuf,
+    },
+    ReadOnly {
+        target: PathBuf,
+        recursive: bool,
+    },
+    /// Make `new_root` the root and detach the staging tmpfs and the host tree below it.
+    PivotRoot {
+        new_root: PathBuf,
+    },
+}
+
+/// The image's settings and the account files it ships, read by the caller (in-root).
+#[derive(Debug, Clone, Default)]
+pub struct ImageInfo {
+    pub rootfs: PathBuf,
+    pub config: RunConfig,
+    pub passwd: Option<String>,
+    pub group: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("no COMMAND given and the image has no ENTRYPOINT or CMD")]
+    NoCommand,
+}
+
+impl PlanError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            PlanError::NoCommand => Some("name a command after IMAGE, e.g. `gpurun IMAGE /bin/sh`".into()),
+        }
+    }
+}
+
+/// Builds the launch plan. Pure: the same inputs always give the same plan.
+pub fn build(
+    req: &RunRequest,
+    host: &HostFacts,
+    image: &ImageInfo,
+    gpu: &GpuEdits,
+) -> Result<LaunchPlan, PlanError> {
+    let argv = argv(req, &image.config)?;
+    let user_namespace = user_namespace(req, host);
+    let (uid, gid) = if req.fakeroot { (0, 0) } else { (host.uid, host.gid) };
+    let mut namespaces = vec![Namespace::Mount, Namespace::Pid];
+    if user_namespace.is_some() {
+        namespaces.insert(0, Namespace::User);
+    }
+    let specs = mount_specs(req, host, gpu);
+    let cwd = working_dir(req, host, &image.config, &specs);
+    let accounts = Accounts::new(host, uid, gid);
+    let mut mounts = mount_ops(req, image, &specs, &accounts, user_namespace.is_some());
+    stage_symlinks(&mut mounts, &gpu.symlinks);
+    Ok(LaunchPlan {
+        rootfs: image.rootfs.clone(),
+        user_namespace,
+        namespaces,
+        mounts,
+        argv,
+        env: environment(req, host, &image.config, &gpu.env),
+        cwd,
+        uid,
+        gid,
+        keep_capabilities: req.fakeroot,
+        no_new_privs: true,
+    })
+}
+
+/// OCI conversion rules: COMMAND replaces ENTRYPOINT and CMD; `--run` keeps the ENTRYPOINT and
+/// replaces only CMD; no COMMAND runs ENTRYPOINT + CMD.
+pub fn argv(req: &RunRequest, config: &RunConfig) -> Result<Vec<String>, PlanError> {
+    let argv: Vec<String> = if req.run_entrypoint {
+        let tail = if req.command.is_empty() { &config.cmd } else { &req.command };
+        config.entrypoint.iter().chain(tail).cloned().collect()
+    } else if !req.command.is_empty() {
+        req.command.clone()
+    } else {
+        config.entrypoint.iter().chain(&config.cmd).cloned().collect()
+    };
+    if argv.is_empty() { Err(PlanError::NoCommand) } else { Ok(argv) }
+}
+
+fn user_namespace(req: &RunRequest, host: &HostFacts) -> Option<UserNamespace> {
+    if host.uid == 0 {
+        return None;
+    }
+    let single = |inside, outside| vec![IdMap { inside, outside, count: 1 }];
+    if !req.fakeroot {
+        return Some(UserNamespace {
+            uid_map: single(host.uid, host.uid),
+            gid_map: single(host.gid, host.gid),
+            writer: MapWriter::Direct,
+        });
+    }
+    match &host.subids {
+        Some(s) => Some(UserNamespace {
+            uid_map: vec![
+                IdMap { inside: 0, outside: host.uid, count: 1 },
+                IdMap { inside: 1, outside: s.uid_start, count: s.uid_count },
+            ],
+            gid_map: vec![
+                IdMap { inside: 0, outside: host.gid, count: 1 },
+                IdMap { inside: 1, outside: s.gid_start, count: s.gid_count },
+            ],
+            writer: MapWriter::Helpers { newuidmap: s.newuidmap.clone(), newgidmap: s.newgidmap.clone() },
+        }),
+        None => Some(UserNamespace {
+            uid_map: single(0, host.uid),
+            gid_map: single(0, host.gid),
+            writer: MapWriter::Direct,
+        }),
+    }
+}
+
+/// The environment, by the precedence table in the module documentation.
+pub fn environment(req: &RunRequest, host: &HostFacts, config: &RunConfig, gpu: &[EnvEdit]) -> Vec<String> {
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in &host.env {
+        let passes = if req.cleanenv {
+            CLEANENV_KEEP.contains(&name.as_str())
+        } else {
+            !name.starts_with("GPURUN_") && !HOST_ONLY_VARS.iter().any(|(n, _)| n == name)
+        };
+        if passes {
+            env.insert(name.clone(), value.clone());
+        }
+    }
+    for entry in &config.env {
+        if let Some((name, value)) = entry.split_once('=') {
+            env.insert(name.into(), value.into());
+        }
+    }
+    env.entry("PATH".into()).or_insert_with(|| DEFAULT_PATH.into());
+    env.insert("HOME".into(), host.home.display().to_string());
+    for edit in gpu {
+        match edit {
+            EnvEdit::Set { name, value } => {
+                env.insert(name.clone(), value.clone());
+            }
+            EnvEdit::Unset { name } => {
+                env.remove(name);
+            }
+            EnvEdit::Append { .. } => {}
+        }
+    }
+    for (name, value) in &host.env {
+        if let Some(inner) = name.strip_prefix(ENV_PREFIX).filter(|n| !n.is_empty()) {
+            env.insert(inner.into(), value.clone());
+        }
+    }
+    for (name, value) in req.env_file_vars.iter().chain(&req.env_vars) {
+        env.insert(name.clone(), value.clone());
+    }
+    for edit in gpu {
+        if let EnvEdit::Append { name, value } = edit {
+            let list = env.entry(name.clone()).or_default();
+            if !list.split(':').any(|p| p == value) {
+                if !list.is_empty() {
+                    list.push(':');
+                }
+                list.push_str(value);
+            }
+        }
+    }
+    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+/// A mount before ordering: what goes where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Spec {
+    dest: PathBuf,
+    what: What,
+    mountpoint: NodeKind,
+    read_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum What {
+    Bind { source: PathBuf, recursive: bool },
+    Tmpfs { mode: u32 },
+    Proc,
+    Devpts,
+}
+
+fn bind(source: impl Into<PathBuf>, dest: impl Into<PathBuf>, kind: NodeKind, read_only: bool) -> Spec {
+    let recursive = kind == NodeKind::Dir;
+    Spec {
+        dest: dest.into(),
+        what: What::Bind { source: source.into(), recursive },
+        mountpoint: kind,
+        read_only,
+    }
+}
+
+/// Every mount the container gets, sorted so parents come before children (a stable sort by
+/// depth: a child mounted first would be hidden by its parent, bubblewrap's rule too).
+fn mount_specs(req: &RunRequest, host: &HostFacts, gpu: &GpuEdits) -> Vec<Spec> {
+    let mut specs = system_specs(host);
+    specs.extend(default_bind_specs(req, host));
+    for f in gpu.devices.iter().chain(&gpu.files) {
+        let kind = if f.dir { NodeKind::Dir } else { NodeKind::File };
+        specs.retain(|s| s.dest != f.container);
+        specs.push(bind(&f.host, &f.container, kind, f.read_only));
+    }
+    for b in &req.binds {
+        // A user bind replaces a default one on the same destination (e.g. -B /scratch:/tmp).
+        specs.retain(|s| s.dest != b.dest);
+        specs.push(bind(&b.source, &b.dest, b.kind, b.read_only));
+    }
+    specs.sort_by_key(|s| s.dest.components().count());
+    specs
+}
+
+/// `/proc`, read-only `/sys`, and a minimal `/dev` (the enroot `ENROOT_RESTRICT_DEV` set).
+fn system_specs(host: &HostFacts) -> Vec<Spec> {
+    let mut specs = vec![
+        Spec { dest: "/proc".into(), what: What::Proc, mountpoint: NodeKind::Dir, read_only: false },
+        bind("/sys", "/sys", NodeKind::Dir, true),
+        Spec {
+            dest: "/dev".into(),
+            what: What::Tmpfs { mode: 0o755 },
+            mountpoint: NodeKind::Dir,
+            read_only: true,
+        },
+    ];
+    for node in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let path = Path::new("/dev").join(node);
+        specs.push(bind(&path, &path, NodeKind::File, false));
+    }
+    specs.push(Spec {
+        dest: "/dev/pts".into(),
+        what: What::Devpts,
+        mountpoint: NodeKind::Dir,
+        read_only: false,
+    });
+    // MPI ranks of one job talk through POSIX shared memory in /dev/shm: it must be the host's.
+    if host.has_dev_shm {
+        specs.push(bind("/dev/shm", "/dev/shm", NodeKind::Dir, false));
+    }
+    if host.has_infiniband {
+        specs.push(bind("/dev/infiniband", "/dev/infiniband", NodeKind::Dir, false));
+    }
+    specs
+}
+
+/// `$HOME`, the working directory, `/tmp`, `/etc/hosts`, `/etc/resolv.conf`.
+fn default_bind_specs(req: &RunRequest, host: &HostFacts) -> Vec<Spec> {
+    let mut specs = Vec::new();
+    if req.contain {
+        specs.push(Spec {
+            dest: "/tmp".into(),
+            what: What::Tmpfs { mode: 0o1777 },
+            mountpoint: NodeKind::Dir,
+            read_only: false,
+        });
+    } else {
+        specs.push(bind("/tmp", "/tmp", NodeKind::Dir, false));
+    }
+    let home_bound = !req.contain && !req.no_home && host.home_is_dir && !is_system_dir(&host.home);
+    if home_bound {
+        specs.push(bind(&host.home, &host.home, NodeKind::Dir, false));
+    }
+    if let Some(cwd) = host.cwd.as_ref().filter(|_| !req.contain) {
+        let covered = (home_bound && cwd.starts_with(&host.home)) || cwd.starts_with("/tmp");
+        if !covered && !is_system_dir(cwd) {
+            specs.push(bind(cwd, cwd, NodeKind::Dir, false));
+        }
+    }
+    for (present, file) in [(host.has_etc_hosts, "/etc/hosts"), (host.has_resolv_conf, "/etc/resolv.conf")] {
+        if present {
+            specs.push(bind(file, file, NodeKind::File, true));
+        }
+    }
+    specs
+}
+
+fn is_system_dir(path: &Path) -> bool {
+    SYSTEM_DIRS.iter().any(|d| Path::new(d) == path)
+}
+
+/// `--pwd`, else the caller's directory when it is visible at the same path inside (bound), else
+/// the image's WorkingDir, else `/`.
+fn working_dir(req: &RunRequest, host: &HostFacts, config: &RunConfig, specs: &[Spec]) -> PathBuf {
+    if let Some(pwd) = &req.pwd {
+        return pwd.clone();
+    }
+    let visible = |cwd: &Path| {
+        specs.iter().any(|s| match &s.what {
+            What::Bind { source, .. } => {
+                source == &s.dest && cwd.starts_with(&s.dest) && s.mountpoint == NodeKind::Dir
+            }
+            _ => false,
+        }) && !cwd.starts_with("/dev")
+            && !cwd.starts_with("/sys")
+    };
+    if let Some(cwd) = host.cwd.as_ref().filter(|c| visible(c)) {
+        return cwd.clone();
+    }
+    match config.working_dir.as_deref() {
+        Some(dir) if dir.starts_with('/') => PathBuf::from(dir),
+        _ => PathBuf::from("/"),
+    }
+}
+
+/// The caller's identity inside, for the generated `/etc/passwd` and `/etc/group`.
+struct Accounts {
+    user: String,
+    group: String,
+    uid: u32,
+    gid: u32,
+    home: PathBuf,
+}
+
+impl Accounts {
+    fn new(host: &HostFacts, uid: u32, gid: u32) -> Accounts {
+        let (user, group) = if uid == 0 {
+            ("root".into(), "root".into())
+        } else {
+            (host.user_name.clone(), host.group_name.clone())
+        };
+        Accounts { user, group, uid, gid, home: host.home.clone() }
+    }
+}
+
+/// Name and numeric id (third field) of a passwd or group line.
+fn entry(line: &str) -> (&str, Option<u32>) {
+    let mut fields = line.split(':');
+    let name = fields.next().unwrap_or("");
+    (name, fields.nth(1).and_then(|id| id.parse().ok()))
+}
+
+/// The image's passwd with the caller's entry in place of any that shares its name or uid, so
+/// `id`, `whoami` and `ls -l` name the caller. Root keeps the image's own root entry.
+pub fn passwd_with_caller(image: Option<&str>, user: &str, uid: u32, gid: u32, home: &Path) -> String {
+    let image = image.unwrap_or("");
+    let already = image.lines().any(|l| entry(l) == (user, Some(uid)));
+    let mut out: String = image
+        .lines()
+        .filter(|l| {
+            already || {
+                let (n, u) = entry(l);
+                n != user && u != Some(uid)
+            }
+        })
+        .flat_map(|l| [l, "\n"])
+        .collect();
+    if !already {
+        out.push_str(&format!("{user}:x:{uid}:{gid}:{user}:{}:/bin/sh\n", home.display()));
+    }
+    out
+}
+
+/// The image's group file with the caller's primary group in place of any sharing its name or gid.
+pub fn group_with_caller(image: Option<&str>, group: &str, gid: u32) -> String {
+    let image = image.unwrap_or("");
+    let already = image.lines().any(|l| entry(l) == (group, Some(gid)));
+    let mut out: String = image
+        .lines()
+        .filter(|l| {
+            already || {
+                let (n, g) = entry(l);
+                n != group && g != Some(gid)
+            }
+        })
+        .flat_map(|l| [l, "\n"])
+        .collect();
+    if !already {
+        out.push_str(&format!("{group}:x:{gid}:\n"));
+    }
+    out
+}
+
+/// Joins a container path below a staging directory (`/newroot`, `/upper`).
+fn under(base: &str, path: &Path) -> PathBuf {
+    let mut out = PathBuf::from(base);
+    out.extend(path.components().filter(|c| matches!(c, Component::Normal(_))));
+    out
+}
+
+/// Emits mkdir ops for every missing ancestor of `path` (below `base`) and then its mount point.
+fn make_mountpoint(
+    ops: &mut Vec<MountOp>,
+    made: &mut BTreeSet<PathBuf>,
+    base: &str,
+    path: &Path,
+    kind: NodeKind,
+) {
+    let parts: Vec<_> = path.components().filter(|c| matches!(c, Component::Normal(_))).collect();
+    let mut current = PathBuf::from(base);
+    for (i, part) in parts.iter().enumerate() {
+        current.push(part);
+        let last = i + 1 == parts.len();
+        if !made.insert(current.clone()) {
+            continue;
+        }
+        if last && kind == NodeKind::File {
+            ops.push(MountOp::CreateFile { path: current.clone(), mode: 0o644 });
+        } else {
+            ops.push(MountOp::Mkdir { path: current.clone(), mode: 0o755 });
+        }
+    }
+}
+
+/// The ordered mount operations (see the module documentation for the design).
+fn mount_ops(
+    req: &RunRequest,
+    image: &ImageInfo,
+    specs: &[Spec],
+    accounts: &Accounts,
+    userns: bool,
+) -> Vec<MountOp> {
+    let mut staged = vec![
+        MountOp::MakePrivate { target: "/".into() },
+        MountOp::EnterStaging {
+            base: STAGING_BASE.into(),
+            put_old: Path::new(STAGING_BASE).join(&OLD_ROOT[1..]),
+        },
+        MountOp::Mkdir { path: UPPER.into(), mode: 0o755 },
+        MountOp::Mkdir { path: WORK.into(), mode: 0o755 },
+        MountOp::Mkdir { path: NEW_ROOT.into(), mode: 0o755 },
+    ];
+    let mut staged_made = BTreeSet::new();
+    // The generated account files go straight into the upper layer: no bind, no mount point.
+    make_mountpoint(&mut staged, &mut staged_made, UPPER, Path::new("/etc"), NodeKind::Dir);
+    let passwd = passwd_with_caller(
+        image.passwd.as_deref(),
+        &accounts.user,
+        accounts.uid,
+        accounts.gid,
+        &accounts.home,
+    );
+    let group = group_with_caller(image.group.as_deref(), &accounts.group, accounts.gid);
+    staged.push(MountOp::WriteFile {
+        path: under(UPPER, Path::new("/etc/passwd")),
+        contents: passwd,
+        mode: 0o644,
+    });
+    staged.push(MountOp::WriteFile {
+        path: under(UPPER, Path::new("/etc/group")),
+        contents: group,
+        mode: 0o644,
+    });
+    staged_made.extend([under(UPPER, Path::new("/etc/passwd")), under(UPPER, Path::new("/etc/group"))]);
+
+    let mut mounts = Vec::new();
+    let mut made = BTreeSet::new();
+    for (i, spec) in specs.iter().enumerate() {
+        // The deepest earlier mount containing this destination decides how its mount point is
+        // made: in the upper layer (overlay root), in our own tmpfs, or not at all (host bind).
+        let parent = specs[..i]
+            .iter()
+            .filter(|p| spec.dest.starts_with(&p.dest))
+            .max_by_key(|p| p.dest.components().count());
+        match parent.map(|p| &p.what) {
+            None => make_mountpoint(&mut staged, &mut staged_made, UPPER, &spec.dest, spec.mountpoint),
+            Some(What::Tmpfs { .. }) => {
+                make_mountpoint(&mut mounts, &mut made, NEW_ROOT, &spec.dest, spec.mountpoint)
+            }
+            Some(_) => {}
+        }
+        mounts.push(mount_op(spec));
+        if spec.dest == Path::new("/dev/pts") {
+            mounts.push(MountOp::Symlink {
+                target: "pts/ptmx".into(),
+                link: under(NEW_ROOT, Path::new("/dev/ptmx")),
+            });
+        }
+    }
+    for (target, link) in [
+        ("/proc/self/fd", "fd"),
+        ("/proc/self/fd/0", "stdin"),
+        ("/proc/self/fd/1", "stdout"),
+        ("/proc/self/fd/2", "stderr"),
+    ] {
+        mounts.push(MountOp::Symlink {
+            target: target.into(),
+            link: under(NEW_ROOT, &Path::new("/dev").join(link)),
+        });
+    }
+    staged.push(MountOp::Overlay {
+        lower: under(OLD_ROOT, &image.rootfs),
+        upper: UPPER.into(),
+        work: WORK.into(),
+        target: NEW_ROOT.into(),
+        userxattr: userns,
+    });
+    staged.extend(mounts);
+    // Read-only remounts come last: anything created below a mount must exist before it freezes.
+    if !req.writable_tmpfs {
+        staged.push(MountOp::ReadOnly { target: NEW_ROOT.into(), recursive: false });
+    }
+    for spec in specs.iter().filter(|s| s.read_only) {
+        let recursive = matches!(spec.what, What::Bind { recursive: true, .. });
+        staged.push(MountOp::ReadOnly { target: under(NEW_ROOT, &spec.dest), recursive });
+    }
+    staged.push(MountOp::PivotRoot { new_root: NEW_ROOT.into() });
+    staged
+}
+
+/// CDI `create-symlinks` links go into the upper layer before the overlay is mounted, like the
+/// account files: the shared rootfs is never written.
+fn stage_symlinks(ops: &mut Vec<MountOp>, links: &[(PathBuf, PathBuf)]) {
+    let Some(at) = ops.iter().position(|op| matches!(op, MountOp::Overlay { .. })) else { return };
+    let mut staged = Vec::new();
+    let mut made = BTreeSet::new();
+    for (target, link) in links.iter().filter(|(_, l)| l.is_absolute()) {
+        if let Some(parent) = link.parent().filter(|p| *p != Path::new("/")) {
+            make_mountpoint(&mut staged, &mut made, UPPER, parent, NodeKind::Dir);
+        }
+        staged.push(MountOp::Symlink { target: target.clone(), link: under(UPPER, link) });
+    }
+    ops.splice(at..at, staged);
+}
+
+fn mount_op(spec: &Spec) -> MountOp {
+    let target = under(NEW_ROOT, &spec.dest);
+    match &spec.what {
+        What::Bind { source, recursive } => {
+            MountOp::Bind { source: under(OLD_ROOT, source), target, recursive: *recursive }
+        }
+        What::Tmpfs { mode } => MountOp::Tmpfs { target, mode: *mode },
+        What::Proc => MountOp::Proc { target },
+        What::Devpts => MountOp::Devpts { target },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::FileBind;
+    use crate::request::BindSpec;
+
+    fn build(req: &RunRequest, host: &HostFacts, image: &ImageInfo) -> Result<LaunchPlan, PlanError> {
+        super::build(req, host, image, &GpuEdits::default())
+    }
+
+    fn host() -> HostFacts {
+        HostFacts {
+            uid: 1000,
+            gid: 100,
+            groups: vec![44, 100],
+            user_name: "alice".into(),
+            group_name: "users".into(),
+            home: "/home/alice".into(),
+            home_is_dir: true,
+            cwd: Some("/scratch/job".into()),
+            env: vec![
+                ("PATH".into(), "/host/bin".into()),
+                ("LANG".into(), "C.UTF-8".into()),
+                ("FOO".into(), "host".into()),
+                ("BAR".into(), "host".into()),
+                ("TERM".into(), "xterm".into()),
+                ("https_proxy".into(), "http://proxy:3128".into()),
+                ("GPURUN_ENV_BAR".into(), "prefixed".into()),
+                ("GPURUN_CACHE_DIR".into(), "/c".into()),
+                ("LD_LIBRARY_PATH".into(), "/host/lib".into()),
+            ],
+            has_etc_hosts: true,
+            has_resolv_conf: true,
+            has_dev_shm: true,
+            has_infiniband: false,
+            subids: None,
+        }
+    }
+
+    fn image() -> ImageInfo {
+        let config = RunConfig {
+            env: vec!["PATH=/opt/bin:/usr/bin".into(), "FOO=image".into(), "BAR=image".into()],
+            cmd: vec!["/bin/sh".into()],
+            working_dir: Some("/app".into()),
+            ..RunConfig::default()
+        };
+        ImageInfo {
+            rootfs: "/cache/rootfs".into(),
+            config,
+            passwd: Some("root:x:0:0::/root:/bin/sh\nalice:x:1:1::/:/bin/false\n".into()),
+            group: Some("root:x:0:\nusers:x:100:\n".into()),
+        }
+    }
+
+    fn env_of(plan: &LaunchPlan, name: &str) -> Option<String> {
+        plan.env.iter().find_map(|e| e.strip_prefix(&format!("{name}=")).map(str::to_string))
+    }
+
+    fn index(ops: &[MountOp], pred: impl Fn(&MountOp) -> bool) -> usize {
+        ops.iter().position(pred).expect("op present")
+    }
+
+    fn target_of(op: &MountOp) -> Option<&Path> {
+        match op {
+            MountOp::Bind { target, .. }
+            | MountOp::Tmpfs { target, .. }
+            | MountOp::Proc { target }
+            | MountOp::Devpts { target }
+            | MountOp::Overlay { target, .. } => Some(target),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn env_precedence() {
+        let req = RunRequest {
+            env_file_vars: vec![("FILE".into(), "file".into()), ("ARG".into(), "file".into())],
+            env_vars: vec![("ARG".into(), "arg".into())],
+            ..RunRequest::default()
+        };
+        let plan = build(&req, &host(), &image()).unwrap();
+        assert_eq!(env_of(&plan, "LANG").as_deref(), Some("C.UTF-8"), "host passes through");
+        assert_eq!(env_of(&plan, "FOO").as_deref(), Some("image"), "image beats host");
+        assert_eq!(env_of(&plan, "BAR").as_deref(), Some("prefixed"), "GPURUN_ENV_ beats image");
+        assert_eq!(env_of(&plan, "ARG").as_deref(), Some("arg"), "--env beats --env-file");
+        assert_eq!(env_of(&plan, "FILE").as_deref(), Some("file"));
+        assert_eq!(env_of(&plan, "PATH").as_deref(), Some("/opt/bin:/usr/bin"), "host PATH never passes");
+        assert_eq!(env_of(&plan, "HOME").as_deref(), Some("/home/alice"));
+        assert_eq!(env_of(&plan, "LD_LIBRARY_PATH"), None);
+        assert_eq!(env_of(&plan, "GPURUN_CACHE_DIR"), None);
+        assert_eq!(env_of(&plan, "GPURUN_ENV_BAR"), None);
+    }
+
+    #[test]
+    fn cleanenv_keeps_term_and_proxies_only() {
+        let req = RunRequest { cleanenv: true, ..RunRequest::default() };
+        let mut img = image();
+        img.config.env.clear();
+        let plan = build(&req, &host(), &img).unwrap();
+        let names: Vec<&str> = plan.env.iter().map(|e| e.split('=').next().unwrap()).collect();
+        assert_eq!(names, ["BAR", "HOME", "PATH", "TERM", "https_proxy"]);
+        assert_eq!(env_of(&plan, "PATH").as_deref(), Some(DEFAULT_PATH));
+    }
+
+    #[test]
+    fn argv_follows_oci_rules() {
+        let config =
+            RunConfig { entrypoint: vec!["/ep".into()], cmd: vec!["c".into()], ..RunConfig::default() };
+        let req = |command: &[&str], run| RunRequest {
+            command: command.iter().map(|s| s.to_string()).collect(),
+            run_entrypoint: run,
+            ..RunRequest::default()
+        };
+        assert_eq!(argv(&req(&[], false), &config).unwrap(), ["/ep", "c"]);
+        assert_eq!(argv(&req(&["ls", "-l"], false), &config).unwrap(), ["ls", "-l"]);
+        assert_eq!(argv(&req(&["x"], true), &config).unwrap(), ["/ep", "x"]);
+        assert_eq!(argv(&req(&[], true), &config).unwrap(), ["/ep", "c"]);
+        assert!(matches!(argv(&req(&[], false), &RunConfig::default()), Err(PlanError::NoCommand)));
+    }
+
+    #[test]
+    fn mounts_parents_before_children_and_read_only_last() {
+        let req = RunRequest {
+            binds: vec![
+                BindSpec {
+                    source: "/data/sub".into(),
+                    dest: "/mnt/a/b".into(),
+                    read_only: true,
+                    kind: NodeKind::Dir,
+                },
+                BindSpec {
+                    source: "/data".into(),
+                    dest: "/mnt/a".into(),
+                    read_only: false,
+                    kind: NodeKind::Dir,
+                },
+            ],
+            ..RunRequest::default()
+        };
+        let plan = build(&req, &host(), &image()).unwrap();
+        let ops = &plan.mounts;
+        let pos = |p: &str| index(ops, |op| target_of(op) == Some(Path::new(p)));
+        assert_eq!(index(ops, |op| matches!(op, MountOp::EnterStaging { .. })), 1);
+        assert!(pos("/newroot") < pos("/newroot/proc"));
+        assert!(pos("/newroot/mnt/a") < pos("/newroot/mnt/a/b"), "parent bind first");
+        assert!(pos("/newroot/dev") < pos("/newroot/dev/null"));
+        assert!(pos("/newroot/dev") < pos("/newroot/dev/pts"));
+        // Every mount point of the overlay root is staged in the upper layer before the overlay.
+        for path in ["/upper/mnt/a", "/upper/home/alice", "/upper/scratch/job", "/upper/etc/hosts"] {
+            let made = index(
+                ops,
+                |op| matches!(op, MountOp::Mkdir { path: p, .. } | MountOp::CreateFile { path: p, .. } if p == Path::new(path)),
+            );
+            assert!(made < pos("/newroot"), "{path}");
+        }
+        // /mnt/a/b lies in a host bind: nothing is created for it (the host is never modified).
+        assert!(!ops.iter().any(|op| matches!(op, MountOp::Mkdir { path, .. } if path.ends_with("a/b"))));
+        // /dev nodes get their mount points in the /dev tmpfs, after it is mounted.
+        let dev_null = index(
+            ops,
+            |op| matches!(op, MountOp::CreateFile { path, .. } if path == Path::new("/newroot/dev/null")),
+        );
+        assert!(pos("/newroot/dev") < dev_null && dev_null < pos("/newroot/dev/null"));
+        let first_ro = index(ops, |op| matches!(op, MountOp::ReadOnly { .. }));
+        let last_mount = ops
+            .iter()
+            .rposition(|op| target_of(op).is_some() || matches!(op, MountOp::Symlink { .. }))
+            .unwrap();
+        assert!(last_mount < first_ro, "read-only remounts come last");
+        assert!(matches!(ops.last(), Some(MountOp::PivotRoot { .. })));
+        let ro: Vec<_> = ops
+            .iter()
+            .filter_map(|op| match op {
+                MountOp::ReadOnly { target, recursive } => Some((target.to_str().unwrap(), *recursive)),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            ro.contains(&("/newroot", false))
+                && ro.contains(&("/newroot/mnt/a/b", true))
+                && ro.contains(&("/newroot/sys", true))
+        );
+    }
+
+    #[test]
+    fn default_binds_and_working_dir() {
+        let plan = build(&RunRequest::default(), &host(), &image()).unwrap();
+        assert_eq!(plan.cwd, Path::new("/scratch/job"), "a bound cwd is kept");
+        let binds: Vec<_> = plan
+            .mounts
+            .iter()
+            .filter_map(|op| match op {
+                MountOp::Bind { target, .. } => Some(target.to_str().unwrap()),
+                _ => None,
+            })
+            .collect();
+        for t in [
+            "/newroot/tmp",
+            "/newroot/home/alice",
+            "/newroot/scratch/job",
+            "/newroot/etc/hosts",
+            "/newroot/dev/shm",
+        ] {
+            assert!(binds.contains(&t), "{t} in {binds:?}");
+        }
+        let contained =
+            build(&RunRequest { contain: true, ..RunRequest::default() }, &host(), &image()).unwrap();
+        assert_eq!(contained.cwd, Path::new("/app"), "image WorkingDir when cwd is not bound");
+        assert!(contained.mounts.iter().any(
+            |op| matches!(op, MountOp::Tmpfs { target, mode: 0o1777 } if target == Path::new("/newroot/tmp"))
+        ));
+        assert!(
+            !contained
+                .mounts
+                .iter()
+                .any(|op| matches!(op, MountOp::Bind { target, .. } if target.starts_with("/newroot/home")))
+        );
+        let mut bare = image();
+        bare.config.working_dir = None;
+        let plan = build(&RunRequest { contain: true, ..RunRequest::default() }, &host(), &bare).unwrap();
+        assert_eq!(plan.cwd, Path::new("/"));
+        let pwd = build(&RunRequest { pwd: Some("/x".into()), ..RunRequest::default() }, &host(), &image())
+            .unwrap();
+        assert_eq!(pwd.cwd, Path::new("/x"));
+        let writable =
+            build(&RunRequest { writable_tmpfs: true, ..RunRequest::default() }, &host(), &image()).unwrap();
+        assert!(
+            !writable
+                .mounts
+                .iter()
+                .any(|op| matches!(op, MountOp::ReadOnly { target, .. } if target == Path::new("/newroot")))
+        );
+    }
+
+    #[test]
+    fn identity_and_accounts() {
+        let plan = build(&RunRequest::default(), &host(), &image()).unwrap();
+        let ns = plan.user_namespace.as_ref().unwrap();
+        assert_eq!(ns.uid_map, [IdMap { inside: 1000, outside: 1000, count: 1 }]);
+        assert_eq!(ns.writer, MapWriter::Direct);
+        assert!(!plan.keep_capabilities && plan.no_new_privs);
+        let passwd = plan
+            .mounts
+            .iter()
+            .find_map(|op| match op {
+                MountOp::WriteFile { path, contents, .. } if path.ends_with("passwd") => {
+                    Some(contents.clone())
+                }
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(passwd, "root:x:0:0::/root:/bin/sh\nalice:x:1000:100:alice:/home/alice:/bin/sh\n");
+        let fake = build(&RunRequest { fakeroot: true, ..RunRequest::default() }, &host(), &image()).unwrap();
+        assert_eq!((fake.uid, fake.gid, fake.keep_capabilities), (0, 0, true));
+        assert_eq!(fake.user_namespace.unwrap().uid_map, [IdMap { inside: 0, outside: 1000, count: 1 }]);
+        let root = HostFacts { uid: 0, gid: 0, ..host() };
+        let plan = build(&RunRequest::default(), &root, &image()).unwrap();
+        assert!(plan.user_namespace.is_none() && !plan.namespaces.contains(&Namespace::User));
+        assert!(plan.mounts.iter().any(|op| matches!(op, MountOp::Overlay { userxattr: false, .. })));
+    }
+
+    #[test]
+    fn gpu_edits_become_ordered_binds_and_env() {
+        let dev = |p: &str| FileBind { host: p.into(), container: p.into(), dir: false, read_only: false };
+        let gpu = GpuEdits {
+            devices: vec![dev("/dev/kfd"), dev("/dev/dri/renderD128")],
+            files: vec![
+                FileBind::read_only("/usr/bin/rocminfo", "/.gpurun/bin/rocminfo"),
+                FileBind::read_only("/usr/lib/x/libhsa-runtime64.so.1", "/.gpurun/lib/libhsa-runtime64.so.1"),
+            ],
+            symlinks: vec![("libcuda.so.1".into(), "/usr/lib/libcuda.so".into())],
+            env: vec![
+                EnvEdit::Set { name: "ROCR_VISIBLE_DEVICES".into(), value: "0".into() },
+                EnvEdit::Append { name: "PATH".into(), value: "/.gpurun/bin".into() },
+                EnvEdit::Append { name: "LD_LIBRARY_PATH".into(), value: "/.gpurun/lib".into() },
+            ],
+            warnings: vec![],
+        };
+        let req = RunRequest {
+            env_vars: vec![("LD_LIBRARY_PATH".into(), "/opt/lib".into())],
+            ..RunRequest::default()
+        };
+        let plan = super::build(&req, &host(), &image(), &gpu).unwrap();
+        let ops = &plan.mounts;
+        let pos = |p: &str| index(ops, |op| target_of(op) == Some(Path::new(p)));
+        let made = |p: &str| {
+            index(
+                ops,
+                |op| matches!(op, MountOp::CreateFile { path, .. } | MountOp::Mkdir { path, .. } if path == Path::new(p)),
+            )
+        };
+        let render = "/newroot/dev/dri/renderD128";
+        assert!(
+            pos("/newroot/dev") < made(render) && made(render) < pos(render),
+            "node inside the /dev tmpfs"
+        );
+        let lib = "/newroot/.gpurun/lib/libhsa-runtime64.so.1";
+        assert!(
+            made("/upper/.gpurun/lib/libhsa-runtime64.so.1") < pos("/newroot"),
+            "staged before the overlay"
+        );
+        let ro = index(ops, |op| matches!(op, MountOp::ReadOnly { target, .. } if target == Path::new(lib)));
+        assert!(pos(lib) < ro);
+        assert!(
+            !ops.iter()
+                .any(|op| matches!(op, MountOp::ReadOnly { target, .. } if target == Path::new(render)))
+        );
+        let link = index(
+            ops,
+            |op| matches!(op, MountOp::Symlink { link, .. } if link == Path::new("/upper/usr/lib/libcuda.so")),
+        );
+        assert!(link < pos("/newroot"));
+        assert_eq!(env_of(&plan, "PATH").as_deref(), Some("/opt/bin:/usr/bin:/.gpurun/bin"));
+        assert_eq!(
+            env_of(&plan, "LD_LIBRARY_PATH").as_deref(),
+            Some("/opt/lib:/.gpurun/lib"),
+            "--env extended"
+        );
+        assert_eq!(env_of(&plan, "ROCR_VISIBLE_DEVICES").as_deref(), Some("0"));
+    }
+
+    #[test]
+    fn group_file_gets_the_callers_group() {
+        assert_eq!(
+            group_with_caller(Some("root:x:0:\nstaff:x:100:\n"), "users", 100),
+            "root:x:0:\nusers:x:100:\n"
+        );
+        assert_eq!(group_with_caller(None, "users", 100), "users:x:100:\n");
+        assert_eq!(group_with_caller(Some("users:x:100:bob\n"), "users", 100), "users:x:100:bob\n");
+    }
+}

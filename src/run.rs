@@ -1,0 +1,148 @@
+//! The run stage's entry point: gathers the host's facts, validates the request, reads what the
+//! planner needs from the image (in-root, never following a symlink out of it), builds the plan
+//! and either prints it (`--dry-run`) or hands it to the sandbox. It owns the mapping from
+//! outcomes to gpurun's exit status, except 125 for its own errors, which `main` applies.
+
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use std::collections::BTreeMap;
+
+use crate::cli::RunArgs;
+use crate::gpu::{self, GpuEdits, GpuError, HostPaths};
+use crate::image::Prepared;
+use crate::plan::{self, ImageInfo, PlanError};
+use crate::request::{HostFacts, RequestError, RunRequest};
+use crate::sandbox::{self, SandboxError};
+
+/// Why gpurun could not run the workload (gpurun exits 125 for all of these).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+    #[error("open the image root filesystem {}", path.display())]
+    Rootfs {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("print the launch plan")]
+    PrintPlan(#[source] io::Error),
+}
+
+impl RunError {
+    /// How to fix it, when there is something to say.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            RunError::Request(e) => e.hint(),
+            RunError::Plan(e) => e.hint(),
+            RunError::Sandbox(e) => e.hint(),
+            RunError::Gpu(e) => e.hint(),
+            RunError::Rootfs { .. } => {
+                Some("IMAGE must be an image archive or a root filesystem directory".into())
+            }
+            RunError::PrintPlan(_) => None,
+        }
+    }
+}
+
+/// Runs the command described by `args` in `prepared` and returns the status gpurun should exit
+/// with: the workload's own; 128+N if it was killed by signal N; 127 (with a message naming the
+/// command) when the command is not in the image; 126 when it cannot be executed. `--dry-run`
+/// prints the launch plan as JSON and returns 0. `prepared` (and its cache lease) is held until
+/// the workload has exited.
+///
+/// Must be called while gpurun is single-threaded: the sandbox forks and the children allocate.
+pub fn execute(args: &RunArgs, prepared: Prepared) -> Result<i32, RunError> {
+    let host = HostFacts::gather(args.fakeroot);
+    let request = RunRequest::from_args(args, &host)?;
+    let image = image_info(&prepared)?;
+    let gpu = gpu_edits(&request, &host, &image)?;
+    for warning in &gpu.warnings {
+        eprintln!("gpurun: warning: {warning}");
+    }
+    let plan = plan::build(&request, &host, &image, &gpu)?;
+    tracing::debug!(mounts = plan.mounts.len(), cwd = %plan.cwd.display(), "launch plan ready");
+    if request.dry_run {
+        let mut out = io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, &plan).map_err(|e| RunError::PrintPlan(e.into()))?;
+        writeln!(out).map_err(RunError::PrintPlan)?;
+        return Ok(0);
+    }
+    let code = sandbox::launch(&plan)?;
+    drop(prepared);
+    Ok(code)
+}
+
+/// Discovers the host's GPUs and what the image lacks, for `--rocm`, `--nv` and `--device`.
+/// Selection variables are read with the planner's precedence: image `Env`, then the host, then
+/// `--env-file` and `--env`.
+fn gpu_edits(request: &RunRequest, host: &HostFacts, image: &ImageInfo) -> Result<GpuEdits, RunError> {
+    if request.gpu.is_empty() {
+        return Ok(GpuEdits::default());
+    }
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    for entry in &image.config.env {
+        if let Some((k, v)) = entry.split_once('=') {
+            env.insert(k.into(), v.into());
+        }
+    }
+    env.extend(host.env.iter().cloned());
+    env.extend(request.env_file_vars.iter().chain(&request.env_vars).cloned());
+    let lib_dirs: Vec<String> = env
+        .get("LD_LIBRARY_PATH")
+        .filter(|_| image.config.env.iter().any(|e| e.starts_with("LD_LIBRARY_PATH=")))
+        .map(|v| v.split(':').filter(|d| d.starts_with('/')).map(str::to_string).collect())
+        .unwrap_or_default();
+    let view = gpu::image::RootfsView::read(&image.rootfs, &lib_dirs);
+    let host_paths = HostPaths::default();
+    let ctx = gpu::edits::Context {
+        host: &host_paths,
+        env: &env,
+        image: &view,
+        lists: gpu::edits::ListExtensions::from_env(&env),
+    };
+    Ok(gpu::prepare(&request.gpu, &ctx)?)
+}
+
+/// The image settings plus its `/etc/passwd` and `/etc/group`, read with `RESOLVE_IN_ROOT` so an
+/// absolute symlink in the image cannot make gpurun read a host file.
+fn image_info(prepared: &Prepared) -> Result<ImageInfo, RunError> {
+    let rootfs = prepared
+        .rootfs
+        .canonicalize()
+        .map_err(|source| RunError::Rootfs { path: prepared.rootfs.clone(), source })?;
+    let root =
+        std::fs::File::open(&rootfs).map_err(|source| RunError::Rootfs { path: rootfs.clone(), source })?;
+    if !root.metadata().is_ok_and(|m| m.is_dir()) {
+        let source = io::Error::from_raw_os_error(libc::ENOTDIR);
+        return Err(RunError::Rootfs { path: rootfs, source });
+    }
+    Ok(ImageInfo {
+        passwd: read_in_root(&root, "etc/passwd"),
+        group: read_in_root(&root, "etc/group"),
+        rootfs,
+        config: prepared.config.clone(),
+    })
+}
+
+fn read_in_root(root: &std::fs::File, path: &str) -> Option<String> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags, openat2};
+    let fd = openat2(
+        root,
+        Path::new(path),
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT,
+    )
+    .ok()?;
+    let mut text = String::new();
+    std::fs::File::from(fd).read_to_string(&mut text).ok()?;
+    Some(text)
+}

@@ -1,0 +1,223 @@
+//! Applies the plan's mount operations, in order, through the [`Sys`] seam. It decides nothing:
+//! every ordering rule lives in the planner. Runs inside the new mount and PID namespaces.
+
+use std::path::{Path, PathBuf};
+
+use crate::plan::{MountOp, NEW_ROOT, OLD_ROOT};
+use crate::sys::{MountFlags, Propagation, Sys};
+
+use super::SandboxError;
+
+/// Applies `ops` in order; the first failure stops and names the step.
+pub fn apply(sys: &mut dyn Sys, ops: &[MountOp]) -> Result<(), SandboxError> {
+    for op in ops {
+        apply_one(sys, op).map_err(|source| SandboxError::Mount {
+            step: describe(op),
+            hint: mount_hint(op, &source),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().unwrap_or("")
+}
+
+fn apply_one(sys: &mut dyn Sys, op: &MountOp) -> std::io::Result<()> {
+    let nosuid_nodev = MountFlags { nosuid: true, nodev: true, ..MountFlags::default() };
+    match op {
+        MountOp::MakePrivate { target } => sys.set_propagation(target, Propagation::RecursivePrivate),
+        MountOp::EnterStaging { base, put_old } => enter_staging(sys, base, put_old),
+        MountOp::Mkdir { path, mode } => sys.mkdir(path, *mode),
+        MountOp::CreateFile { path, mode } => sys.create_file(path, *mode),
+        MountOp::WriteFile { path, contents, mode } => sys.write_file(path, contents.as_bytes(), *mode),
+        MountOp::Symlink { target, link } => match sys.symlink(target, link) {
+            // A user bind over /dev may already provide the link; keep theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            other => other,
+        },
+        MountOp::Overlay { lower, upper, work, target, userxattr } => {
+            let mut data =
+                format!("lowerdir={},upperdir={},workdir={}", escape(lower), escape(upper), escape(work));
+            if *userxattr {
+                // Unprivileged overlay stores its metadata in user.* xattrs (Linux 5.11,
+                // Documentation/filesystems/overlayfs.rst "Permission model").
+                data.push_str(",userxattr");
+            }
+            sys.mount("overlay", target, Some("overlay"), MountFlags::default(), Some(&data))
+        }
+        MountOp::Bind { source, target, recursive } => {
+            let flags = MountFlags { bind: true, recursive: *recursive, ..MountFlags::default() };
+            sys.mount(path_str(source), target, None, flags, None)
+        }
+        MountOp::Tmpfs { target, mode } => {
+            sys.mount("tmpfs", target, Some("tmpfs"), nosuid_nodev, Some(&format!("mode={mode:o}")))
+        }
+        MountOp::Proc { target } => {
+            let flags = MountFlags { noexec: true, ..nosuid_nodev };
+            sys.mount("proc", target, Some("proc"), flags, None)
+        }
+        MountOp::Devpts { target } => {
+            // newinstance: a private pty namespace; no gid= because the tty group is usually not
+            // mapped in the user namespace (devpts(5)).
+            let flags = MountFlags { nosuid: true, noexec: true, ..MountFlags::default() };
+            sys.mount("devpts", target, Some("devpts"), flags, Some("newinstance,ptmxmode=0666,mode=0620"))
+        }
+        MountOp::ReadOnly { target, recursive } => sys.make_read_only(target, *recursive),
+        MountOp::PivotRoot { new_root } => pivot_into(sys, new_root),
+    }
+}
+
+/// Mounts the staging tmpfs on `base` and makes it the root with the host kept at `put_old`.
+fn enter_staging(sys: &mut dyn Sys, base: &Path, put_old: &Path) -> std::io::Result<()> {
+    let flags = MountFlags { nosuid: true, nodev: true, ..MountFlags::default() };
+    sys.mount("tmpfs", base, Some("tmpfs"), flags, Some("mode=755"))?;
+    sys.mkdir(put_old, 0o755)?;
+    sys.pivot_root(base, put_old)?;
+    sys.chdir(Path::new("/"))
+}
+
+/// The bubblewrap sequence: `pivot_root(".", ".")` stacks the old root on top of the new one,
+/// and detaching "." then drops the staging tmpfs together with the host tree below it, which a
+/// user namespace may detach as a whole even though its mounts are locked (pivot_root(2) notes).
+fn pivot_into(sys: &mut dyn Sys, new_root: &Path) -> std::io::Result<()> {
+    sys.chdir(new_root)?;
+    sys.pivot_root(Path::new("."), Path::new("."))?;
+    sys.detach(Path::new("."))?;
+    sys.chdir(Path::new("/"))
+}
+
+/// overlayfs splits its options on ',' and its layer lists on ':'; a backslash escapes both.
+fn escape(path: &Path) -> String {
+    let mut out = String::new();
+    for c in path.to_string_lossy().chars() {
+        if matches!(c, '\\' | ',' | ':') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Host paths live below `/oldroot` and container paths below `/newroot` while the plan runs;
+/// messages show them as the user wrote them.
+fn host(path: &Path) -> String {
+    path.strip_prefix(OLD_ROOT)
+        .map(|p| Path::new("/").join(p))
+        .unwrap_or_else(|_| path.into())
+        .display()
+        .to_string()
+}
+
+fn inside(path: &Path) -> String {
+    match path.strip_prefix(NEW_ROOT) {
+        Ok(p) => format!("{} in the container", Path::new("/").join(p).display()),
+        Err(_) => format!("{} in the staging tmpfs", path.display()),
+    }
+}
+
+/// A human description of one operation, naming the step and the object.
+pub fn describe(op: &MountOp) -> String {
+    match op {
+        MountOp::MakePrivate { target } => {
+            format!("make the mount tree at {} private", target.display())
+        }
+        MountOp::EnterStaging { base, .. } => {
+            format!("mount the staging tmpfs on {} and pivot into it", base.display())
+        }
+        MountOp::Mkdir { path, .. } => format!("create mount point directory {}", inside(path)),
+        MountOp::CreateFile { path, .. } => format!("create mount point file {}", inside(path)),
+        MountOp::WriteFile { path, .. } => format!("write generated file {}", inside(path)),
+        MountOp::Symlink { link, target } => {
+            format!("create symlink {} -> {}", inside(link), target.display())
+        }
+        MountOp::Overlay { lower, .. } => {
+            format!("mount the image {} as an overlay root", host(lower))
+        }
+        MountOp::Bind { source, target, .. } => {
+            format!("bind-mount {} onto {}", host(source), inside(target))
+        }
+        MountOp::Tmpfs { target, .. } => format!("mount a tmpfs on {}", inside(target)),
+        MountOp::Proc { target } => format!("mount a new /proc on {}", inside(target)),
+        MountOp::Devpts { target } => format!("mount a new devpts on {}", inside(target)),
+        MountOp::ReadOnly { target, .. } => format!("make {} read-only", inside(target)),
+        MountOp::PivotRoot { .. } => "pivot into the container root".into(),
+    }
+}
+
+fn mount_hint(op: &MountOp, err: &std::io::Error) -> Option<String> {
+    let errno = err.raw_os_error();
+    match op {
+        MountOp::Overlay { .. } => Some(
+            "unprivileged overlayfs needs Linux 5.11 or later, and the image directory must be on a \
+             filesystem overlayfs accepts as a lower layer (local disk works; some FUSE and NFS setups do not)"
+                .into(),
+        ),
+        MountOp::Proc { .. } if errno == Some(libc::EPERM) => Some(
+            "the kernel refuses a new /proc when the host's /proc has hidden (over-mounted) paths, \
+             as inside many containers; run gpurun on the host or with an unmasked /proc"
+                .into(),
+        ),
+        MountOp::Bind { target, .. } if errno == Some(libc::ENOENT) => Some(format!(
+            "{} lies inside another bind from the host, where gpurun does not create directories: \
+             create it on the host or choose another destination",
+            inside(target)
+        )),
+        MountOp::ReadOnly { .. } if errno == Some(libc::ENOSYS) => Some("read-only bind mounts need Linux 5.12 or later (mount_setattr)".into()),
+        _ => None,
+    }
+}
+
+/// Paths for tests and messages.
+pub fn container_path(path: &Path) -> PathBuf {
+    path.strip_prefix(NEW_ROOT).map(|p| Path::new("/").join(p)).unwrap_or_else(|_| path.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::{Call, Recording};
+
+    #[test]
+    fn pivot_sequence_and_overlay_options() {
+        let ops = vec![
+            MountOp::Overlay {
+                lower: "/oldroot/a,b:c".into(),
+                upper: "/upper".into(),
+                work: "/work".into(),
+                target: "/newroot".into(),
+                userxattr: true,
+            },
+            MountOp::PivotRoot { new_root: "/newroot".into() },
+        ];
+        let mut sys = Recording::default();
+        apply(&mut sys, &ops).unwrap();
+        let Call::Mount { data, .. } = &sys.calls[0] else { panic!("{:?}", sys.calls) };
+        assert_eq!(
+            data.as_deref(),
+            Some("lowerdir=/oldroot/a\\,b\\:c,upperdir=/upper,workdir=/work,userxattr")
+        );
+        assert_eq!(
+            sys.calls[1..],
+            [
+                Call::Chdir("/newroot".into()),
+                Call::PivotRoot(".".into(), ".".into()),
+                Call::Detach(".".into()),
+                Call::Chdir("/".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn failure_names_the_step_and_stops() {
+        let ops = vec![
+            MountOp::Bind { source: "/oldroot/data".into(), target: "/newroot/mnt".into(), recursive: true },
+            MountOp::Tmpfs { target: "/newroot/tmp".into(), mode: 0o1777 },
+        ];
+        let mut sys = Recording { fail_at: Some(0), ..Recording::default() };
+        let err = apply(&mut sys, &ops).unwrap_err();
+        assert_eq!(sys.calls.len(), 1);
+        assert_eq!(err.to_string(), "bind-mount /data onto /mnt in the container");
+    }
+}

@@ -1,0 +1,346 @@
+//! The three processes of a run: gpurun's relay loop, the PID-namespace init, and the workload
+//! up to its execve. Signals are handled synchronously (blocked, then `sigwaitinfo`), so there
+//! are no signal handlers and no async-signal-safety puzzles.
+
+use std::ffi::CString;
+use std::io::{self, Write};
+use std::os::fd::{OwnedFd, RawFd};
+use std::path::Path;
+
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use super::{ChildFailure, SandboxError, chain, mounts};
+use crate::plan::{DEFAULT_PATH, LaunchPlan};
+use crate::sys::Linux;
+
+/// Signals forwarded to the workload (the set Slurm, PBS and terminals use).
+const FORWARDED: [libc::c_int; 6] =
+    [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2];
+
+/// gpurun -> init: "the job is in the foreground again: give the terminal to the workload and
+/// continue it" and "continue it in the background". Real-time signals, so they queue and cannot
+/// collide with anything a user sends.
+fn sig_resume_foreground() -> libc::c_int {
+    libc::SIGRTMIN() + 1
+}
+fn sig_resume_background() -> libc::c_int {
+    libc::SIGRTMIN() + 2
+}
+
+fn wait_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set before any sigaddset reads it.
+    unsafe {
+        let mut set = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut set);
+        let extra = [libc::SIGCHLD, libc::SIGCONT, libc::SIGTSTP, libc::SIGTTOU, libc::SIGTTIN];
+        for sig in
+            FORWARDED.iter().chain(&extra).copied().chain([sig_resume_foreground(), sig_resume_background()])
+        {
+            libc::sigaddset(&mut set, sig);
+        }
+        set
+    }
+}
+
+/// Blocks every signal the loops wait for; returns the previous mask.
+pub fn block_signals() -> libc::sigset_t {
+    let set = wait_set();
+    // SAFETY: both pointers refer to valid sigset_t values owned by this frame.
+    unsafe {
+        let mut old = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigprocmask(libc::SIG_BLOCK, &set, &mut old);
+        old
+    }
+}
+
+pub fn restore_signals(mask: &libc::sigset_t) {
+    // SAFETY: `mask` is a valid sigset_t obtained from sigprocmask.
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, mask, std::ptr::null_mut()) };
+}
+
+fn wait_signal(set: &libc::sigset_t) -> libc::c_int {
+    loop {
+        // SAFETY: `set` is a valid, initialised sigset_t; a null siginfo pointer is allowed.
+        let sig = unsafe { libc::sigwaitinfo(set, std::ptr::null_mut()) };
+        if sig > 0 {
+            return sig;
+        }
+    }
+}
+
+/// The controlling terminal, when gpurun runs in the terminal's foreground process group.
+#[derive(Debug, Clone, Copy)]
+pub struct Terminal {
+    fd: RawFd,
+}
+
+impl Terminal {
+    /// The first of stdin, stdout, stderr that is our controlling terminal with us in the
+    /// foreground; `None` for batch jobs and background jobs (which must not grab the terminal).
+    pub fn foreground() -> Option<Terminal> {
+        // SAFETY: getpgrp and tcgetpgrp only read process state; the fds are the standard ones.
+        let (pgrp, fd) = unsafe { (libc::getpgrp(), (0..3).find(|fd| libc::isatty(*fd) == 1)?) };
+        // SAFETY: as above.
+        (unsafe { libc::tcgetpgrp(fd) } == pgrp).then_some(Terminal { fd })
+    }
+
+    fn is_ours(self) -> bool {
+        // SAFETY: read-only queries of process and terminal state.
+        unsafe { libc::tcgetpgrp(self.fd) == libc::getpgrp() }
+    }
+
+    /// Makes `pgrp` the foreground process group. SIGTTOU is blocked in every caller, which
+    /// tcsetpgrp(3) requires when a background process does this.
+    fn give(self, pgrp: libc::pid_t) {
+        // SAFETY: tcsetpgrp takes plain integers; failure only means the terminal stays put.
+        unsafe { libc::tcsetpgrp(self.fd, pgrp) };
+    }
+
+    /// Gives the terminal back to gpurun's own process group (the job the shell knows).
+    pub fn take_back(self) {
+        // SAFETY: getpgrp cannot fail.
+        self.give(unsafe { libc::getpgrp() });
+    }
+}
+
+/// gpurun's side: forward signals to the init, relay job-control stops, return its status.
+pub fn relay(init: Pid, terminal: Option<Terminal>) -> Result<i32, SandboxError> {
+    let set = wait_set();
+    loop {
+        match wait_signal(&set) {
+            libc::SIGCHLD => match waitpid(init, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+                Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(SandboxError::Process {
+                        step: "wait for the container init",
+                        source: e.into(),
+                    });
+                }
+            },
+            // The init asks us to stop (the workload was stopped from the terminal): hand the
+            // terminal back and stop, so the shell sees a stopped job, like sudo's suspend relay.
+            libc::SIGTSTP | libc::SIGTTIN => {
+                if let Some(t) = terminal {
+                    t.take_back();
+                }
+                let _ = kill(Pid::this(), Signal::SIGSTOP);
+            }
+            libc::SIGCONT => {
+                let fg = terminal.is_some_and(|t| t.is_ours());
+                let sig = if fg { sig_resume_foreground() } else { sig_resume_background() };
+                // SAFETY: kill with plain integers.
+                unsafe { libc::kill(init.as_raw(), sig) };
+            }
+            libc::SIGTTOU => {}
+            sig => {
+                // SAFETY: kill with plain integers.
+                unsafe { libc::kill(init.as_raw(), sig) };
+            }
+        }
+    }
+}
+
+fn report(fd: &OwnedFd, message: String, hint: Option<String>) {
+    if let Ok(json) = serde_json::to_vec(&ChildFailure { message, hint }) {
+        let _ = std::fs::File::from(fd.try_clone().expect("dup report pipe")).write_all(&json);
+    }
+}
+
+/// PID 1: apply the mounts, start the workload, forward signals, reap, exit with its status.
+pub fn init(plan: &LaunchPlan, alive: OwnedFd, report_fd: OwnedFd, terminal: Option<Terminal>) -> i32 {
+    // If gpurun is SIGKILLed (a scheduler's last word) the kernel kills us, and with PID 1 the
+    // whole namespace. Checking the pipe closes the race with a parent that died before prctl.
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    let mut poll = [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&alive), nix::poll::PollFlags::POLLIN)];
+    if nix::poll::poll(&mut poll, nix::poll::PollTimeout::ZERO).is_ok_and(|n| n > 0) {
+        return 1;
+    }
+    if let Err(err) = mounts::apply(&mut Linux, &plan.mounts) {
+        report(&report_fd, chain(&err), err.hint());
+        return 125;
+    }
+    // SAFETY: the init is single-threaded (a fork of a single-threaded gpurun).
+    let workload = match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => exec_workload(plan, &report_fd, terminal),
+        Ok(nix::unistd::ForkResult::Parent { child }) => child,
+        Err(e) => {
+            report(&report_fd, format!("fork the workload: {e}"), None);
+            return 125;
+        }
+    };
+    // Also set here, so no signal can be forwarded to a group that does not exist yet.
+    let _ = nix::unistd::setpgid(workload, workload);
+    drop(report_fd);
+    drop(alive);
+    init_loop(workload, terminal)
+}
+
+fn init_loop(workload: Pid, terminal: Option<Terminal>) -> i32 {
+    let set = wait_set();
+    let to_group = |sig: libc::c_int| {
+        // SAFETY: kill with plain integers; a negative pid addresses the workload's group.
+        if unsafe { libc::kill(-workload.as_raw(), sig) } != 0 {
+            // SAFETY: as above; the group may be gone while the leader lives.
+            unsafe { libc::kill(workload.as_raw(), sig) };
+        }
+    };
+    loop {
+        let sig = wait_signal(&set);
+        if sig == libc::SIGCHLD {
+            if let Some(code) = reap(workload) {
+                return code;
+            }
+        } else if sig == sig_resume_foreground() {
+            if let Some(t) = terminal {
+                t.give(workload.as_raw());
+            }
+            to_group(libc::SIGCONT);
+        } else if sig == sig_resume_background() {
+            to_group(libc::SIGCONT);
+        } else if FORWARDED.contains(&sig) {
+            to_group(sig);
+        }
+    }
+}
+
+/// Reaps every exited child (orphans included); `Some(status)` once the workload is done.
+fn reap(workload: Pid) -> Option<i32> {
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED)) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == workload => return Some(code),
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == workload => {
+                return Some(128 + sig as i32);
+            }
+            Ok(WaitStatus::Stopped(pid, Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU))
+                if pid == workload =>
+            {
+                // Ask gpurun (in our original process group, invisible from here) to stop.
+                // SAFETY: kill with plain integers; 0 addresses our own process group.
+                unsafe { libc::kill(0, libc::SIGTSTP) };
+            }
+            Ok(WaitStatus::StillAlive) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// The workload: own process group (and the terminal, when the job is in the foreground),
+/// working directory, no_new_privs, capabilities dropped, execve. Never returns.
+fn exec_workload(plan: &LaunchPlan, report_fd: &OwnedFd, terminal: Option<Terminal>) -> ! {
+    let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+    if let Some(t) = terminal {
+        // SAFETY: getpid cannot fail.
+        t.give(unsafe { libc::getpid() });
+    }
+    restore_signals(&empty_set());
+    let fail = |message: String, hint: Option<String>| -> ! {
+        report(report_fd, message, hint);
+        // SAFETY: see `launch`: leave without touching the parent's stdio state.
+        unsafe { libc::_exit(125) }
+    };
+    if let Err(e) = std::env::set_current_dir(&plan.cwd) {
+        let hint = "pass --pwd DIR with a directory that exists in the image or in a bind".to_string();
+        fail(
+            format!("change to the working directory {} in the container: {e}", plan.cwd.display()),
+            Some(hint),
+        );
+    }
+    if plan.no_new_privs {
+        if let Err(e) = nix::sys::prctl::set_no_new_privs() {
+            fail(format!("set no_new_privs: {e}"), None);
+        }
+    }
+    if !plan.keep_capabilities {
+        if let Err(e) = drop_capabilities() {
+            fail(format!("drop capabilities: {e}"), None);
+        }
+    }
+    let (code, message) = execute(&plan.argv, &plan.env);
+    let _ = writeln!(io::stderr(), "gpurun: {message}");
+    // SAFETY: as above.
+    unsafe { libc::_exit(code) }
+}
+
+fn empty_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the zeroed set.
+    unsafe {
+        let mut set = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut set);
+        set
+    }
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// Empties the bounding and ambient sets and then every other set, so not even a root workload
+/// (real root, or a setuid file) regains a capability across execve (capabilities(7)).
+fn drop_capabilities() -> io::Result<()> {
+    for cap in 0..64 {
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } != 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EINVAL) {
+                break; // past CAP_LAST_CAP
+            }
+            return Err(err);
+        }
+    }
+    // SAFETY: prctl with integer arguments only; EINVAL on kernels before 4.3 is harmless.
+    unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
+    let header = CapHeader { version: 0x2008_0522, pid: 0 }; // _LINUX_CAPABILITY_VERSION_3
+    let data = [CapData { effective: 0, permitted: 0, inheritable: 0 }; 2];
+    // SAFETY: header and a two-element data array, as capset(2) version 3 requires.
+    if unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// execve with a PATH search (execvp semantics, using the container's PATH). Returns only on
+/// failure: 127 when the command does not exist, 126 when it exists but cannot be executed.
+fn execute(argv: &[String], env: &[String]) -> (i32, String) {
+    let to_c = |s: &String| CString::new(s.as_bytes()).unwrap_or_default();
+    let c_argv: Vec<CString> = argv.iter().map(to_c).collect();
+    let c_env: Vec<CString> = env.iter().map(to_c).collect();
+    let name = &argv[0];
+    let path_var = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
+    let candidates: Vec<String> = if name.contains('/') {
+        vec![name.clone()]
+    } else {
+        path_var.split(':').map(|dir| format!("{}/{name}", if dir.is_empty() { "." } else { dir })).collect()
+    };
+    let mut denied = None;
+    for candidate in &candidates {
+        let Ok(path) = CString::new(candidate.as_bytes()) else {
+            continue;
+        };
+        let err = nix::unistd::execve(&path, &c_argv, &c_env).unwrap_err();
+        if !matches!(err, nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) {
+            denied.get_or_insert((candidate.clone(), err));
+        }
+    }
+    match denied {
+        Some((path, err)) => (126, format!("{name}: cannot execute {path}: {}", err.desc())),
+        None if name.contains('/') && Path::new(name).exists() => {
+            (127, format!("{name}: cannot execute: its interpreter or loader is missing in the container"))
+        }
+        None if name.contains('/') => (127, format!("{name}: no such file in the container")),
+        None => (127, format!("{name}: command not found in the container (PATH={path_var})")),
+    }
+}

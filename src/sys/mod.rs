@@ -1,0 +1,69 @@
+//! The narrow syscall seam between the sandbox and the kernel: every filesystem-namespace
+//! operation the sandbox performs while applying a `LaunchPlan` goes through the [`Sys`] trait.
+//! [`Linux`] is the real implementation; [`Recording`] is a test double that records one ordered,
+//! typed list of [`Call`]s so tests can assert the order of operations without root. The caller
+//! picks the implementation explicitly; nothing here switches on `cfg!(test)`.
+//!
+//! This module must stay policy-free: it does not decide what to mount, only how to ask.
+
+mod fake;
+mod linux;
+
+use std::io;
+use std::path::Path;
+
+pub use fake::{Call, Recording};
+pub use linux::Linux;
+
+/// Mount flags the sandbox uses, as a small closed set so the fake can record them readably.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct MountFlags {
+    pub bind: bool,
+    pub recursive: bool,
+    pub nosuid: bool,
+    pub nodev: bool,
+    pub noexec: bool,
+}
+
+/// Propagation change for an existing mount tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Propagation {
+    /// `MS_REC | MS_PRIVATE`: nothing propagates in or out.
+    RecursivePrivate,
+}
+
+/// What the sandbox asks of the kernel. Paths are absolute in the caller's current mount view.
+pub trait Sys {
+    /// `unshare(2)` with raw `CLONE_*` flags.
+    fn unshare(&mut self, flags: libc::c_int) -> io::Result<()>;
+    /// Writes `contents` to an existing file such as `/proc/self/uid_map` (no create, no truncate).
+    fn write_proc(&mut self, path: &Path, contents: &str) -> io::Result<()>;
+    /// `mount(2)` of a filesystem or bind; `source` is a path for binds, a name otherwise.
+    fn mount(
+        &mut self,
+        source: &str,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MountFlags,
+        data: Option<&str>,
+    ) -> io::Result<()>;
+    /// Changes the propagation of the mount tree at `target`.
+    fn set_propagation(&mut self, target: &Path, propagation: Propagation) -> io::Result<()>;
+    /// Makes the mount at `target` (and, if `recursive`, every mount below it) read-only,
+    /// without touching its other flags (`mount_setattr(2)`, Linux 5.12).
+    fn make_read_only(&mut self, target: &Path, recursive: bool) -> io::Result<()>;
+    /// `pivot_root(2)`.
+    fn pivot_root(&mut self, new_root: &Path, put_old: &Path) -> io::Result<()>;
+    /// `umount2(target, MNT_DETACH)`.
+    fn detach(&mut self, target: &Path) -> io::Result<()>;
+    /// `chdir(2)`.
+    fn chdir(&mut self, path: &Path) -> io::Result<()>;
+    /// `mkdir(2)`; an existing directory is not an error.
+    fn mkdir(&mut self, path: &Path, mode: u32) -> io::Result<()>;
+    /// Creates an empty regular file (a bind target); an existing one is not an error.
+    fn create_file(&mut self, path: &Path, mode: u32) -> io::Result<()>;
+    /// Creates `path` holding `contents`, replacing nothing (it must not exist).
+    fn write_file(&mut self, path: &Path, contents: &[u8], mode: u32) -> io::Result<()>;
+    /// `symlink(2)`: a link at `link` pointing to `target`.
+    fn symlink(&mut self, target: &Path, link: &Path) -> io::Result<()>;
+}
