@@ -164,8 +164,15 @@ for line in sys.stdin:
         fx=$stage/fixtures
         [[ $corpus == "$fixtures"/* ]] && corpus=$fx/${corpus#"$fixtures"/}
     fi
-    mkdir -p "$stage/home" "$stage/tmp"
-    chown "$test_user:" "$stage/home" "$stage/tmp"
+    # Its own HOME (/home/..., as in real life: some tests check that HOME is not under /tmp),
+    # emptied first, and its own TMPDIR.
+    local home
+    home=$(getent passwd "$test_user" | cut -d: -f6)
+    [[ -n $home && $home != / ]] || home=/home/$test_user
+    rm -rf "$home"
+    mkdir -p "$home" "$stage/tmp"
+    chown "$test_user:" "$home" "$stage/tmp"
+    chmod 0700 "$home"
     chmod -R a+rX "$stage/bin" "$fx" 2>/dev/null
     local b name ulog
     local extra=()
@@ -176,8 +183,8 @@ for line in sys.stdin:
         echo "     Running $name as $test_user"
         runuser -u "$test_user" -- env -i \
             PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
-            HOME="$stage/home" TMPDIR="$stage/tmp" USER="$test_user" LANG=C.UTF-8 \
-            GPURUN_CACHE_DIR="$stage/home/.cache/gpurun" \
+            HOME="$home" TMPDIR="$stage/tmp" USER="$test_user" LANG=C.UTF-8 \
+            GPURUN_CACHE_DIR="$home/.cache/gpurun" \
             GPURUN_BIN="$stage/bin/gpurun" GPURUN_FIXTURES="$fx" GPURUN_CORPUS="$corpus" \
             RUST_BACKTRACE=1 GPURUN_TEST_UNPRIVILEGED_PASS=1 "${extra[@]}" \
             sh -c 'cd "$HOME" && exec "$0" --show-output' "$stage/bin/$name" >"$ulog" 2>&1
