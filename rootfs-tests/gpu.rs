@@ -16,7 +16,7 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use support::{TempDir, describe, is_root, output, skip};
+use support::{TempDir, describe, needs_root, output, skip};
 
 const RENDER: &str = "render";
 const VIDEO: &str = "video";
@@ -238,8 +238,7 @@ fn vendor_dir() -> PathBuf {
 }
 
 fn setup() -> Option<Env> {
-    if !is_root() {
-        skip("fake GPU hosts need root (mknod, mount namespaces); CI runs this as root");
+    if !needs_root("fake GPU hosts need root (mknod, mount namespaces); CI runs this as root") {
         return None;
     }
     for tool in ["unshare", "setpriv", "mknod", "ldconfig"] {

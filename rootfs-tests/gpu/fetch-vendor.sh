@@ -12,6 +12,11 @@ set -eu
 dest=${1:?usage: fetch-vendor.sh DEST}
 mkdir -p "$dest"
 dest=$(cd "$dest" && pwd)
+# The GPU tests call this from parallel test threads with the same DEST: serialize them, or one
+# run's `apt-get update` reads the sources list another is still writing.
+if [ -z "${FETCH_VENDOR_LOCKED:-}" ] && command -v flock >/dev/null 2>&1; then
+    FETCH_VENDOR_LOCKED=1 exec flock "$dest/.lock" sh "$0" "$dest"
+fi
 
 if ! command -v rocminfo >/dev/null 2>&1 || ! ldconfig -p | grep -q 'libhsa-runtime64.so.1 '; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \

@@ -6,9 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The `gpurun` binary built for this test run.
+/// The `gpurun` binary built for this test run, or `GPURUN_BIN` when set (rootfs-tests/run.sh
+/// sets it when it runs copies of the test binaries as an unprivileged user).
 pub fn gpurun_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_gpurun"))
+    std::env::var_os("GPURUN_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_gpurun")))
 }
 
 /// A `gpurun` command with its cache in `cache` and no inherited verbosity.
@@ -18,12 +21,28 @@ pub fn gpurun(cache: &Path) -> Command {
     cmd
 }
 
+/// True when this test process is root. Otherwise prints `SKIP: reason` and returns false; that
+/// skip is a failure under `GPURUN_TEST_NO_SKIP` except in the unprivileged pass of
+/// `rootfs-tests/run.sh` (`GPURUN_TEST_UNPRIVILEGED_PASS=1`), which runs after the same tests
+/// passed as root.
+pub fn needs_root(reason: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    if std::env::var_os("GPURUN_TEST_UNPRIVILEGED_PASS").is_some_and(|v| v == "1") {
+        println!("SKIP: {reason} (root-only; this is run.sh's unprivileged pass)");
+    } else {
+        skip(reason);
+    }
+    false
+}
+
 /// Reports that a test cannot run here. Returns normally (the caller then returns) unless
 /// `GPURUN_TEST_NO_SKIP` is set, in which case the skip is a failure.
 pub fn skip(reason: &str) {
     println!("SKIP: {reason}");
     eprintln!("SKIP: {reason}");
-    if std::env::var_os("GPURUN_TEST_NO_SKIP").is_some_and(|v| v != "0") {
+    if std::env::var_os("GPURUN_TEST_NO_SKIP").is_some_and(|v| !v.is_empty() && v != "0") {
         panic!("SKIP is a failure here (GPURUN_TEST_NO_SKIP): {reason}");
     }
 }
@@ -32,9 +51,7 @@ pub fn skip(reason: &str) {
 /// `GPURUN_FIXTURES` (default `.fixtures` in the repository). `None` (after a SKIP line) when a
 /// named fixture is not there.
 pub fn fixture(name: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("GPURUN_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".fixtures"));
+    let dir = fixtures_dir();
     let path = dir.join(name);
     if path.exists() {
         Some(path)
@@ -46,6 +63,13 @@ pub fn fixture(name: &str) -> Option<PathBuf> {
         ));
         None
     }
+}
+
+/// The fixture directory: `GPURUN_FIXTURES`, default `<repo>/.fixtures`.
+pub fn fixtures_dir() -> PathBuf {
+    std::env::var_os("GPURUN_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".fixtures"))
 }
 
 /// A fresh temporary directory, removed (even if parts are read-only) when dropped.
@@ -207,4 +231,39 @@ pub fn run_limited(cmd: &mut Command, timeout: std::time::Duration) -> Limited {
         max_rss_kib: usage.ru_maxrss,
         parent_max_rss_kib,
     }
+}
+
+/// Runs `cmd`, asserting that it exited 0; `what` names the step in the failure message.
+pub fn run_ok(cmd: &mut Command, what: &str) -> Output {
+    let out = output(cmd);
+    assert!(out.status.success(), "{what} failed: {cmd:?}\n{}", describe(&out));
+    out
+}
+
+/// Runs `cmd`, asserting that it failed with gpurun's own exit status (125) and said something
+/// on stderr; returns stderr.
+pub fn run_fails(cmd: &mut Command, what: &str) -> String {
+    let out = output(cmd);
+    assert_eq!(out.status.code(), Some(125), "{what}: expected exit 125: {cmd:?}\n{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!err.trim().is_empty(), "{what}: failed without a message: {cmd:?}");
+    err
+}
+
+/// The names in `dir` (empty when it does not exist).
+pub fn dir_entries(dir: &Path) -> Vec<PathBuf> {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => {
+            let mut v: Vec<PathBuf> = rd.map(|e| e.expect("read_dir entry").path()).collect();
+            v.sort();
+            v
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => panic!("read {}: {e}", dir.display()),
+    }
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

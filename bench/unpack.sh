@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): cold `gpurun unpack` of a large single-layer image against GNU
+# `tar -xzf` of the same gzip layer and `umoci unpack --rootless`, plus gpurun's peak RSS and the
+# warm (already cached) path.
+#
+#   bench/unpack.sh [DIR]      (DIR defaults to target/bench; run as root)
+#
+# The image, built once and kept in DIR/image: `debootstrap --variant=minbase bookworm` with
+# python3, python3-numpy, gcc, g++, perl and git (about 750 MB and 17k files), made into a
+# one-layer OCI image by umoci (gzip) and then into an oci-archive by skopeo. debootstrap uses its
+# default mirror unless DEBOOTSTRAP_MIRROR is set. Timed commands run as the unprivileged user
+# gpurun-bench (created if missing); RUNS (default 3) cold runs each, WARM_RUNS (default 20) warm.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+dir=${1:-$repo/target/bench}
+mkdir -p "$dir"
+dir=$(cd "$dir" && pwd)
+runs=${RUNS:-3}
+warm_runs=${WARM_RUNS:-20}
+bench_user=gpurun-bench
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "bench/unpack.sh: run as root (debootstrap, and to run the timings as $bench_user)" >&2
+    exit 1
+fi
+need=()
+command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v umoci >/dev/null || need+=(umoci)
+command -v skopeo >/dev/null || need+=(skopeo)
+[[ -x /usr/bin/time ]] || need+=(time)
+if ((${#need[@]})); then
+    echo "bench: apt-get install ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null
+    apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+echo "bench: cargo build --release"
+(cd "$repo" && cargo build --release --locked --quiet)
+
+# ---------------------------------------------------------------------------------------------
+# The image (cached in DIR/image).
+img=$dir/image
+if [[ ! -f $img/done ]]; then
+    rm -rf "$img"
+    mkdir -p "$img"
+    echo "bench: debootstrap (minbase bookworm + python3 numpy gcc g++ perl git), a few minutes"
+    debootstrap --variant=minbase --include=python3,python3-numpy,gcc,g++,perl,git \
+        bookworm "$img/rootfs" ${DEBOOTSTRAP_MIRROR:+"$DEBOOTSTRAP_MIRROR"} >"$img/debootstrap.log" 2>&1 \
+        || { tail -20 "$img/debootstrap.log"; exit 1; }
+    rm -rf "$img/rootfs/var/cache/apt/archives/"*.deb
+    # Images carry an empty /dev (the runtime provides one); debootstrap leaves device nodes.
+    find "$img/rootfs/dev" -mindepth 1 -delete
+    echo "bench: umoci: one gzip layer"
+    umoci init --layout "$img/oci"
+    umoci new --image "$img/oci:bench"
+    umoci unpack --image "$img/oci:bench" "$img/bundle" >/dev/null
+    rmdir "$img/bundle/rootfs"
+    mv "$img/rootfs" "$img/bundle/rootfs"
+    umoci repack --image "$img/oci:bench" "$img/bundle"
+    umoci config --image "$img/oci:bench" --config.cmd /bin/bash >/dev/null
+    (cd "$img/bundle/rootfs" && find . -mindepth 1 | wc -l) >"$img/files"
+    du -sb "$img/bundle/rootfs" | cut -f1 >"$img/bytes"
+    rm -rf "$img/bundle"
+    echo "bench: skopeo: oci-archive"
+    skopeo --insecure-policy copy -q "oci:$img/oci:bench" "oci-archive:$img/bench.tar:bench"
+    # The layer blob itself, for GNU tar.
+    manifest=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"][7:])' "$img/oci/index.json")
+    layer=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["layers"][0]["digest"][7:])' "$img/oci/blobs/sha256/$manifest")
+    ln -f "$img/oci/blobs/sha256/$layer" "$img/layer.tar.gz"
+    touch "$img/done"
+fi
+chmod -R a+rX "$img"
+
+# ---------------------------------------------------------------------------------------------
+# Timings, as an unprivileged user in a scratch directory it owns.
+id "$bench_user" >/dev/null 2>&1 || useradd --create-home --shell /bin/sh "$bench_user"
+scratch=$dir/scratch
+rm -rf "$scratch"
+mkdir -p "$scratch"
+chown "$bench_user:" "$scratch"
+gpurun=$scratch/gpurun
+cp "$repo/target/release/gpurun" "$gpurun"
+chmod 0755 "$gpurun"
+as_user() { runuser -u "$bench_user" -- env -i PATH=/usr/bin:/bin HOME="$scratch" TMPDIR="$scratch" "$@"; }
+as_user cp -a "$img/oci" "$scratch/oci"   # umoci wants a layout it may write (locks)
+wipe() { as_user sh -c 'chmod -R u+rwX "$1" 2>/dev/null; rm -rf "$1"' - "$1"; }
+
+# timed FILE CMD...: runs CMD as the user under /usr/bin/time; appends "seconds maxrss_kb" to FILE.
+timed() {
+    local file=$1
+    shift
+    as_user /usr/bin/time -f '%e %M' -o "$scratch/time.out" "$@" >/dev/null 2>"$scratch/stderr" || {
+        cat "$scratch/stderr" >&2
+        echo "bench: failed: $*" >&2
+        exit 1
+    }
+    cat "$scratch/time.out" >>"$file"
+}
+median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+runs_of() { cut -d' ' -f1 "$1" | paste -sd' '; }
+
+: >"$scratch/gpurun.t"; : >"$scratch/tar.t"; : >"$scratch/umoci.t"; : >"$scratch/warm.t"
+for i in $(seq "$runs"); do
+    echo "bench: cold run $i/$runs"
+    wipe "$scratch/cache"
+    sync
+    timed "$scratch/gpurun.t" env GPURUN_CACHE_DIR="$scratch/cache" "$gpurun" unpack -q "$img/bench.tar"
+    wipe "$scratch/tar-out"
+    as_user mkdir "$scratch/tar-out"
+    sync
+    # (--exclude: an unprivileged tar cannot mknod; gpurun and umoci skip device nodes too.)
+    timed "$scratch/tar.t" tar -xzf "$img/layer.tar.gz" -C "$scratch/tar-out" --wildcards --exclude='dev/*'
+
+    wipe "$scratch/tar-out"
+    wipe "$scratch/umoci-bundle"
+    sync
+    timed "$scratch/umoci.t" umoci unpack --rootless --image "$scratch/oci:bench" "$scratch/umoci-bundle"
+    wipe "$scratch/umoci-bundle"
+done
+echo "bench: warm runs"
+# Timed inside one user shell with nanosecond clocks (/usr/bin/time has 10 ms resolution).
+as_user env GPURUN_CACHE_DIR="$scratch/cache" sh -c '
+    for _ in $(seq "$1"); do
+        s=$(date +%s%N); "$2" unpack -q "$3" >/dev/null || exit 1; e=$(date +%s%N)
+        echo "$(( (e - s) / 1000 ))" | awk "{ printf \"%.4f\\n\", \$1 / 1000000 }"
+    done' - "$warm_runs" "$gpurun" "$img/bench.tar" >"$scratch/warm.t"
+
+g=$(cut -d' ' -f1 "$scratch/gpurun.t" | median)
+t=$(cut -d' ' -f1 "$scratch/tar.t" | median)
+u=$(cut -d' ' -f1 "$scratch/umoci.t" | median)
+w=$(cut -d' ' -f1 "$scratch/warm.t" | median)
+rss=$(cut -d' ' -f2 "$scratch/gpurun.t" | sort -n | tail -n1)
+echo
+echo "== gpurun unpack benchmark ($(nproc) CPUs, $(uname -r), user $bench_user)"
+printf 'image:                      %s (%d MB unpacked, %d entries, gzip layer %d MB)\n' \
+    "$img/bench.tar" $(($(cat "$img/bytes") / 1000000)) "$(cat "$img/files")" \
+    $(($(stat -c %s "$img/layer.tar.gz") / 1000000))
+printf 'cold gpurun unpack:         median %6.2f s   (runs: %s)\n' "$g" "$(runs_of "$scratch/gpurun.t")"
+printf 'GNU tar -xzf (layer):       median %6.2f s   (runs: %s)\n' "$t" "$(runs_of "$scratch/tar.t")"
+printf 'umoci unpack --rootless:    median %6.2f s   (runs: %s)\n' "$u" "$(runs_of "$scratch/umoci.t")"
+awk -v g="$g" -v t="$t" -v u="$u" 'BEGIN {
+    printf "ratio gpurun/tar:           %6.2f\n", (t > 0 ? g / t : 0)
+    printf "ratio gpurun/umoci:         %6.2f\n", (u > 0 ? g / u : 0) }'
+printf 'gpurun peak RSS (cold):     %6.1f MB\n' "$(awk -v k="$rss" 'BEGIN { print k / 1024 }')"
+printf 'warm gpurun unpack:         median %6.1f ms  over %d runs\n' "$(awk -v w="$w" 'BEGIN { print w * 1000 }')" "$warm_runs"
+wipe "$scratch/cache"
+wipe "$scratch/oci"
