@@ -7,8 +7,8 @@
 #
 # The image, built once and kept in DIR/image: `debootstrap --variant=minbase bookworm` with
 # python3, python3-numpy, gcc, g++, perl and git (about 750 MB and 17k files), made into a
-# one-layer OCI image by umoci (gzip) and then into an oci-archive by skopeo. debootstrap uses its
-# default mirror unless DEBOOTSTRAP_MIRROR is set. Timed commands run as the unprivileged user
+# one-layer OCI image by umoci (gzip) and then into an oci-archive by skopeo. debootstrap uses
+# DEBOOTSTRAP_MIRROR, else the first Debian mirror in this machine's own apt sources. Timed commands run as the unprivileged user
 # gpurun-bench (created if missing); RUNS (default 3) cold runs each, WARM_RUNS (default 20) warm.
 set -euo pipefail
 
@@ -26,6 +26,15 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 need=()
 command -v debootstrap >/dev/null || need+=(debootstrap)
+
+# The machine's own Debian mirror (deb822 .sources first, then one-line sources.list).
+mirror_from_apt_sources() {
+    local uri
+    uri=$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v security | head -n1)
+    [[ -n $uri ]] || uri=$(awk '$1 == "deb" && $0 !~ /security/ { for (i = 2; i <= NF; i++) if ($i ~ /:\/\//) { print $i; exit } }' \
+        /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | head -n1)
+    printf '%s' "$uri"
+}
 command -v umoci >/dev/null || need+=(umoci)
 command -v skopeo >/dev/null || need+=(skopeo)
 [[ -x /usr/bin/time ]] || need+=(time)
@@ -45,6 +54,7 @@ img=$dir/image
 if [[ ! -f $img/done ]]; then
     rm -rf "$img"
     mkdir -p "$img"
+    : "${DEBOOTSTRAP_MIRROR:=$(mirror_from_apt_sources)}"
     echo "bench: debootstrap (minbase bookworm + python3 numpy gcc g++ perl git), a few minutes"
     debootstrap --variant=minbase --include=python3,python3-numpy,gcc,g++,perl,git \
         bookworm "$img/rootfs" ${DEBOOTSTRAP_MIRROR:+"$DEBOOTSTRAP_MIRROR"} >"$img/debootstrap.log" 2>&1 \
