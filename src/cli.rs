@@ -130,6 +130,10 @@ pub struct RunArgs {
     /// Command and arguments (default: the image's ENTRYPOINT and CMD).
     #[arg(value_name = "COMMAND", trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<OsString>,
+
+    /// Extra GPU library and tool lists from the configuration files (not a command-line option).
+    #[arg(skip)]
+    pub gpu_lists: crate::gpu::edits::ListExtensions,
 }
 
 #[derive(Debug, Subcommand)]

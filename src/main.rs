@@ -35,10 +35,10 @@ fn init_logging(verbose: u8) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse_from(gpurun::cli::normalize_args(std::env::args_os().collect()));
+    let mut cli = Cli::parse_from(gpurun::cli::normalize_args(std::env::args_os().collect()));
     init_logging(cli.global.verbose);
     let ui = Ui { quiet: cli.global.quiet, verbose: cli.global.verbose };
-    match dispatch(&cli, &ui) {
+    match configure(&mut cli).and_then(|()| dispatch(&cli, &ui)) {
         Ok(code) => ExitCode::from(code),
         Err((message, hint)) => {
             eprintln!("gpurun: error: {message}");
@@ -54,6 +54,14 @@ type Failure = (String, Option<String>);
 
 fn fail(e: CommandError) -> Failure {
     (gpurun::error_chain(&e), e.hint())
+}
+
+/// Configuration files and `GPURUN_*` variables fill what the command line left unset.
+fn configure(cli: &mut Cli) -> Result<(), Failure> {
+    use gpurun::config;
+    let env = config::process_env();
+    let settings = config::load(&env).map_err(|e| (gpurun::error_chain(&e), e.hint()))?;
+    config::apply(cli, &settings, &env).map_err(|e| (gpurun::error_chain(&e), e.hint()))
 }
 
 fn open_cache(cli: &Cli) -> Result<Cache, Failure> {

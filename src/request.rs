@@ -271,7 +271,13 @@ fn gpu_request(args: &RunArgs) -> Result<GpuRequest, RequestError> {
     for name in &args.devices {
         cdi::parse_name(name).map_err(GpuError::from)?;
     }
-    Ok(GpuRequest { rocm: args.rocm, nv: args.nv, gpus, cdi: args.devices.clone() })
+    Ok(GpuRequest {
+        rocm: args.rocm,
+        nv: args.nv,
+        gpus,
+        cdi: args.devices.clone(),
+        lists: args.gpu_lists.clone(),
+    })
 }
 
 /// Parses every `-B` value (clap already split the commas) and checks the sources exist.

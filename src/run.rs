@@ -114,7 +114,7 @@ fn gpu_edits(request: &RunRequest, host: &HostFacts, image: &ImageInfo) -> Resul
         host: &host_paths,
         env: &env,
         image: &view,
-        lists: gpu::edits::ListExtensions::from_env(&env),
+        lists: gpu::edits::ListExtensions::from_env(&env).or(&request.gpu.lists),
     };
     Ok(gpu::prepare(&request.gpu, &ctx)?)
 }

@@ -6,7 +6,7 @@
 //!
 //! Extending the lists: `GPURUN_ROCM_LIBS`, `GPURUN_ROCM_BINS`, `GPURUN_NV_LIBS`, `GPURUN_NV_BINS`
 //! (`:` or `,` separated sonames prefixes / binary names) are appended to the built-in tables;
-//! [`ListExtensions`] is the seam a configuration file will feed later.
+//! the configuration files' `[rocm]` and `[nv]` lists apply where the variable is unset.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -25,6 +25,9 @@ pub struct GpuRequest {
     pub gpus: Option<Selector>,
     /// `--device` CDI names.
     pub cdi: Vec<String>,
+    /// Extra list entries from the configuration files (the variables outrank them).
+    #[serde(skip)]
+    pub lists: ListExtensions,
 }
 
 impl GpuRequest {
@@ -33,8 +36,8 @@ impl GpuRequest {
     }
 }
 
-/// Extra list entries beyond the built-in tables (environment now, a config file later).
-#[derive(Debug, Clone, Default)]
+/// Extra list entries beyond the built-in tables (environment variables, configuration files).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListExtensions {
     pub rocm_libs: Vec<String>,
     pub rocm_bins: Vec<String>,
@@ -50,6 +53,19 @@ impl ListExtensions {
             rocm_bins: get("GPURUN_ROCM_BINS"),
             nv_libs: get("GPURUN_NV_LIBS"),
             nv_bins: get("GPURUN_NV_BINS"),
+        }
+    }
+
+    /// Each list from `self` (the environment) where it has entries, else from `fallback` (the
+    /// configuration files): the variable outranks the files, as every `GPURUN_*` variable does.
+    pub fn or(self, fallback: &ListExtensions) -> ListExtensions {
+        let pick =
+            |mine: Vec<String>, theirs: &Vec<String>| if mine.is_empty() { theirs.clone() } else { mine };
+        ListExtensions {
+            rocm_libs: pick(self.rocm_libs, &fallback.rocm_libs),
+            rocm_bins: pick(self.rocm_bins, &fallback.rocm_bins),
+            nv_libs: pick(self.nv_libs, &fallback.nv_libs),
+            nv_bins: pick(self.nv_bins, &fallback.nv_bins),
         }
     }
 }

@@ -1,0 +1,372 @@
+//! HPC integration: a real single-node Slurm (started by `rootfs-tests/hpc/setup.sh` when this
+//! runs as root) and the host's Open MPI launch the built gpurun as the unprivileged user
+//! `gpurun-test` (or as the caller, when not root). Covers `srun -n 4` on a cold cache (one
+//! unpack, every task runs, SLURM_* and PMI variables inside), a failing task's exit code in
+//! `sacct`, `scancel` reaching the workload's SIGTERM trap with nothing left running, an array
+//! job sharing one rootfs, `mpirun -np 4 gpurun IMAGE /mpi_ring`, the GPU examples' failure path
+//! on a host without GPUs, and 64 concurrent starts of one cached image. Every example under
+//! `examples/` (slurm, mpi, rocm, nvidia) is run here.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use support::{TempDir, describe, is_root, output, skip};
+
+const USER: &str = "gpurun-test";
+
+/// The tests share one cluster and two cores: one at a time.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A directory every user can use, with a copy of gpurun the test user can execute (the build
+/// tree may sit below a private home) and the test images.
+struct World {
+    dir: TempDir,
+    gpurun: PathBuf,
+    busybox_image: PathBuf,
+    mpi_image: Option<PathBuf>,
+}
+
+fn world() -> Option<&'static World> {
+    static WORLD: OnceLock<Option<World>> = OnceLock::new();
+    WORLD.get_or_init(make_world).as_ref()
+}
+
+fn make_world() -> Option<World> {
+    for tool in ["umoci", "skopeo", "busybox"] {
+        if !has(tool) {
+            skip(&format!("{tool} missing: run rootfs-tests/hpc/setup.sh as root"));
+            return None;
+        }
+    }
+    let dir = TempDir::new("hpc");
+    chmod(dir.path(), 0o1777);
+    let gpurun = dir.path().join("gpurun");
+    std::fs::copy(support::gpurun_bin(), &gpurun).unwrap();
+    chmod(&gpurun, 0o755);
+    let build = |args: &[&str]| {
+        let out = output(Command::new(repo().join("examples/mpi/build-image.sh")).args(args));
+        assert!(out.status.success(), "build-image.sh {args:?}: {}", describe(&out));
+    };
+    let busybox_image = dir.path().join("busybox.tar");
+    build(&["--busybox", busybox_image.to_str().unwrap()]);
+    let mpi_image = if has("mpicc") && has("mpirun") {
+        let path = dir.path().join("mpi.tar");
+        build(&[path.to_str().unwrap()]);
+        Some(path)
+    } else {
+        None
+    };
+    Some(World { dir, gpurun, busybox_image, mpi_image })
+}
+
+fn has(tool: &str) -> bool {
+    Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success())
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The Slurm cluster is up (started here when root); `false` after a SKIP line.
+fn slurm() -> bool {
+    static UP: OnceLock<Result<(), String>> = OnceLock::new();
+    let state = UP.get_or_init(|| {
+        if is_root() {
+            let out = output(&mut Command::new(repo().join("rootfs-tests/hpc/setup.sh")));
+            if !out.status.success() {
+                return Err(format!("rootfs-tests/hpc/setup.sh failed: {}", describe(&out)));
+            }
+        }
+        let sinfo = Command::new("sinfo").args(["-h", "-N", "-o", "%T"]).output();
+        match sinfo {
+            Ok(o) if String::from_utf8_lossy(&o.stdout).contains("idle") => Ok(()),
+            _ => Err("no idle Slurm node: run rootfs-tests/hpc/setup.sh as root".into()),
+        }
+    });
+    match state {
+        Ok(()) => true,
+        Err(e) if is_root() => panic!("{e}"),
+        Err(e) => {
+            skip(e);
+            false
+        }
+    }
+}
+
+/// `program args` as the test user (when root) in `cwd`, with gpurun's cache in `cache`.
+fn as_user(cwd: &Path, cache: &Path, program: &str, args: &[&str]) -> Command {
+    let mut cmd = if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", USER, "--", program]);
+        c
+    } else {
+        Command::new(program)
+    };
+    cmd.args(args)
+        .current_dir(cwd)
+        .env("GPURUN_CACHE_DIR", cache)
+        .env("GPURUN_CONFIG", "")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The published images and leftover staging entries of a cache.
+fn cache_entries(cache: &Path) -> (usize, usize) {
+    let count = |d: &str| std::fs::read_dir(cache.join(d)).map(|r| r.count()).unwrap_or(0);
+    (count("images"), count("staging"))
+}
+
+fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `sbatch --wait` on `script` with `IMAGE` and `GPURUN` exported; returns the job id and output.
+fn sbatch_wait(
+    w: &World,
+    cache: &Path,
+    script: &Path,
+    extra: &[&str],
+    tag: &str,
+) -> (String, Output, String) {
+    let log = w.dir.path().join(format!("{tag}-%A-%a.out"));
+    let mut args = vec!["--parsable", "--wait", "-o", log.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.push(script.to_str().unwrap());
+    let out = output(
+        as_user(w.dir.path(), cache, "sbatch", &args).env("IMAGE", &w.busybox_image).env("GPURUN", &w.gpurun),
+    );
+    let job = text(&out).trim().split(';').next().unwrap_or("").to_string();
+    let mut logs = String::new();
+    let mut files: Vec<_> = std::fs::read_dir(w.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(&format!("{tag}-{job}-")))
+        .collect();
+    files.sort();
+    for f in files {
+        logs.push_str(&std::fs::read_to_string(f).unwrap_or_default());
+    }
+    (job, out, logs)
+}
+
+#[test]
+fn srun_four_tasks_share_one_cold_unpack() {
+    let _serial = serial();
+    let Some(w) = world() else { return };
+    if !slurm() {
+        return;
+    }
+    let cache = w.dir.path().join("cache-batch");
+    let (job, out, logs) = sbatch_wait(w, &cache, &repo().join("examples/slurm/batch.sh"), &[], "batch");
+    assert!(out.status.success(), "{}\n{logs}", describe(&out));
+    let mut tasks: Vec<&str> = logs.lines().filter(|l| l.starts_with("task ")).collect();
+    tasks.sort();
+    assert_eq!(tasks.len(), 4, "{logs}");
+    for (i, line) in tasks.iter().enumerate() {
+        let want = format!("task {i} of 4: job {job} step 0 node ");
+        assert!(line.starts_with(&want), "{line:?} should start {want:?}\n{logs}");
+        assert!(line.ends_with(&format!("pmi_rank {i} pmi_size 4")), "PMI variables missing: {line}");
+    }
+    assert_eq!(cache_entries(&cache), (1, 0), "one unpack, no staging debris");
+}
+
+#[test]
+fn failing_task_exit_code_reaches_sacct() {
+    let _serial = serial();
+    let Some(w) = world() else { return };
+    if !slurm() {
+        return;
+    }
+    let script = w.dir.path().join("fail.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\n#SBATCH --ntasks=2\nsrun \"$GPURUN\" \"$IMAGE\" sh -c 'exit $((SLURM_PROCID == 1 ? 42 : 0))'\n",
+    )
+    .unwrap();
+    let cache = w.dir.path().join("cache-fail");
+    let (job, out, logs) = sbatch_wait(w, &cache, &script, &[], "fail");
+    assert!(!out.status.success(), "the job must fail: {}\n{logs}", describe(&out));
+    let step = format!("{job}.0|FAILED|42:0");
+    let mut last = String::new();
+    wait_for("sacct to show the step", Duration::from_secs(30), || {
+        let o = output(Command::new("sacct").args(["-j", &job, "-n", "-P", "-o", "JobID,State,ExitCode"]));
+        last = text(&o);
+        last.lines().any(|l| l == step)
+    });
+    assert!(last.lines().any(|l| l.starts_with(&format!("{job}|FAILED|42:0"))), "job row: {last}");
+}
+
+#[test]
+fn scancel_reaches_the_workload_trap() {
+    let _serial = serial();
+    let Some(w) = world() else { return };
+    if !slurm() {
+        return;
+    }
+    let out_dir = w.dir.path().join("cancel-out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    chmod(&out_dir, 0o777);
+    let script = w.dir.path().join("cancel.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nsrun \"$GPURUN\" -B {}:/out \"$IMAGE\" sh -c 'trap \"echo trapped > /out/trapped; exit 0\" \
+             TERM; echo up > /out/started; while :; do sleep 1; done'\n",
+            out_dir.display()
+        ),
+    )
+    .unwrap();
+    let cache = w.dir.path().join("cache-cancel");
+    let sub = output(
+        as_user(w.dir.path(), &cache, "sbatch", &["--parsable", "-o", "/dev/null", script.to_str().unwrap()])
+            .env("IMAGE", &w.busybox_image)
+            .env("GPURUN", &w.gpurun),
+    );
+    assert!(sub.status.success(), "{}", describe(&sub));
+    let job = text(&sub).trim().to_string();
+    wait_for("the workload to start", Duration::from_secs(60), || out_dir.join("started").exists());
+    let c = output(&mut as_user(w.dir.path(), &cache, "scancel", &[&job]));
+    assert!(c.status.success(), "{}", describe(&c));
+    wait_for("the TERM trap", Duration::from_secs(20), || out_dir.join("trapped").exists());
+    wait_for("the job to leave the queue", Duration::from_secs(30), || {
+        text(&output(Command::new("squeue").args(["-h", "-j", &job]))).trim().is_empty()
+    });
+    let gpurun = w.gpurun.to_string_lossy().into_owned();
+    wait_for("no gpurun process left", Duration::from_secs(10), || {
+        !output(Command::new("pgrep").args(["-f", &gpurun])).status.success()
+    });
+}
+
+#[test]
+fn array_job_shares_one_rootfs() {
+    let _serial = serial();
+    let Some(w) = world() else { return };
+    if !slurm() {
+        return;
+    }
+    let cache = w.dir.path().join("cache-array");
+    let (job, out, logs) = sbatch_wait(w, &cache, &repo().join("examples/slurm/array.sh"), &[], "array");
+    assert!(out.status.success(), "{}\n{logs}", describe(&out));
+    for i in 0..4 {
+        assert!(logs.contains(&format!("array task {i} of job {job}")), "task {i} missing:\n{logs}");
+    }
+    assert_eq!(cache_entries(&cache), (1, 0), "one rootfs for the whole array\n{logs}");
+}
+
+#[test]
+fn mpirun_ranks_in_containers_form_a_ring() {
+    let _serial = serial();
+    let Some(w) = world() else { return };
+    let Some(image) = &w.mpi_image else {
+        skip("Open MPI missing: run rootfs-tests/hpc/setup.sh as root (openmpi-bin, libopenmpi-dev)");
+        return;
+    };
+    let cache = w.dir.path().join("cache-mpi");
+    // Warm the cache first. Known bug (cache locking): on a cold cache, a rank that found the
+    // image unpublished waits for the exclusive lock while the ranks already running hold
+    // shared locks and wait for it in MPI_Init: a deadlock. srun of short tasks does not show
+    // it (they exit and release their locks); MPI ranks do.
+    let warm = output(&mut as_user(
+        w.dir.path(),
+        &cache,
+        w.gpurun.to_str().unwrap(),
+        &["unpack", image.to_str().unwrap()],
+    ));
+    assert!(warm.status.success(), "{}", describe(&warm));
+    let script = repo().join("examples/mpi/run.sh");
+    let out = output(
+        as_user(w.dir.path(), &cache, "timeout", &["120", script.to_str().unwrap(), image.to_str().unwrap()])
+            .env("GPURUN", &w.gpurun),
+    );
+    let stdout = text(&out);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(stdout.contains("ring ok: 4 ranks, token 6, allreduce 6"), "{}", describe(&out));
+    assert_eq!(stdout.lines().filter(|l| l.ends_with("token 6, allreduce 6")).count(), 4, "{stdout}");
+    assert_eq!(cache_entries(&cache), (1, 0));
+}
+
+#[test]
+fn gpu_examples_fail_clearly_without_gpus() {
+    let _serial = serial();
+    let Some(w) = world() else { return };
+    let cache = w.dir.path().join("cache-gpu");
+    for (script, flag, vendor) in
+        [("rocm/rocminfo.sh", "--rocm", "AMD"), ("nvidia/nvidia-smi.sh", "--nv", "NVIDIA")]
+    {
+        let path = repo().join("examples").join(script);
+        let out = output(
+            as_user(w.dir.path(), &cache, path.to_str().unwrap(), &[w.busybox_image.to_str().unwrap()])
+                .env("GPURUN", &w.gpurun),
+        );
+        if out.status.success() {
+            continue; // a host with that GPU: the tool ran.
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{script}: {}", describe(&out));
+        assert!(err.contains("gpurun: hint:") && err.contains(&format!("gpurun doctor {flag}")), "{err}");
+        let doctor = text(&out);
+        let lower = doctor.to_lowercase();
+        assert!(
+            doctor.contains("FAIL") && lower.contains(&vendor.to_lowercase()) && doctor.contains("hint:"),
+            "{doctor}"
+        );
+    }
+}
+
+#[test]
+fn sixty_four_concurrent_starts_of_one_cached_image() {
+    let _serial = serial();
+    let Some(w) = world() else { return };
+    let cache = w.dir.path().join("cache-64");
+    let warm = output(&mut as_user(
+        w.dir.path(),
+        &cache,
+        w.gpurun.to_str().unwrap(),
+        &[w.busybox_image.to_str().unwrap(), "true"],
+    ));
+    assert!(warm.status.success(), "{}", describe(&warm));
+    let start = Instant::now();
+    let children: Vec<_> = (0..64)
+        .map(|i| {
+            as_user(
+                w.dir.path(),
+                &cache,
+                w.gpurun.to_str().unwrap(),
+                &[w.busybox_image.to_str().unwrap(), "sh", "-c", &format!("echo start {i}")],
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for (i, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "start {i} of 64: {}", describe(&out));
+        assert_eq!(text(&out).trim(), format!("start {i}"));
+    }
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(120), "64 starts took {took:?}");
+    assert_eq!(cache_entries(&cache), (1, 0));
+}
