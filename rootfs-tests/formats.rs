@@ -548,6 +548,35 @@ fn parallel_cold_unpacks_publish_once() {
     assert_rootfs_matches(&rootfs, expected_rootfs("busybox"), "parallel");
 }
 
+/// MPI ranks on a cold cache: ranks already running hold shared use-leases and wait (in
+/// MPI_Init) for a rank that saw the image unpublished. That rank must not wait for the leases.
+#[test]
+fn cold_start_does_not_wait_for_running_users() {
+    let Some(path) = fixture("oci-archive.tar") else {
+        return;
+    };
+    let tmp = TempDir::new("lease");
+    let cache = tmp.path().join("cache");
+    let id = inspect(&cache, &path, &[])["id"].as_str().expect("id").to_owned();
+    let locks = cache.join("locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    let lock = std::fs::File::create(locks.join(format!("{}.lock", strip_algo(&id)))).unwrap();
+    // SAFETY: flock on a valid descriptor we own; LOCK_SH never blocks on an unlocked file.
+    assert_eq!(unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_SH) }, 0);
+    let mut child = gpurun(&cache).arg("unpack").arg(&path).stdout(Stdio::piped()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("a cold unpack waited for a running container's lease (deadlock)");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(child.wait().unwrap().success());
+    assert_eq!(published(&cache).len(), 1);
+    drop(lock);
+}
+
 #[test]
 fn sigkill_during_unpack_then_a_good_run() {
     let Some(path) = fixture("big") else { return };

@@ -195,7 +195,13 @@ fn prune_staging(cache: &Cache, out: &mut String) -> Result<(), CommandError> {
     for entry in rd.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let id = name.split('.').next().unwrap_or_default().to_owned();
-        if let Some(_lock) = cache.try_lock_exclusive(&id)? {
+        // Unpack leftovers are guarded by the unpack lock, removal leftovers by the use lock.
+        let lock = if name.contains(".removing") {
+            cache.try_lock_exclusive(&id)?
+        } else {
+            cache.try_lock_unpack(&id)?
+        };
+        if let Some(_lock) = lock {
             crate::fsutil::remove_tree(&entry.path()).map_err(|e| CacheError::Io {
                 what: "removing",
                 path: entry.path(),

@@ -6,7 +6,8 @@
 //!   images/<id>/rootfs/      a published root filesystem (never modified after publication)
 //!   images/<id>/image.json   what it is and where it came from (ImageRecord)
 //!   staging/<id>.<pid>/      an unpack in progress; renamed into images/ only when complete
-//!   locks/<id>.lock          flock: exclusive while unpacking or removing, shared while running
+//!   locks/<id>.unpack        flock: held exclusively by the one process unpacking <id>
+//!   locks/<id>.lock          flock: shared while a container runs, exclusive to remove
 //!   sources/<hash>.json      archive identity (dev, inode, size, mtime) -> id, for the warm path
 //! ```
 //!
@@ -14,6 +15,11 @@
 //! `rename(2)`. A killed unpack leaves only `staging/` debris, removed by the next unpack of the
 //! same image (under its lock) or by `gpurun prune`. flock(2) works on NFS (Linux emulates it
 //! with POSIX locks), and rename within one directory tree is atomic there too.
+//!
+//! Unpacking and using have separate locks. With one lock, a rank waiting to unpack (it saw the
+//! image unpublished) could wait forever for ranks that already run on it and, inside
+//! `MPI_Init`, wait for that rank. Nobody can use an image that is not published, so the unpack
+//! lock never needs to exclude users; removal takes the use lock.
 
 pub mod record;
 
@@ -101,9 +107,13 @@ impl Cache {
         self.entry_dir(id).join("image.json").is_file()
     }
 
-    /// Opens the lock file of `id` (not yet locked).
+    /// Opens the use lock file of `id` (not yet locked).
     pub fn lock_file(&self, id: &str) -> Result<File, CacheError> {
-        let path = self.locks_dir().join(format!("{id}.lock"));
+        self.open_lock(&format!("{id}.lock"))
+    }
+
+    fn open_lock(&self, name: &str) -> Result<File, CacheError> {
+        let path = self.locks_dir().join(name);
         File::options()
             .create(true)
             .truncate(false)
@@ -113,8 +123,8 @@ impl Cache {
     }
 
     /// Blocks until `id` can be unpacked by us alone.
-    pub fn lock_exclusive(&self, id: &str) -> Result<File, CacheError> {
-        let f = self.lock_file(id)?;
+    pub fn lock_unpack(&self, id: &str) -> Result<File, CacheError> {
+        let f = self.open_lock(&format!("{id}.unpack"))?;
         flock(&f, rustix::fs::FlockOperation::LockExclusive)
             .map_err(CacheError::io("locking", &self.locks_dir()))?;
         Ok(f)
@@ -128,9 +138,18 @@ impl Cache {
         Ok(f)
     }
 
-    /// Tries to lock `id` exclusively without waiting; `None` when someone holds it.
+    /// Tries to take the unpack lock of `id` without waiting; `None` while an unpack runs.
+    pub fn try_lock_unpack(&self, id: &str) -> Result<Option<File>, CacheError> {
+        self.try_lock(&format!("{id}.unpack"))
+    }
+
+    /// Tries to lock `id` for removal without waiting; `None` while a container uses it.
     pub fn try_lock_exclusive(&self, id: &str) -> Result<Option<File>, CacheError> {
-        let f = self.lock_file(id)?;
+        self.try_lock(&format!("{id}.lock"))
+    }
+
+    fn try_lock(&self, name: &str) -> Result<Option<File>, CacheError> {
+        let f = self.open_lock(name)?;
         match flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => Ok(Some(f)),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
@@ -138,12 +157,14 @@ impl Cache {
         }
     }
 
-    /// Removes staging debris of `id` left by killed unpacks. Call with the exclusive lock held.
+    /// Removes staging debris of `id` left by killed unpacks. Call with the unpack lock held.
     pub fn clean_staging(&self, id: &str) -> Result<(), CacheError> {
         let dir = self.staging_dir();
         for entry in fs::read_dir(&dir).map_err(CacheError::io("listing", &dir))?.flatten() {
             let name = entry.file_name();
-            if name.to_string_lossy().split('.').next() == Some(id) {
+            let name = name.to_string_lossy();
+            // `<id>.removing` belongs to a removal, which holds the use lock, not ours.
+            if name.split('.').next() == Some(id) && !name.contains(".removing") {
                 crate::fsutil::remove_tree(&entry.path())
                     .map_err(CacheError::io("removing stale staging directory", &entry.path()))?;
             }

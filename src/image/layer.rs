@@ -262,7 +262,11 @@ fn verify_blob(layer: &LayerRef, produced: &Produced, diff_id: &Digest) -> Resul
 /// verified whatever the decoder.
 fn check_kind(declared: Compression, found: Compression) -> Result<Compression, LayerError> {
     if declared != Compression::Sniff && declared != found {
-        tracing::debug!(declared = name(declared), found = name(found), "layer media type disagrees with its data");
+        tracing::debug!(
+            declared = name(declared),
+            found = name(found),
+            "layer media type disagrees with its data"
+        );
     }
     Ok(found)
 }

@@ -44,7 +44,7 @@ pub fn prepare(image: &Path, sel: &Selection, cache: &Cache, ui: &Ui) -> Result<
     let resolved = select::resolve(&source, sel)?;
     let id = resolved.id.hex.clone();
     if !cache.is_published(&id) {
-        let _lock = cache.lock_exclusive(&id)?;
+        let _lock = cache.lock_unpack(&id)?;
         if !cache.is_published(&id) {
             cache.clean_staging(&id)?;
             let staging = cache.stage(&id)?;
