@@ -456,8 +456,14 @@ mod tests {
         assert!(f(&[("GPURUN_CONFIG", "")]).is_empty());
     }
 
+    /// Parses a command line as if GPURUN_CACHE_DIR were unset (clap reads it for
+    /// --cache-dir, and the test runner sets it for the unprivileged pass).
     fn cli(args: &str) -> Cli {
-        Cli::try_parse_from(std::iter::once("gpurun").chain(args.split_whitespace())).unwrap()
+        let mut c = Cli::try_parse_from(std::iter::once("gpurun").chain(args.split_whitespace())).unwrap();
+        if !args.contains("--cache-dir") {
+            c.global.cache_dir = None;
+        }
+        c
     }
 
     #[test]
