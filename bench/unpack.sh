@@ -112,23 +112,35 @@ median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 runs_of() { cut -d' ' -f1 "$1" | paste -sd' '; }
 
 : >"$scratch/gpurun.t"; : >"$scratch/tar.t"; : >"$scratch/umoci.t"; : >"$scratch/warm.t"
-for i in $(seq "$runs"); do
-    echo "bench: cold run $i/$runs"
+# Every timed run starts from the same state: all outputs removed and synced, so no tool pays for
+# another's deletion or writeback. The order rotates each round.
+clean_slate() {
     wipe "$scratch/cache"
-    sync
-    timed "$scratch/gpurun.t" env GPURUN_CACHE_DIR="$scratch/cache" "$gpurun" unpack -q "$img/bench.tar"
     wipe "$scratch/tar-out"
-    as_user mkdir "$scratch/tar-out"
+    wipe "$scratch/umoci-bundle"
     sync
+}
+run_gpurun() {
+    timed "$scratch/gpurun.t" env GPURUN_CACHE_DIR="$scratch/cache" "$gpurun" unpack -q "$img/bench.tar"
+}
+run_tar() {
+    as_user mkdir "$scratch/tar-out"
     # (--exclude: an unprivileged tar cannot mknod; gpurun and umoci skip device nodes too.)
     timed "$scratch/tar.t" tar -xzf "$img/layer.tar.gz" -C "$scratch/tar-out" --wildcards --exclude='dev/*'
-
-    wipe "$scratch/tar-out"
-    wipe "$scratch/umoci-bundle"
-    sync
+}
+run_umoci() {
     timed "$scratch/umoci.t" umoci unpack --rootless --image "$scratch/oci:bench" "$scratch/umoci-bundle"
-    wipe "$scratch/umoci-bundle"
+}
+order=(run_gpurun run_tar run_umoci)
+for i in $(seq "$runs"); do
+    echo "bench: cold run $i/$runs (${order[*]})"
+    for tool in "${order[@]}"; do
+        clean_slate
+        "$tool"
+    done
+    order=("${order[@]:1}" "${order[0]}")
 done
+clean_slate
 echo "bench: warm runs"
 # Timed inside one user shell with nanosecond clocks (/usr/bin/time has 10 ms resolution).
 as_user env GPURUN_CACHE_DIR="$scratch/cache" sh -c '
