@@ -254,6 +254,12 @@ fn setup() -> Option<Env> {
         skip(&format!("vendor userspace could not be fetched: {}", describe(&got)));
         return None;
     }
+    // A fresh machine has neither the groups nor the users: make them here, so this test does not
+    // depend on run.sh's unprivileged pass (which runs later) having created them.
+    for group in [RENDER, VIDEO] {
+        ensure_group(group);
+    }
+    ensure_user(GPU_USER, &[RENDER, VIDEO]);
     ensure_user(PLAIN_USER, &[]);
     let dir = TempDir::new("gpu-env");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -266,8 +272,21 @@ fn setup() -> Option<Env> {
     Some(Env { _dir: dir, vendor, ld_cache, busybox_image, glibc_image, caches })
 }
 
+fn ensure_group(name: &str) {
+    if output(Command::new("getent").args(["group", name])).status.code() == Some(0) {
+        return;
+    }
+    let out = output(Command::new("groupadd").args(["--system", name]));
+    assert_eq!(out.status.code(), Some(0), "groupadd {name}: {}", describe(&out));
+}
+
+/// Creates `name` (no home) or adds an existing one to `groups`.
 fn ensure_user(name: &str, groups: &[&str]) {
     if output(Command::new("id").arg(name)).status.code() == Some(0) {
+        if !groups.is_empty() {
+            let out = output(Command::new("usermod").args(["-a", "-G", &groups.join(","), name]));
+            assert_eq!(out.status.code(), Some(0), "usermod {name}: {}", describe(&out));
+        }
         return;
     }
     let mut cmd = Command::new("useradd");
