@@ -68,7 +68,7 @@ pub fn validate(args: &RunArgs) -> Result<(RunRequest, HostFacts), RunError> {
 /// plan as JSON and returns 0. `prepared` (and its cache lease) is held until the workload has
 /// exited.
 ///
-/// Must be called while gpurun is single-threaded: the sandbox forks and the children allocate.
+/// Must be called while gpurun is single-threaded: the sandbox's children run on its memory and allocate.
 pub fn execute(request: &RunRequest, host: &HostFacts, prepared: Prepared) -> Result<i32, RunError> {
     let image = image_info(&prepared)?;
     let gpu = gpu_edits(request, host, &image)?;

@@ -1,6 +1,6 @@
 //! Enters a new user namespace and installs its id maps, either directly (one id, ours) or
 //! through the setuid `newuidmap`/`newgidmap` helpers for `--fakeroot` with subordinate ranges.
-//! Runs in gpurun's own process before the PID-namespace init is forked, so every later process
+//! Runs in gpurun's own process before the PID-namespace init is cloned, so every later process
 //! is born inside the namespace.
 
 use std::path::{Path, PathBuf};

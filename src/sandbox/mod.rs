@@ -4,12 +4,15 @@
 //! (`PR_SET_PDEATHSIG`), and the kernel kills the whole namespace with it. It does not decide
 //! anything the plan has not decided.
 //!
-//! Processes, all forked from gpurun without exec until the workload itself:
+//! Processes, all cloned from gpurun without exec until the workload itself, and all sharing
+//! gpurun's memory until then (no page tables are copied on the way to the workload):
 //!
 //! ```text
 //! gpurun (host PID ns)          forwards signals, relays job-control stops, returns the status
-//!  └─ init (PID 1)              applies the mounts, forwards signals, reaps orphans
-//!      └─ workload (PID 2)      own process group, terminal foreground, caps dropped, execve
+//!  └─ init (PID 1)              clone(CLONE_VM) on its own stack: applies the mounts, forwards
+//!     │                         signals, reaps orphans
+//!     └─ workload (PID 2)       clone(CLONE_VM|CLONE_VFORK): own process group, terminal
+//!                               foreground, caps dropped, execve
 //! ```
 
 mod idmap;
@@ -18,7 +21,7 @@ mod process;
 mod spawn;
 
 use std::io::{self, Read};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use nix::fcntl::OFlag;
@@ -112,7 +115,7 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
 /// Runs the plan and returns the exit status gpurun should exit with: the workload's, 128+N
 /// when it died of signal N, 126/127 when it could not be executed.
 ///
-/// Precondition: the calling process is single-threaded (the children allocate after fork).
+/// Precondition: the calling process is single-threaded (the init runs Rust code on our memory).
 pub fn launch(plan: &LaunchPlan) -> Result<i32, SandboxError> {
     let mut sys = Linux;
     match &plan.user_namespace {
@@ -124,38 +127,123 @@ pub fn launch(plan: &LaunchPlan) -> Result<i32, SandboxError> {
     // UTS and IPC namespaces stay the host's so MPI, hostnames and shared memory just work.
     sys.unshare(libc::CLONE_NEWNS | libc::CLONE_NEWPID).map_err(|source| SandboxError::Unshare { source })?;
     let terminal = process::Terminal::foreground();
-    // Blocked before the fork so that no signal slips through before the loops wait for them.
+    // Blocked before the clone so that no signal slips through before the loops wait for them.
     let old_mask = process::block_signals();
     let (alive_r, alive_w) = pipe()?;
     let (report_r, report_w) = pipe()?;
     tracing::debug!(?terminal, argv = ?plan.argv, "starting the container init");
-    // SAFETY: gpurun is single-threaded here (precondition above), so the child may allocate.
-    match unsafe { nix::unistd::fork() }
-        .map_err(|e| SandboxError::Process { step: "fork the container init", source: e.into() })?
-    {
-        nix::unistd::ForkResult::Child => {
-            drop(alive_w);
-            drop(report_r);
-            let code = process::init(plan, alive_r, report_w, terminal);
-            // SAFETY: leaves without running the parent's atexit handlers or flushing its stdio
-            // buffers, which the parent owns.
-            unsafe { libc::_exit(code) }
+    let init = InitArgs {
+        plan,
+        alive: alive_r.as_raw_fd(),
+        report: report_w.as_raw_fd(),
+        ours: [alive_w.as_raw_fd(), report_r.as_raw_fd()],
+        terminal,
+    };
+    let started = start_init(&init);
+    // Our copies of the init's ends (it closes its copies of ours: it has its own descriptor
+    // table, no CLONE_FILES).
+    drop(alive_r);
+    drop(report_w);
+    let status = started.and_then(|(child, stack)| {
+        let status = process::relay(child, terminal);
+        if status.is_err() {
+            // The init may still run on that stack: never unmap it then.
+            std::mem::forget(stack);
         }
-        nix::unistd::ForkResult::Parent { child } => {
-            drop(alive_r);
-            drop(report_w);
-            let status = process::relay(child, terminal);
-            if let Some(t) = terminal {
-                t.take_back();
-            }
-            process::restore_signals(&old_mask);
-            drop(alive_w);
-            let mut report = Vec::new();
-            let _ = std::fs::File::from(report_r).read_to_end(&mut report);
-            if let Ok(failure) = serde_json::from_slice::<ChildFailure>(&report) {
-                return Err(SandboxError::Container { message: failure.message, hint: failure.hint });
-            }
-            status
-        }
+        status
+    });
+    if let Some(t) = terminal {
+        t.take_back();
     }
+    process::restore_signals(&old_mask);
+    drop(alive_w);
+    let mut report = Vec::new();
+    let _ = std::fs::File::from(report_r).read_to_end(&mut report);
+    if let Ok(failure) = serde_json::from_slice::<ChildFailure>(&report) {
+        return Err(SandboxError::Container { message: failure.message, hint: failure.hint });
+    }
+    status
+}
+
+/// What the init needs, passed by address to the clone: plain data and raw descriptor numbers,
+/// because the init shares gpurun's memory but has its own copy of the descriptor table.
+struct InitArgs<'a> {
+    plan: &'a LaunchPlan,
+    alive: RawFd,
+    report: RawFd,
+    /// gpurun's ends of the two pipes, which the init must close: the alive pipe reports
+    /// gpurun's death only when no write end is left, and the report pipe ends only when
+    /// gpurun's reader is alone.
+    ours: [RawFd; 2],
+    terminal: Option<process::Terminal>,
+}
+
+/// Where the init runs: its own stack in memory it shares with gpurun. Unmapped on drop, which
+/// happens only after the init has been reaped.
+struct InitStack {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+impl Drop for InitStack {
+    fn drop(&mut self) {
+        // SAFETY: `base`/`len` describe a mapping made by `start_init` that nothing uses any more
+        // (its only user, the init, has exited and been reaped by `relay`).
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
+/// Starts the PID-namespace init with `clone(CLONE_VM)` on a stack of its own. A `fork` would
+/// copy gpurun's page tables and then take a copy-on-write fault for every page either side
+/// touches, and its exit would tear that copy down again: together about half a millisecond of a
+/// warm start. Sharing the memory is safe because gpurun only waits for signals until the init
+/// has exited (`relay` allocates nothing and touches nothing the init uses), so at any moment
+/// only one of the two runs Rust code on the shared heap; the init's allocations simply stay
+/// behind in gpurun's heap.
+fn start_init(args: &InitArgs) -> Result<(nix::unistd::Pid, InitStack), SandboxError> {
+    const STACK: usize = 1 << 20;
+    // SAFETY: an anonymous private mapping; the result is checked before use.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            STACK,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        let source = io::Error::last_os_error();
+        return Err(SandboxError::Process { step: "map the container init's stack", source });
+    }
+    let stack = InitStack { base, len: STACK };
+    // SAFETY: the top of the mapping above, 16-byte aligned as the ABI requires.
+    let top = unsafe { base.cast::<u8>().add(STACK) }.cast::<libc::c_void>();
+    let arg = args as *const InitArgs as *mut libc::c_void;
+    // SAFETY: `init_entry` receives `args`, which outlives the child's use of it: `launch`
+    // keeps it alive until `relay` has reaped the init. See the function documentation for why
+    // sharing the address space is sound.
+    let pid = unsafe { libc::clone(init_entry, top, libc::CLONE_VM | libc::SIGCHLD, arg) };
+    if pid < 0 {
+        let source = io::Error::last_os_error();
+        return Err(SandboxError::Process { step: "start the container init", source });
+    }
+    Ok((nix::unistd::Pid::from_raw(pid), stack))
+}
+
+extern "C" fn init_entry(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `InitArgs` passed by `start_init`, alive until we exit.
+    let args = unsafe { &*(arg as *const InitArgs) };
+    // SAFETY: these descriptors are open in our copy of the descriptor table and owned by
+    // nobody else in it: gpurun's copies live in its own table.
+    let (alive, report) = unsafe { (OwnedFd::from_raw_fd(args.alive), OwnedFd::from_raw_fd(args.report)) };
+    for fd in args.ours {
+        // SAFETY: closes our copy of a descriptor gpurun keeps open in its own table.
+        unsafe { libc::close(fd) };
+    }
+    let code = process::init(args.plan, alive, report, args.terminal);
+    // SAFETY: leaves without running atexit handlers or flushing stdio buffers, which belong
+    // to gpurun (whose memory this is).
+    unsafe { libc::_exit(code) }
 }
