@@ -3,6 +3,7 @@
 //! The pipeline (see README.md, "Architecture"): `image` turns archives into verified layers,
 //! `cache` publishes them as read-only root filesystems, and the run stage applies a launch plan.
 
+pub mod account;
 pub mod cache;
 pub mod cli;
 pub mod commands;

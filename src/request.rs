@@ -55,8 +55,9 @@ impl HostFacts {
     pub fn gather(fakeroot: bool) -> HostFacts {
         let uid = nix::unistd::geteuid().as_raw();
         let gid = nix::unistd::getegid().as_raw();
-        let user = nix::unistd::User::from_uid(uid.into()).ok().flatten();
-        let group = nix::unistd::Group::from_gid(gid.into()).ok().flatten();
+        let accounts = crate::account::Files::default();
+        let user = accounts.user(uid);
+        let group_name = accounts.group_name(gid);
         let env: Vec<(String, String)> = std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .collect();
@@ -64,7 +65,7 @@ impl HostFacts {
             .iter()
             .find(|(k, v)| k == "HOME" && v.starts_with('/'))
             .map(|(_, v)| PathBuf::from(v))
-            .or_else(|| user.as_ref().map(|u| u.dir.clone()))
+            .or_else(|| user.as_ref().map(|u| u.home.clone()))
             .unwrap_or_else(|| PathBuf::from("/"));
         let user_name = user.as_ref().map(|u| u.name.clone()).unwrap_or_else(|| format!("user{uid}"));
         let subids = if fakeroot && uid != 0 { find_subids(&user_name, uid) } else { None };
@@ -74,7 +75,7 @@ impl HostFacts {
             groups: nix::unistd::getgroups()
                 .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
                 .unwrap_or_default(),
-            group_name: group.map(|g| g.name).unwrap_or_else(|| format!("group{gid}")),
+            group_name: group_name.unwrap_or_else(|| format!("group{gid}")),
             user_name,
             home_is_dir: home.is_dir(),
             home,
