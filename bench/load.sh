@@ -10,7 +10,7 @@ N=${2:-64}
 ROUNDS=${3:-3}
 here=$(cd "$(dirname "$0")/.." && pwd)
 GPURUN=${GPURUN:-$here/target/release/gpurun}
-[ -x "$GPURUN" ] || { echo "build first: cargo build --release (or set GPURUN)" >&2; exit 1; }
+[ -x "$GPURUN" ] || { echo "build first: cargo rustc --release --bin gpurun -- -C target-feature=+crt-static (or set GPURUN)" >&2; exit 1; }
 work=$(mktemp -d "${TMPDIR:-/tmp}/gpurun-load.XXXXXX")
 trap 'chmod -R u+rwX "$work"; rm -rf "$work"' EXIT
 export GPURUN_CACHE_DIR=${GPURUN_CACHE_DIR:-$work/cache} GPURUN_CONFIG=""

@@ -11,7 +11,7 @@
 # as that user and expects the tools to be installed. Results land in $GPURUN_BENCH_DIR
 # (default /tmp/gpurun-bench-$USER): start.json (hyperfine's export) and the image and cache.
 #
-# The binary measured is target/release/gpurun (`cargo build --release` first, or set GPURUN).
+# The binary measured is target/release/gpurun (build it as README "Building" says, or set GPURUN).
 set -eu
 
 runs=${1:-200}
@@ -31,7 +31,7 @@ if [ "$(id -u)" = 0 ] && [ -z "${GPURUN_BENCH_AS_ROOT:-}" ]; then
         apt-get install -y -q busybox-static umoci skopeo hyperfine charliecloud-runtime >/dev/null
     fi
     id "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/sh "$user"
-    [ -x "$gpurun" ] || { echo "no $gpurun: run cargo build --release" >&2; exit 1; }
+    [ -x "$gpurun" ] || { echo "no $gpurun: run cargo rustc --release --bin gpurun -- -C target-feature=+crt-static" >&2; exit 1; }
     # The user needs to execute the binary and this script; copy both somewhere it can reach.
     stage=$(mktemp -d /tmp/gpurun-bench-bin.XXXXXX)
     cp "$gpurun" "$stage/gpurun"

@@ -45,8 +45,8 @@ if ((${#need[@]})); then
     apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-echo "bench: cargo build --release"
-(cd "$repo" && cargo build --release --locked --quiet)
+echo "bench: cargo rustc --release --bin gpurun -- -C target-feature=+crt-static"
+(cd "$repo" && cargo rustc --release --locked --quiet --bin gpurun -- -C target-feature=+crt-static)
 
 # ---------------------------------------------------------------------------------------------
 # The image (cached in DIR/image).

@@ -28,8 +28,10 @@ command -v cargo >/dev/null || {
     exit 1
 }
 
-echo "==> cargo build --release"
-(cd "$repo" && cargo build --release --locked --quiet)
+# A static-pie binary starts about half a millisecond faster than a dynamically linked one
+# (README "Building"); `cargo build --release` works too.
+echo "==> cargo rustc --release --bin gpurun -- -C target-feature=+crt-static"
+(cd "$repo" && cargo rustc --release --locked --quiet --bin gpurun -- -C target-feature=+crt-static)
 gpurun=$repo/target/release/gpurun
 
 work=$(mktemp -d)

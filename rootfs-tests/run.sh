@@ -106,6 +106,9 @@ cargo --version
 step fmt cargo fmt --all --check
 step clippy cargo clippy --all-targets --locked -- -D warnings
 step build cargo build --all-targets --locked
+# The binary under test is the one users get: the static-pie release build (README "Building").
+step release cargo rustc --release --locked --bin gpurun -- -C target-feature=+crt-static
+export GPURUN_BIN=$repo/target/release/gpurun
 if [[ -n $is_root ]]; then
     step fixtures rootfs-tests/images/build.sh "$fixtures"
 else
@@ -157,7 +160,7 @@ for line in sys.stdin:
         bad "no test binaries found for the unprivileged pass"
         return
     fi
-    cp "${bins[@]}" "$repo/target/debug/gpurun" "$stage/bin/"
+    cp "${bins[@]}" "$GPURUN_BIN" "$stage/bin/"
     local fx=$fixtures corpus=$GPURUN_CORPUS
     # The user must reach the fixtures; when the checkout is private (e.g. under /root), use a copy.
     if ! runuser -u "$test_user" -- test -r "$fixtures/fixtures.json"; then
