@@ -1,6 +1,10 @@
 //! Command-line definitions only (clap derive). Parsing into validated requests happens in
 //! `request.rs` and the subcommand modules; this file must stay free of behaviour so that the man
 //! page and shell completions generated from it describe exactly what the binary accepts.
+//! [`parse`] tries a small fast path for the run-mode command line first (`fast.rs`, checked
+//! against clap by its tests) and falls back to clap for everything else.
+
+mod fast;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -212,6 +216,12 @@ pub struct PruneArgs {
     /// Remove every cached image that no running container uses.
     #[arg(long)]
     pub all: bool,
+}
+
+/// The command line of this process, parsed: by the fast path when it can, else by clap (which
+/// exits with its usage message on errors, `--help` and `--version`).
+pub fn parse(args: Vec<OsString>) -> Cli {
+    fast::parse(&args).unwrap_or_else(|| Cli::parse_from(normalize_args(args)))
 }
 
 /// Lets global options come before a subcommand (`gpurun -q images`) although run mode has a

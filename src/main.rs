@@ -4,8 +4,6 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use gpurun::cache::Cache;
 use gpurun::cli::{Cli, Command};
 use gpurun::commands::{self, CommandError};
@@ -35,7 +33,7 @@ fn init_logging(verbose: u8) {
 }
 
 fn main() -> ExitCode {
-    let mut cli = Cli::parse_from(gpurun::cli::normalize_args(std::env::args_os().collect()));
+    let mut cli = gpurun::cli::parse(std::env::args_os().collect());
     init_logging(cli.global.verbose);
     let ui = Ui { quiet: cli.global.quiet, verbose: cli.global.verbose };
     match configure(&mut cli).and_then(|()| dispatch(&cli, &ui)) {
