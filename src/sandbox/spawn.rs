@@ -185,6 +185,10 @@ fn prepare_and_exec(spawn: &mut Spawn) -> c_int {
         let mut empty = std::mem::zeroed::<libc::sigset_t>();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        // Rust's runtime ignores SIGPIPE in gpurun, and an ignored signal stays ignored across
+        // execve (signal(7)): without this, `yes | head -1` in the container makes `yes` fail
+        // with EPIPE instead of dying quietly of SIGPIPE. Other dispositions are the caller's.
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         if libc::chdir(spawn.cwd.as_ptr()) != 0 {
             return fail(spawn, Step::Chdir);
         }
