@@ -683,6 +683,12 @@ fn default_bind_specs(req: &RunRequest, host: &HostFacts, who: &Identity) -> Vec
             specs.push(bind(file, file, NodeKind::File, true));
         }
     }
+    // A PMIx server (slurmstepd under `srun --mpi=pmix`) keeps the job's shared-memory datastore
+    // there and names it in PMIX_DSTORE_*_BASE_PATH; ranks that cannot map it print "PMIX
+    // ERROR" lines and fall back to asking the server. pyxis binds it for the same reason.
+    if let Some(dir) = host.pmix_server_tmpdir.as_ref().filter(|d| !is_system_dir(d)) {
+        specs.push(bind(dir, dir, NodeKind::Dir, false));
+    }
     specs
 }
 
@@ -980,6 +986,7 @@ mod tests {
             has_resolv_conf: true,
             has_dev_shm: true,
             has_infiniband: false,
+            pmix_server_tmpdir: None,
             proc_read_only: vec!["/proc/sys".into(), "/proc/sysrq-trigger".into()],
             subids: None,
         }
@@ -1314,6 +1321,29 @@ mod tests {
             |p: &LaunchPlan| p.mounts.iter().filter(|op| !touches_proc(op)).cloned().collect::<Vec<_>>();
         assert_eq!(rest(&plan), rest(&private));
         assert_eq!((&plan.argv, &plan.env, &plan.cwd), (&private.argv, &private.env, &private.cwd));
+    }
+
+    #[test]
+    fn pmix_server_tmpdir_is_bound() {
+        let dir = Path::new("/var/spool/slurmd/pmix.7.0");
+        let facts = HostFacts { pmix_server_tmpdir: Some(dir.into()), ..host() };
+        let contained = RunRequest { contain: true, ..RunRequest::default() };
+        for req in [RunRequest::default(), contained] {
+            let plan = build(&req, &facts, &image()).unwrap();
+            let bind = MountOp::Bind {
+                source: "/oldroot/var/spool/slurmd/pmix.7.0".into(),
+                target: "/newroot/var/spool/slurmd/pmix.7.0".into(),
+                recursive: true,
+            };
+            let at = index(&plan.mounts, |op| *op == bind);
+            let made = index(
+                &plan.mounts,
+                |op| matches!(op, MountOp::Mkdir { path, .. } if path == Path::new("/upper/var/spool/slurmd/pmix.7.0")),
+            );
+            assert!(made < at);
+        }
+        let plan = build(&RunRequest::default(), &host(), &image()).unwrap();
+        assert!(!plan.mounts.iter().any(|op| target_of(op).is_some_and(|t| t.starts_with("/newroot/var"))));
     }
 
     #[test]

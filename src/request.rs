@@ -34,6 +34,8 @@ pub struct HostFacts {
     pub has_resolv_conf: bool,
     pub has_dev_shm: bool,
     pub has_infiniband: bool,
+    /// `PMIX_SERVER_TMPDIR`, when it names a directory (a PMIx server's, e.g. `srun --mpi=pmix`).
+    pub pmix_server_tmpdir: Option<PathBuf>,
     /// The entries of [`crate::plan::PROC_READ_ONLY`] that exist in the host's `/proc`.
     pub proc_read_only: Vec<PathBuf>,
     /// Subordinate id ranges and the setuid helpers, when `--fakeroot` can use them.
@@ -69,6 +71,11 @@ impl HostFacts {
             .or_else(|| user.as_ref().map(|u| u.dir.clone()))
             .unwrap_or_else(|| PathBuf::from("/"));
         let user_name = user.as_ref().map(|u| u.name.clone()).unwrap_or_else(|| format!("user{uid}"));
+        let pmix_server_tmpdir = env
+            .iter()
+            .find(|(k, _)| k == "PMIX_SERVER_TMPDIR")
+            .map(|(_, v)| Path::new(v).components().collect::<PathBuf>())
+            .filter(|p| p.is_absolute() && p.is_dir());
         let subids = if fakeroot && uid != 0 { find_subids(&user_name, uid) } else { None };
         HostFacts {
             uid,
@@ -86,6 +93,7 @@ impl HostFacts {
             has_resolv_conf: Path::new("/etc/resolv.conf").is_file(),
             has_dev_shm: Path::new("/dev/shm").is_dir(),
             has_infiniband: Path::new("/dev/infiniband").is_dir(),
+            pmix_server_tmpdir,
             proc_read_only: crate::plan::PROC_READ_ONLY
                 .iter()
                 .map(|(path, _)| PathBuf::from(path))
