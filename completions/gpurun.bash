@@ -71,7 +71,7 @@ _gpurun() {
 
     case "${cmd}" in
         gpurun)
-            opts="-q -v -B -c -e -C -h -V --quiet --verbose --cache-dir --ref --platform --rocm --nv --gpus --device --run --pwd --fakeroot --bind --contain --no-home --writable-tmpfs --env --env-file --cleanenv --dry-run --help --version inspect unpack images rm prune gpus doctor help"
+            opts="-q -v -B -c -e -C -h -V --quiet --verbose --cache-dir --ref --platform --rocm --nv --gpus --device --run --pwd --fakeroot --bind --contain --no-home --writable-tmpfs --env --env-file --cleanenv --pid-ns --dry-run --help --version inspect unpack images rm prune gpus doctor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -119,6 +119,10 @@ _gpurun() {
                     ;;
                 --env-file)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pid-ns)
+                    COMPREPLY=($(compgen -W "auto private host" -- "${cur}"))
                     return 0
                     ;;
                 *)

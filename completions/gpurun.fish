@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_gpurun_global_optspecs
-    string join \n q/quiet v/verbose cache-dir= ref= platform= rocm nv gpus= device= run pwd= fakeroot B/bind= c/contain no-home writable-tmpfs e/env= env-file= C/cleanenv dry-run h/help V/version
+    string join \n q/quiet v/verbose cache-dir= ref= platform= rocm nv gpus= device= run pwd= fakeroot B/bind= c/contain no-home writable-tmpfs e/env= env-file= C/cleanenv pid-ns= dry-run h/help V/version
 end
 
 function __fish_gpurun_needs_command
@@ -33,6 +33,9 @@ complete -c gpurun -n "__fish_gpurun_needs_command" -l pwd -d 'Working directory
 complete -c gpurun -n "__fish_gpurun_needs_command" -s B -l bind -d 'Bind mount SRC[:DST[:ro|rw]]; repeatable and comma-separated' -r
 complete -c gpurun -n "__fish_gpurun_needs_command" -s e -l env -d 'Set NAME=VALUE inside the container; repeatable' -r
 complete -c gpurun -n "__fish_gpurun_needs_command" -l env-file -d 'Read NAME=VALUE lines from FILE; repeatable' -r -F
+complete -c gpurun -n "__fish_gpurun_needs_command" -l pid-ns -d 'PID namespace: `private` (an init is PID 1), `host` (no init: gpurun execs the command in place, as it would run outside a container), or `auto` (the default): `host` when gpurun is started as an MPI rank (OMPI_COMM_WORLD_RANK, PMIX_RANK or PMI_RANK is set), else `private`' -r -f -a "auto\t'`host` for an MPI rank, `private` otherwise'
+private\t'A new PID namespace with gpurun\'s init as PID 1'
+host\t'The host\'s PID namespace; gpurun execs the command in place'"
 complete -c gpurun -n "__fish_gpurun_needs_command" -s q -l quiet -d 'Print nothing but errors (no progress bar, no warnings)'
 complete -c gpurun -n "__fish_gpurun_needs_command" -s v -l verbose -d 'More detail on stderr; repeat for debug output'
 complete -c gpurun -n "__fish_gpurun_needs_command" -l rocm -d 'Bind the host\'s AMD GPUs (/dev/kfd, render nodes) and ROCm userspace'
@@ -44,7 +47,7 @@ complete -c gpurun -n "__fish_gpurun_needs_command" -l no-home -d 'Do not bind $
 complete -c gpurun -n "__fish_gpurun_needs_command" -l writable-tmpfs -d 'Make the root filesystem writable through a tmpfs overlay whose changes vanish at exit'
 complete -c gpurun -n "__fish_gpurun_needs_command" -s C -l cleanenv -d 'Pass nothing from the host environment but TERM and the proxy variables'
 complete -c gpurun -n "__fish_gpurun_needs_command" -l dry-run -d 'Print the launch plan as JSON instead of running it'
-complete -c gpurun -n "__fish_gpurun_needs_command" -s h -l help -d 'Print help'
+complete -c gpurun -n "__fish_gpurun_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c gpurun -n "__fish_gpurun_needs_command" -s V -l version -d 'Print version'
 complete -c gpurun -n "__fish_gpurun_needs_command" -a "inspect" -d 'Show an image\'s configuration and layers without unpacking it'
 complete -c gpurun -n "__fish_gpurun_needs_command" -a "unpack" -d 'Unpack an image into the cache (if needed) and print its rootfs directory'

@@ -19,6 +19,9 @@ fn gpurun(dir: &Path) -> Command {
     for var in ["GPURUN_CONFIG", "GPURUN_CONTAIN", "GPURUN_BIND", "GPURUN_CLEANENV", "GPURUN_NO_HOME"] {
         cmd.env_remove(var);
     }
+    for var in support::PID_NS_VARS {
+        cmd.env_remove(var);
+    }
     cmd
 }
 
@@ -66,6 +69,30 @@ fn user_file_gpurun_config_and_precedence() {
     assert!(!contained.contains("/newroot/data"), "{contained}");
     let loose = plan(gpurun(dir).env("GPURUN_CONFIG", &cfg).env("GPURUN_CONTAIN", "0"), &root);
     assert_ne!(contained, loose, "GPURUN_CONTAIN=0 must override contain = true");
+}
+
+#[test]
+fn pid_ns_from_file_variable_and_flag() {
+    let tmp = TempDir::new("config-pidns");
+    let dir = tmp.path();
+    let root = dir.join("root");
+    std::fs::create_dir_all(dir.join("root/bin")).unwrap();
+    let cfg = dir.join("pid.toml");
+    std::fs::write(&cfg, "[run]\npid_ns = \"host\"\n").unwrap();
+    let mode = |cmd: &mut Command| {
+        let p: serde_json::Value = serde_json::from_str(&plan(cmd, &root)).unwrap();
+        p["pid_ns"]["mode"].as_str().unwrap().to_string()
+    };
+    assert_eq!(mode(&mut gpurun(dir)), "private", "the default outside MPI");
+    assert_eq!(mode(gpurun(dir).env("PMI_RANK", "3")), "host", "auto in an MPI rank");
+    assert_eq!(mode(gpurun(dir).env("GPURUN_CONFIG", &cfg)), "host", "the file");
+    let env_over_file = mode(gpurun(dir).env("GPURUN_CONFIG", &cfg).env("GPURUN_PID_NS", "private"));
+    assert_eq!(env_over_file, "private");
+    let flag = mode(gpurun(dir).env("GPURUN_PID_NS", "private").arg("--pid-ns=host"));
+    assert_eq!(flag, "host", "the flag over the variable");
+    let out = output(gpurun(dir).env("GPURUN_PID_NS", "shared").arg("images"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(125) && err.contains("GPURUN_PID_NS"), "{}", describe(&out));
 }
 
 #[test]

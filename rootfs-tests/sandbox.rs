@@ -1,13 +1,15 @@
 //! Real runs of the built `gpurun` against a busybox root filesystem directory: identity, exit
 //! codes, signals, environment precedence, the read-only shared rootfs, binds, `--contain`,
-//! `--writable-tmpfs`, the working directory rules and interactive use through a pty. Every test
-//! works as root (real-root mode) and as an unprivileged user (user-namespace mode).
+//! `--writable-tmpfs`, the working directory rules, interactive use through a pty, and the host
+//! PID namespace (`--pid-ns host`, exec in place). Every test works as root (real-root mode) and
+//! as an unprivileged user (user-namespace mode).
 
 mod support;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -166,15 +168,21 @@ fn exit_codes() {
 #[test]
 fn sigterm_reaches_the_workload() {
     let Some(fs) = setup("sigterm") else { return };
+    sigterm_trap(&fs, &[]);
+    sigterm_trap(&fs, &["--pid-ns", "host"]);
+}
+
+/// SIGTERM to gpurun runs the workload's trap, and its exit code is gpurun's.
+fn sigterm_trap(fs: &Rootfs, opts: &[&str]) {
     let script = "trap 'echo trapped; exit 7' TERM; echo ready; while :; do sleep 0.1; done";
-    let mut child = gpurun(&fs, &[], &["sh", "-c", script]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = gpurun(fs, opts, &["sh", "-c", script]).stdout(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
     // SAFETY: kill with plain integers on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
-    assert_eq!(lines.next().map(|l| l.unwrap()).as_deref(), Some("trapped"));
-    assert_eq!(status.code(), Some(7));
+    assert_eq!(lines.next().map(|l| l.unwrap()).as_deref(), Some("trapped"), "{opts:?}");
+    assert_eq!(status.code(), Some(7), "{opts:?}");
 }
 
 fn processes_with(marker: &str) -> Vec<u32> {
@@ -381,13 +389,23 @@ fn in_pty(command: &str, input: &str) -> Option<Output> {
 #[test]
 fn interactive_shell_on_a_terminal() {
     let Some(fs) = setup("pty") else { return };
-    let cmd = format!("{} {} sh -i", support::gpurun_bin().display(), fs.root().display());
+    interactive_shell(&fs, "");
+    interactive_shell(&fs, "--pid-ns host");
+}
+
+fn interactive_shell(fs: &Rootfs, opts: &str) {
+    let cmd = format!(
+        "GPURUN_CACHE_DIR={} {} {opts} {} sh -i",
+        fs.cache.path().display(),
+        support::gpurun_bin().display(),
+        fs.root().display()
+    );
     let input = "awk '{print \"pgrp=\" $5 \" tpgid=\" $8}' /proc/self/stat\necho sum=$((40+2))\nexit 5\n";
     let Some(out) = in_pty(&cmd, input) else {
         return;
     };
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("sum=42"), "{}", describe(&out));
+    assert!(text.contains("sum=42"), "{opts}: {}", describe(&out));
     assert!(!text.contains("job control turned off"), "{}", describe(&out));
     // The command the shell ran is the terminal's foreground process group.
     let fg = text.lines().find_map(|l| l.trim().strip_prefix("pgrp=")).expect("stat line");
@@ -399,11 +417,17 @@ fn interactive_shell_on_a_terminal() {
 #[test]
 fn job_control_stops_and_resumes_a_plain_command() {
     let Some(fs) = setup("jobctl") else { return };
+    job_control(&fs, "");
+    // In place there is no relay: the shell stops and continues the workload itself.
+    job_control(&fs, "--pid-ns host");
+}
+
+fn job_control(fs: &Rootfs, opts: &str) {
     // A host shell with job control runs `cat` (not a shell) in the container on the pty:
     // Ctrl-Z must stop the whole job and give the terminal back to the shell, `fg` must hand it
     // to cat again, and cat must then still read the terminal.
     let cmd = format!(
-        "GPURUN_CACHE_DIR={} {} {} cat",
+        "GPURUN_CACHE_DIR={} {} {opts} {} cat",
         fs.cache.path().display(),
         support::gpurun_bin().display(),
         fs.root().display()
@@ -415,11 +439,16 @@ fn job_control_stops_and_resumes_a_plain_command() {
     };
     let text = String::from_utf8_lossy(&out.stdout);
     // The shell ran a command while cat was stopped, then cat read the next line.
-    let marker = text.find("marker-42").expect("the shell got the terminal back after Ctrl-Z");
-    let second = text.rfind("second-line").expect("cat read the terminal after fg");
-    assert!(marker < second, "{text}");
-    assert_eq!(text.matches("second-line").count(), 2, "echoed by the tty and printed by cat: {text}");
-    assert!(text.contains("rc=0"), "{text}");
+    let marker = text.find("marker-42").unwrap_or_else(|| panic!("{opts}: no terminal after Ctrl-Z: {text}"));
+    let second =
+        text.rfind("second-line").unwrap_or_else(|| panic!("{opts}: cat did not read after fg: {text}"));
+    assert!(marker < second, "{opts}: {text}");
+    assert_eq!(
+        text.matches("second-line").count(),
+        2,
+        "{opts}: echoed by the tty and printed by cat: {text}"
+    );
+    assert!(text.contains("rc=0"), "{opts}: {text}");
 }
 
 #[test]
@@ -435,4 +464,106 @@ fn fakeroot_home_is_root() {
         let _ = std::fs::remove_file(Path::new(&home).join(&marker));
         assert_eq!(seen.status.code(), Some(0), "{}", describe(&seen));
     }
+}
+
+/// Runs with stdout captured and returns gpurun's own pid with the output.
+fn run_with_pid(cmd: &mut Command) -> (u32, Output) {
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    (pid, child.wait_with_output().unwrap())
+}
+
+#[test]
+fn host_pid_namespace_execs_in_place() {
+    let Some(fs) = setup("hostpid") else { return };
+    let host = ["--pid-ns", "host"];
+    // No process in between: the workload is gpurun's own process, still the caller's child.
+    let (pid, out) = run_with_pid(&mut gpurun(&fs, &host, &["sh", "-c", "echo $$ $PPID"]));
+    assert_eq!(stdout(&out), format!("{pid} {}", std::process::id()), "{}", describe(&out));
+    // The host's /proc, with the kernel's knobs read-only; a private namespace sees neither.
+    let me = format!("/proc/{}", std::process::id());
+    ok(&fs, &host, &["test", "-d", &me]);
+    assert_ne!(run(&fs, &[], &["test", "-d", &me]).status.code(), Some(0), "private /proc shows the host");
+    let mounts = ok(&fs, &host, &["cat", "/proc/self/mountinfo"]);
+    for path in ["/proc/sys", "/proc/irq", "/proc/bus"] {
+        assert!(mounts.contains(&format!(" {path} ro,")), "{path} not read-only:\n{mounts}");
+    }
+    assert!(mounts.lines().any(|l| l.contains(" /proc rw,")), "{mounts}");
+    let out = run(&fs, &host, &["sh", "-c", "echo 1 > /proc/sys/kernel/ns_last_pid"]);
+    assert_ne!(out.status.code(), Some(0), "{}", describe(&out));
+    // Capabilities and no_new_privs as in the private path.
+    let status = ok(&fs, &host, &["cat", "/proc/self/status"]);
+    for line in ["CapEff:\t0000000000000000", "CapBnd:\t0000000000000000", "NoNewPrivs:\t1"] {
+        assert!(status.contains(line), "{line} missing in\n{status}");
+    }
+    // Exit status: the workload's own (its death by a signal too), 126, 127 naming it, 125.
+    assert_eq!(run(&fs, &host, &["sh", "-c", "exit 3"]).status.code(), Some(3));
+    let killed = run(&fs, &host, &["sh", "-c", "kill -TERM $$"]);
+    assert_eq!(killed.status.signal(), Some(libc::SIGTERM), "{}", describe(&killed));
+    let missing = run(&fs, &host, &["no-such-command-xyz"]);
+    assert_eq!(missing.status.code(), Some(127), "{}", describe(&missing));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no-such-command-xyz"),
+        "{}",
+        describe(&missing)
+    );
+    assert_eq!(run(&fs, &host, &["/etc/passwd"]).status.code(), Some(126));
+    let bad = run(&fs, &["--pid-ns", "host", "--pwd", "/no/such/dir"], &["true"]);
+    assert_eq!(bad.status.code(), Some(125), "{}", describe(&bad));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("gpurun: error:"), "{}", describe(&bad));
+    // Rust ignores SIGPIPE in gpurun; the workload gets the default back in both modes.
+    for opts in [&host[..], &[]] {
+        let out = run(&fs, opts, &["sh", "-c", "yes | head -n 1"]);
+        assert_eq!(stdout(&out), "y", "{opts:?}: {}", describe(&out));
+        assert!(out.stderr.is_empty(), "{opts:?}: `yes` saw EPIPE, not SIGPIPE: {}", describe(&out));
+    }
+}
+
+#[test]
+fn pid_ns_auto_follows_mpi_rank_variables() {
+    let Some(fs) = setup("pidauto") else { return };
+    assert_eq!(ok(&fs, &[], &["sh", "-c", "echo $$"]), "2", "not an MPI rank: private");
+    for var in ["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"] {
+        let (pid, out) = run_with_pid(gpurun(&fs, &[], &["sh", "-c", "echo $$"]).env(var, "0"));
+        assert_eq!(stdout(&out), pid.to_string(), "{var}: {}", describe(&out));
+    }
+    let plan = |cmd: &mut Command| {
+        let out = output(cmd);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON plan")
+    };
+    let p = plan(gpurun(&fs, &["--dry-run"], &["true"]).env("OMPI_COMM_WORLD_RANK", "1"));
+    assert_eq!(p["pid_ns"]["mode"], "host", "{p}");
+    assert!(p["pid_ns"]["reason"].as_str().unwrap().contains("OMPI_COMM_WORLD_RANK"), "{p}");
+    assert!(!p["namespaces"].as_array().unwrap().contains(&"pid".into()), "{p}");
+    let p = plan(gpurun(&fs, &["--dry-run", "--pid-ns", "private"], &["true"]).env("PMIX_RANK", "1"));
+    assert_eq!(p["pid_ns"]["mode"], "private", "{p}");
+    assert!(p["namespaces"].as_array().unwrap().contains(&"pid".into()), "{p}");
+    let p = plan(gpurun(&fs, &["--dry-run"], &["true"]).env("GPURUN_PID_NS", "host"));
+    assert_eq!(p["pid_ns"]["mode"], "host", "{p}");
+    let p = plan(gpurun(&fs, &["--dry-run"], &["true"]).env("SLURM_PROCID", "0"));
+    assert_eq!(p["pid_ns"]["mode"], "private", "plain srun is not MPI: {p}");
+}
+
+#[test]
+fn host_pid_namespace_workload_holds_the_cache_lease() {
+    let Some(image) = support::fixture("oci-archive.tar") else { return };
+    let cache = TempDir::new("lease-cache");
+    let mut child = support::gpurun(cache.path())
+        .args(["--pid-ns", "host"])
+        .arg(&image)
+        .args(["sh", "-c", "echo up; exec sleep 60"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "up");
+    // gpurun is gone (it became sh, then sleep), yet the image stays in use.
+    let rm = output(support::gpurun(cache.path()).arg("rm").arg(&image));
+    assert_eq!(rm.status.code(), Some(125), "{}", describe(&rm));
+    assert!(String::from_utf8_lossy(&rm.stderr).contains("in use"), "{}", describe(&rm));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let rm = output(support::gpurun(cache.path()).arg("rm").arg(&image));
+    assert_eq!(rm.status.code(), Some(0), "{}", describe(&rm));
 }

@@ -123,6 +123,12 @@ pub struct RunArgs {
     #[arg(long, short = 'C')]
     pub cleanenv: bool,
 
+    /// PID namespace: `private` (an init is PID 1), `host` (no init: gpurun execs the command in
+    /// place, as it would run outside a container), or `auto` (the default): `host` when gpurun is
+    /// started as an MPI rank (OMPI_COMM_WORLD_RANK, PMIX_RANK or PMI_RANK is set), else `private`.
+    #[arg(long = "pid-ns", value_name = "MODE", value_enum)]
+    pub pid_ns: Option<PidNsMode>,
+
     /// Print the launch plan as JSON instead of running it.
     #[arg(long)]
     pub dry_run: bool,
@@ -138,6 +144,18 @@ pub struct RunArgs {
     /// Extra GPU library and tool lists from the configuration files (not a command-line option).
     #[arg(skip)]
     pub gpu_lists: crate::gpu::edits::ListExtensions,
+}
+
+/// `--pid-ns`, the `[run] pid_ns` key and `GPURUN_PID_NS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PidNsMode {
+    /// `host` for an MPI rank, `private` otherwise.
+    Auto,
+    /// A new PID namespace with gpurun's init as PID 1.
+    Private,
+    /// The host's PID namespace; gpurun execs the command in place.
+    Host,
 }
 
 #[derive(Debug, Subcommand)]

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::cli::Cli;
+use crate::cli::{Cli, PidNsMode};
 use crate::gpu::edits::ListExtensions;
 
 /// The site-wide file.
@@ -86,6 +86,7 @@ struct RunSection {
     cleanenv: Option<bool>,
     writable_tmpfs: Option<bool>,
     gpus: Option<Spanned<String>>,
+    pid_ns: Option<PidNsMode>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -105,6 +106,7 @@ pub struct Settings {
     pub cleanenv: Option<bool>,
     pub writable_tmpfs: Option<bool>,
     pub gpus: Option<String>,
+    pub pid_ns: Option<PidNsMode>,
     pub rocm_libs: Option<Vec<String>>,
     pub rocm_bins: Option<Vec<String>>,
     pub nv_libs: Option<Vec<String>>,
@@ -122,6 +124,7 @@ impl Settings {
             cleanenv: over.cleanenv.or(self.cleanenv),
             writable_tmpfs: over.writable_tmpfs.or(self.writable_tmpfs),
             gpus: over.gpus.or(self.gpus),
+            pid_ns: over.pid_ns.or(self.pid_ns),
             rocm_libs: over.rocm_libs.or(self.rocm_libs),
             rocm_bins: over.rocm_bins.or(self.rocm_bins),
             nv_libs: over.nv_libs.or(self.nv_libs),
@@ -179,6 +182,7 @@ pub fn parse(file: &Path, text: &str, env: &BTreeMap<String, String>) -> Result<
         cleanenv: doc.run.cleanenv,
         writable_tmpfs: doc.run.writable_tmpfs,
         gpus: doc.run.gpus.map(|g| g.into_inner()),
+        pid_ns: doc.run.pid_ns,
         rocm_libs: names(&doc.rocm.libs, "rocm.libs")?,
         rocm_bins: names(&doc.rocm.bins, "rocm.bins")?,
         nv_libs: names(&doc.nv.libs, "nv.libs")?,
@@ -285,10 +289,21 @@ fn env_bool(env: &BTreeMap<String, String>, name: &str) -> Result<Option<bool>, 
     }
 }
 
+/// A `GPURUN_PID_NS` value: auto, private or host (any case); unset or empty is `None`.
+fn env_pid_ns(env: &BTreeMap<String, String>) -> Result<Option<PidNsMode>, ConfigError> {
+    let Some(value) = env.get("GPURUN_PID_NS").filter(|v| !v.trim().is_empty()) else { return Ok(None) };
+    <PidNsMode as clap::ValueEnum>::from_str(value.trim(), true).map(Some).map_err(|_| ConfigError::Env {
+        name: "GPURUN_PID_NS".into(),
+        value: value.clone(),
+        reason: "expected auto, private or host".into(),
+    })
+}
+
 /// Folds the environment and `settings` into `cli` where the command line left a value unset.
 /// Environment: `GPURUN_CONTAIN`, `GPURUN_NO_HOME`, `GPURUN_CLEANENV`, `GPURUN_WRITABLE_TMPFS`
-/// (booleans), `GPURUN_BIND` (comma-separated default binds), `GPURUN_GPUS`; `GPURUN_CACHE_DIR`
-/// and the `GPURUN_{ROCM,NV}_{LIBS,BINS}` lists are read where they always were (clap, run).
+/// (booleans), `GPURUN_BIND` (comma-separated default binds), `GPURUN_GPUS`, `GPURUN_PID_NS`;
+/// `GPURUN_CACHE_DIR` and the `GPURUN_{ROCM,NV}_{LIBS,BINS}` lists are read where they always
+/// were (clap, run).
 pub fn apply(cli: &mut Cli, settings: &Settings, env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
     if cli.global.cache_dir.is_none() {
         cli.global.cache_dir = settings.cache_dir.clone();
@@ -303,6 +318,9 @@ pub fn apply(cli: &mut Cli, settings: &Settings, env: &BTreeMap<String, String>)
         if !*flag {
             *flag = env_bool(env, name)?.or(file).unwrap_or(false);
         }
+    }
+    if run.pid_ns.is_none() {
+        run.pid_ns = env_pid_ns(env)?.or(settings.pid_ns);
     }
     let defaults = match env.get("GPURUN_BIND") {
         Some(v) => v.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
@@ -493,6 +511,29 @@ mod tests {
 
         let err = apply(&mut cli("img"), &merged, &env(&[("GPURUN_CONTAIN", "maybe")])).unwrap_err();
         assert!(err.to_string().contains("GPURUN_CONTAIN=\"maybe\""), "{err}");
+    }
+
+    #[test]
+    fn pid_ns_precedence() {
+        let site = parse_ok("[run]\npid_ns = \"private\"\n");
+        let user = parse_ok("[run]\npid_ns = \"host\"\n");
+        let pid_ns = |args: &str, settings: &Settings, pairs: &[(&str, &str)]| {
+            let mut c = cli(args);
+            apply(&mut c, settings, &env(pairs)).map(|()| c.run.pid_ns)
+        };
+        let none = Settings::default();
+        assert_eq!(pid_ns("img", &none, &[]).unwrap(), None, "unset everywhere: auto, decided later");
+        assert_eq!(pid_ns("img", &site, &[]).unwrap(), Some(PidNsMode::Private));
+        assert_eq!(pid_ns("img", &site.clone().overlay(user.clone()), &[]).unwrap(), Some(PidNsMode::Host));
+        let e = [("GPURUN_PID_NS", "Auto")];
+        assert_eq!(pid_ns("img", &user, &e).unwrap(), Some(PidNsMode::Auto), "variable beats file");
+        assert_eq!(pid_ns("img", &user, &[("GPURUN_PID_NS", "")]).unwrap(), Some(PidNsMode::Host));
+        let e = [("GPURUN_PID_NS", "host")];
+        assert_eq!(pid_ns("--pid-ns private img", &user, &e).unwrap(), Some(PidNsMode::Private), "flag wins");
+        let err = pid_ns("img", &none, &[("GPURUN_PID_NS", "shared")]).unwrap_err().to_string();
+        assert!(err.contains("GPURUN_PID_NS=\"shared\"") && err.contains("auto, private or host"), "{err}");
+        let err = parse_err("[run]\npid_ns = \"hots\"\n");
+        assert!(err.contains("line 2, column 10") && err.contains("`host`"), "{err}");
     }
 
     #[test]

@@ -41,6 +41,17 @@
 //! libraries are read-only file binds into `/.gpurun/bin` and `/.gpurun/lib` (mount points staged
 //! in the upper layer like any other), ICD files and sockets are read-only binds at their host
 //! paths. A user `-B` onto the same destination wins.
+//!
+//! # PID namespace
+//!
+//! With a private PID namespace (the default outside MPI jobs) the plan lists [`Namespace::Pid`]
+//! and mounts a new procfs. In the host PID namespace (`--pid-ns host`, or `auto` for an MPI
+//! rank) the list has no `Pid`, and `/proc` is a recursive bind of the host's: a new procfs
+//! cannot be mounted there, because mounting proc needs `CAP_SYS_ADMIN` in the user namespace
+//! that owns the PID namespace, here the initial one (proc(5), `mount_too_revealing` in
+//! fs/namespace.c). Like Charliecloud, enroot and Apptainer the bind is writable (`/proc/self`
+//! must stay writable for `oom_score_adj`, `comm` and the like), but [`PROC_READ_ONLY`] is bound
+//! read-only over it. Everything else is the same plan.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
@@ -49,7 +60,7 @@ use serde::Serialize;
 
 use crate::gpu::{EnvEdit, GpuEdits};
 use crate::image::RunConfig;
-use crate::request::{HostFacts, NodeKind, RunRequest};
+use crate::request::{HostFacts, NodeKind, PidNamespace, PidNsChoice, RunRequest};
 
 /// Host variables that never pass into the container, and why. The README cites this table.
 pub const HOST_ONLY_VARS: &[(&str, &str)] = &[
@@ -98,6 +109,19 @@ pub const NEW_ROOT: &str = "/newroot";
 pub const UPPER: &str = "/upper";
 pub const WORK: &str = "/work";
 
+/// Host `/proc` paths made read-only in the host PID namespace: those runc and Docker make
+/// read-only (their `readonlyPaths`). In a user namespace the caller could not write them anyway;
+/// for a caller who is real root (no user namespace) they matter: a root workload keeps uid 0
+/// after its capabilities are dropped, and most sysctls, `sysrq-trigger` and IRQ affinities check
+/// only the file mode, so it could otherwise change or crash the host kernel.
+pub const PROC_READ_ONLY: &[(&str, NodeKind)] = &[
+    ("/proc/bus", NodeKind::Dir),
+    ("/proc/fs", NodeKind::Dir),
+    ("/proc/irq", NodeKind::Dir),
+    ("/proc/sys", NodeKind::Dir),
+    ("/proc/sysrq-trigger", NodeKind::File),
+];
+
 /// Directories whose host copy is never bound as the working directory (they are the image's).
 const SYSTEM_DIRS: &[&str] = &[
     "/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/opt", "/proc", "/root", "/run",
@@ -113,7 +137,10 @@ pub struct LaunchPlan {
     pub user_namespace: Option<UserNamespace>,
     /// Namespaces unshared, in order (network, UTS and IPC stay the host's).
     pub namespaces: Vec<Namespace>,
-    /// Mount operations, applied in order by the PID namespace's init.
+    /// Whether there is a PID namespace (`Namespace::Pid` in `namespaces`) and why.
+    pub pid_ns: PidNsChoice,
+    /// Mount operations, applied in order by the PID namespace's init (by gpurun itself in the
+    /// host PID namespace).
     pub mounts: Vec<MountOp>,
     pub argv: Vec<String>,
     /// `NAME=value`, sorted by name.
@@ -387,6 +414,9 @@ pub fn build(
     if user_namespace.is_some() {
         namespaces.insert(0, Namespace::User);
     }
+    if req.pid_ns.mode == PidNamespace::Host {
+        namespaces.retain(|ns| *ns != Namespace::Pid);
+    }
     let specs = mount_specs(req, host, &who, gpu);
     let cwd = working_dir(req, host, &image.config, &specs);
     let accounts = Accounts::new(host, &who);
@@ -403,6 +433,7 @@ pub fn build(
         rootfs: image.rootfs.clone(),
         user_namespace,
         namespaces,
+        pid_ns: req.pid_ns.clone(),
         mounts,
         argv,
         env: environment_with_home(req, host, &image.config, &who.home, &gpu.env),
@@ -557,6 +588,9 @@ fn bind(source: impl Into<PathBuf>, dest: impl Into<PathBuf>, kind: NodeKind, re
 /// depth: a child mounted first would be hidden by its parent, bubblewrap's rule too).
 fn mount_specs(req: &RunRequest, host: &HostFacts, who: &Identity, gpu: &GpuEdits) -> Vec<Spec> {
     let mut specs = system_specs(host);
+    if req.pid_ns.mode == PidNamespace::Host {
+        use_host_proc(&mut specs, host);
+    }
     specs.extend(default_bind_specs(req, host, who));
     for f in gpu.devices.iter().chain(&gpu.files) {
         let kind = if f.dir { NodeKind::Dir } else { NodeKind::File };
@@ -604,6 +638,19 @@ fn system_specs(host: &HostFacts) -> Vec<Spec> {
     specs
 }
 
+/// The host PID namespace's `/proc`: the host's, bound recursively, with the existing
+/// [`PROC_READ_ONLY`] paths bound read-only over it (see the module documentation).
+fn use_host_proc(specs: &mut Vec<Spec>, host: &HostFacts) {
+    for spec in specs.iter_mut().filter(|s| s.what == What::Proc) {
+        *spec = bind("/proc", "/proc", NodeKind::Dir, false);
+    }
+    for (path, kind) in
+        PROC_READ_ONLY.iter().filter(|(p, _)| host.proc_read_only.iter().any(|h| h == Path::new(p)))
+    {
+        specs.push(bind(path, path, *kind, true));
+    }
+}
+
 /// `$HOME`, the working directory, `/tmp`, `/etc/hosts`, `/etc/resolv.conf`.
 fn default_bind_specs(req: &RunRequest, host: &HostFacts, who: &Identity) -> Vec<Spec> {
     let mut specs = Vec::new();
@@ -636,6 +683,12 @@ fn default_bind_specs(req: &RunRequest, host: &HostFacts, who: &Identity) -> Vec
             specs.push(bind(file, file, NodeKind::File, true));
         }
     }
+    // A PMIx server (slurmstepd under `srun --mpi=pmix`) keeps the job's shared-memory datastore
+    // there and names it in PMIX_DSTORE_*_BASE_PATH; ranks that cannot map it print "PMIX
+    // ERROR" lines and fall back to asking the server. pyxis binds it for the same reason.
+    if let Some(dir) = host.pmix_server_tmpdir.as_ref().filter(|d| !is_system_dir(d)) {
+        specs.push(bind(dir, dir, NodeKind::Dir, false));
+    }
     specs
 }
 
@@ -657,6 +710,7 @@ fn working_dir(req: &RunRequest, host: &HostFacts, config: &RunConfig, specs: &[
             _ => false,
         }) && !cwd.starts_with("/dev")
             && !cwd.starts_with("/sys")
+            && !cwd.starts_with("/proc")
     };
     if let Some(cwd) = host.cwd.as_ref().filter(|c| visible(c)) {
         return cwd.clone();
@@ -932,6 +986,8 @@ mod tests {
             has_resolv_conf: true,
             has_dev_shm: true,
             has_infiniband: false,
+            pmix_server_tmpdir: None,
+            proc_read_only: vec!["/proc/sys".into(), "/proc/sysrq-trigger".into()],
             subids: None,
         }
     }
@@ -1216,6 +1272,78 @@ mod tests {
             "--env extended"
         );
         assert_eq!(env_of(&plan, "ROCR_VISIBLE_DEVICES").as_deref(), Some("0"));
+    }
+
+    #[test]
+    fn host_pid_namespace_binds_the_host_proc() {
+        let private = build(&RunRequest::default(), &host(), &image()).unwrap();
+        let host_ns = PidNsChoice { mode: PidNamespace::Host, reason: "test".into() };
+        let req = RunRequest { pid_ns: host_ns.clone(), ..RunRequest::default() };
+        let plan = build(&req, &host(), &image()).unwrap();
+        assert_eq!(private.namespaces, [Namespace::User, Namespace::Mount, Namespace::Pid]);
+        assert_eq!(plan.namespaces, [Namespace::User, Namespace::Mount], "no PID namespace");
+        assert_eq!(plan.pid_ns, host_ns);
+        assert!(!plan.mounts.iter().any(|op| matches!(op, MountOp::Proc { .. })), "no new procfs");
+        let ops = &plan.mounts;
+        let pos = |p: &str| index(ops, |op| target_of(op) == Some(Path::new(p)));
+        let proc_bind =
+            MountOp::Bind { source: "/oldroot/proc".into(), target: "/newroot/proc".into(), recursive: true };
+        assert_eq!(ops[pos("/newroot/proc")], proc_bind);
+        assert!(pos("/newroot") < pos("/newroot/proc"));
+        let sys = MountOp::Bind {
+            source: "/oldroot/proc/sys".into(),
+            target: "/newroot/proc/sys".into(),
+            recursive: true,
+        };
+        assert_eq!(ops[pos("/newroot/proc/sys")], sys, "over the /proc bind");
+        assert!(pos("/newroot/proc") < pos("/newroot/proc/sys"));
+        assert!(matches!(&ops[pos("/newroot/proc/sysrq-trigger")], MountOp::Bind { recursive: false, .. }));
+        assert!(
+            !ops.iter().any(|op| target_of(op) == Some(Path::new("/newroot/proc/irq"))),
+            "absent on the host"
+        );
+        for (target, recursive) in [("/newroot/proc/sys", true), ("/newroot/proc/sysrq-trigger", false)] {
+            let ro = MountOp::ReadOnly { target: target.into(), recursive };
+            assert!(index(ops, |op| *op == ro) > pos(target), "{target} read-only after its bind");
+        }
+        assert!(!ops.iter().any(
+            |op| matches!(op, MountOp::ReadOnly { target, .. } if target == Path::new("/newroot/proc"))
+        ));
+        assert!(!ops.iter().any(|op| matches!(op, MountOp::Mkdir { path, .. } | MountOp::CreateFile { path, .. } if path.starts_with("/newroot/proc"))), "nothing is created in the host /proc");
+        // Everything else is the private plan's.
+        let touches_proc = |op: &MountOp| match op {
+            MountOp::Proc { target } | MountOp::Bind { target, .. } | MountOp::ReadOnly { target, .. } => {
+                target.starts_with("/newroot/proc")
+            }
+            _ => false,
+        };
+        let rest =
+            |p: &LaunchPlan| p.mounts.iter().filter(|op| !touches_proc(op)).cloned().collect::<Vec<_>>();
+        assert_eq!(rest(&plan), rest(&private));
+        assert_eq!((&plan.argv, &plan.env, &plan.cwd), (&private.argv, &private.env, &private.cwd));
+    }
+
+    #[test]
+    fn pmix_server_tmpdir_is_bound() {
+        let dir = Path::new("/var/spool/slurmd/pmix.7.0");
+        let facts = HostFacts { pmix_server_tmpdir: Some(dir.into()), ..host() };
+        let contained = RunRequest { contain: true, ..RunRequest::default() };
+        for req in [RunRequest::default(), contained] {
+            let plan = build(&req, &facts, &image()).unwrap();
+            let bind = MountOp::Bind {
+                source: "/oldroot/var/spool/slurmd/pmix.7.0".into(),
+                target: "/newroot/var/spool/slurmd/pmix.7.0".into(),
+                recursive: true,
+            };
+            let at = index(&plan.mounts, |op| *op == bind);
+            let made = index(
+                &plan.mounts,
+                |op| matches!(op, MountOp::Mkdir { path, .. } if path == Path::new("/upper/var/spool/slurmd/pmix.7.0")),
+            );
+            assert!(made < at);
+        }
+        let plan = build(&RunRequest::default(), &host(), &image()).unwrap();
+        assert!(!plan.mounts.iter().any(|op| target_of(op).is_some_and(|t| t.starts_with("/newroot/var"))));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::cli::RunArgs;
+use crate::cli::{PidNsMode, RunArgs};
 use crate::gpu::{GpuError, GpuRequest, cdi, select};
 
 /// Everything the planner needs to know about the host, gathered once, as plain data.
@@ -34,6 +34,10 @@ pub struct HostFacts {
     pub has_resolv_conf: bool,
     pub has_dev_shm: bool,
     pub has_infiniband: bool,
+    /// `PMIX_SERVER_TMPDIR`, when it names a directory (a PMIx server's, e.g. `srun --mpi=pmix`).
+    pub pmix_server_tmpdir: Option<PathBuf>,
+    /// The entries of [`crate::plan::PROC_READ_ONLY`] that exist in the host's `/proc`.
+    pub proc_read_only: Vec<PathBuf>,
     /// Subordinate id ranges and the setuid helpers, when `--fakeroot` can use them.
     pub subids: Option<SubIds>,
 }
@@ -68,6 +72,11 @@ impl HostFacts {
             .or_else(|| user.as_ref().map(|u| u.home.clone()))
             .unwrap_or_else(|| PathBuf::from("/"));
         let user_name = user.as_ref().map(|u| u.name.clone()).unwrap_or_else(|| format!("user{uid}"));
+        let pmix_server_tmpdir = env
+            .iter()
+            .find(|(k, _)| k == "PMIX_SERVER_TMPDIR")
+            .map(|(_, v)| Path::new(v).components().collect::<PathBuf>())
+            .filter(|p| p.is_absolute() && p.is_dir());
         let subids = if fakeroot && uid != 0 { find_subids(&user_name, uid) } else { None };
         HostFacts {
             uid,
@@ -85,6 +94,12 @@ impl HostFacts {
             has_resolv_conf: Path::new("/etc/resolv.conf").is_file(),
             has_dev_shm: Path::new("/dev/shm").is_dir(),
             has_infiniband: Path::new("/dev/infiniband").is_dir(),
+            pmix_server_tmpdir,
+            proc_read_only: crate::plan::PROC_READ_ONLY
+                .iter()
+                .map(|(path, _)| PathBuf::from(path))
+                .filter(|p| p.symlink_metadata().is_ok())
+                .collect(),
             subids,
         }
     }
@@ -164,6 +179,56 @@ pub struct RunRequest {
     pub dry_run: bool,
     /// `--rocm`, `--nv`, `--gpus` and `--device`, parsed (discovery happens later, in `gpu`).
     pub gpu: GpuRequest,
+    /// `--pid-ns`, with `auto` decided.
+    pub pid_ns: PidNsChoice,
+}
+
+/// Whether the workload gets a PID namespace of its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PidNamespace {
+    /// A new PID namespace with gpurun's init as PID 1.
+    #[default]
+    Private,
+    /// The host's: no init, gpurun execs the workload in place.
+    Host,
+}
+
+/// The PID namespace decided for a run and why (`gpurun --dry-run` prints both).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PidNsChoice {
+    pub mode: PidNamespace,
+    pub reason: String,
+}
+
+/// Variables whose presence makes `--pid-ns auto` choose the host PID namespace: each is the
+/// rank of a process started by an MPI launcher, and nothing else sets it. Open MPI's
+/// shared-memory transport needs real PIDs (it skips a segment whose creator PID is its own and
+/// uses PIDs for single-copy transfers), so ranks must not each be PID 2 of their own namespace.
+/// `SLURM_PROCID` is deliberately absent: plain `srun` sets it for every task, MPI or not, and
+/// non-MPI steps keep the init (signal forwarding, no stray processes).
+pub const MPI_RANK_VARS: &[(&str, &str)] = &[
+    ("OMPI_COMM_WORLD_RANK", "Open MPI's mpirun (see mpirun(1), environment variables)"),
+    ("PMIX_RANK", "a PMIx launcher: Open MPI 5's mpirun (PRRTE), srun --mpi=pmix"),
+    ("PMI_RANK", "a PMI-1/PMI-2 launcher: srun --mpi=pmi2, MPICH's and Intel MPI's mpiexec (Hydra)"),
+];
+
+/// Decides `auto` from the caller's environment; `private` and `host` are taken as given.
+pub fn resolve_pid_ns(mode: PidNsMode, env: &[(String, String)]) -> PidNsChoice {
+    let choice = |mode, reason: String| PidNsChoice { mode, reason };
+    match mode {
+        PidNsMode::Private => choice(PidNamespace::Private, "--pid-ns private".into()),
+        PidNsMode::Host => choice(PidNamespace::Host, "--pid-ns host".into()),
+        PidNsMode::Auto => {
+            let rank = MPI_RANK_VARS.iter().find(|(var, _)| env.iter().any(|(name, _)| name == var));
+            match rank {
+                Some((var, who)) => {
+                    choice(PidNamespace::Host, format!("auto: {var} is set, an MPI rank started by {who}"))
+                }
+                None => choice(PidNamespace::Private, "auto: not an MPI rank".into()),
+            }
+        }
+    }
 }
 
 /// Why the command line cannot become a run request.
@@ -259,6 +324,7 @@ impl RunRequest {
             cleanenv: args.cleanenv,
             dry_run: args.dry_run,
             gpu,
+            pid_ns: resolve_pid_ns(args.pid_ns.unwrap_or(PidNsMode::Auto), &host.env),
         })
     }
 }
@@ -434,6 +500,22 @@ mod tests {
         })
         .unwrap();
         assert_eq!(req.gpu.gpus, Some(select::Selector::All));
+    }
+
+    #[test]
+    fn pid_ns_auto_means_host_for_mpi_ranks_only() {
+        let env = |names: &[&str]| names.iter().map(|n| (n.to_string(), "0".to_string())).collect::<Vec<_>>();
+        let auto = |names: &[&str]| resolve_pid_ns(PidNsMode::Auto, &env(names));
+        assert_eq!(auto(&[]).mode, PidNamespace::Private);
+        assert_eq!(auto(&["SLURM_PROCID", "SLURM_NTASKS"]).mode, PidNamespace::Private, "plain srun");
+        for var in ["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"] {
+            let choice = auto(&["SLURM_PROCID", var]);
+            assert_eq!(choice.mode, PidNamespace::Host, "{var}");
+            assert!(choice.reason.contains(var), "{}", choice.reason);
+        }
+        let mpi = env(&["PMIX_RANK"]);
+        assert_eq!(resolve_pid_ns(PidNsMode::Private, &mpi).mode, PidNamespace::Private, "explicit wins");
+        assert_eq!(resolve_pid_ns(PidNsMode::Host, &[]).mode, PidNamespace::Host);
     }
 
     #[test]

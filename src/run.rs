@@ -34,6 +34,8 @@ pub enum RunError {
     },
     #[error("print the launch plan")]
     PrintPlan(#[source] io::Error),
+    #[error("keep the image's cache lock open for the workload")]
+    Lease(#[source] io::Error),
 }
 
 impl RunError {
@@ -47,7 +49,7 @@ impl RunError {
             RunError::Rootfs { .. } => {
                 Some("IMAGE must be an image archive or a root filesystem directory".into())
             }
-            RunError::PrintPlan(_) => None,
+            RunError::PrintPlan(_) | RunError::Lease(_) => None,
         }
     }
 }
@@ -83,9 +85,22 @@ pub fn execute(request: &RunRequest, host: &HostFacts, prepared: Prepared) -> Re
         writeln!(out).map_err(RunError::PrintPlan)?;
         return Ok(0);
     }
+    if !plan.namespaces.contains(&plan::Namespace::Pid) {
+        keep_lease_across_exec(&prepared)?;
+    }
     let code = sandbox::launch(&plan)?;
     drop(prepared);
     Ok(code)
+}
+
+/// In the host PID namespace gpurun execs the workload in place, so nothing of gpurun's stays
+/// to hold the cache lease. The shared flock belongs to the open file description and lasts
+/// while any descriptor to it is open (flock(2)): clearing `FD_CLOEXEC` hands it to the workload
+/// and whatever it forks, and `gpurun rm` and `prune` leave the rootfs alone until the last of
+/// them exits. The price is one extra open descriptor in the workload.
+fn keep_lease_across_exec(prepared: &Prepared) -> Result<(), RunError> {
+    let Some(lease) = &prepared.lease else { return Ok(()) };
+    rustix::io::fcntl_setfd(lease, rustix::io::FdFlags::empty()).map_err(|e| RunError::Lease(e.into()))
 }
 
 /// Discovers the host's GPUs and what the image lacks, for `--rocm`, `--nv` and `--device`.

@@ -6,10 +6,11 @@
 #
 #   examples/mpi/run.sh [IMAGE]        (default: build ./mpi-image.tar first)
 #
-# Transport: TCP over the host's loopback (gpurun keeps the network namespace). Open MPI's
-# shared-memory BTL (vader) does not work across gpurun containers yet: each rank has its own
-# PID namespace, where every rank is PID 2, and Open MPI's shmem attach skips a segment whose
-# creator PID equals its own (it believes it made it), then faults. See README, "MPI".
+# Transport: Open MPI picks it; between ranks on one node that is shared memory (vader in Open
+# MPI 4, sm in 5) through the host's /dev/shm. It works because gpurun, started by mpirun as a
+# rank, stays in the host PID namespace (--pid-ns auto): with a PID namespace per rank every
+# rank was PID 2, and vader skipped attaching a peer's segment whose creator PID equalled its
+# own, then crashed. Set OMPI_MCA_btl (e.g. self,vader) to force a transport.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 IMAGE=${1:-}
@@ -22,5 +23,12 @@ NP=${NP:-4}
 root_flag=()
 [ "$(id -u)" = 0 ] && root_flag=(--allow-run-as-root)
 
-export OMPI_MCA_btl=${OMPI_MCA_btl:-self,tcp}
+# Single-copy transfers of large messages (CMA, process_vm_readv) need ptrace rights over the
+# peer, which the kernel grants without CAP_SYS_PTRACE only within one user namespace; an
+# unprivileged gpurun makes one per rank, so Open MPI 4 prints a warning for every rank and
+# copies through the shared segment instead. Say so up front (Open MPI 5 checks quietly). As
+# root gpurun makes no user namespace and CMA works.
+if [ "$(id -u)" != 0 ]; then
+    export OMPI_MCA_btl_vader_single_copy_mechanism=${OMPI_MCA_btl_vader_single_copy_mechanism:-none}
+fi
 mpirun "${root_flag[@]}" --oversubscribe -np "$NP" "$GPURUN" "$IMAGE" /mpi_ring

@@ -14,10 +14,18 @@ pub fn gpurun_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_gpurun")))
 }
 
-/// A `gpurun` command with its cache in `cache` and no inherited verbosity.
+/// Variables that choose the PID namespace: `GPURUN_PID_NS` and the MPI rank variables that make
+/// `--pid-ns auto` choose the host's.
+pub const PID_NS_VARS: [&str; 4] = ["GPURUN_PID_NS", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"];
+
+/// A `gpurun` command with its cache in `cache`, no inherited verbosity, and the default PID
+/// namespace even when the tests themselves run under an MPI launcher.
 pub fn gpurun(cache: &Path) -> Command {
     let mut cmd = Command::new(gpurun_bin());
     cmd.env("GPURUN_CACHE_DIR", cache).env_remove("RUST_LOG");
+    for var in PID_NS_VARS {
+        cmd.env_remove(var);
+    }
     cmd
 }
 

@@ -85,6 +85,12 @@ fn extra_sections() -> Roff {
             "defaults for the flags of those names (1/true/yes/on or 0/false/no/off), above the files",
         ),
         ("GPURUN_GPUS", "default --gpus for --rocm and --nv when no vendor visibility variable selects"),
+        ("GPURUN_PID_NS", "default --pid-ns (auto, private or host), above the files"),
+        (
+            "OMPI_COMM_WORLD_RANK, PMIX_RANK, PMI_RANK",
+            "set by MPI launchers (mpirun, srun --mpi=pmix|pmi2, mpiexec); any of them makes --pid-ns auto \
+             choose the host PID namespace",
+        ),
         (
             "GPURUN_ROCM_LIBS, GPURUN_ROCM_BINS, GPURUN_NV_LIBS, GPURUN_NV_BINS",
             "extra GPU library soname prefixes and tool names (: or , separated), replacing the files' lists",

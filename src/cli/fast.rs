@@ -11,7 +11,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use super::{Cli, GlobalArgs, RunArgs};
+use super::{Cli, GlobalArgs, PidNsMode, RunArgs};
 
 /// Subcommand names and aliases: a first positional argument with one of these names is not an
 /// IMAGE for clap either.
@@ -107,6 +107,15 @@ fn option(
         }
         "-C" | "--cleanenv" => set(&mut run.cleanenv),
         "--dry-run" => set(&mut run.dry_run),
+        "--pid-ns" => {
+            let mode = match value()?.as_str() {
+                "auto" => PidNsMode::Auto,
+                "private" => PidNsMode::Private,
+                "host" => PidNsMode::Host,
+                _ => return None,
+            };
+            run.pid_ns.replace(mode).is_none()
+        }
         _ => return None,
     })
 }
@@ -149,6 +158,8 @@ mod tests {
             "-c --no-home --writable-tmpfs -C --dry-run --fakeroot --run img.tar x",
             "-q --cache-dir /tmp/c --ref busybox:latest --platform linux/amd64 img.tar",
             "-v -v --pwd /tmp --device nvidia.com/gpu=0 --device x=1 img.tar",
+            "--pid-ns host img.tar ./solver",
+            "--pid-ns=private img.tar",
         ] {
             assert!(agrees(&args(line)), "{line}");
         }
@@ -181,6 +192,8 @@ mod tests {
             "--env",
             "--pwd",
             "--gpus= img.tar",
+            "--pid-ns HOST img.tar",
+            "--pid-ns host --pid-ns auto img.tar",
         ] {
             assert!(!agrees(&args(line)), "{line}");
         }

@@ -1,7 +1,7 @@
 //! Enters a new user namespace and installs its id maps, either directly (one id, ours) or
 //! through the setuid `newuidmap`/`newgidmap` helpers for `--fakeroot` with subordinate ranges.
-//! Runs in gpurun's own process before the PID-namespace init is cloned, so every later process
-//! is born inside the namespace.
+//! Runs in gpurun's own process before the PID-namespace init is cloned (or, in the host PID
+//! namespace, before gpurun execs the workload), so every later process is born inside it.
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +12,14 @@ use super::SandboxError;
 
 fn map_text(map: &[IdMap]) -> String {
     map.iter().map(|m| format!("{} {} {}\n", m.inside, m.outside, m.count)).collect()
+}
+
+/// Enters the user namespace with the plan's writer.
+pub fn enter(sys: &mut dyn Sys, ns: &UserNamespace) -> Result<(), SandboxError> {
+    match ns.writer {
+        MapWriter::Direct => enter_direct(sys, ns),
+        MapWriter::Helpers { .. } => enter_with_helpers(ns),
+    }
 }
 
 /// `unshare(CLONE_NEWUSER)` and the maps, written by us (the `Direct` writer).

@@ -14,8 +14,12 @@
 //!     └─ workload (PID 2)       clone(CLONE_VM|CLONE_VFORK): own process group, terminal
 //!                               foreground, caps dropped, execve
 //! ```
+//!
+//! In the host PID namespace (a plan without [`Namespace::Pid`]) there is no process at all:
+//! gpurun applies the mounts itself and execs the workload in place ([`inplace`]).
 
 mod idmap;
+mod inplace;
 pub mod mounts;
 mod process;
 mod spawn;
@@ -26,7 +30,7 @@ use std::path::PathBuf;
 
 use nix::fcntl::OFlag;
 
-use crate::plan::{LaunchPlan, MapWriter};
+use crate::plan::{LaunchPlan, MapWriter, Namespace};
 use crate::sys::{Linux, Sys};
 
 pub use idmap::userns_hint;
@@ -52,6 +56,11 @@ pub enum SandboxError {
     IdMapHelper { helper: PathBuf, status: String },
     #[error("unshare the mount and PID namespaces")]
     Unshare {
+        #[source]
+        source: io::Error,
+    },
+    #[error("unshare the mount namespace")]
+    UnshareMount {
         #[source]
         source: io::Error,
     },
@@ -83,7 +92,7 @@ impl SandboxError {
                  setuid root (package uidmap); without them --fakeroot maps only yourself to root"
                     .into(),
             ),
-            SandboxError::Unshare { .. } => Some(userns_hint()),
+            SandboxError::Unshare { .. } | SandboxError::UnshareMount { .. } => Some(userns_hint()),
             SandboxError::Mount { hint, .. } | SandboxError::Container { hint, .. } => hint.clone(),
             SandboxError::Process { .. } => None,
         }
@@ -116,7 +125,12 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
 /// when it died of signal N, 126/127 when it could not be executed.
 ///
 /// Precondition: the calling process is single-threaded (the init runs Rust code on our memory).
+/// Without a PID namespace in the plan gpurun becomes the workload: this returns only when it
+/// could not be started.
 pub fn launch(plan: &LaunchPlan) -> Result<i32, SandboxError> {
+    if !plan.namespaces.contains(&Namespace::Pid) {
+        return inplace::exec(plan);
+    }
     let mut sys = Linux;
     match &plan.user_namespace {
         Some(ns) if ns.writer == MapWriter::Direct => idmap::enter_direct(&mut sys, ns)?,

@@ -4,6 +4,10 @@
 //! prepared beforehand in a [`Spawn`]; the child only makes system calls on that data and writes
 //! the failing step and errno back into it, and the init turns that into a message. The child
 //! must not allocate, lock, print or unwind: it runs on the init's memory.
+//!
+//! In the host PID namespace the same preparation runs in gpurun itself, which then execs in
+//! place ([`Spawn::in_place`], [`Spawn::exec_in_place`]): one code path drops capabilities, sets
+//! `no_new_privs` and reports 125/126/127 for both modes.
 
 use std::ffi::{CString, c_char, c_int, c_void};
 use std::os::fd::RawFd;
@@ -36,6 +40,9 @@ pub struct Spawn {
     candidates: Vec<CString>,
     cwd: CString,
     terminal: Option<RawFd>,
+    /// Start a job of its own: new process group, the terminal (if any), no blocked signals.
+    /// Off in place, where gpurun already is the job its launcher or shell started.
+    job_control: bool,
     no_new_privs: bool,
     drop_capabilities: bool,
     switch_user: Option<SwitchUser>,
@@ -77,6 +84,7 @@ impl Spawn {
             candidates,
             cwd: CString::new(plan.cwd.as_os_str().as_encoded_bytes()).unwrap_or_default(),
             terminal,
+            job_control: true,
             no_new_privs: plan.no_new_privs,
             drop_capabilities: !plan.keep_capabilities,
             switch_user: plan.switch_user.clone(),
@@ -84,6 +92,18 @@ impl Spawn {
             errno: 0,
             denied: None,
         }
+    }
+
+    /// For [`Spawn::exec_in_place`]: the process group, terminal and signal mask stay as gpurun
+    /// got them, as a plain `exec` would leave them.
+    pub fn in_place(plan: &LaunchPlan) -> Spawn {
+        Spawn { job_control: false, ..Spawn::new(plan, None) }
+    }
+
+    /// Prepares the calling process and execs the workload in it. Returns only on failure, with
+    /// the exit code; [`Spawn::failure`] says why.
+    pub fn exec_in_place(&mut self) -> c_int {
+        prepare_and_exec(self)
     }
 
     /// Starts the child; returns its pid once it has exec'd or exited (then [`Spawn::failure`]
@@ -176,15 +196,21 @@ fn prepare_and_exec(spawn: &mut Spawn) -> c_int {
     // SAFETY: plain system calls on integers and on NUL-terminated strings and pointer arrays
     // prepared in `Spawn::new`, all alive for the duration.
     unsafe {
-        // Own process group (the job the terminal sees), and the terminal when in foreground;
-        // SIGTTOU is still blocked here, as tcsetpgrp from a background group requires.
-        libc::setpgid(0, 0);
-        if let Some(fd) = spawn.terminal {
-            libc::tcsetpgrp(fd, libc::getpid());
+        if spawn.job_control {
+            // Own process group (the job the terminal sees), and the terminal when in foreground;
+            // SIGTTOU is still blocked here, as tcsetpgrp from a background group requires.
+            libc::setpgid(0, 0);
+            if let Some(fd) = spawn.terminal {
+                libc::tcsetpgrp(fd, libc::getpid());
+            }
+            let mut empty = std::mem::zeroed::<libc::sigset_t>();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
         }
-        let mut empty = std::mem::zeroed::<libc::sigset_t>();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        // Rust's runtime ignores SIGPIPE in gpurun, and an ignored signal stays ignored across
+        // execve (signal(7)): without this, `yes | head -1` in the container makes `yes` fail
+        // with EPIPE instead of dying quietly of SIGPIPE. Other dispositions are the caller's.
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         if libc::chdir(spawn.cwd.as_ptr()) != 0 {
             return fail(spawn, Step::Chdir);
         }
