@@ -51,14 +51,17 @@ fn user_file_gpurun_config_and_precedence() {
     )
     .unwrap();
     let p = plan(&mut gpurun(dir), &root);
-    assert!(p.contains(&format!("/oldroot{}", data.display())) && p.contains("/newroot/data"), "{p}");
+    assert!(p.contains(&format!("\"source\": \"{}\"", data.display())) && p.contains("/newroot/data"), "{p}");
     assert!(
         std::fs::read_dir(dir).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with("c-"))
     );
 
     // -B onto the same destination replaces the default bind; GPURUN_BIND replaces the file's.
     let p = plan(gpurun(dir).arg("-B").arg(format!("{}:/data", other.display())), &root);
-    assert!(!p.contains(&format!("/oldroot{}", data.display())) && p.contains("/newroot/data"), "{p}");
+    assert!(
+        !p.contains(&format!("\"source\": \"{}\"", data.display())) && p.contains("/newroot/data"),
+        "{p}"
+    );
     let p = plan(gpurun(dir).env("GPURUN_BIND", format!("{}:/elsewhere", other.display())), &root);
     assert!(p.contains("/newroot/elsewhere") && !p.contains("/newroot/data"), "{p}");
 

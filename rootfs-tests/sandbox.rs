@@ -358,7 +358,10 @@ fn dry_run_prints_the_plan() {
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON plan");
     assert_eq!(plan["argv"], serde_json::json!(["echo", "hi"]));
     let mounts = plan["mounts"].as_array().unwrap();
-    assert!(mounts.iter().any(|m| m["op"] == "bind" && m["target"] == "/newroot/scratch"), "{plan}");
+    let root = plan["layout"]["base"].as_str().unwrap().to_string() + "/newroot";
+    assert!(root.ends_with("/mnt/newroot"), "assembled in the cache's mnt directory: {plan}");
+    assert!(mounts.iter().any(|m| m["op"] == "bind" && m["target"] == root.clone() + "/scratch"), "{plan}");
+    assert_eq!(mounts.iter().filter(|m| m["op"] == "pivot_root").count(), 1, "one pivot: {plan}");
     assert_eq!(mounts.last().unwrap()["op"], "pivot_root");
 }
 

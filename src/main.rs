@@ -113,8 +113,10 @@ fn run(cli: &Cli, ui: &Ui) -> Result<u8, Failure> {
         ));
     };
     // Validation first: a typo in --env or a missing bind source must not cost an unpack.
-    let (request, host) = gpurun::run::validate(&cli.run).map_err(|e| (gpurun::error_chain(&e), e.hint()))?;
+    let (request, mut host) =
+        gpurun::run::validate(&cli.run).map_err(|e| (gpurun::error_chain(&e), e.hint()))?;
     let cache = open_cache(cli)?;
+    host.staging = cache.mount_dir();
     let sel = commands::selection(&cli.run.select);
     let prepared = gpurun::image::prepare(image, &sel, &cache, ui).map_err(|e| fail(e.into()))?;
     match gpurun::run::execute(&request, &host, prepared) {

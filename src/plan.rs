@@ -5,16 +5,18 @@
 //!
 //! # How the read-only rootfs gets mount points it does not have
 //!
-//! The rootfs is a cache entry shared by every job, so nothing may ever be written into it. The
-//! sandbox first mounts a private tmpfs (the *staging* tmpfs) and pivots into it, keeping the host
-//! at `/oldroot`. The container root is an overlay at `/newroot` whose lower layer is the rootfs
-//! and whose upper layer `/upper` lives in the staging tmpfs. Before the overlay is mounted, the
-//! planner writes the generated `/etc/passwd` and `/etc/group` and creates every missing mount
-//! point (directories and empty files) directly in `/upper`. Creating them in the upper directory
+//! The rootfs is a cache entry shared by every job, so nothing may ever be written into it. In its
+//! private mount namespace the sandbox first mounts a tmpfs (the *staging* tmpfs) on an empty
+//! directory of gpurun's cache ([`Layout`]); host paths keep their names, so bind sources need no
+//! translation and there is only one `pivot_root`, at the end. The container root is an overlay at
+//! `STAGING/newroot` whose lower layer is the rootfs and whose upper layer `STAGING/upper` lives in
+//! the staging tmpfs. Before the overlay is mounted, the planner writes the generated
+//! `/etc/passwd` and `/etc/group` and creates every missing mount point (directories and empty
+//! files) directly in the upper layer. Creating them in the upper directory
 //! rather than through the overlay matters: in an unprivileged user namespace the image's
 //! root-owned directories are not writable, but the upper directory is ours. The overlay root is
-//! then made read-only (unless `--writable-tmpfs`, where writes land in `/upper` and vanish with
-//! the tmpfs). A directory created in `/upper` shadows the image's attributes for that directory
+//! then made read-only (unless `--writable-tmpfs`, where writes land in the upper layer and vanish
+//! with the tmpfs). A directory created in the upper layer shadows the image's attributes for that directory
 //! (owner and mode show as the caller's; its contents still merge), and shadows a symlink at the
 //! same path. Mount points below a tmpfs the plan mounts (`/dev`, a contained `/tmp`) are created
 //! in that tmpfs right before use; destinations below a host bind must already exist there.
@@ -98,16 +100,42 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// Host prefix for `NAME=value` pairs meant for the container.
 pub const ENV_PREFIX: &str = "GPURUN_ENV_";
 
-/// Where the staging tmpfs is attached before the first pivot. Any host directory works: after
-/// `pivot_root` the tmpfs is the root and the host's own `/tmp` shows again under `/oldroot`.
-pub const STAGING_BASE: &str = "/tmp";
-/// The host root, inside the staging tmpfs.
-pub const OLD_ROOT: &str = "/oldroot";
-/// The container root, inside the staging tmpfs.
-pub const NEW_ROOT: &str = "/newroot";
-/// The overlay's upper and work directories, inside the staging tmpfs.
-pub const UPPER: &str = "/upper";
-pub const WORK: &str = "/work";
+/// Where the sandbox assembles the container: the staging tmpfs, mounted on `base` (the cache's
+/// empty `mnt` directory; the mount exists only in the run's own mount namespace, so concurrent
+/// runs share the directory without seeing each other), holds the overlay's upper and work
+/// directories and the container root. Mounting it on a directory of our own instead of pivoting
+/// into it first keeps every host path valid as a bind source, and saves a `pivot_root`, which
+/// walks every task on the machine (`chroot_fs_refs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Layout {
+    pub base: PathBuf,
+}
+
+impl Layout {
+    /// The container root while it is being assembled.
+    pub fn root(&self) -> PathBuf {
+        self.base.join("newroot")
+    }
+    /// The overlay's upper directory: mount points and generated files go here.
+    pub fn upper(&self) -> PathBuf {
+        self.base.join("upper")
+    }
+    pub fn work(&self) -> PathBuf {
+        self.base.join("work")
+    }
+    /// `path` in the container as a path below the root being assembled.
+    pub fn in_root(&self, path: &Path) -> PathBuf {
+        under(&self.root(), path)
+    }
+    /// `path` in the container as a path below the upper directory.
+    pub fn in_upper(&self, path: &Path) -> PathBuf {
+        under(&self.upper(), path)
+    }
+    /// The container path of `path` when it lies below the root being assembled.
+    pub fn container_path(&self, path: &Path) -> Option<PathBuf> {
+        path.strip_prefix(self.root()).ok().map(|p| Path::new("/").join(p))
+    }
+}
 
 /// Host `/proc` paths made read-only in the host PID namespace: those runc and Docker make
 /// read-only (their `readonlyPaths`). In a user namespace the caller could not write them anyway;
@@ -139,6 +167,8 @@ pub struct LaunchPlan {
     pub namespaces: Vec<Namespace>,
     /// Whether there is a PID namespace (`Namespace::Pid` in `namespaces`) and why.
     pub pid_ns: PidNsChoice,
+    /// Where the container is assembled before the final pivot.
+    pub layout: Layout,
     /// Mount operations, applied in order by the PID namespace's init (by gpurun itself in the
     /// host PID namespace).
     pub mounts: Vec<MountOp>,
@@ -200,9 +230,8 @@ pub struct UserNamespace {
     pub writer: MapWriter,
 }
 
-/// One step of the mount setup. Paths are absolute in the view current at that step: before
-/// [`MountOp::EnterStaging`] the host's, after it the staging tmpfs's (host at [`OLD_ROOT`],
-/// container at [`NEW_ROOT`]). GPU device binds will be `Bind` ops below `/newroot/dev`.
+/// One step of the mount setup. Paths are host paths up to [`MountOp::PivotRoot`]; the container
+/// is assembled below [`Layout::root`] (GPU device binds are `Bind` ops below its `dev`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum MountOp {
@@ -210,10 +239,9 @@ pub enum MountOp {
     MakePrivate {
         target: PathBuf,
     },
-    /// Mount the staging tmpfs on `base`, `pivot_root` into it, keep the host at `put_old`.
-    EnterStaging {
-        base: PathBuf,
-        put_old: PathBuf,
+    /// Mount the staging tmpfs on the [`Layout`]'s base.
+    Staging {
+        target: PathBuf,
     },
     Mkdir {
         path: PathBuf,
@@ -420,8 +448,9 @@ pub fn build(
     let specs = mount_specs(req, host, &who, gpu);
     let cwd = working_dir(req, host, &image.config, &specs);
     let accounts = Accounts::new(host, &who);
-    let mut mounts = mount_ops(req, image, &specs, &accounts, user_namespace.is_some());
-    stage_symlinks(&mut mounts, &gpu.symlinks);
+    let layout = Layout { base: host.staging.clone() };
+    let mut mounts = mount_ops(req, image, &layout, &specs, &accounts, user_namespace.is_some());
+    stage_symlinks(&mut mounts, &layout, &gpu.symlinks);
     // setgroups is denied in a namespace whose maps gpurun wrote itself (see sandbox::idmap).
     let may_setgroups = user_namespace.as_ref().is_none_or(|ns| ns.writer != MapWriter::Direct);
     let switch_user = who.switch.then(|| SwitchUser {
@@ -434,6 +463,7 @@ pub fn build(
         user_namespace,
         namespaces,
         pid_ns: req.pid_ns.clone(),
+        layout,
         mounts,
         argv,
         env: environment_with_home(req, host, &image.config, &who.home, &gpu.env),
@@ -792,7 +822,7 @@ pub fn group_with_caller(image: Option<&str>, group: &str, gid: u32) -> String {
 }
 
 /// Joins a container path below a staging directory (`/newroot`, `/upper`).
-fn under(base: &str, path: &Path) -> PathBuf {
+fn under(base: &Path, path: &Path) -> PathBuf {
     let mut out = PathBuf::from(base);
     out.extend(path.components().filter(|c| matches!(c, Component::Normal(_))));
     out
@@ -802,7 +832,7 @@ fn under(base: &str, path: &Path) -> PathBuf {
 fn make_mountpoint(
     ops: &mut Vec<MountOp>,
     made: &mut BTreeSet<PathBuf>,
-    base: &str,
+    base: &Path,
     path: &Path,
     kind: NodeKind,
 ) {
@@ -826,23 +856,22 @@ fn make_mountpoint(
 fn mount_ops(
     req: &RunRequest,
     image: &ImageInfo,
+    layout: &Layout,
     specs: &[Spec],
     accounts: &Accounts,
     userns: bool,
 ) -> Vec<MountOp> {
     let mut staged = vec![
         MountOp::MakePrivate { target: "/".into() },
-        MountOp::EnterStaging {
-            base: STAGING_BASE.into(),
-            put_old: Path::new(STAGING_BASE).join(&OLD_ROOT[1..]),
-        },
-        MountOp::Mkdir { path: UPPER.into(), mode: 0o755 },
-        MountOp::Mkdir { path: WORK.into(), mode: 0o755 },
-        MountOp::Mkdir { path: NEW_ROOT.into(), mode: 0o755 },
+        MountOp::Staging { target: layout.base.clone() },
+        MountOp::Mkdir { path: layout.upper(), mode: 0o755 },
+        MountOp::Mkdir { path: layout.work(), mode: 0o755 },
+        MountOp::Mkdir { path: layout.root(), mode: 0o755 },
     ];
+    let (upper, root) = (layout.upper(), layout.root());
     let mut staged_made = BTreeSet::new();
     // The generated account files go straight into the upper layer: no bind, no mount point.
-    make_mountpoint(&mut staged, &mut staged_made, UPPER, Path::new("/etc"), NodeKind::Dir);
+    make_mountpoint(&mut staged, &mut staged_made, &upper, Path::new("/etc"), NodeKind::Dir);
     let (passwd, group) = if accounts.image_user {
         (image.passwd.clone().unwrap_or_default(), image.group.clone().unwrap_or_default())
     } else {
@@ -858,16 +887,16 @@ fn mount_ops(
         )
     };
     staged.push(MountOp::WriteFile {
-        path: under(UPPER, Path::new("/etc/passwd")),
+        path: layout.in_upper(Path::new("/etc/passwd")),
         contents: passwd,
         mode: 0o644,
     });
     staged.push(MountOp::WriteFile {
-        path: under(UPPER, Path::new("/etc/group")),
+        path: layout.in_upper(Path::new("/etc/group")),
         contents: group,
         mode: 0o644,
     });
-    staged_made.extend([under(UPPER, Path::new("/etc/passwd")), under(UPPER, Path::new("/etc/group"))]);
+    staged_made.extend([layout.in_upper(Path::new("/etc/passwd")), layout.in_upper(Path::new("/etc/group"))]);
 
     let mut mounts = Vec::new();
     let mut made = BTreeSet::new();
@@ -879,17 +908,17 @@ fn mount_ops(
             .filter(|p| spec.dest.starts_with(&p.dest))
             .max_by_key(|p| p.dest.components().count());
         match parent.map(|p| &p.what) {
-            None => make_mountpoint(&mut staged, &mut staged_made, UPPER, &spec.dest, spec.mountpoint),
+            None => make_mountpoint(&mut staged, &mut staged_made, &upper, &spec.dest, spec.mountpoint),
             Some(What::Tmpfs { .. }) => {
-                make_mountpoint(&mut mounts, &mut made, NEW_ROOT, &spec.dest, spec.mountpoint)
+                make_mountpoint(&mut mounts, &mut made, &root, &spec.dest, spec.mountpoint)
             }
             Some(_) => {}
         }
-        mounts.push(mount_op(spec));
+        mounts.push(mount_op(layout, spec));
         if spec.dest == Path::new("/dev/pts") {
             mounts.push(MountOp::Symlink {
                 target: "pts/ptmx".into(),
-                link: under(NEW_ROOT, Path::new("/dev/ptmx")),
+                link: layout.in_root(Path::new("/dev/ptmx")),
             });
         }
     }
@@ -901,49 +930,49 @@ fn mount_ops(
     ] {
         mounts.push(MountOp::Symlink {
             target: target.into(),
-            link: under(NEW_ROOT, &Path::new("/dev").join(link)),
+            link: layout.in_root(&Path::new("/dev").join(link)),
         });
     }
     staged.push(MountOp::Overlay {
-        lower: under(OLD_ROOT, &image.rootfs),
-        upper: UPPER.into(),
-        work: WORK.into(),
-        target: NEW_ROOT.into(),
+        lower: image.rootfs.clone(),
+        upper: layout.upper(),
+        work: layout.work(),
+        target: layout.root(),
         userxattr: userns,
     });
     staged.extend(mounts);
     // Read-only remounts come last: anything created below a mount must exist before it freezes.
     if !req.writable_tmpfs {
-        staged.push(MountOp::ReadOnly { target: NEW_ROOT.into(), recursive: false });
+        staged.push(MountOp::ReadOnly { target: layout.root(), recursive: false });
     }
     for spec in specs.iter().filter(|s| s.read_only) {
         let recursive = matches!(spec.what, What::Bind { recursive: true, .. });
-        staged.push(MountOp::ReadOnly { target: under(NEW_ROOT, &spec.dest), recursive });
+        staged.push(MountOp::ReadOnly { target: layout.in_root(&spec.dest), recursive });
     }
-    staged.push(MountOp::PivotRoot { new_root: NEW_ROOT.into() });
+    staged.push(MountOp::PivotRoot { new_root: layout.root() });
     staged
 }
 
 /// CDI `create-symlinks` links go into the upper layer before the overlay is mounted, like the
 /// account files: the shared rootfs is never written.
-fn stage_symlinks(ops: &mut Vec<MountOp>, links: &[(PathBuf, PathBuf)]) {
+fn stage_symlinks(ops: &mut Vec<MountOp>, layout: &Layout, links: &[(PathBuf, PathBuf)]) {
     let Some(at) = ops.iter().position(|op| matches!(op, MountOp::Overlay { .. })) else { return };
     let mut staged = Vec::new();
     let mut made = BTreeSet::new();
     for (target, link) in links.iter().filter(|(_, l)| l.is_absolute()) {
         if let Some(parent) = link.parent().filter(|p| *p != Path::new("/")) {
-            make_mountpoint(&mut staged, &mut made, UPPER, parent, NodeKind::Dir);
+            make_mountpoint(&mut staged, &mut made, &layout.upper(), parent, NodeKind::Dir);
         }
-        staged.push(MountOp::Symlink { target: target.clone(), link: under(UPPER, link) });
+        staged.push(MountOp::Symlink { target: target.clone(), link: layout.in_upper(link) });
     }
     ops.splice(at..at, staged);
 }
 
-fn mount_op(spec: &Spec) -> MountOp {
-    let target = under(NEW_ROOT, &spec.dest);
+fn mount_op(layout: &Layout, spec: &Spec) -> MountOp {
+    let target = layout.in_root(&spec.dest);
     match &spec.what {
         What::Bind { source, recursive } => {
-            MountOp::Bind { source: under(OLD_ROOT, source), target, recursive: *recursive }
+            MountOp::Bind { source: source.clone(), target, recursive: *recursive }
         }
         What::Tmpfs { mode } => MountOp::Tmpfs { target, mode: *mode },
         What::Proc => MountOp::Proc { target },
@@ -989,6 +1018,7 @@ mod tests {
             pmix_server_tmpdir: None,
             proc_read_only: vec!["/proc/sys".into(), "/proc/sysrq-trigger".into()],
             subids: None,
+            staging: "/staging".into(),
         }
     }
 
@@ -1095,27 +1125,32 @@ mod tests {
         let plan = build(&req, &host(), &image()).unwrap();
         let ops = &plan.mounts;
         let pos = |p: &str| index(ops, |op| target_of(op) == Some(Path::new(p)));
-        assert_eq!(index(ops, |op| matches!(op, MountOp::EnterStaging { .. })), 1);
-        assert!(pos("/newroot") < pos("/newroot/proc"));
-        assert!(pos("/newroot/mnt/a") < pos("/newroot/mnt/a/b"), "parent bind first");
-        assert!(pos("/newroot/dev") < pos("/newroot/dev/null"));
-        assert!(pos("/newroot/dev") < pos("/newroot/dev/pts"));
+        assert_eq!(index(ops, |op| matches!(op, MountOp::Staging { .. })), 1);
+        assert!(pos("/staging/newroot") < pos("/staging/newroot/proc"));
+        assert!(pos("/staging/newroot/mnt/a") < pos("/staging/newroot/mnt/a/b"), "parent bind first");
+        assert!(pos("/staging/newroot/dev") < pos("/staging/newroot/dev/null"));
+        assert!(pos("/staging/newroot/dev") < pos("/staging/newroot/dev/pts"));
         // Every mount point of the overlay root is staged in the upper layer before the overlay.
-        for path in ["/upper/mnt/a", "/upper/home/alice", "/upper/scratch/job", "/upper/etc/hosts"] {
+        for path in [
+            "/staging/upper/mnt/a",
+            "/staging/upper/home/alice",
+            "/staging/upper/scratch/job",
+            "/staging/upper/etc/hosts",
+        ] {
             let made = index(
                 ops,
                 |op| matches!(op, MountOp::Mkdir { path: p, .. } | MountOp::CreateFile { path: p, .. } if p == Path::new(path)),
             );
-            assert!(made < pos("/newroot"), "{path}");
+            assert!(made < pos("/staging/newroot"), "{path}");
         }
         // /mnt/a/b lies in a host bind: nothing is created for it (the host is never modified).
         assert!(!ops.iter().any(|op| matches!(op, MountOp::Mkdir { path, .. } if path.ends_with("a/b"))));
         // /dev nodes get their mount points in the /dev tmpfs, after it is mounted.
         let dev_null = index(
             ops,
-            |op| matches!(op, MountOp::CreateFile { path, .. } if path == Path::new("/newroot/dev/null")),
+            |op| matches!(op, MountOp::CreateFile { path, .. } if path == Path::new("/staging/newroot/dev/null")),
         );
-        assert!(pos("/newroot/dev") < dev_null && dev_null < pos("/newroot/dev/null"));
+        assert!(pos("/staging/newroot/dev") < dev_null && dev_null < pos("/staging/newroot/dev/null"));
         let first_ro = index(ops, |op| matches!(op, MountOp::ReadOnly { .. }));
         let last_mount = ops
             .iter()
@@ -1131,9 +1166,9 @@ mod tests {
             })
             .collect();
         assert!(
-            ro.contains(&("/newroot", false))
-                && ro.contains(&("/newroot/mnt/a/b", true))
-                && ro.contains(&("/newroot/sys", true))
+            ro.contains(&("/staging/newroot", false))
+                && ro.contains(&("/staging/newroot/mnt/a/b", true))
+                && ro.contains(&("/staging/newroot/sys", true))
         );
     }
 
@@ -1150,11 +1185,11 @@ mod tests {
             })
             .collect();
         for t in [
-            "/newroot/tmp",
-            "/newroot/home/alice",
-            "/newroot/scratch/job",
-            "/newroot/etc/hosts",
-            "/newroot/dev/shm",
+            "/staging/newroot/tmp",
+            "/staging/newroot/home/alice",
+            "/staging/newroot/scratch/job",
+            "/staging/newroot/etc/hosts",
+            "/staging/newroot/dev/shm",
         ] {
             assert!(binds.contains(&t), "{t} in {binds:?}");
         }
@@ -1162,14 +1197,11 @@ mod tests {
             build(&RunRequest { contain: true, ..RunRequest::default() }, &host(), &image()).unwrap();
         assert_eq!(contained.cwd, Path::new("/app"), "image WorkingDir when cwd is not bound");
         assert!(contained.mounts.iter().any(
-            |op| matches!(op, MountOp::Tmpfs { target, mode: 0o1777 } if target == Path::new("/newroot/tmp"))
+            |op| matches!(op, MountOp::Tmpfs { target, mode: 0o1777 } if target == Path::new("/staging/newroot/tmp"))
         ));
-        assert!(
-            !contained
-                .mounts
-                .iter()
-                .any(|op| matches!(op, MountOp::Bind { target, .. } if target.starts_with("/newroot/home")))
-        );
+        assert!(!contained.mounts.iter().any(
+            |op| matches!(op, MountOp::Bind { target, .. } if target.starts_with("/staging/newroot/home"))
+        ));
         let mut bare = image();
         bare.config.working_dir = None;
         let plan = build(&RunRequest { contain: true, ..RunRequest::default() }, &host(), &bare).unwrap();
@@ -1179,12 +1211,9 @@ mod tests {
         assert_eq!(pwd.cwd, Path::new("/x"));
         let writable =
             build(&RunRequest { writable_tmpfs: true, ..RunRequest::default() }, &host(), &image()).unwrap();
-        assert!(
-            !writable
-                .mounts
-                .iter()
-                .any(|op| matches!(op, MountOp::ReadOnly { target, .. } if target == Path::new("/newroot")))
-        );
+        assert!(!writable.mounts.iter().any(
+            |op| matches!(op, MountOp::ReadOnly { target, .. } if target == Path::new("/staging/newroot"))
+        ));
     }
 
     #[test]
@@ -1244,14 +1273,14 @@ mod tests {
                 |op| matches!(op, MountOp::CreateFile { path, .. } | MountOp::Mkdir { path, .. } if path == Path::new(p)),
             )
         };
-        let render = "/newroot/dev/dri/renderD128";
+        let render = "/staging/newroot/dev/dri/renderD128";
         assert!(
-            pos("/newroot/dev") < made(render) && made(render) < pos(render),
+            pos("/staging/newroot/dev") < made(render) && made(render) < pos(render),
             "node inside the /dev tmpfs"
         );
-        let lib = "/newroot/.gpurun/lib/libhsa-runtime64.so.1";
+        let lib = "/staging/newroot/.gpurun/lib/libhsa-runtime64.so.1";
         assert!(
-            made("/upper/.gpurun/lib/libhsa-runtime64.so.1") < pos("/newroot"),
+            made("/staging/upper/.gpurun/lib/libhsa-runtime64.so.1") < pos("/staging/newroot"),
             "staged before the overlay"
         );
         let ro = index(ops, |op| matches!(op, MountOp::ReadOnly { target, .. } if target == Path::new(lib)));
@@ -1262,9 +1291,9 @@ mod tests {
         );
         let link = index(
             ops,
-            |op| matches!(op, MountOp::Symlink { link, .. } if link == Path::new("/upper/usr/lib/libcuda.so")),
+            |op| matches!(op, MountOp::Symlink { link, .. } if link == Path::new("/staging/upper/usr/lib/libcuda.so")),
         );
-        assert!(link < pos("/newroot"));
+        assert!(link < pos("/staging/newroot"));
         assert_eq!(env_of(&plan, "PATH").as_deref(), Some("/opt/bin:/usr/bin:/.gpurun/bin"));
         assert_eq!(
             env_of(&plan, "LD_LIBRARY_PATH").as_deref(),
@@ -1287,33 +1316,38 @@ mod tests {
         let ops = &plan.mounts;
         let pos = |p: &str| index(ops, |op| target_of(op) == Some(Path::new(p)));
         let proc_bind =
-            MountOp::Bind { source: "/oldroot/proc".into(), target: "/newroot/proc".into(), recursive: true };
-        assert_eq!(ops[pos("/newroot/proc")], proc_bind);
-        assert!(pos("/newroot") < pos("/newroot/proc"));
+            MountOp::Bind { source: "/proc".into(), target: "/staging/newroot/proc".into(), recursive: true };
+        assert_eq!(ops[pos("/staging/newroot/proc")], proc_bind);
+        assert!(pos("/staging/newroot") < pos("/staging/newroot/proc"));
         let sys = MountOp::Bind {
-            source: "/oldroot/proc/sys".into(),
-            target: "/newroot/proc/sys".into(),
+            source: "/proc/sys".into(),
+            target: "/staging/newroot/proc/sys".into(),
             recursive: true,
         };
-        assert_eq!(ops[pos("/newroot/proc/sys")], sys, "over the /proc bind");
-        assert!(pos("/newroot/proc") < pos("/newroot/proc/sys"));
-        assert!(matches!(&ops[pos("/newroot/proc/sysrq-trigger")], MountOp::Bind { recursive: false, .. }));
+        assert_eq!(ops[pos("/staging/newroot/proc/sys")], sys, "over the /proc bind");
+        assert!(pos("/staging/newroot/proc") < pos("/staging/newroot/proc/sys"));
+        assert!(matches!(
+            &ops[pos("/staging/newroot/proc/sysrq-trigger")],
+            MountOp::Bind { recursive: false, .. }
+        ));
         assert!(
-            !ops.iter().any(|op| target_of(op) == Some(Path::new("/newroot/proc/irq"))),
+            !ops.iter().any(|op| target_of(op) == Some(Path::new("/staging/newroot/proc/irq"))),
             "absent on the host"
         );
-        for (target, recursive) in [("/newroot/proc/sys", true), ("/newroot/proc/sysrq-trigger", false)] {
+        for (target, recursive) in
+            [("/staging/newroot/proc/sys", true), ("/staging/newroot/proc/sysrq-trigger", false)]
+        {
             let ro = MountOp::ReadOnly { target: target.into(), recursive };
             assert!(index(ops, |op| *op == ro) > pos(target), "{target} read-only after its bind");
         }
         assert!(!ops.iter().any(
-            |op| matches!(op, MountOp::ReadOnly { target, .. } if target == Path::new("/newroot/proc"))
+            |op| matches!(op, MountOp::ReadOnly { target, .. } if target == Path::new("/staging/newroot/proc"))
         ));
-        assert!(!ops.iter().any(|op| matches!(op, MountOp::Mkdir { path, .. } | MountOp::CreateFile { path, .. } if path.starts_with("/newroot/proc"))), "nothing is created in the host /proc");
+        assert!(!ops.iter().any(|op| matches!(op, MountOp::Mkdir { path, .. } | MountOp::CreateFile { path, .. } if path.starts_with("/staging/newroot/proc"))), "nothing is created in the host /proc");
         // Everything else is the private plan's.
         let touches_proc = |op: &MountOp| match op {
             MountOp::Proc { target } | MountOp::Bind { target, .. } | MountOp::ReadOnly { target, .. } => {
-                target.starts_with("/newroot/proc")
+                target.starts_with("/staging/newroot/proc")
             }
             _ => false,
         };
@@ -1331,19 +1365,24 @@ mod tests {
         for req in [RunRequest::default(), contained] {
             let plan = build(&req, &facts, &image()).unwrap();
             let bind = MountOp::Bind {
-                source: "/oldroot/var/spool/slurmd/pmix.7.0".into(),
-                target: "/newroot/var/spool/slurmd/pmix.7.0".into(),
+                source: "/var/spool/slurmd/pmix.7.0".into(),
+                target: "/staging/newroot/var/spool/slurmd/pmix.7.0".into(),
                 recursive: true,
             };
             let at = index(&plan.mounts, |op| *op == bind);
             let made = index(
                 &plan.mounts,
-                |op| matches!(op, MountOp::Mkdir { path, .. } if path == Path::new("/upper/var/spool/slurmd/pmix.7.0")),
+                |op| matches!(op, MountOp::Mkdir { path, .. } if path == Path::new("/staging/upper/var/spool/slurmd/pmix.7.0")),
             );
             assert!(made < at);
         }
         let plan = build(&RunRequest::default(), &host(), &image()).unwrap();
-        assert!(!plan.mounts.iter().any(|op| target_of(op).is_some_and(|t| t.starts_with("/newroot/var"))));
+        assert!(
+            !plan
+                .mounts
+                .iter()
+                .any(|op| target_of(op).is_some_and(|t| t.starts_with("/staging/newroot/var")))
+        );
     }
 
     #[test]
@@ -1380,7 +1419,7 @@ mod tests {
         let plan = build(&fake, &host(), &image()).unwrap();
         assert_eq!(env_of(&plan, "HOME").as_deref(), Some("/root"));
         assert!(plan.mounts.iter().any(|op| matches!(op, MountOp::Bind { source, target, .. }
-            if source == Path::new("/oldroot/home/alice") && target == Path::new("/newroot/root"))));
+            if source == Path::new("/home/alice") && target == Path::new("/staging/newroot/root"))));
         assert_eq!(plan.cwd, Path::new("/scratch/job"));
         assert!(plan.switch_user.is_none() && plan.keep_capabilities);
         // Without --fakeroot the image's User is ignored: the caller runs.

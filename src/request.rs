@@ -40,6 +40,9 @@ pub struct HostFacts {
     pub proc_read_only: Vec<PathBuf>,
     /// Subordinate id ranges and the setuid helpers, when `--fakeroot` can use them.
     pub subids: Option<SubIds>,
+    /// An empty private directory the sandbox mounts its staging tmpfs on (the cache's `mnt`,
+    /// set once the cache is open; see `plan`).
+    pub staging: PathBuf,
 }
 
 /// Subordinate ids from `/etc/subuid` and `/etc/subgid`, with `newuidmap`/`newgidmap`.
@@ -101,6 +104,7 @@ impl HostFacts {
                 .filter(|p| p.symlink_metadata().is_ok())
                 .collect(),
             subids,
+            staging: PathBuf::new(),
         }
     }
 }

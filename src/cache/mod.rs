@@ -77,6 +77,7 @@ impl Cache {
             cache.staging_dir(),
             cache.locks_dir(),
             cache.sources_dir(),
+            cache.mount_dir(),
         ] {
             make_private_dir(&dir)?;
         }
@@ -94,6 +95,11 @@ impl Cache {
     }
     pub fn sources_dir(&self) -> PathBuf {
         self.root.join("sources")
+    }
+    /// An always-empty directory on which each run mounts its private staging tmpfs, in its own
+    /// mount namespace (so concurrent runs never see each other's); see `plan`.
+    pub fn mount_dir(&self) -> PathBuf {
+        self.root.join("mnt")
     }
     pub fn entry_dir(&self, id: &str) -> PathBuf {
         self.images_dir().join(id)

@@ -31,7 +31,7 @@ pub fn exec(plan: &LaunchPlan) -> Result<i32, SandboxError> {
     // No CLONE_NEWPID: the host's PID namespace stays ours (pid_namespaces(7)), and the plan's
     // /proc is a bind of the host's, which a new procfs could not be here.
     sys.unshare(libc::CLONE_NEWNS).map_err(|source| SandboxError::UnshareMount { source })?;
-    mounts::apply(&mut sys, &plan.mounts)?;
+    mounts::apply(&mut sys, &plan.mounts, &plan.layout)?;
     tracing::debug!(argv = ?plan.argv, "exec in place (host PID namespace)");
     let mut spawn = Spawn::in_place(plan);
     let code = spawn.exec_in_place();

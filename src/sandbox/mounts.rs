@@ -1,19 +1,19 @@
 //! Applies the plan's mount operations, in order, through the [`Sys`] seam. It decides nothing:
 //! every ordering rule lives in the planner. Runs inside the new mount and PID namespaces.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::plan::{MountOp, NEW_ROOT, OLD_ROOT};
+use crate::plan::{Layout, MountOp};
 use crate::sys::{MountFlags, Propagation, Sys};
 
 use super::SandboxError;
 
 /// Applies `ops` in order; the first failure stops and names the step.
-pub fn apply(sys: &mut dyn Sys, ops: &[MountOp]) -> Result<(), SandboxError> {
+pub fn apply(sys: &mut dyn Sys, ops: &[MountOp], layout: &Layout) -> Result<(), SandboxError> {
     for op in ops {
         apply_one(sys, op).map_err(|source| SandboxError::Mount {
-            step: describe(op),
-            hint: mount_hint(op, &source),
+            step: describe(op, layout),
+            hint: mount_hint(op, layout, &source),
             source,
         })?;
     }
@@ -28,7 +28,9 @@ fn apply_one(sys: &mut dyn Sys, op: &MountOp) -> std::io::Result<()> {
     let nosuid_nodev = MountFlags { nosuid: true, nodev: true, ..MountFlags::default() };
     match op {
         MountOp::MakePrivate { target } => sys.set_propagation(target, Propagation::RecursivePrivate),
-        MountOp::EnterStaging { base, put_old } => enter_staging(sys, base, put_old),
+        MountOp::Staging { target } => {
+            sys.mount("tmpfs", target, Some("tmpfs"), nosuid_nodev, Some("mode=755"))
+        }
         MountOp::Mkdir { path, mode } => sys.mkdir(path, *mode),
         MountOp::CreateFile { path, mode } => sys.create_file(path, *mode),
         MountOp::WriteFile { path, contents, mode } => sys.write_file(path, contents.as_bytes(), *mode),
@@ -69,15 +71,6 @@ fn apply_one(sys: &mut dyn Sys, op: &MountOp) -> std::io::Result<()> {
     }
 }
 
-/// Mounts the staging tmpfs on `base` and makes it the root with the host kept at `put_old`.
-fn enter_staging(sys: &mut dyn Sys, base: &Path, put_old: &Path) -> std::io::Result<()> {
-    let flags = MountFlags { nosuid: true, nodev: true, ..MountFlags::default() };
-    sys.mount("tmpfs", base, Some("tmpfs"), flags, Some("mode=755"))?;
-    sys.mkdir(put_old, 0o755)?;
-    sys.pivot_root(base, put_old)?;
-    sys.chdir(Path::new("/"))
-}
-
 /// The bubblewrap sequence: `pivot_root(".", ".")` stacks the old root on top of the new one,
 /// and detaching "." then drops the staging tmpfs together with the host tree below it, which a
 /// user namespace may detach as a whole even though its mounts are locked (pivot_root(2) notes).
@@ -100,32 +93,23 @@ fn escape(path: &Path) -> String {
     out
 }
 
-/// Host paths live below `/oldroot` and container paths below `/newroot` while the plan runs;
-/// messages show them as the user wrote them.
-fn host(path: &Path) -> String {
-    path.strip_prefix(OLD_ROOT)
-        .map(|p| Path::new("/").join(p))
-        .unwrap_or_else(|_| path.into())
-        .display()
-        .to_string()
-}
-
-fn inside(path: &Path) -> String {
-    match path.strip_prefix(NEW_ROOT) {
-        Ok(p) => format!("{} in the container", Path::new("/").join(p).display()),
-        Err(_) => format!("{} in the staging tmpfs", path.display()),
+/// Container paths live below the layout's root while the plan runs; messages show them as the
+/// user wrote them.
+fn inside(path: &Path, layout: &Layout) -> String {
+    match layout.container_path(path) {
+        Some(p) => format!("{} in the container", p.display()),
+        None => format!("{} in the staging tmpfs", path.display()),
     }
 }
 
 /// A human description of one operation, naming the step and the object.
-pub fn describe(op: &MountOp) -> String {
+pub fn describe(op: &MountOp, layout: &Layout) -> String {
+    let inside = |path: &Path| inside(path, layout);
     match op {
         MountOp::MakePrivate { target } => {
             format!("make the mount tree at {} private", target.display())
         }
-        MountOp::EnterStaging { base, .. } => {
-            format!("mount the staging tmpfs on {} and pivot into it", base.display())
-        }
+        MountOp::Staging { target } => format!("mount the staging tmpfs on {}", target.display()),
         MountOp::Mkdir { path, .. } => format!("create mount point directory {}", inside(path)),
         MountOp::CreateFile { path, .. } => format!("create mount point file {}", inside(path)),
         MountOp::WriteFile { path, .. } => format!("write generated file {}", inside(path)),
@@ -133,10 +117,10 @@ pub fn describe(op: &MountOp) -> String {
             format!("create symlink {} -> {}", inside(link), target.display())
         }
         MountOp::Overlay { lower, .. } => {
-            format!("mount the image {} as an overlay root", host(lower))
+            format!("mount the image {} as an overlay root", lower.display())
         }
         MountOp::Bind { source, target, .. } => {
-            format!("bind-mount {} onto {}", host(source), inside(target))
+            format!("bind-mount {} onto {}", source.display(), inside(target))
         }
         MountOp::Tmpfs { target, .. } => format!("mount a tmpfs on {}", inside(target)),
         MountOp::Proc { target } => format!("mount a new /proc on {}", inside(target)),
@@ -146,7 +130,7 @@ pub fn describe(op: &MountOp) -> String {
     }
 }
 
-fn mount_hint(op: &MountOp, err: &std::io::Error) -> Option<String> {
+fn mount_hint(op: &MountOp, layout: &Layout, err: &std::io::Error) -> Option<String> {
     let errno = err.raw_os_error();
     match op {
         MountOp::Overlay { .. } => Some(
@@ -162,16 +146,11 @@ fn mount_hint(op: &MountOp, err: &std::io::Error) -> Option<String> {
         MountOp::Bind { target, .. } if errno == Some(libc::ENOENT) => Some(format!(
             "{} lies inside another bind from the host, where gpurun does not create directories: \
              create it on the host or choose another destination",
-            inside(target)
+            inside(target, layout)
         )),
         MountOp::ReadOnly { .. } if errno == Some(libc::ENOSYS) => Some("read-only bind mounts need Linux 5.12 or later (mount_setattr)".into()),
         _ => None,
     }
-}
-
-/// Paths for tests and messages.
-pub fn container_path(path: &Path) -> PathBuf {
-    path.strip_prefix(NEW_ROOT).map(|p| Path::new("/").join(p)).unwrap_or_else(|_| path.into())
 }
 
 #[cfg(test)]
@@ -179,29 +158,33 @@ mod tests {
     use super::*;
     use crate::sys::{Call, Recording};
 
+    fn layout() -> Layout {
+        Layout { base: "/c/mnt".into() }
+    }
+
     #[test]
     fn pivot_sequence_and_overlay_options() {
         let ops = vec![
             MountOp::Overlay {
-                lower: "/oldroot/a,b:c".into(),
-                upper: "/upper".into(),
-                work: "/work".into(),
-                target: "/newroot".into(),
+                lower: "/cache/a,b:c".into(),
+                upper: "/c/mnt/upper".into(),
+                work: "/c/mnt/work".into(),
+                target: "/c/mnt/newroot".into(),
                 userxattr: true,
             },
-            MountOp::PivotRoot { new_root: "/newroot".into() },
+            MountOp::PivotRoot { new_root: "/c/mnt/newroot".into() },
         ];
         let mut sys = Recording::default();
-        apply(&mut sys, &ops).unwrap();
+        apply(&mut sys, &ops, &layout()).unwrap();
         let Call::Mount { data, .. } = &sys.calls[0] else { panic!("{:?}", sys.calls) };
         assert_eq!(
             data.as_deref(),
-            Some("lowerdir=/oldroot/a\\,b\\:c,upperdir=/upper,workdir=/work,userxattr")
+            Some("lowerdir=/cache/a\\,b\\:c,upperdir=/c/mnt/upper,workdir=/c/mnt/work,userxattr")
         );
         assert_eq!(
             sys.calls[1..],
             [
-                Call::Chdir("/newroot".into()),
+                Call::Chdir("/c/mnt/newroot".into()),
                 Call::PivotRoot(".".into(), ".".into()),
                 Call::Detach(".".into()),
                 Call::Chdir("/".into()),
@@ -212,11 +195,11 @@ mod tests {
     #[test]
     fn failure_names_the_step_and_stops() {
         let ops = vec![
-            MountOp::Bind { source: "/oldroot/data".into(), target: "/newroot/mnt".into(), recursive: true },
-            MountOp::Tmpfs { target: "/newroot/tmp".into(), mode: 0o1777 },
+            MountOp::Bind { source: "/data".into(), target: "/c/mnt/newroot/mnt".into(), recursive: true },
+            MountOp::Tmpfs { target: "/c/mnt/newroot/tmp".into(), mode: 0o1777 },
         ];
         let mut sys = Recording { fail_at: Some(0), ..Recording::default() };
-        let err = apply(&mut sys, &ops).unwrap_err();
+        let err = apply(&mut sys, &ops, &layout()).unwrap_err();
         assert_eq!(sys.calls.len(), 1);
         assert_eq!(err.to_string(), "bind-mount /data onto /mnt in the container");
     }

@@ -158,7 +158,7 @@ pub fn init(plan: &LaunchPlan, alive: OwnedFd, report_fd: OwnedFd, terminal: Opt
     if nix::poll::poll(&mut poll, nix::poll::PollTimeout::ZERO).is_ok_and(|n| n > 0) {
         return 1;
     }
-    if let Err(err) = mounts::apply(&mut Linux, &plan.mounts) {
+    if let Err(err) = mounts::apply(&mut Linux, &plan.mounts, &plan.layout) {
         report(&report_fd, chain(&err), err.hint());
         return 125;
     }
