@@ -31,7 +31,7 @@ use std::path::PathBuf;
 use nix::fcntl::OFlag;
 
 use crate::plan::{LaunchPlan, MapWriter, Namespace};
-use crate::sys::{Linux, Sys};
+use crate::sys::Linux;
 
 pub use idmap::userns_hint;
 
@@ -137,38 +137,42 @@ pub fn launch(plan: &LaunchPlan) -> Result<i32, SandboxError> {
         Some(ns) => idmap::enter_with_helpers(ns)?,
         None => {}
     }
-    // CLONE_NEWPID applies to our next child, which becomes PID 1 (pid_namespaces(7)); network,
-    // UTS and IPC namespaces stay the host's so MPI, hostnames and shared memory just work.
-    sys.unshare(libc::CLONE_NEWNS | libc::CLONE_NEWPID).map_err(|source| SandboxError::Unshare { source })?;
     let terminal = process::Terminal::foreground();
     // Blocked before the clone so that no signal slips through before the loops wait for them.
     let old_mask = process::block_signals();
     let (alive_r, alive_w) = pipe()?;
     let (report_r, report_w) = pipe()?;
+    let (status_r, status_w) = pipe()?;
+    process::watch_status(&status_r)
+        .map_err(|source| SandboxError::Process { step: "watch the init's status pipe", source })?;
     tracing::debug!(?terminal, argv = ?plan.argv, "starting the container init");
     let init = InitArgs {
         plan,
         alive: alive_r.as_raw_fd(),
         report: report_w.as_raw_fd(),
-        ours: [alive_w.as_raw_fd(), report_r.as_raw_fd()],
+        status: status_w.as_raw_fd(),
+        ours: [alive_w.as_raw_fd(), report_r.as_raw_fd(), status_r.as_raw_fd()],
         terminal,
     };
     let started = start_init(&init);
     // Our copies of the init's ends (it closes its copies of ours: it has its own descriptor
     // table, no CLONE_FILES).
-    drop(alive_r);
-    drop(report_w);
-    let status = started.and_then(|(child, stack)| {
-        let status = process::relay(child, terminal);
-        if status.is_err() {
-            // The init may still run on that stack: never unmap it then.
+    drop((alive_r, report_w, status_w));
+    let status = started.and_then(|(child, stack)| match process::relay(child, terminal, &status_r) {
+        Ok(process::Relayed::Exited(code)) => Ok(code),
+        other => {
+            // The init may still run on that stack (it reported and is tearing down the
+            // namespaces, or waiting failed): never unmap it then; it goes with our exit.
             std::mem::forget(stack);
+            other.map(|r| match r {
+                process::Relayed::Reported(code) | process::Relayed::Exited(code) => code,
+            })
         }
-        status
     });
     if let Some(t) = terminal {
         t.take_back();
     }
+    process::unwatch_status(status_r);
     process::restore_signals(&old_mask);
     drop(alive_w);
     let mut report = Vec::new();
@@ -185,10 +189,12 @@ struct InitArgs<'a> {
     plan: &'a LaunchPlan,
     alive: RawFd,
     report: RawFd,
-    /// gpurun's ends of the two pipes, which the init must close: the alive pipe reports
-    /// gpurun's death only when no write end is left, and the report pipe ends only when
-    /// gpurun's reader is alone.
-    ours: [RawFd; 2],
+    /// Where the init writes the workload's status (4 bytes) before it exits.
+    status: RawFd,
+    /// gpurun's ends of the pipes, which the init must close: the alive pipe reports gpurun's
+    /// death only when no write end is left, and the others end only when gpurun's reader is
+    /// alone.
+    ours: [RawFd; 3],
     terminal: Option<process::Terminal>,
 }
 
@@ -211,9 +217,10 @@ impl Drop for InitStack {
 /// copy gpurun's page tables and then take a copy-on-write fault for every page either side
 /// touches, and its exit would tear that copy down again: together about half a millisecond of a
 /// warm start. Sharing the memory is safe because gpurun only waits for signals until the init
-/// has exited (`relay` allocates nothing and touches nothing the init uses), so at any moment
-/// only one of the two runs Rust code on the shared heap; the init's allocations simply stay
-/// behind in gpurun's heap.
+/// has reported the workload's status (`relay` allocates nothing and touches nothing the init
+/// uses), so at any moment only one of the two runs Rust code on the shared heap; by the time the
+/// init writes the status it has dropped everything it allocated, and afterwards it touches only
+/// its own stack on the way to `_exit`. Its allocations that outlive it stay in gpurun's heap.
 fn start_init(args: &InitArgs) -> Result<(nix::unistd::Pid, InitStack), SandboxError> {
     const STACK: usize = 1 << 20;
     // SAFETY: an anonymous private mapping; the result is checked before use.
@@ -235,13 +242,17 @@ fn start_init(args: &InitArgs) -> Result<(nix::unistd::Pid, InitStack), SandboxE
     // SAFETY: the top of the mapping above, 16-byte aligned as the ABI requires.
     let top = unsafe { base.cast::<u8>().add(STACK) }.cast::<libc::c_void>();
     let arg = args as *const InitArgs as *mut libc::c_void;
+    // The init gets new mount and PID namespaces of its own (it becomes PID 1, pid_namespaces(7));
+    // gpurun stays in the host's, so that when the workload is done gpurun can return while the
+    // init tears them down. Network, UTS and IPC namespaces stay the host's so MPI, hostnames and
+    // shared memory just work.
+    let flags = libc::CLONE_VM | libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::SIGCHLD;
     // SAFETY: `init_entry` receives `args`, which outlives the child's use of it: `launch`
-    // keeps it alive until `relay` has reaped the init. See the function documentation for why
-    // sharing the address space is sound.
-    let pid = unsafe { libc::clone(init_entry, top, libc::CLONE_VM | libc::SIGCHLD, arg) };
+    // keeps it alive until the init has reported its status (its last use of `args`) or has been
+    // reaped. See the function documentation for why sharing the address space is sound.
+    let pid = unsafe { libc::clone(init_entry, top, flags, arg) };
     if pid < 0 {
-        let source = io::Error::last_os_error();
-        return Err(SandboxError::Process { step: "start the container init", source });
+        return Err(SandboxError::Unshare { source: io::Error::last_os_error() });
     }
     Ok((nix::unistd::Pid::from_raw(pid), stack))
 }
@@ -252,11 +263,16 @@ extern "C" fn init_entry(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: these descriptors are open in our copy of the descriptor table and owned by
     // nobody else in it: gpurun's copies live in its own table.
     let (alive, report) = unsafe { (OwnedFd::from_raw_fd(args.alive), OwnedFd::from_raw_fd(args.report)) };
+    let status = args.status;
     for fd in args.ours {
         // SAFETY: closes our copy of a descriptor gpurun keeps open in its own table.
         unsafe { libc::close(fd) };
     }
     let code = process::init(args.plan, alive, report, args.terminal);
+    // From here on gpurun may return and reuse its memory (`args` included): only locals.
+    // SAFETY: writes 4 bytes from a local to a descriptor of ours; a failure leaves gpurun
+    // waiting for our exit status instead.
+    unsafe { libc::write(status, code.to_ne_bytes().as_ptr().cast(), 4) };
     // SAFETY: leaves without running atexit handlers or flushing stdio buffers, which belong
     // to gpurun (whose memory this is).
     unsafe { libc::_exit(code) }

@@ -27,6 +27,13 @@ fn sig_resume_foreground() -> libc::c_int {
 fn sig_resume_background() -> libc::c_int {
     libc::SIGRTMIN() + 2
 }
+/// `F_SETSIG` from asm-generic/fcntl.h (x86 and arm64 alike), which the libc crate lacks.
+const F_SETSIG: libc::c_int = 10;
+
+/// kernel -> gpurun: the status pipe has something to read (`F_SETSIG`, see [`watch_status`]).
+fn sig_status() -> libc::c_int {
+    libc::SIGRTMIN() + 3
+}
 
 fn wait_set() -> libc::sigset_t {
     // SAFETY: sigemptyset initialises the set before any sigaddset reads it.
@@ -35,7 +42,7 @@ fn wait_set() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         let extra = [libc::SIGCHLD, libc::SIGCONT, libc::SIGTSTP, libc::SIGTTOU, libc::SIGTTIN];
         for sig in
-            FORWARDED.iter().chain(&extra).copied().chain([sig_resume_foreground(), sig_resume_background()])
+            FORWARDED.iter().chain(&extra).copied().chain([sig_resume_foreground(), sig_resume_background(), sig_status()])
         {
             libc::sigaddset(&mut set, sig);
         }
@@ -104,14 +111,72 @@ impl Terminal {
     }
 }
 
-/// gpurun's side: forward signals to the init, relay job-control stops, return its status.
-pub fn relay(init: Pid, terminal: Option<Terminal>) -> Result<i32, SandboxError> {
+/// Makes the kernel signal gpurun ([`sig_status`]) whenever the init's status pipe becomes
+/// readable or its writer goes away, so that [`relay`] can keep waiting with `sigwaitinfo`. The
+/// read end is non-blocking.
+pub fn watch_status(read_end: &OwnedFd) -> io::Result<()> {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(read_end);
+    // SAFETY: fcntl on a descriptor we own, with integer arguments (fcntl(2): F_SETOWN, F_SETSIG,
+    // O_ASYNC; pipes support asynchronous notification).
+    unsafe {
+        if libc::fcntl(fd, libc::F_SETOWN, libc::getpid()) != 0
+            || libc::fcntl(fd, F_SETSIG, sig_status()) != 0
+            || libc::fcntl(fd, libc::F_SETFL, libc::O_ASYNC | libc::O_NONBLOCK) != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Stops the status notifications: closes the pipe (no new signal can be raised) and discards
+/// one that is already pending, whose default action would kill gpurun once the mask is restored.
+pub fn unwatch_status(read_end: OwnedFd) {
+    drop(read_end);
+    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: the set is initialised by sigemptyset before use; sigtimedwait with a zero timeout
+    // only dequeues a pending signal of that set.
+    unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+        libc::sigaddset(set.as_mut_ptr(), sig_status());
+        while libc::sigtimedwait(set.as_ptr(), std::ptr::null_mut(), &zero) > 0 {}
+    }
+}
+
+/// The workload's status from the init's status pipe, once it is there.
+fn read_status(status: &OwnedFd) -> Option<i32> {
+    let mut buf = [0u8; 4];
+    let n = nix::unistd::read(status, &mut buf).ok()?;
+    (n == buf.len()).then(|| i32::from_ne_bytes(buf))
+}
+
+/// How the wait for the container ended.
+pub enum Relayed {
+    /// The init reported the workload's status and is still tearing the namespaces down.
+    Reported(i32),
+    /// The init itself exited (and was reaped) with this status.
+    Exited(i32),
+}
+
+/// gpurun's side: forward signals to the init, relay job-control stops, and return the
+/// workload's status as soon as the init reports it: the init then still has to tear down the
+/// container's mount and PID namespaces (unmounting everything, RCU grace periods, killing
+/// orphans), which takes about half a millisecond that the caller need not wait for.
+pub fn relay(init: Pid, terminal: Option<Terminal>, status: &OwnedFd) -> Result<Relayed, SandboxError> {
     let set = wait_set();
     loop {
-        match wait_signal(&set) {
+        let sig = wait_signal(&set);
+        if sig == sig_status() {
+            if let Some(code) = read_status(status) {
+                return Ok(Relayed::Reported(code));
+            }
+            continue;
+        }
+        match sig {
             libc::SIGCHLD => match waitpid(init, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(_, code)) => return Ok(code),
-                Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+                Ok(WaitStatus::Exited(_, code)) => return Ok(Relayed::Exited(code)),
+                Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(Relayed::Exited(128 + sig as i32)),
                 Ok(_) => {}
                 Err(e) => {
                     return Err(SandboxError::Process {
