@@ -15,16 +15,22 @@ pub struct User {
 
 /// Where the account databases live; `/etc` in production, a temporary tree in tests.
 pub struct Files<'a> {
-    pub etc: &'a Path,
+    etc: &'a Path,
+    /// nsswitch.conf, read once for both lookups.
+    nsswitch: std::cell::OnceCell<String>,
 }
 
 impl Default for Files<'_> {
     fn default() -> Self {
-        Files { etc: Path::new("/etc") }
+        Files::at(Path::new("/etc"))
     }
 }
 
-impl Files<'_> {
+impl<'a> Files<'a> {
+    pub fn at(etc: &'a Path) -> Files<'a> {
+        Files { etc, nsswitch: std::cell::OnceCell::new() }
+    }
+
     /// The passwd entry of `uid`: from `passwd` when NSS consults files first, else from NSS.
     pub fn user(&self, uid: u32) -> Option<User> {
         self.local("passwd", |text| find_user(text, uid)).unwrap_or_else(|| {
@@ -42,8 +48,10 @@ impl Files<'_> {
     /// `Some(answer)` when `database` is answered by its file alone: NSS would consult `files`
     /// first and the file has the id. `None`: ask NSS.
     fn local<T>(&self, database: &str, find: impl Fn(&str) -> Option<T>) -> Option<Option<T>> {
-        let nsswitch = std::fs::read_to_string(self.etc.join("nsswitch.conf")).unwrap_or_default();
-        if !files_first(&nsswitch, database) {
+        let nsswitch = self
+            .nsswitch
+            .get_or_init(|| std::fs::read_to_string(self.etc.join("nsswitch.conf")).unwrap_or_default());
+        if !files_first(nsswitch, database) {
             return None;
         }
         let text = std::fs::read_to_string(self.etc.join(database)).ok()?;
@@ -121,7 +129,7 @@ mod tests {
         std::fs::write(dir.join("passwd"), "carol:x:4242:4242::/home/carol:/bin/sh\n").unwrap();
         std::fs::write(dir.join("group"), "carols:x:4242:\n").unwrap();
         std::fs::write(dir.join("nsswitch.conf"), "passwd: files\ngroup: files\n").unwrap();
-        let files = Files { etc: &dir };
+        let files = Files::at(&dir);
         assert_eq!(files.user(4242).map(|u| u.name), Some("carol".into()));
         assert_eq!(files.group_name(4242), Some("carols".into()));
         assert_eq!(
@@ -129,9 +137,11 @@ mod tests {
             Some("carol".into())
         );
         std::fs::write(dir.join("nsswitch.conf"), "passwd: sss files\n").unwrap();
+        let files = Files::at(&dir);
         assert!(files.local("passwd", |t| find_user(t, 4242)).is_none(), "NSS must be asked");
         std::fs::write(dir.join("passwd"), "+::::::\n").unwrap();
         std::fs::write(dir.join("nsswitch.conf"), "passwd: files\n").unwrap();
+        let files = Files::at(&dir);
         assert!(files.local("passwd", |t| find_user(t, 4242)).is_none(), "compat entries need NSS");
         std::fs::remove_dir_all(&dir).unwrap();
     }

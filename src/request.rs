@@ -57,6 +57,16 @@ pub struct SubIds {
 }
 
 impl HostFacts {
+    /// Which of the `/proc` paths the host PID namespace mode makes read-only exist here; only
+    /// that mode needs them (`/proc` lookups are not free on every start).
+    pub fn probe_proc_read_only(&mut self) {
+        self.proc_read_only = crate::plan::PROC_READ_ONLY
+            .iter()
+            .map(|(path, _)| PathBuf::from(path))
+            .filter(|p| p.symlink_metadata().is_ok())
+            .collect();
+    }
+
     /// Reads the caller's identity, environment and the host paths the default mounts need.
     /// `fakeroot` adds the subordinate-id lookup (skipped otherwise: it is not on the hot path).
     pub fn gather(fakeroot: bool) -> HostFacts {
@@ -98,11 +108,7 @@ impl HostFacts {
             has_dev_shm: Path::new("/dev/shm").is_dir(),
             has_infiniband: Path::new("/dev/infiniband").is_dir(),
             pmix_server_tmpdir,
-            proc_read_only: crate::plan::PROC_READ_ONLY
-                .iter()
-                .map(|(path, _)| PathBuf::from(path))
-                .filter(|p| p.symlink_metadata().is_ok())
-                .collect(),
+            proc_read_only: Vec::new(),
             subids,
             staging: PathBuf::new(),
         }

@@ -59,8 +59,11 @@ impl RunError {
 /// image is opened or unpacked and before anything forks. Returns the request and the host
 /// facts it was checked against, both needed by [`execute`].
 pub fn validate(args: &RunArgs) -> Result<(RunRequest, HostFacts), RunError> {
-    let host = HostFacts::gather(args.fakeroot);
+    let mut host = HostFacts::gather(args.fakeroot);
     let request = RunRequest::from_args(args, &host)?;
+    if request.pid_ns.mode == crate::request::PidNamespace::Host {
+        host.probe_proc_read_only();
+    }
     Ok((request, host))
 }
 
@@ -137,9 +140,10 @@ fn gpu_edits(request: &RunRequest, host: &HostFacts, image: &ImageInfo) -> Resul
 /// The image settings plus its `/etc/passwd` and `/etc/group`, read with `RESOLVE_IN_ROOT` so an
 /// absolute symlink in the image cannot make gpurun read a host file.
 fn image_info(prepared: &Prepared) -> Result<ImageInfo, RunError> {
-    let rootfs = prepared
-        .rootfs
-        .canonicalize()
+    // Absolute without resolving symlinks (a directory image was canonicalized when it was
+    // found; a cache entry's path is under the absolute cache root): realpath costs a readlink
+    // per component on every start.
+    let rootfs = std::path::absolute(&prepared.rootfs)
         .map_err(|source| RunError::Rootfs { path: prepared.rootfs.clone(), source })?;
     let root =
         std::fs::File::open(&rootfs).map_err(|source| RunError::Rootfs { path: rootfs.clone(), source })?;

@@ -70,6 +70,9 @@ pub fn default_location(explicit: Option<&Path>) -> Result<PathBuf, CacheError> 
 impl Cache {
     /// Opens (creating, mode 0700) the cache at `root`.
     pub fn open(root: PathBuf) -> Result<Cache, CacheError> {
+        // Absolute, because the sandbox mounts onto and from paths below it (lexically: no
+        // symlink is resolved, so this costs no system call).
+        let root = std::path::absolute(&root).unwrap_or(root);
         let cache = Cache { root };
         for dir in [
             cache.root.clone(),
