@@ -39,6 +39,8 @@ struct FakeHost {
     dir: TempDir,
     /// (path below /dev, major, minor, mode, group)
     nodes: Vec<(String, u32, u32, u32, &'static str)>,
+    /// Extra shell lines run as root in the fake host's namespace after it is set up.
+    setup: String,
 }
 
 impl FakeHost {
@@ -77,7 +79,7 @@ impl FakeHost {
             std::fs::create_dir_all(&node).unwrap();
             write(&node.join("properties"), props);
         }
-        FakeHost { dir, nodes }
+        FakeHost { dir, nodes, setup: String::new() }
     }
 
     /// The script that sets the fake host up in a private mount namespace and runs `cmd` as `user`.
@@ -94,6 +96,7 @@ impl FakeHost {
                 "mknod -m {mode:o} /dev/{path} c {major} {minor}\nchgrp {group} /dev/{path}\n"
             ));
         }
+        s.push_str(&self.setup);
         let env: String = env.iter().map(|(k, v)| format!("{k}='{v}' ")).collect();
         let quoted: Vec<String> = cmd.iter().map(|a| format!("'{}'", a.replace('\'', "'\\''"))).collect();
         let who = if user == "root" {
@@ -485,5 +488,63 @@ fn discrete_gpu_beside_an_apu() {
         let doctor = text(&gpurun(&env, &host, user, &[], &["doctor", "--rocm"]));
         println!("{doctor}");
         assert!(doctor.contains("HSA_OVERRIDE_GFX_VERSION=11.0.0"), "{doctor}");
+    }
+}
+
+/// `--device` with a CDI spec in the host's `/var/run/cdi` (a tmpfs over `/run` in the fake
+/// host's namespace), shaped like `nvidia-ctk cdi generate` output: the device's and the common
+/// device nodes only, a library mount from the host, the env, the two emulated hooks and one that
+/// is reported.
+#[test]
+fn cdi_device_from_a_spec() {
+    let Some(env) = setup() else { return };
+    let mut host = mixed_server();
+    let lib = env.vendor.join("root/usr/lib/x86_64-linux-gnu/nvidia/current/libnvidia-ml.so.535.309.01");
+    assert!(lib.is_file(), "{}", lib.display());
+    let spec = host.dir.path().join("nvidia.yaml");
+    write(
+        &spec,
+        &format!(
+            "cdiVersion: 0.5.0\nkind: nvidia.com/gpu\ndevices:\n- name: \"1\"\n  containerEdits:\n    deviceNodes:\n    \
+             - path: /dev/nvidia1\n- name: \"0\"\n  containerEdits:\n    deviceNodes:\n    - path: /dev/nvidia0\n\
+             containerEdits:\n  env:\n  - NVIDIA_VISIBLE_DEVICES=void\n  deviceNodes:\n  - path: /dev/nvidiactl\n  \
+             mounts:\n  - hostPath: {lib}\n    containerPath: /usr/lib/x86_64-linux-gnu/libnvidia-ml.so.535.309.01\n    \
+             options: [ro, nosuid, nodev, bind]\n  hooks:\n  - hookName: createContainer\n    \
+             path: /usr/bin/nvidia-cdi-hook\n    args: [nvidia-cdi-hook, create-symlinks, --link, \
+             libnvidia-ml.so.535.309.01::/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1]\n  \
+             - hookName: createContainer\n    path: /usr/bin/nvidia-cdi-hook\n    \
+             args: [nvidia-cdi-hook, update-ldcache, --folder, /usr/lib/x86_64-linux-gnu]\n  \
+             - hookName: createContainer\n    path: /usr/bin/nvidia-cdi-hook\n    args: [nvidia-cdi-hook, chmod, --mode, '755']\n",
+            lib = lib.display()
+        ),
+    );
+    host.setup = format!(
+        "mount -t tmpfs -o mode=755 fakerun /run\nmkdir -p /run/cdi\ncp {} /run/cdi/nvidia.yaml\n",
+        spec.display()
+    );
+    let show = "ls /dev | grep nvidia | tr '\\n' ' '; echo; echo \"NV=$NVIDIA_VISIBLE_DEVICES LD=$LD_LIBRARY_PATH\"; \
+                readlink /usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1; \
+                wc -c < /usr/lib/x86_64-linux-gnu/libnvidia-ml.so.535.309.01";
+    let size = std::fs::metadata(&lib).unwrap().len().to_string();
+    for user in ["root", GPU_USER] {
+        let image = env.glibc_image.to_str().unwrap();
+        let out =
+            gpurun(&env, &host, user, &[], &["-c", "--device", "nvidia.com/gpu=1", image, "sh", "-c", show]);
+        assert_eq!(out.status.code(), Some(0), "{user}: {}", describe(&out));
+        let got = text(&out);
+        println!("{user} --device nvidia.com/gpu=1: {}", describe(&out));
+        let lines: Vec<&str> = got.lines().collect();
+        assert_eq!(lines[0], "nvidia1 nvidiactl ", "only the device's and the common nodes: {got}");
+        assert!(
+            lines[1].starts_with("NV=void LD=") && lines[1].contains("/usr/lib/x86_64-linux-gnu"),
+            "{got}"
+        );
+        assert_eq!(lines[2], "libnvidia-ml.so.535.309.01", "create-symlinks emulated: {got}");
+        assert_eq!(lines[3].trim(), size, "the host library is mounted: {got}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("chmod"), "the hook that cannot run is reported: {}", describe(&out));
+        let unknown = gpurun(&env, &host, user, &[], &["-c", "--device", "nvidia.com/gpu=7", image, "true"]);
+        assert_eq!(unknown.status.code(), Some(125), "{}", describe(&unknown));
+        assert!(String::from_utf8_lossy(&unknown.stderr).contains("gpu=7"), "{}", describe(&unknown));
     }
 }
