@@ -41,9 +41,11 @@ fn wait_set() -> libc::sigset_t {
         let mut set = std::mem::zeroed::<libc::sigset_t>();
         libc::sigemptyset(&mut set);
         let extra = [libc::SIGCHLD, libc::SIGCONT, libc::SIGTSTP, libc::SIGTTOU, libc::SIGTTIN];
-        for sig in
-            FORWARDED.iter().chain(&extra).copied().chain([sig_resume_foreground(), sig_resume_background(), sig_status()])
-        {
+        for sig in FORWARDED.iter().chain(&extra).copied().chain([
+            sig_resume_foreground(),
+            sig_resume_background(),
+            sig_status(),
+        ]) {
             libc::sigaddset(&mut set, sig);
         }
         set
