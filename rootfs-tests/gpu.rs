@@ -548,3 +548,52 @@ fn cdi_device_from_a_spec() {
         assert!(String::from_utf8_lossy(&unknown.stderr).contains("gpu=7"), "{}", describe(&unknown));
     }
 }
+
+/// Host libraries never replace the image's own: with `--rocm`, a library the image already has
+/// (here the ROCm runtime itself) is not bound into `/.gpurun/lib`, while the same image without it
+/// gets the host's.
+#[test]
+fn image_libraries_are_not_replaced() {
+    let Some(env) = setup() else { return };
+    let host = mixed_server();
+    let dir = TempDir::new("gpu-ownlib");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let Some(image) = glibc_rootfs(&dir.path().join("image")) else { return };
+    let hsa = "libhsa-runtime64.so.1";
+    let host_copy = Path::new("/usr/lib/x86_64-linux-gnu").join(hsa);
+    std::fs::copy(&host_copy, image.join("lib/x86_64-linux-gnu").join(hsa))
+        .unwrap_or_else(|e| panic!("copy {}: {e}", host_copy.display()));
+    let bound = |user: &str, image: &Path| -> Vec<String> {
+        let out = gpurun(
+            &env,
+            &host,
+            user,
+            &[],
+            &["-c", "--rocm", "--dry-run", image.to_str().unwrap(), "rocminfo"],
+        );
+        assert_eq!(out.status.code(), Some(0), "{user}: {}", describe(&out));
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON plan");
+        plan["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["op"] == "bind")
+            .filter_map(|m| m["target"].as_str())
+            .filter_map(|t| t.split_once("/.gpurun/").map(|(_, rest)| rest.to_string()))
+            .collect()
+    };
+    for user in ["root", GPU_USER] {
+        let without = bound(user, &env.glibc_image);
+        let with = bound(user, &image);
+        println!("{user}: image without {hsa}: {without:?}\n{user}: image with it: {with:?}");
+        assert!(
+            without.contains(&format!("lib/{hsa}")),
+            "the host's copy is bound when missing: {without:?}"
+        );
+        assert!(!with.contains(&format!("lib/{hsa}")), "the image's copy wins: {with:?}");
+        assert!(with.contains(&"bin/rocminfo".to_string()), "the tool is still bound: {with:?}");
+        // The image's copy brings its own dependencies (they are the image's business), so only
+        // the host's copy and what only it needed drop out.
+        assert!(with.iter().all(|b| without.contains(b)), "nothing else is added: {with:?} vs {without:?}");
+    }
+}
