@@ -8,7 +8,8 @@
 //!   staging/<id>.<pid>/      an unpack in progress; renamed into images/ only when complete
 //!   locks/<id>.unpack        flock: held exclusively by the one process unpacking <id>
 //!   locks/<id>.lock          flock: shared while a container runs, exclusive to remove
-//!   sources/<hash>.json      archive identity (dev, inode, size, mtime) -> id, for the warm path
+//!   sources/<hash>.json      archive identity (dev, inode, size, mtime, ctime) -> id, for the warm path
+//!   mnt/                     always empty: each run mounts its private staging tmpfs here
 //! ```
 //!
 //! A rootfs is complete exactly when `images/<id>/` exists, because it appears by one
