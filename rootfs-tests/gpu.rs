@@ -353,6 +353,18 @@ fn glibc_rootfs(root: &Path) -> Option<PathBuf> {
 
 /// Runs `gpurun ARGS` as `user` on the fake host.
 fn gpurun(env: &Env, host: &FakeHost, user: &str, vars: &[(&str, &str)], args: &[&str]) -> Output {
+    gpurun_with_cache(env, &env.ld_cache, host, user, vars, args)
+}
+
+/// [`gpurun`] with another host `ld.so.cache`.
+fn gpurun_with_cache(
+    env: &Env,
+    ld_cache: &Path,
+    host: &FakeHost,
+    user: &str,
+    vars: &[(&str, &str)],
+    args: &[&str],
+) -> Output {
     let cache = env.caches.join(user);
     let path =
         format!("{}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", env.vendor.join("root/usr/bin").display());
@@ -360,7 +372,7 @@ fn gpurun(env: &Env, host: &FakeHost, user: &str, vars: &[(&str, &str)], args: &
     all.extend_from_slice(vars);
     let mut cmd = vec![support::gpurun_bin().display().to_string()];
     cmd.extend(args.iter().map(|a| a.to_string()));
-    let script = host.script(&env.ld_cache, user, &all, &cmd);
+    let script = host.script(ld_cache, user, &all, &cmd);
     output(
         Command::new("unshare")
             .args(["-m", "--propagation", "private", "sh", "-c", &script])
@@ -596,4 +608,97 @@ fn image_libraries_are_not_replaced() {
         // the host's copy and what only it needed drop out.
         assert!(with.iter().all(|b| without.contains(b)), "nothing else is added: {with:?} vs {without:?}");
     }
+}
+
+/// A host library that needs a newer glibc than the image's is skipped with a warning naming both
+/// versions (mixing glibcs breaks the image's processes), while an image without glibc, which
+/// gets the host's, takes it. The library is built here against a stub libc.so.6 that defines
+/// GLIBC_2.99 and is offered through `GPURUN_ROCM_LIBS`.
+#[test]
+fn host_library_needing_a_newer_glibc_is_skipped() {
+    let Some(env) = setup() else { return };
+    let host = mixed_server();
+    let dir = TempDir::new("gpu-newglibc");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (stub, lib) = (dir.path().join("stub"), dir.path().join("lib"));
+    std::fs::create_dir_all(&stub).unwrap();
+    std::fs::create_dir_all(&lib).unwrap();
+    write(&dir.path().join("stub.c"), "void gpurun_future(void) {}\n");
+    write(&dir.path().join("stub.map"), "GLIBC_2.99 { global: gpurun_future; };\n");
+    write(
+        &dir.path().join("f.c"),
+        "extern void gpurun_future(void);\nvoid gpurun_needs(void) { gpurun_future(); }\n",
+    );
+    let cc = |args: &[&str]| {
+        let out = output(Command::new("cc").current_dir(dir.path()).args(args));
+        assert_eq!(out.status.code(), Some(0), "cc {args:?}: {}", describe(&out));
+    };
+    cc(&[
+        "-shared",
+        "-nostdlib",
+        "-fPIC",
+        "-o",
+        "stub/libc.so.6",
+        "-Wl,-soname,libc.so.6",
+        "-Wl,--version-script=stub.map",
+        "stub.c",
+    ]);
+    cc(&[
+        "-shared",
+        "-nostdlib",
+        "-fPIC",
+        "-o",
+        "lib/libgpurunfuture.so.1",
+        "-Wl,-soname,libgpurunfuture.so.1",
+        "f.c",
+        "stub/libc.so.6",
+    ]);
+    chmod_tree(dir.path());
+    let conf = dir.path().join("ld.so.conf");
+    write(
+        &conf,
+        &format!(
+            "include /etc/ld.so.conf.d/*.conf\n/lib/x86_64-linux-gnu\n/usr/lib/x86_64-linux-gnu\n{}\n",
+            lib.display()
+        ),
+    );
+    let ld_cache = dir.path().join("ld.so.cache");
+    let out = output(Command::new("ldconfig").arg("-X").arg("-C").arg(&ld_cache).arg("-f").arg(&conf));
+    assert_eq!(out.status.code(), Some(0), "ldconfig: {}", describe(&out));
+    let vars = [("GPURUN_ROCM_LIBS", "libgpurunfuture.so")];
+    for user in ["root", GPU_USER] {
+        let run = |image: &Path| {
+            let args = ["-c", "--rocm", "--dry-run", image.to_str().unwrap(), "true"];
+            let out = gpurun_with_cache(&env, &ld_cache, &host, user, &vars, &args);
+            assert_eq!(out.status.code(), Some(0), "{user}: {}", describe(&out));
+            out
+        };
+        let glibc = run(&env.glibc_image);
+        let err = String::from_utf8_lossy(&glibc.stderr);
+        println!("{user} glibc image: {err}");
+        // The image's glibc is a copy of the host's, whatever its version.
+        assert!(
+            err.contains("libgpurunfuture.so.1 needs glibc 2.99 but the image has glibc 2.")
+                && err.contains("; not bound"),
+            "{}",
+            describe(&glibc)
+        );
+        assert!(
+            !text(&glibc).contains(".gpurun/lib/libgpurunfuture.so.1"),
+            "not bound: {}",
+            describe(&glibc)
+        );
+        let static_image = run(&env.busybox_image);
+        assert!(
+            text(&static_image).contains(".gpurun/lib/libgpurunfuture.so.1"),
+            "{}",
+            describe(&static_image)
+        );
+    }
+}
+
+/// Makes a test tree readable (and its directories searchable) by the unprivileged test user.
+fn chmod_tree(root: &Path) {
+    let out = output(Command::new("chmod").arg("-R").arg("a+rX").arg(root));
+    assert_eq!(out.status.code(), Some(0), "chmod: {}", describe(&out));
 }
