@@ -258,7 +258,8 @@ fn start_init(args: &InitArgs) -> Result<(nix::unistd::Pid, InitStack), SandboxE
 }
 
 extern "C" fn init_entry(arg: *mut libc::c_void) -> libc::c_int {
-    // SAFETY: `arg` is the `InitArgs` passed by `start_init`, alive until we exit.
+    // SAFETY: `arg` is the `InitArgs` passed by `start_init`, alive until we write the status
+    // (the last use of `args` below).
     let args = unsafe { &*(arg as *const InitArgs) };
     // SAFETY: these descriptors are open in our copy of the descriptor table and owned by
     // nobody else in it: gpurun's copies live in its own table.
