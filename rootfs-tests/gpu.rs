@@ -264,9 +264,8 @@ fn setup() -> Option<Env> {
     }
     ensure_user(GPU_USER, &[RENDER, VIDEO]);
     ensure_user(PLAIN_USER, &[]);
-    let dir = TempDir::new("gpu-env");
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let ld_cache = build_ld_cache(dir.path(), &vendor);
+    let dir = public_temp("gpu-env");
+    let ld_cache = build_ld_cache(dir.path(), &vendor.join("root/usr/lib/x86_64-linux-gnu/nvidia/current"));
     let busybox_image = busybox_rootfs(&dir.path().join("busybox"))?;
     let glibc_image = glibc_rootfs(&dir.path().join("glibc"))?;
     let caches = dir.path().join("caches");
@@ -301,16 +300,16 @@ fn ensure_user(name: &str, groups: &[&str]) {
     assert_eq!(out.status.code(), Some(0), "useradd {name}: {}", describe(&out));
 }
 
-/// The host's cache plus the extracted NVIDIA libraries, written with `ldconfig -C` (the real
-/// /etc/ld.so.cache is only covered by a bind inside the test's mount namespace).
-fn build_ld_cache(dir: &Path, vendor: &Path) -> PathBuf {
+/// The host's cache plus one more library directory (the extracted NVIDIA libraries, or a test's
+/// own), written with `ldconfig -C` (the real /etc/ld.so.cache is only covered by a bind inside
+/// the test's mount namespace).
+fn build_ld_cache(dir: &Path, extra_lib_dir: &Path) -> PathBuf {
     let conf = dir.join("ld.so.conf");
-    let nvidia = vendor.join("root/usr/lib/x86_64-linux-gnu/nvidia/current");
     write(
         &conf,
         &format!(
             "include /etc/ld.so.conf.d/*.conf\n/lib/x86_64-linux-gnu\n/usr/lib/x86_64-linux-gnu\n{}\n",
-            nvidia.display()
+            extra_lib_dir.display()
         ),
     );
     let cache = dir.join("ld.so.cache");
@@ -568,8 +567,7 @@ fn cdi_device_from_a_spec() {
 fn image_libraries_are_not_replaced() {
     let Some(env) = setup() else { return };
     let host = mixed_server();
-    let dir = TempDir::new("gpu-ownlib");
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = public_temp("gpu-ownlib");
     let Some(image) = glibc_rootfs(&dir.path().join("image")) else { return };
     let hsa = "libhsa-runtime64.so.1";
     let host_copy = Path::new("/usr/lib/x86_64-linux-gnu").join(hsa);
@@ -618,8 +616,7 @@ fn image_libraries_are_not_replaced() {
 fn host_library_needing_a_newer_glibc_is_skipped() {
     let Some(env) = setup() else { return };
     let host = mixed_server();
-    let dir = TempDir::new("gpu-newglibc");
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = public_temp("gpu-newglibc");
     let (stub, lib) = (dir.path().join("stub"), dir.path().join("lib"));
     std::fs::create_dir_all(&stub).unwrap();
     std::fs::create_dir_all(&lib).unwrap();
@@ -654,17 +651,7 @@ fn host_library_needing_a_newer_glibc_is_skipped() {
         "stub/libc.so.6",
     ]);
     chmod_tree(dir.path());
-    let conf = dir.path().join("ld.so.conf");
-    write(
-        &conf,
-        &format!(
-            "include /etc/ld.so.conf.d/*.conf\n/lib/x86_64-linux-gnu\n/usr/lib/x86_64-linux-gnu\n{}\n",
-            lib.display()
-        ),
-    );
-    let ld_cache = dir.path().join("ld.so.cache");
-    let out = output(Command::new("ldconfig").arg("-X").arg("-C").arg(&ld_cache).arg("-f").arg(&conf));
-    assert_eq!(out.status.code(), Some(0), "ldconfig: {}", describe(&out));
+    let ld_cache = build_ld_cache(dir.path(), &lib);
     let vars = [("GPURUN_ROCM_LIBS", "libgpurunfuture.so")];
     for user in ["root", GPU_USER] {
         let run = |image: &Path| {
@@ -701,4 +688,11 @@ fn host_library_needing_a_newer_glibc_is_skipped() {
 fn chmod_tree(root: &Path) {
     let out = output(Command::new("chmod").arg("-R").arg("a+rX").arg(root));
     assert_eq!(out.status.code(), Some(0), "chmod: {}", describe(&out));
+}
+
+/// A temporary directory the unprivileged test users can enter.
+fn public_temp(tag: &str) -> TempDir {
+    let dir = TempDir::new(tag);
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
 }

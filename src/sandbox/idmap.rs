@@ -23,7 +23,7 @@ pub fn enter(sys: &mut dyn Sys, ns: &UserNamespace) -> Result<(), SandboxError> 
 }
 
 /// `unshare(CLONE_NEWUSER)` and the maps, written by us (the `Direct` writer).
-pub fn enter_direct(sys: &mut dyn Sys, ns: &UserNamespace) -> Result<(), SandboxError> {
+fn enter_direct(sys: &mut dyn Sys, ns: &UserNamespace) -> Result<(), SandboxError> {
     sys.unshare(libc::CLONE_NEWUSER)
         .map_err(|source| SandboxError::UserNamespace { hint: userns_hint(), source })?;
     // An unprivileged process may write a gid_map only after denying setgroups (since Linux
@@ -46,7 +46,7 @@ fn write(sys: &mut dyn Sys, file: &str, contents: &str) -> Result<(), SandboxErr
 /// `--fakeroot` with subordinate ids: a helper forked *before* the unshare (so it stays in the
 /// host namespace, where the setuid bit works) runs `newuidmap`/`newgidmap` on us once we have
 /// unshared. Only this path forks and execs a helper; the default path stays syscall-only.
-pub fn enter_with_helpers(ns: &UserNamespace) -> Result<(), SandboxError> {
+fn enter_with_helpers(ns: &UserNamespace) -> Result<(), SandboxError> {
     let MapWriter::Helpers { newuidmap, newgidmap } = &ns.writer else {
         return enter_direct(&mut crate::sys::Linux, ns);
     };

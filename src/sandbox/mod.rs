@@ -30,7 +30,7 @@ use std::path::PathBuf;
 
 use nix::fcntl::OFlag;
 
-use crate::plan::{LaunchPlan, MapWriter, Namespace};
+use crate::plan::{LaunchPlan, Namespace};
 use crate::sys::Linux;
 
 pub use idmap::userns_hint;
@@ -131,11 +131,8 @@ pub fn launch(plan: &LaunchPlan) -> Result<i32, SandboxError> {
     if !plan.namespaces.contains(&Namespace::Pid) {
         return inplace::exec(plan);
     }
-    let mut sys = Linux;
-    match &plan.user_namespace {
-        Some(ns) if ns.writer == MapWriter::Direct => idmap::enter_direct(&mut sys, ns)?,
-        Some(ns) => idmap::enter_with_helpers(ns)?,
-        None => {}
+    if let Some(ns) = &plan.user_namespace {
+        idmap::enter(&mut Linux, ns)?;
     }
     let terminal = process::Terminal::foreground();
     // Blocked before the clone so that no signal slips through before the loops wait for them.
