@@ -618,6 +618,23 @@ fn published_rootfs(cache: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
+/// `/dev/shm` when it is a writable tmpfs. The `cpu_ratio` cases keep their cache there: on
+/// ext4 without a journal, every inode the previous case freed makes the next case's creations
+/// slower (the allocator skips recently deleted inodes), which is the filesystem's history, not
+/// gpurun's scaling, and failed the ratio on a fresh CI machine.
+fn tmpfs_dir() -> Option<&'static Path> {
+    let shm = Path::new("/dev/shm");
+    let mounts = fs::read_to_string("/proc/self/mounts").ok()?;
+    let is_tmpfs = mounts.lines().any(|l| {
+        let mut f = l.split_whitespace();
+        f.next().is_some() && f.next() == Some("/dev/shm") && f.next() == Some("tmpfs")
+    });
+    let probe = shm.join(format!("gpurun-probe-{}", std::process::id()));
+    let writable = is_tmpfs && fs::create_dir(&probe).is_ok();
+    let _ = fs::remove_dir(&probe);
+    writable.then_some(shm)
+}
+
 /// CPU time of each case that applied, for `cpu_ratio` checks.
 fn cpu_times() -> &'static Mutex<BTreeMap<String, Duration>> {
     static TIMES: OnceLock<Mutex<BTreeMap<String, Duration>>> = OnceLock::new();
@@ -642,7 +659,19 @@ fn run_case(corpus: &Corpus, case: &Value) -> Vec<String> {
         return vec![format!("sentinel: {e}")];
     }
     let before = snapshot(Path::new(SENTINEL));
-    let tmp = TempDir::new("corpus");
+    let tmp = match case.get("tmpfs_cache").and_then(Value::as_bool) {
+        Some(true) => match tmpfs_dir() {
+            Some(base) => TempDir::new_in(base, "corpus"),
+            None => {
+                println!(
+                    "note: {}: no tmpfs at /dev/shm; cache on the default TMPDIR",
+                    s("name").unwrap_or("?")
+                );
+                TempDir::new("corpus")
+            }
+        },
+        _ => TempDir::new("corpus"),
+    };
     let cache = tmp.path().join("cache");
     let image = corpus.dir.join(s("image").unwrap_or_default());
     let mut cmd = gpurun(&cache);

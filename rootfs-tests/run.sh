@@ -52,6 +52,11 @@ count_tests() {
     passed=$((passed + p))
     failed=$((failed + f))
     grep -E '^test .* \.\.\. FAILED$' "$log" | sed "s/^/  [$what] /" || true
+    # What the failing tests printed (libtest's "failures:" section), so that a CI report that
+    # shows only this script's output still says why.
+    if grep -qE '^test .* \.\.\. FAILED$' "$log"; then
+        awk '/^failures:$/ { n++; next } n == 1' "$log" | head -n 80 | sed "s/^/  [$what] | /"
+    fi
     while read -r t; do failures+=("[$what] $t"); done < <(grep -E '^test .* \.\.\. FAILED$' "$log" | sed -E 's/^test (.*) \.\.\. FAILED$/\1/')
     local s
     # Root-only tests report themselves in the unprivileged pass; they ran (and counted) as root.

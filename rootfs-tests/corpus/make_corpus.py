@@ -37,6 +37,9 @@ cases.json (format 1):
           "max_rss_mb"?: N (peak RSS of gpurun and its children),
           "cpu_ratio"?: {"base": CASE-NAME, "max": X} (CPU time at most X times that of an
                         earlier case: a linear-time check that does not depend on the machine),
+          "tmpfs_cache"?: true (the cache goes on a tmpfs, /dev/shm, when there is one: a
+                        filesystem whose allocator slows down after earlier deletions, such
+                        as ext4 without a journal, would otherwise skew cpu_ratio),
           "slow"?: true}
   "apply": exit 0, stdout is the rootfs directory. "refuse": exit 125, no rootfs published.
   Always: $CACHE/staging empty or absent afterwards, sentinel unchanged.
@@ -867,7 +870,7 @@ def hostile_digests():
             f"{n} opaque directories plus {n} explicit whiteouts in one directory (the table's "
             "100 000 scaled down): linear time, so CPU time at most 8x that of the 5k case",
             env={"GPURUN_MAX_ENTRIES": "1000000"}, max_seconds=300, timeout_s=600, slow=True,
-            cpu_ratio=ratio,
+            cpu_ratio=ratio, tmpfs_cache=True,
             checks=[{"empty_dir": "d00000"}, {"empty_dir": f"d{n - 1:05d}"},
                     {"empty_dir": "big"}])
 

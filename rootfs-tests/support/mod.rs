@@ -86,6 +86,11 @@ pub struct TempDir(PathBuf);
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         let base = std::env::var_os("GPURUN_TEST_TMP").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+        TempDir::new_in(&base, tag)
+    }
+
+    /// A fresh temporary directory under `base`.
+    pub fn new_in(base: &Path, tag: &str) -> TempDir {
         let unique = format!(
             "gpurun-{tag}-{}-{}",
             std::process::id(),
