@@ -59,13 +59,13 @@ count_tests() {
     fi
     while read -r t; do failures+=("[$what] $t"); done < <(grep -E '^test .* \.\.\. FAILED$' "$log" | sed -E 's/^test (.*) \.\.\. FAILED$/\1/')
     local s
-    # Root-only tests report themselves in the unprivileged pass; they ran (and counted) as root.
     s=$(grep -hE '^SKIP:' "$log" | sort -u)
     if [[ -n $s ]]; then
         sed "s/^/  [$what] /" <<<"$s"
-        s=$(grep -vF "(root-only; this is run.sh's unprivileged pass)" <<<"$s" || true)
-        [[ -n $s ]] && skipped=$((skipped + $(wc -l <<<"$s")))
+        skipped=$((skipped + $(wc -l <<<"$s")))
     fi
+    # Root-only tests name themselves in the unprivileged pass; they ran (and counted) as root.
+    grep -hE '^ROOT-ONLY:' "$log" | sort -u | sed "s/^/  [$what] /" || true
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -200,7 +200,7 @@ for line in sys.stdin:
             RUST_BACKTRACE=1 GPURUN_TEST_UNPRIVILEGED_PASS=1 "${extra[@]}" \
             sh -c 'cd "$TMPDIR" && exec "$0" --show-output' "$stage/bin/$name" >"$ulog" 2>&1
         rc=$?
-        grep -E '^(test |test result:|SKIP:)' "$ulog" | grep -vE '\.\.\. ok$' | head -n 100
+        grep -E '^(test |test result:|SKIP:|ROOT-ONLY:)' "$ulog" | grep -vE '\.\.\. ok$' | head -n 100
         count_tests "$ulog" "$test_user"
         if [[ $rc -ne 0 ]] && ! grep -qE '^test result: FAILED' "$ulog"; then
             tail -n 40 "$ulog"

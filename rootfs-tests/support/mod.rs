@@ -29,16 +29,17 @@ pub fn gpurun(cache: &Path) -> Command {
     cmd
 }
 
-/// True when this test process is root. Otherwise prints `SKIP: reason` and returns false; that
-/// skip is a failure under `GPURUN_TEST_NO_SKIP` except in the unprivileged pass of
-/// `rootfs-tests/run.sh` (`GPURUN_TEST_UNPRIVILEGED_PASS=1`), which runs after the same tests
-/// passed as root.
+/// True when this test process is root. Otherwise returns false after saying why: in the
+/// unprivileged pass of `rootfs-tests/run.sh` (`GPURUN_TEST_UNPRIVILEGED_PASS=1`) with a
+/// `ROOT-ONLY:` note, because that pass runs after the same test ran as root (where such tests
+/// start their containers as the unprivileged `gpurun-test` themselves); anywhere else with
+/// `SKIP: reason`, a failure under `GPURUN_TEST_NO_SKIP`.
 pub fn needs_root(reason: &str) -> bool {
     if is_root() {
         return true;
     }
     if std::env::var_os("GPURUN_TEST_UNPRIVILEGED_PASS").is_some_and(|v| v == "1") {
-        println!("SKIP: {reason} (root-only; this is run.sh's unprivileged pass)");
+        println!("ROOT-ONLY: {reason} (ran in run.sh's root pass)");
     } else {
         skip(reason);
     }
