@@ -202,12 +202,15 @@ fn prune_staging(cache: &Cache, out: &mut String) -> Result<(), CommandError> {
             cache.try_lock_unpack(&id)?
         };
         if let Some(_lock) = lock {
-            crate::fsutil::remove_tree(&entry.path()).map_err(|e| CacheError::Io {
-                what: "removing",
-                path: entry.path(),
-                source: e,
-            })?;
-            let _ = writeln!(out, "removed leftover {}", entry.path().display());
+            // One leftover that cannot be removed must not keep prune from the others.
+            match crate::fsutil::remove_tree(&entry.path()) {
+                Ok(()) => {
+                    let _ = writeln!(out, "removed leftover {}", entry.path().display());
+                }
+                Err(e) => {
+                    eprintln!("gpurun: warning: could not remove leftover {}: {e}", entry.path().display())
+                }
+            }
         }
     }
     Ok(())

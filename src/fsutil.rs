@@ -2,56 +2,85 @@
 //! read-only (0555, 0000) directories, without ever following a symlink out of the tree.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-/// Deepest tree removed; unpacked trees are bounded far below this by the unpacker.
-const MAX_REMOVE_DEPTH: usize = 4096;
-
 /// Removes `name` in `parent`: a file or symlink is unlinked (never followed), a directory is
 /// emptied first (made owner-writable as needed) and then removed.
 pub fn remove_at(parent: BorrowedFd<'_>, name: &[u8]) -> Result<(), Errno> {
-    remove_at_depth(parent, name, 0)
-}
-
-fn remove_at_depth(parent: BorrowedFd<'_>, name: &[u8], depth: usize) -> Result<(), Errno> {
     let stat = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)?;
     if FileType::from_raw_mode(stat.st_mode) != FileType::Directory {
         return rustix::fs::unlinkat(parent, name, AtFlags::empty());
     }
-    if depth > MAX_REMOVE_DEPTH {
-        return Err(Errno::LOOP);
-    }
-    if stat.st_mode & 0o700 != 0o700 {
-        // Images contain 0555 and 0000 directories; we own them, so we may open them up.
-        rustix::fs::chmodat(parent, name, Mode::from_raw_mode(0o700), AtFlags::empty())?;
-    }
-    let dir = rustix::fs::openat(
-        parent,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    empty_dir(dir.as_fd(), depth)?;
+    let dir = open_for_removal(parent, name)?;
+    empty_tree(dir)?;
     rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR)
 }
 
-/// Removes everything inside the open directory `dir`.
-pub fn empty_dir(dir: BorrowedFd<'_>, depth: usize) -> Result<(), Errno> {
+/// Opens the directory `name` for listing and removing, opening up its mode first if needed:
+/// images contain 0555 and 0000 directories, and we own them.
+fn open_for_removal(parent: BorrowedFd<'_>, name: &[u8]) -> Result<OwnedFd, Errno> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let stat = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)?;
+    if FileType::from_raw_mode(stat.st_mode) == FileType::Directory && stat.st_mode & 0o700 != 0o700 {
+        rustix::fs::chmodat(parent, name, Mode::from_raw_mode(0o700), AtFlags::empty())?;
+    }
+    rustix::fs::openat(parent, name, flags, Mode::empty())
+}
+
+/// Empties the directory `top`, depth first, holding two descriptors whatever the depth: it
+/// goes down by name and back up through `..`. One descriptor per level ran out of descriptors
+/// (EMFILE) on trees that symlinked parents make thousands of levels deep, which left debris
+/// that no later removal could clear. `..` is the directory we came from: these trees are the
+/// caller's private staging or cache directories, which nothing else renames meanwhile.
+fn empty_tree(top: OwnedFd) -> Result<(), Errno> {
+    // Per level above the current one: its name in its parent, and its subdirectories still
+    // to visit.
+    let mut stack: Vec<(Vec<u8>, Vec<Vec<u8>>)> = Vec::new();
+    let mut cur = top;
+    let mut todo = remove_files(cur.as_fd())?;
     loop {
-        // Re-read after each batch: removing entries while iterating one stream is not
-        // guaranteed to visit everything.
-        let names = read_names(dir)?;
-        if names.is_empty() {
-            return Ok(());
+        if let Some(sub) = todo.pop() {
+            let child = open_for_removal(cur.as_fd(), &sub)?;
+            stack.push((sub, std::mem::take(&mut todo)));
+            cur = child;
+            todo = remove_files(cur.as_fd())?;
+            continue;
         }
-        for name in names {
-            remove_at_depth(dir, &name, depth + 1)?;
+        // Listed children are gone; list again, since removing entries while reading one
+        // directory stream is not guaranteed to have shown everything.
+        todo = remove_files(cur.as_fd())?;
+        if !todo.is_empty() {
+            continue;
+        }
+        let Some((name, rest)) = stack.pop() else { return Ok(()) };
+        let up = rustix::fs::openat(
+            &cur,
+            "..",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        rustix::fs::unlinkat(&up, name.as_slice(), AtFlags::REMOVEDIR)?;
+        cur = up;
+        todo = rest;
+    }
+}
+
+/// Unlinks everything in `dir` that is not a directory; returns the subdirectories' names.
+fn remove_files(dir: BorrowedFd<'_>) -> Result<Vec<Vec<u8>>, Errno> {
+    let mut subdirs = Vec::new();
+    for name in read_names(dir)? {
+        let st = rustix::fs::statat(dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW)?;
+        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            subdirs.push(name);
+        } else {
+            rustix::fs::unlinkat(dir, name.as_slice(), AtFlags::empty())?;
         }
     }
+    Ok(subdirs)
 }
 
 /// The names in `dir`, without `.` and `..`.
@@ -101,5 +130,30 @@ mod tests {
         assert!(!tree.exists());
         assert!(outside.join("keep").exists());
         remove_tree(&base).unwrap();
+    }
+
+    #[test]
+    fn removes_trees_deeper_than_the_descriptor_limit() {
+        // 3000 levels: more than the 1024 descriptors a process may have by default, and paths
+        // far longer than PATH_MAX, so neither one fd per level nor paths would do.
+        let base = std::env::temp_dir().join(format!("gpurun-fsutil-deep-{}", std::process::id()));
+        std::fs::create_dir_all(&base).unwrap();
+        let mut dir = rustix::fs::open(&base, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        for i in 0..3000 {
+            rustix::fs::mkdirat(&dir, "d", Mode::from_raw_mode(0o700)).unwrap();
+            if i % 100 == 0 {
+                let f = rustix::fs::openat(
+                    &dir,
+                    "f",
+                    OFlags::CREATE | OFlags::WRONLY,
+                    Mode::from_raw_mode(0o600),
+                );
+                drop(f.unwrap());
+            }
+            dir = rustix::fs::openat(&dir, "d", OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        }
+        drop(dir);
+        remove_tree(&base).unwrap();
+        assert!(!base.exists());
     }
 }

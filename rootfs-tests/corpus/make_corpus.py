@@ -4,7 +4,8 @@
 Writes one image per case under OUTDIR (an OCI image-layout directory, or an OCI archive /
 docker-archive tar where the case is about the outer archive) and OUTDIR/cases.json, which
 `rootfs-tests/corpus.rs` reads. The rows are those of tables 7.1 (H1-H30), 7.2 (A1-A12) and
-7.3 (L1-L16) of the image-unpacking reference notes; case names start with the row id.
+7.3 (L1-L16) of the image-unpacking reference notes, plus X1-X10: holes a security review of
+gpurun's own code found beyond those tables; case names start with the row id.
 
 Python 3 standard library only (plus the `zstd` command for the zstd variants, which are
 listed under "skipped" in cases.json when it is missing). Tar headers are written byte by
@@ -876,6 +877,128 @@ def hostile_digests():
 
 
 # --------------------------------------------------------------------------------------------
+# X1-X10: found by reviewing gpurun's own parser and applier (not rows of the tables)
+
+
+def review_cases():
+    # X1: a PAX size of 2^64-1 pads to 0 with wrapping arithmetic, so the stream would read the
+    # entry's data as headers and apply the symlink hidden there.
+    t = Tar()
+    t.file("before-x1", "b")
+    t.pax([("size", str(2 ** 64 - 1))])
+    t.raw(t.header("innocent-x1", typ=b"V", size=512))
+    t.raw(Tar().header("smuggled-x1", typ=b"2", linkname=SENTINEL + "/file", mode=0o777))
+    t.file("after-x1", "a")
+    oci("X1-pax-size-wrap", [t.bytes()], "refuse",
+        "PAX size 2^64-1 (Go refuses sizes above 2^63-1)", error_contains=[L(1)])
+    # X2: metadata headers piling up before one entry; each is under the 1 MiB cap.
+    junk = b"6 a=b\n" * ((1 << 20) // 6 - 1)
+    t = Tar()
+    for _ in range(8):
+        t.raw(t.header(b"./PaxHeaders/x", typ=b"x", size=len(junk), gnu=False) + _pad(junk))
+    t.file("victim-x2", "v")
+    oci("X2-pax-pileup", [Layer(t.bytes(), "gzip")], "refuse",
+        "eight 1 MiB PAX headers of tiny records before one entry (5.7 GB of RSS at 300)",
+        error_contains=[L(1)], max_rss_mb=BOMB_RSS, timeout_s=60)
+    t = Tar()
+    count = 0
+    for i in range(40):
+        recs = []
+        size = 0
+        while size < (1 << 20) - 200:
+            r = _pax_record(f"SCHILY.xattr.security.{count:010d}", "")
+            recs.append(r)
+            size += len(r)
+            count += 1
+        body = b"".join(recs)
+        t.raw(t.header(b"./PaxHeaders/x", typ=b"x", size=len(body), gnu=False) + _pad(body))
+        t.raw(t.header(f"f{i}-x2", size=0))
+    oci("X2-dropped-xattr-names", [Layer(t.bytes(), "gzip")], "skip-warn",
+        f"{count} distinct security.* attributes (all dropped) over 40 entries",
+        warn_contains=["extended attributes"], max_rss_mb=BOMB_RSS, timeout_s=60)
+    # X3: K copies of a nested index at each of four levels: K^4 leaves from a few KB.
+    img = Image([tar(("f", "fanout-x3", "x"))])
+    blobs = dict(img.blobs)
+    child = img.desc(platform={"architecture": HOST_ARCH, "os": "linux"})
+    for _ in range(4):
+        doc = index([child] * 40)
+        blobs[sha(doc)] = doc
+        child = desc(MT_INDEX, doc)
+    raw_layout("X3-index-fanout", blobs, index([child]), "apply",
+               "nested indexes listing the same child 40 times at four levels (1.5 GB RSS before)",
+               max_rss_mb=BOMB_RSS, timeout_s=60, checks=[{"file": "fanout-x3", "content": "x"}])
+    # X5: a FIFO where the layout's index.json should be: open() would block forever.
+    img = Image([tar(("f", "f-x5", "x"))])
+    path = os.path.join(OUT, "X5-fifo-in-layout")
+    write_layout(path, img.blobs, index([img.desc()]))
+    os.remove(os.path.join(path, "index.json"))
+    os.mkfifo(os.path.join(path, "index.json"))
+    register("X5-fifo-in-layout", "X5-fifo-in-layout", "refuse",
+             "index.json is a FIFO in a layout directory", error_contains=["regular file"],
+             timeout_s=30)
+    # X6: the same opaque whiteout repeated: each used to walk the directory again.
+    t = Tar()
+    for i in range(4000):
+        t.file(f"big/f{i:05d}")
+    for _ in range(4000):
+        t.file("big/.wh..wh..opq")
+    oci("X6-opaque-repeated", [Layer(t.bytes(), "gzip")], "apply",
+        "4000 files, then 4000 opaque whiteouts of their directory in the same layer "
+        "(quadratic: 47 s before)", max_seconds=20, timeout_s=120,
+        checks=[{"file": "big/f00000"}, {"file": "big/f03999"}])
+    # X7: symlinked parents make the real tree far deeper than the 256-component name limit;
+    # the second layer's DiffID is wrong, so gpurun must remove that tree itself (it ran out
+    # of descriptors, one per level, and left the unverified tree in staging).
+    step = 200
+    t = Tar()
+    t.dir("/".join(["d"] * step))
+    depth, k = step, 0
+    while depth < 1400:
+        k += 1
+        t.sym(f"s{k}", "/" + "/".join(["d"] * depth))
+        t.dir(f"s{k}/" + "/".join(["d"] * step))
+        depth += step
+    t.file(f"s{k}/" + "/".join(["d"] * step) + "/leaf-x7", "x")
+    oci("X7-deep-tree-then-bad-layer",
+        [t.bytes(), Layer(tar(("f", "y-x7", "y")), diff_id=sha(b"wrong"))], "refuse",
+        f"a {depth}-level real tree built through symlinked parents, then a layer with a wrong "
+        "DiffID: the staging tree must be removed", error_contains=[L(2)], timeout_s=120)
+    # X8: a zstd frame asking for a 2 GiB window (zstd --long=31 on a stream).
+    if ZSTD:
+        data = tar(("f", "f-x8", "x" * 4096))
+        blob = subprocess.run([ZSTD, "-q", "--long=31", "-c", "--no-check"], input=data,
+                              capture_output=True, check=True).stdout
+        oci("X8-zstd-2gib-window", [Layer(blob=blob, diff_id=sha(data), mt=MT_ZSTD)], "refuse",
+            "zstd frame with a 2 GiB window (2.1 GB of RSS on a 2.5 GB stream before)",
+            error_contains=[L(1), "window"], max_rss_mb=BOMB_RSS)
+    else:
+        skip("X8", "zstd window", "zstd command not found")
+    # X9: whiteouts spare entries of their own layer by name, not by inode.
+    l1 = tar(("d", "etc"), ("f", "etc/passwd", "root:x:0:0\n"), ("f", "etc/shadow", "root:HASH\n"),
+             ("d", "d"), ("f", "d/old", "o"))
+    t = Tar()
+    t.link("keep-x9", "etc/shadow")
+    t.file("etc/.wh.shadow")
+    t.add("d/fifo-x9", b"6")
+    t.file("d/.wh..wh..opq")
+    oci("X9-same-layer-upper-by-name", [l1, t.bytes()], "apply",
+        "a hardlink to a lower file does not spare that file from a whiteout in the same "
+        "layer; a FIFO of the layer survives its directory's opaque whiteout",
+        checks=[{"absent": "etc/shadow"}, {"file": "keep-x9", "content": "root:HASH\n"},
+                {"fifo": "d/fifo-x9"}, {"absent": "d/old"}, {"file": "etc/passwd"}])
+    # X10: entries below a deep existing parent: each used to resolve every prefix from the
+    # root (O(depth^2) per entry: 17.5 s for these 4000).
+    deep = "/".join(["a"] * 250)
+    t = Tar()
+    t.dir(deep)
+    for i in range(4000):
+        t.file(f"{deep}/b{i}/f")
+    oci("X10-deep-parent", [Layer(t.bytes(), "gzip")], "apply",
+        "4000 files, each in a new directory under a 250-deep parent", max_seconds=10,
+        timeout_s=120, checks=[{"file": deep + "/b3999/f"}])
+
+
+# --------------------------------------------------------------------------------------------
 # Outer archive and metadata (table 7.2)
 
 
@@ -1457,6 +1580,7 @@ def build(final):
     hostile_bombs()
     hostile_headers()
     hostile_digests()
+    review_cases()
     archive_cases()
     run_config_cases()
     legit_cases()

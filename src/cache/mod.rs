@@ -233,7 +233,8 @@ impl Cache {
         let entry = self.entry_dir(id);
         // Unpublish first (one rename), so a crash mid-removal never leaves a half rootfs
         // that looks published.
-        let doomed = self.staging_dir().join(format!("{id}.removing"));
+        // A name of its own: an earlier removal that failed midway may have left its own.
+        let doomed = self.staging_dir().join(format!("{id}.removing.{}", std::process::id()));
         match fs::rename(&entry, &doomed) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),

@@ -289,14 +289,28 @@ fn name(c: Compression) -> &'static str {
     }
 }
 
+/// Largest zstd window accepted, as a power of two.
+const ZSTD_WINDOW_LOG_MAX: u32 = 27;
+
 /// Decodes into chunks sent to the consumer and the hasher.
 fn decode(kind: Compression, raw: &mut RawReader<'_>, out: &mut Outlets) -> Result<(), LayerError> {
     match kind {
         Compression::Gzip => decode_gzip(raw, out),
         Compression::Zstd => {
             let mut dec = zstd::stream::read::Decoder::with_buffer(raw).map_err(LayerError::Decode)?;
-            dec.window_log_max(31).map_err(LayerError::Decode)?;
-            pump(&mut dec, out, false).map(|_| ())
+            // The window is memory the decoder must hold; a frame header may ask for 2 GiB
+            // (`zstd --long=31`) in a blob of a few kilobytes. 2^27 (128 MiB) is zstd's own
+            // default limit and covers `--long` and `--ultra -22`.
+            dec.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(LayerError::Decode)?;
+            pump(&mut dec, out, false).map(|_| ()).map_err(|e| match e {
+                LayerError::Decode(err) if err.to_string().contains("too much memory") => {
+                    LayerError::Decode(io::Error::other(format!(
+                        "{err}: the zstd window is larger than 2^{ZSTD_WINDOW_LOG_MAX} bytes \
+                         (recompress the layer with a window of at most 128 MiB, e.g. without --long=31)"
+                    )))
+                }
+                other => other,
+            })
         }
         // An uncompressed stream keeps feeding the hasher after a tar error, so the blob
         // digest (which is the DiffID) can still be checked and reported.

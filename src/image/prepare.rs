@@ -113,7 +113,7 @@ pub fn unpack_to(
             .map_err(|e| ImageError::Open { path: root_path.clone(), source: e.into() })?;
     let limits = Limits::from_env();
     let mut applier = Applier::new(root, limits);
-    let total: u64 = resolved.layers.iter().map(|l| l.size).sum();
+    let total: u64 = resolved.layers.iter().fold(0u64, |t, l| t.saturating_add(l.size));
     let progress = ui.progress(total, resolved.layers.len());
     let count = resolved.layers.len();
     for (i, lref) in resolved.layers.iter().enumerate() {
@@ -139,7 +139,7 @@ pub fn unpack_to(
 
 /// Refuses early when the compressed layers alone would not fit.
 fn check_space(staging: &Staging, resolved: &Resolved) -> Result<(), ImageError> {
-    let need: u64 = resolved.layers.iter().map(|l| l.size).sum();
+    let need: u64 = resolved.layers.iter().fold(0u64, |t, l| t.saturating_add(l.size));
     let Ok(st) = rustix::fs::statvfs(&staging.path) else { return Ok(()) };
     let have = st.f_bavail.saturating_mul(st.f_frsize);
     if need > have {

@@ -20,6 +20,10 @@ const CONFIG_TYPES: [&str; 2] =
     ["application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"];
 /// Nested indexes followed at most this deep (a cycle or a 100-deep chain is refused).
 const MAX_INDEX_DEPTH: usize = 4;
+/// Most descriptors visited while walking an index and its nested indexes. Real indexes hold a
+/// few dozen; without a bound, K copies of a nested index at each of 4 levels would expand to
+/// K^4 leaves from a few kilobytes of JSON.
+const MAX_DESCRIPTORS: usize = 10_000;
 /// Most layers in one image (Docker's own limit is 127 for overlay; leave room).
 const MAX_LAYERS: usize = 1024;
 
@@ -120,7 +124,7 @@ struct Descriptor {
     platform: Option<PlatformDoc>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 struct PlatformDoc {
     architecture: String,
     os: String,
@@ -309,12 +313,12 @@ fn resolve_oci(
     let top: Vec<Descriptor> =
         index.manifests.unwrap_or_default().into_iter().filter(|d| !is_attestation(d)).collect();
     let top = choose_reference(top, sel.reference.as_deref())?;
-    let mut leaves = Vec::new();
+    let mut walk = Walk::default();
     for desc in top {
         let reference = ref_names(&desc).into_iter().next();
-        collect_leaves(source, desc, None, reference, 0, &mut leaves)?;
+        collect_leaves(source, desc, None, reference, 0, &mut walk)?;
     }
-    let leaf = choose_platform(source, leaves, wanted)?;
+    let leaf = choose_platform(source, walk.leaves, wanted)?;
     finish_oci(source, leaf, format)
 }
 
@@ -341,18 +345,38 @@ fn choose_reference(top: Vec<Descriptor>, wanted: Option<&str>) -> Result<Vec<De
     Ok(top)
 }
 
+/// What walking the indexes found so far.
+#[derive(Default)]
+struct Walk {
+    leaves: Vec<Leaf>,
+    /// Nested indexes already expanded (with the platform and name they inherit): a second
+    /// descriptor of the same one adds nothing.
+    expanded: std::collections::HashSet<String>,
+    visited: usize,
+}
+
 fn collect_leaves(
     source: &Source,
     desc: Descriptor,
     platform: Option<PlatformDoc>,
     reference: Option<String>,
     depth: usize,
-    out: &mut Vec<Leaf>,
+    walk: &mut Walk,
 ) -> Result<(), ImageError> {
+    walk.visited += 1;
+    if walk.visited > MAX_DESCRIPTORS {
+        return Err(ImageError::Json {
+            name: desc.digest,
+            why: format!("the indexes list more than {MAX_DESCRIPTORS} descriptors"),
+        });
+    }
     let platform = desc.platform.clone().or(platform);
     let mt = desc.media_type.as_deref().unwrap_or("");
     if MANIFEST_TYPES.contains(&mt) {
-        out.push(Leaf { desc, platform, reference });
+        let known = walk.leaves.iter().any(|l| l.desc.digest == desc.digest && l.platform == platform);
+        if !known {
+            walk.leaves.push(Leaf { desc, platform, reference });
+        }
         return Ok(());
     }
     if !INDEX_TYPES.contains(&mt) {
@@ -364,13 +388,16 @@ fn collect_leaves(
             why: format!("indexes nested more than {MAX_INDEX_DEPTH} deep"),
         });
     }
+    if !walk.expanded.insert(format!("{} {platform:?} {reference:?}", desc.digest)) {
+        return Ok(());
+    }
     let (digest, data) = read_blob(source, &desc, "nested index")?;
     let doc: Document = parse_json(&digest.to_string(), &data)?;
     check_document(&doc, &digest.to_string(), true)?;
     check_media_type(&doc, mt, &digest)?;
     for child in doc.manifests.unwrap_or_default() {
         if !is_attestation(&child) {
-            collect_leaves(source, child, platform.clone(), reference.clone(), depth + 1, out)?;
+            collect_leaves(source, child, platform.clone(), reference.clone(), depth + 1, walk)?;
         }
     }
     Ok(())

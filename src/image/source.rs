@@ -162,10 +162,15 @@ impl Source {
             why: "path is not a plain relative name".into(),
         })?;
         let clean = String::from_utf8_lossy(&clean).into_owned();
+        // O_NONBLOCK: a FIFO planted in the layout must not block the open (it is refused
+        // below as not a regular file); on regular files the flag changes nothing.
         let fd = rustix::fs::openat2(
             dir,
             clean.as_str(),
-            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::NONBLOCK
+                | rustix::fs::OFlags::NOCTTY
+                | rustix::fs::OFlags::CLOEXEC,
             rustix::fs::Mode::empty(),
             rustix::fs::ResolveFlags::BENEATH | rustix::fs::ResolveFlags::NO_MAGICLINKS,
         )

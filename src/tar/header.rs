@@ -9,6 +9,10 @@ pub const BLOCK: usize = 512;
 pub const MAX_META_RECORD: u64 = 1 << 20;
 /// Longest path or link target accepted, in bytes (Linux PATH_MAX).
 pub const MAX_PATH: usize = 4096;
+/// Largest entry size accepted: 2^63 - 1, as Go's archive/tar. Bigger values (a PAX `size` or a
+/// base-256 field near 2^64) would overflow the padding arithmetic and desynchronise the stream,
+/// letting an entry's data be read as headers.
+pub const MAX_ENTRY_SIZE: u64 = i64::MAX as u64;
 
 /// What kind of filesystem object an entry describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +106,9 @@ pub struct Pending {
     long_name: Option<Vec<u8>>,
     long_link: Option<Vec<u8>>,
     pax: Vec<PaxRecord>,
+    /// Metadata bytes absorbed for the coming entry: bounded by `MAX_META_RECORD` in all, so
+    /// that a run of many metadata headers cannot pile up memory (each is capped on its own).
+    bytes: u64,
 }
 
 impl Pending {
@@ -111,6 +118,13 @@ impl Pending {
 
     /// Takes the data of a metadata record (`kind.is_meta()`).
     pub fn absorb(&mut self, kind: Kind, data: &[u8]) -> Result<(), TarError> {
+        self.bytes += data.len() as u64;
+        if self.bytes > MAX_META_RECORD {
+            return Err(TarError::Invalid(format!(
+                "metadata headers before one entry hold {} bytes in all (at most {MAX_META_RECORD})",
+                self.bytes
+            )));
+        }
         match kind {
             Kind::LongName => self.long_name = Some(trim_nul(data).to_vec()),
             Kind::LongLink => self.long_link = Some(trim_nul(data).to_vec()),
@@ -138,6 +152,10 @@ impl Pending {
         }
         for (key, value) in std::mem::take(&mut self.pax) {
             apply_pax(e, &key, value)?;
+        }
+        self.bytes = 0;
+        if e.size > MAX_ENTRY_SIZE {
+            return Err(TarError::Invalid(format!("size {} is larger than {MAX_ENTRY_SIZE}", e.size)));
         }
         check_bytes("path", &e.path)?;
         check_bytes("link target", &e.link)?;
@@ -440,6 +458,33 @@ mod tests {
         assert!(
             matches!(pending.apply(raw), Err(TarError::AtEntry { source, .. }) if matches!(*source, TarError::Unsupported(_)))
         );
+    }
+
+    #[test]
+    fn sizes_beyond_i64_are_refused() {
+        // 2^64 - 1 would pad to 0 and make the stream read the entry's data as headers.
+        let mut pending = Pending::default();
+        pending.absorb(Kind::Pax, b"29 size=18446744073709551615\n").unwrap();
+        let raw = parse_block(&block("x", b'0', 8)).unwrap().unwrap();
+        assert!(pending.apply(raw).is_err());
+        let mut pending = Pending::default();
+        pending.absorb(Kind::Pax, b"28 size=9223372036854775807\n").unwrap();
+        let raw = parse_block(&block("x", b'0', 8)).unwrap().unwrap();
+        assert_eq!(pending.apply(raw).unwrap().size, MAX_ENTRY_SIZE);
+    }
+
+    #[test]
+    fn metadata_headers_are_bounded_in_all() {
+        let record = b"6 a=b\n".repeat(100_000);
+        let mut pending = Pending::default();
+        pending.absorb(Kind::Pax, &record).unwrap();
+        assert!(pending.absorb(Kind::Pax, &record).is_err(), "two 600 KB PAX headers exceed 1 MiB");
+        // The budget is per entry: applying resets it.
+        let mut pending = Pending::default();
+        for _ in 0..4 {
+            pending.absorb(Kind::Pax, &record).unwrap();
+            pending.apply(parse_block(&block("x", b'0', 0)).unwrap().unwrap()).unwrap();
+        }
     }
 
     #[test]

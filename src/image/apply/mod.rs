@@ -99,10 +99,15 @@ pub struct Applier {
     entries: u64,
     /// Directory metadata by inode (paths change when symlinked parents are replaced).
     dirs: HashMap<u64, DirMeta>,
-    /// Inodes made by the current layer: whiteouts and opaque directories spare them.
-    upper: HashSet<u64>,
-    /// The last resolved parent directory, reused by its siblings.
-    parent_cache: Option<(Vec<u8>, OwnedFd)>,
+    /// Entries made by the current layer, as (parent directory inode, name): whiteouts and
+    /// opaque directories spare them. Names, not inodes: a hardlink this layer makes to a lower
+    /// file must not spare the lower name, and a FIFO is an entry like any other.
+    upper: HashSet<(u64, Vec<u8>)>,
+    /// Directories (by inode) already made opaque in the current layer: a repeated
+    /// `.wh..wh..opq` has nothing left to remove and must not cost another walk.
+    opaqued: HashSet<u64>,
+    /// The last resolved parent directory and its inode, reused by its siblings.
+    parent_cache: Option<(Vec<u8>, OwnedFd, u64)>,
     pub warnings: Warnings,
     /// Bytes of file data written so far.
     pub bytes_written: u64,
@@ -117,6 +122,7 @@ impl Applier {
             entries: 0,
             dirs: HashMap::new(),
             upper: HashSet::new(),
+            opaqued: HashSet::new(),
             parent_cache: None,
             warnings: Warnings::default(),
             bytes_written: 0,
@@ -126,6 +132,7 @@ impl Applier {
     /// Applies one layer; the stream is left just after its end-of-archive marker.
     pub fn apply_layer<R: TarSource>(&mut self, tar: &mut TarStream<R>) -> Result<(), ApplyError> {
         self.upper.clear();
+        self.opaqued.clear();
         self.parent_cache = None;
         while let Some(entry) = tar.next_entry()? {
             self.entries += 1;
@@ -182,23 +189,27 @@ impl Applier {
     /// The directory that will hold an entry, created (0700) if missing, resolved in-root.
     fn parent_dir(&mut self, entry: &[u8], parent: &[&[u8]]) -> Result<BorrowedFd<'_>, ApplyError> {
         let key = paths::join(parent);
-        let cached = self.parent_cache.as_ref().is_some_and(|(k, _)| *k == key);
+        let cached = self.parent_cache.as_ref().is_some_and(|(k, _, _)| *k == key);
         if !cached {
             let mut made = Vec::new();
-            let fd = paths::mkdir_all_in_root(self.root.as_fd(), parent, |p| made.push(p.to_vec()))
+            let fd = paths::mkdir_all_in_root(self.root.as_fd(), parent, |d| made.push(d))
                 .map_err(|e| errno_err(entry, "resolving its parent directory", e))?;
-            for path in made {
-                self.forget_dir(&path);
+            // A directory made implicitly belongs to this layer and gets 0755 at the end:
+            // drop stale metadata of a reused inode.
+            for made in made {
+                self.dirs.remove(&made.ino);
+                self.upper.insert((made.parent_ino, made.name));
             }
-            self.parent_cache = Some((key, fd));
+            let ino = rustix::fs::fstat(&fd).map_err(|e| errno_err(entry, "stat of its parent", e))?.st_ino;
+            self.parent_cache = Some((key, fd, ino));
         }
-        Ok(self.parent_cache.as_ref().map(|(_, fd)| fd.as_fd()).expect("cached above"))
+        Ok(self.parent_cache.as_ref().map(|(_, fd, _)| fd.as_fd()).expect("cached above"))
     }
 
-    /// A directory made implicitly gets 0755; drop stale metadata of a reused inode.
-    fn forget_dir(&mut self, path: &[u8]) {
-        if let Ok(st) = rustix::fs::statat(self.root.as_fd(), path, AtFlags::SYMLINK_NOFOLLOW) {
-            self.dirs.remove(&st.st_ino);
+    /// Records `leaf` in the parent `parent_dir` last resolved as this layer's entry.
+    fn mark_upper(&mut self, leaf: &[u8]) {
+        if let Some((_, _, ino)) = &self.parent_cache {
+            self.upper.insert((*ino, leaf.to_vec()));
         }
     }
 
@@ -254,6 +265,8 @@ impl Applier {
             None => self.write_data(e, &file, tar)?,
         }
         self.finish_node(e, file.as_fd(), strip_mode(e.mode, false))?;
+        self.parent_dir(&e.path, parent)?;
+        self.mark_upper(leaf);
         Ok(())
     }
 
@@ -292,6 +305,9 @@ impl Applier {
             )));
         }
         for seg in segments {
+            if seg.offset.checked_add(seg.len).is_none_or(|end| end > real) {
+                return Err(entry_err(&e.path, "sparse map has a segment beyond the file's size"));
+            }
             let mut offset = seg.offset;
             let mut left = seg.len;
             while left > 0 {
@@ -317,8 +333,6 @@ impl Applier {
             .map_err(|err| errno_err(&e.path, "setting mode", err))?;
         self.set_xattrs(e, fd);
         let _ = rustix::fs::futimens(fd, &times(e));
-        let st = rustix::fs::fstat(fd).map_err(|err| errno_err(&e.path, "stat", err))?;
-        self.upper.insert(st.st_ino);
         Ok(())
     }
 
@@ -355,7 +369,8 @@ impl Applier {
         let st = rustix::fs::fstat(&fd).map_err(|err| errno_err(&e.path, "stat", err))?;
         self.dirs
             .insert(st.st_ino, DirMeta { mode: strip_mode(e.mode, true), mtime: times(e).last_modification });
-        self.upper.insert(st.st_ino);
+        self.parent_dir(&e.path, parent)?;
+        self.mark_upper(leaf);
         Ok(())
     }
 
@@ -369,9 +384,7 @@ impl Applier {
         })?;
         let dir = self.parent_dir(&e.path, parent)?;
         let _ = rustix::fs::utimensat(dir, leaf, &times(e), AtFlags::SYMLINK_NOFOLLOW);
-        if let Ok(st) = rustix::fs::statat(dir, leaf, AtFlags::SYMLINK_NOFOLLOW) {
-            self.upper.insert(st.st_ino);
-        }
+        self.mark_upper(leaf);
         self.parent_cache = None; // a new symlink may now stand in a cached path
         Ok(())
     }
@@ -383,6 +396,7 @@ impl Applier {
         })?;
         let dir = self.parent_dir(&e.path, parent)?;
         let _ = rustix::fs::utimensat(dir, leaf, &times(e), AtFlags::SYMLINK_NOFOLLOW);
+        self.mark_upper(leaf);
         Ok(())
     }
 
@@ -420,7 +434,8 @@ impl Applier {
         self.create_replacing(e, parent, leaf, "creating hardlink", |d| {
             rustix::fs::linkat(&tdir, *tleaf, d, leaf, AtFlags::empty())
         })?;
-        self.upper.insert(tstat.st_ino);
+        self.parent_dir(&e.path, parent)?;
+        self.mark_upper(leaf);
         Ok(())
     }
 
@@ -434,12 +449,13 @@ impl Applier {
             Err(Errno::NOENT) | Err(Errno::NOTDIR) => return Ok(()),
             Err(err) => return Err(errno_err(entry, "resolving the whiteout's directory", err)),
         };
-        let st = match rustix::fs::statat(&dir, target, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => st,
+        match rustix::fs::statat(&dir, target, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(_) => {}
             Err(Errno::NOENT) => return Ok(()),
             Err(err) => return Err(errno_err(entry, "inspecting the whiteout target", err)),
-        };
-        if self.upper.contains(&st.st_ino) {
+        }
+        let dir_ino = rustix::fs::fstat(&dir).map_err(|err| errno_err(entry, "stat", err))?.st_ino;
+        if self.upper.contains(&(dir_ino, target.to_vec())) {
             return Ok(()); // Whiteouts apply to lower layers only.
         }
         crate::fsutil::remove_at(dir.as_fd(), target)
@@ -458,6 +474,10 @@ impl Applier {
             Err(Errno::NOENT) => return Ok(()),
             Err(err) => return Err(errno_err(entry, "opening the opaque directory", err)),
         };
+        let ino = rustix::fs::fstat(&dir).map_err(|err| errno_err(entry, "stat", err))?.st_ino;
+        if !self.opaqued.insert(ino) {
+            return Ok(());
+        }
         self.prune_lower(entry, dir.as_fd(), 0)?;
         self.parent_cache = None;
         Ok(())
@@ -468,10 +488,11 @@ impl Applier {
     fn prune_lower(&mut self, entry: &[u8], dir: BorrowedFd<'_>, depth: usize) -> Result<(), ApplyError> {
         let names = crate::fsutil::read_names(dir)
             .map_err(|err| errno_err(entry, "listing the opaque directory", err))?;
+        let dir_ino = rustix::fs::fstat(dir).map_err(|err| errno_err(entry, "stat", err))?.st_ino;
         for name in names {
             let st = rustix::fs::statat(dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW)
                 .map_err(|err| errno_err(entry, "stat in the opaque directory", err))?;
-            if !self.upper.contains(&st.st_ino) {
+            if !self.upper.contains(&(dir_ino, name.clone())) {
                 crate::fsutil::remove_at(dir, &name)
                     .map_err(|err| errno_err(entry, "removing a lower-layer path", err))?;
             } else if FileType::from_raw_mode(st.st_mode) == FileType::Directory && depth < MAX_DEPTH {

@@ -3,7 +3,7 @@
 //! in the image, absolute ones included (`var/run -> /run`), resolve inside the rootfs and
 //! never on the host. The leaf is never followed: callers act on it with `*at` calls.
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
@@ -84,46 +84,47 @@ fn retry_eagain<T>(mut op: impl FnMut() -> Result<T, Errno>) -> Result<T, Errno>
     }
 }
 
+/// A directory `mkdir_all_in_root` made: its parent's inode, its name and its own inode.
+pub struct Made {
+    pub parent_ino: u64,
+    pub name: Vec<u8>,
+    pub ino: u64,
+}
+
 /// Creates the directory `parts` (and missing parents) inside `root`, returning it opened.
-/// `created` receives the relative path of each directory this call made.
+/// `created` hears of each directory this call made.
+///
+/// Only the deepest existing prefix is resolved in-root (found from the longest prefix down,
+/// since usually only the last component or two are missing); what is below it was made here,
+/// so it is walked with `mkdirat` and `O_NOFOLLOW` opens. Resolving every prefix from the root
+/// instead cost O(depth^2) per entry.
 pub fn mkdir_all_in_root(
     root: BorrowedFd<'_>,
     parts: &[&[u8]],
-    mut created: impl FnMut(&[u8]),
+    mut created: impl FnMut(Made),
 ) -> Result<OwnedFd, Errno> {
-    let full = join(parts);
-    match open_dir_in_root(root, &full) {
-        Err(Errno::NOENT) => {}
-        other => return other,
-    }
-    let mut dir = root.as_fd().try_clone_to_owned().map_err(Errno::from_io_error_or_io)?;
-    for i in 0..parts.len() {
-        let prefix = join(&parts[..=i]);
-        match open_dir_in_root(root, &prefix) {
-            Ok(fd) => dir = fd,
-            Err(Errno::NOENT) => {
-                match rustix::fs::mkdirat(&dir, parts[i], Mode::from_raw_mode(0o700)) {
-                    Ok(()) => created(&prefix),
-                    // A dangling symlink: ENOENT on open, EEXIST on mkdir.
-                    Err(Errno::EXIST) => return Err(Errno::NOENT),
-                    Err(e) => return Err(e),
-                }
-                dir = open_dir_in_root(root, &prefix)?;
-            }
+    let mut existing = parts.len();
+    let mut dir = loop {
+        match open_dir_in_root(root, &join(&parts[..existing])) {
+            Ok(fd) => break fd,
+            Err(Errno::NOENT) if existing > 0 => existing -= 1,
             Err(e) => return Err(e),
         }
+    };
+    for part in &parts[existing..] {
+        match rustix::fs::mkdirat(&dir, *part, Mode::from_raw_mode(0o700)) {
+            Ok(()) => {}
+            // A dangling symlink: ENOENT on open, EEXIST on mkdir.
+            Err(Errno::EXIST) => return Err(Errno::NOENT),
+            Err(e) => return Err(e),
+        }
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let sub = rustix::fs::openat(&dir, *part, flags, Mode::empty())?;
+        let parent_ino = rustix::fs::fstat(&dir)?.st_ino;
+        created(Made { parent_ino, name: part.to_vec(), ino: rustix::fs::fstat(&sub)?.st_ino });
+        dir = sub;
     }
     Ok(dir)
-}
-
-trait ErrnoExt {
-    fn from_io_error_or_io(e: std::io::Error) -> Errno;
-}
-
-impl ErrnoExt for Errno {
-    fn from_io_error_or_io(e: std::io::Error) -> Errno {
-        Errno::from_io_error(&e).unwrap_or(Errno::IO)
-    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@ use rustix::io::Errno;
 /// Largest xattr value kept; bigger ones are skipped (they are never needed to run).
 pub const MAX_XATTR_VALUE: usize = 64 << 10;
 const EXAMPLES: usize = 3;
+/// Most distinct attribute names kept for the warning lines.
+const MAX_NAMES: usize = 16;
 
 #[derive(Debug, Default)]
 pub struct Warnings {
@@ -40,13 +42,17 @@ impl Warnings {
             && !name.starts_with(b"user.overlay.")
             && name != b"user.rootlesscontainers"
             && len <= MAX_XATTR_VALUE;
-        if !ok {
-            self.xattrs_dropped.insert(String::from_utf8_lossy(name).into_owned());
+        // A bounded set of examples: an image may name millions of distinct attributes.
+        if !ok && self.xattrs_dropped.len() < MAX_NAMES {
+            self.xattrs_dropped.insert(String::from_utf8_lossy(&name[..name.len().min(256)]).into_owned());
         }
         ok
     }
 
     pub fn xattr_failed(&mut self, name: &[u8], err: Errno) {
+        if self.xattr_errors.len() >= MAX_NAMES {
+            return;
+        }
         self.xattr_errors.insert(format!(
             "{} ({})",
             String::from_utf8_lossy(name),
