@@ -137,7 +137,8 @@ pub struct RunArgs {
     #[arg(value_name = "IMAGE")]
     pub image: Option<PathBuf>,
 
-    /// Command and arguments (default: the image's ENTRYPOINT and CMD).
+    /// Command and arguments (default: the image's ENTRYPOINT and CMD). Everything after IMAGE
+    /// belongs to it, options included.
     #[arg(value_name = "COMMAND", trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<OsString>,
 
@@ -245,12 +246,21 @@ pub fn parse(args: Vec<OsString>) -> Cli {
 /// Lets global options come before a subcommand (`gpurun -q images`) although run mode has a
 /// positional IMAGE: when the first positional token names a subcommand, it is moved to the
 /// front; the options before it are global and clap accepts them after it.
+///
+/// And ends gpurun's options at IMAGE: everything after it is the command line of the
+/// workload, options included (`gpurun IMG python -c ...`, `gpurun IMG --help` for the image's
+/// own help), as `docker run` and `apptainer exec` do; clap alone would take `-c` or `--help`
+/// as gpurun's. A `--` right after IMAGE is still accepted.
 pub fn normalize_args(args: Vec<OsString>) -> Vec<OsString> {
     use clap::CommandFactory;
-    // The common case, `gpurun IMAGE ...` or `gpurun SUBCOMMAND ...`, needs no rewriting; only
-    // build clap's command tree (a measurable part of a warm start) when options come first.
+    let is_subcommand_name = |tok: &str| fast::SUBCOMMANDS.contains(&tok);
+    // The common case, `gpurun IMAGE ...` or `gpurun SUBCOMMAND ...`, needs no command tree;
+    // only build clap's (a measurable part of a warm start) when options come first.
     if !args.get(1).is_some_and(|a| a.to_string_lossy().starts_with('-')) {
-        return args;
+        return match args.get(1) {
+            Some(first) if !is_subcommand_name(&first.to_string_lossy()) => end_options_after(args, 1),
+            _ => args,
+        };
     }
     let cmd = Cli::command();
     let takes_value = |tok: &str| {
@@ -279,8 +289,17 @@ pub fn normalize_args(args: Vec<OsString>) -> Vec<OsString> {
             out.insert(1, sub);
             out
         }
+        Some(tok) if tok != "--" => end_options_after(args, i),
         _ => args,
     }
+}
+
+/// Inserts `--` after IMAGE (at `image`) when a command follows that does not start with one.
+fn end_options_after(mut args: Vec<OsString>, image: usize) -> Vec<OsString> {
+    if args.get(image + 1).is_some_and(|next| next != "--") {
+        args.insert(image + 1, OsString::from("--"));
+    }
+    args
 }
 
 #[cfg(test)]
@@ -293,6 +312,29 @@ mod tests {
     }
 
     #[test]
+    fn options_end_at_the_image() {
+        assert_eq!(norm("img.tar -c x"), ["img.tar", "--", "-c", "x"]);
+        assert_eq!(norm("--nv img.tar --help"), ["--nv", "img.tar", "--", "--help"]);
+        assert_eq!(norm("-B /a:/b img.tar -v"), ["-B", "/a:/b", "img.tar", "--", "-v"]);
+        assert_eq!(norm("img.tar -- -v"), ["img.tar", "--", "-v"]);
+        assert_eq!(norm("img.tar"), ["img.tar"]);
+        assert_eq!(norm("images --json"), ["images", "--json"]);
+        assert_eq!(norm("--help"), ["--help"]);
+        let cli = Cli::try_parse_from(normalize_args(
+            ["gpurun", "img.tar", "sh", "-c", "--contain"].map(OsString::from).to_vec(),
+        ))
+        .unwrap();
+        assert!(!cli.run.contain);
+        assert_eq!(cli.run.command, ["sh", "-c", "--contain"]);
+        let cli = Cli::try_parse_from(normalize_args(
+            ["gpurun", "img.tar", "-c", "x"].map(OsString::from).to_vec(),
+        ))
+        .unwrap();
+        assert!(!cli.run.contain, "-c after IMAGE is the workload's");
+        assert_eq!(cli.run.command, ["-c", "x"]);
+    }
+
+    #[test]
     fn subcommands_after_global_options() {
         assert_eq!(norm("-q images"), ["images", "-q"]);
         assert_eq!(norm("--cache-dir /x ls --json"), ["ls", "--cache-dir", "/x", "--json"]);
@@ -300,9 +342,9 @@ mod tests {
     }
 
     #[test]
-    fn run_mode_untouched() {
-        assert_eq!(norm("img.tar ls -la"), ["img.tar", "ls", "-la"]);
-        assert_eq!(norm("-B /a:/b img.tar images"), ["-B", "/a:/b", "img.tar", "images"]);
+    fn run_mode_commands_follow_a_double_dash() {
+        assert_eq!(norm("img.tar ls -la"), ["img.tar", "--", "ls", "-la"]);
+        assert_eq!(norm("-B /a:/b img.tar images"), ["-B", "/a:/b", "img.tar", "--", "images"]);
         assert_eq!(norm("--env A=b img.tar"), ["--env", "A=b", "img.tar"]);
         assert_eq!(norm("images"), ["images"]);
     }

@@ -704,7 +704,7 @@ fn default_bind_specs(req: &RunRequest, host: &HostFacts, who: &Identity) -> Vec
     if let Some(cwd) = host.cwd.as_ref().filter(|_| !req.contain) {
         let in_home = home_bound && home_dest == host.home && cwd.starts_with(&host.home);
         let covered = in_home || cwd.starts_with("/tmp");
-        if !covered && !is_system_dir(cwd) {
+        if !covered && !is_system_dir(cwd) && !is_in_os_tree(cwd) {
             specs.push(bind(cwd, cwd, NodeKind::Dir, false));
         }
     }
@@ -724,6 +724,19 @@ fn default_bind_specs(req: &RunRequest, host: &HostFacts, who: &Identity) -> Vec
 
 fn is_system_dir(path: &Path) -> bool {
     SYSTEM_DIRS.iter().any(|d| Path::new(d) == path)
+}
+
+/// Trees that belong to the operating system, in the image as on the host. The caller's
+/// directory is never bound when it lies in one: from `/usr/bin` that would put the host's
+/// binaries over the image's (Apptainer does not bind such a directory either). `/var/tmp` is
+/// scratch space, not the system's.
+const OS_TREES: &[&str] = &[
+    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run", "/sbin", "/sys",
+    "/usr", "/var",
+];
+
+fn is_in_os_tree(path: &Path) -> bool {
+    OS_TREES.iter().any(|t| path.starts_with(t)) && !path.starts_with("/var/tmp")
 }
 
 /// `--pwd`, else the caller's directory when it is visible at the same path inside (bound), else
@@ -1209,6 +1222,18 @@ mod tests {
         let pwd = build(&RunRequest { pwd: Some("/x".into()), ..RunRequest::default() }, &host(), &image())
             .unwrap();
         assert_eq!(pwd.cwd, Path::new("/x"));
+        // The caller's directory inside the OS trees is never bound over the image's own.
+        for (dir, bound) in
+            [("/usr/bin", false), ("/var/lib/x", false), ("/etc", false), ("/var/tmp/job", true)]
+        {
+            let h = HostFacts { cwd: Some(dir.into()), ..host() };
+            let plan = build(&RunRequest::default(), &h, &image()).unwrap();
+            let target = Path::new("/staging/newroot").join(&dir[1..]);
+            let has =
+                plan.mounts.iter().any(|op| matches!(op, MountOp::Bind { target: t, .. } if *t == target));
+            assert_eq!(has, bound, "cwd {dir}");
+            assert_eq!(plan.cwd, if bound { Path::new(dir) } else { Path::new("/app") }, "cwd {dir}");
+        }
         let writable =
             build(&RunRequest { writable_tmpfs: true, ..RunRequest::default() }, &host(), &image()).unwrap();
         assert!(!writable.mounts.iter().any(

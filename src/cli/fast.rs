@@ -15,7 +15,8 @@ use super::{Cli, GlobalArgs, PidNsMode, RunArgs};
 
 /// Subcommand names and aliases: a first positional argument with one of these names is not an
 /// IMAGE for clap either.
-const SUBCOMMANDS: &[&str] = &["inspect", "unpack", "images", "ls", "rm", "prune", "gpus", "doctor", "help"];
+pub(super) const SUBCOMMANDS: &[&str] =
+    &["inspect", "unpack", "images", "ls", "rm", "prune", "gpus", "doctor", "help"];
 
 /// Parses `args` (with the program name first) like `Cli::parse_from`, or returns `None` when
 /// clap must decide.
@@ -138,7 +139,7 @@ mod tests {
     fn agrees(args: &[OsString]) -> bool {
         let fast = parse(args);
         if let Some(fast) = &fast {
-            let clap = Cli::try_parse_from(args.to_vec())
+            let clap = Cli::try_parse_from(super::super::normalize_args(args.to_vec()))
                 .unwrap_or_else(|e| panic!("fast path accepted what clap rejects: {args:?}: {e}"));
             assert_eq!(format!("{fast:?}"), format!("{clap:?}"), "{args:?}");
         }
