@@ -42,7 +42,7 @@ complete -c gpurun -n "__fish_gpurun_needs_command" -l rocm -d 'Bind the host\'s
 complete -c gpurun -n "__fish_gpurun_needs_command" -l nv -d 'Bind the host\'s NVIDIA GPUs and driver userspace'
 complete -c gpurun -n "__fish_gpurun_needs_command" -l run -d 'Pass the arguments after IMAGE to the image\'s ENTRYPOINT in place of its CMD'
 complete -c gpurun -n "__fish_gpurun_needs_command" -l fakeroot -d 'Map yourself to root inside the container (with subordinate ids when /etc/subuid allows)'
-complete -c gpurun -n "__fish_gpurun_needs_command" -s c -l contain -d 'Do not bind $HOME, the current directory or /tmp from the host'
+complete -c gpurun -n "__fish_gpurun_needs_command" -s c -l contain -d 'Do not bind $HOME, the current directory or /tmp from the host (empty tmpfs for $HOME and /tmp)'
 complete -c gpurun -n "__fish_gpurun_needs_command" -l no-home -d 'Do not bind $HOME'
 complete -c gpurun -n "__fish_gpurun_needs_command" -l writable-tmpfs -d 'Make the root filesystem writable through a tmpfs overlay whose changes vanish at exit'
 complete -c gpurun -n "__fish_gpurun_needs_command" -s C -l cleanenv -d 'Pass nothing from the host environment but TERM and the proxy variables'

@@ -328,7 +328,20 @@ fn default_mounts_and_contain() {
     if Path::new(&home).is_dir() && !["/", "/root"].contains(&home.as_str()) {
         ok(&fs, &[], &["test", "-d", &home]);
         assert_ne!(run(&fs, &["--no-home"], &["test", "-d", &home]).status.code(), Some(0));
-        assert_ne!(run(&fs, &["--contain"], &["test", "-d", &home]).status.code(), Some(0));
+        // --contain: an empty, writable home of its own (Apptainer's), not the host's.
+        let marker = Path::new(&home).join(format!(".gpurun-contain-marker-{}", std::process::id()));
+        std::fs::write(&marker, "x").unwrap();
+        let written = format!(".gpurun-contain-write-{}", std::process::id());
+        let script = format!(
+            "cd && test \"$PWD\" = \"$HOME\" && test ! -e {m} && echo x > ~/{w} && test \"$(ls -A {h})\" = {w}",
+            m = marker.display(),
+            h = home,
+            w = written
+        );
+        let contained = run(&fs, &["--contain"], &["sh", "-c", &script]);
+        let _ = std::fs::remove_file(&marker);
+        assert_eq!(contained.status.code(), Some(0), "--contain home: {}", describe(&contained));
+        assert!(!Path::new(&home).join(&written).exists(), "--contain wrote to the host's home");
     }
 }
 

@@ -99,7 +99,7 @@ pub struct RunArgs {
     #[arg(short = 'B', long = "bind", value_name = "SRC[:DST[:ro|rw]]", value_delimiter = ',')]
     pub binds: Vec<String>,
 
-    /// Do not bind $HOME, the current directory or /tmp from the host.
+    /// Do not bind $HOME, the current directory or /tmp from the host (empty tmpfs for $HOME and /tmp).
     #[arg(long, short = 'c')]
     pub contain: bool,
 

@@ -700,6 +700,15 @@ fn default_bind_specs(req: &RunRequest, host: &HostFacts, who: &Identity) -> Vec
     let home_dest = if req.fakeroot && who.uid == 0 { Path::new("/root") } else { host.home.as_path() };
     if home_bound {
         specs.push(bind(&host.home, home_dest, NodeKind::Dir, false));
+    } else if req.contain && !is_system_dir(home_dest) && home_dest.is_absolute() {
+        // Apptainer's --contain: an empty home instead of the host's, so that programs that
+        // write dotfiles still work (HOME pointed at a directory the image does not have).
+        specs.push(Spec {
+            dest: home_dest.to_path_buf(),
+            what: What::Tmpfs { mode: 0o700 },
+            mountpoint: NodeKind::Dir,
+            read_only: false,
+        });
     }
     if let Some(cwd) = host.cwd.as_ref().filter(|_| !req.contain) {
         let in_home = home_bound && home_dest == host.home && cwd.starts_with(&host.home);
@@ -1215,6 +1224,11 @@ mod tests {
         assert!(!contained.mounts.iter().any(
             |op| matches!(op, MountOp::Bind { target, .. } if target.starts_with("/staging/newroot/home"))
         ));
+        assert!(
+            contained.mounts.iter().any(|op| matches!(op, MountOp::Tmpfs { target, mode: 0o700 }
+                if target == Path::new("/staging/newroot/home/alice"))),
+            "--contain gives an empty home"
+        );
         let mut bare = image();
         bare.config.working_dir = None;
         let plan = build(&RunRequest { contain: true, ..RunRequest::default() }, &host(), &bare).unwrap();
