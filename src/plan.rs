@@ -658,6 +658,12 @@ fn system_specs(host: &HostFacts) -> Vec<Spec> {
         mountpoint: NodeKind::Dir,
         read_only: false,
     });
+    // The container's devpts is its own, so the caller's terminal (a host /dev/pts/N) has no
+    // name inside and ttyname() fails ("not a tty"); glibc's fallback scan of /dev finds it
+    // here, where LXC and Docker put a container's terminal too.
+    if let Some(tty) = &host.terminal {
+        specs.push(bind(tty, "/dev/console", NodeKind::File, false));
+    }
     // MPI ranks of one job talk through POSIX shared memory in /dev/shm: it must be the host's.
     if host.has_dev_shm {
         specs.push(bind("/dev/shm", "/dev/shm", NodeKind::Dir, false));
@@ -1037,6 +1043,7 @@ mod tests {
             has_resolv_conf: true,
             has_dev_shm: true,
             has_infiniband: false,
+            terminal: None,
             pmix_server_tmpdir: None,
             proc_read_only: vec!["/proc/sys".into(), "/proc/sysrq-trigger".into()],
             subids: None,

@@ -34,6 +34,10 @@ pub struct HostFacts {
     pub has_resolv_conf: bool,
     pub has_dev_shm: bool,
     pub has_infiniband: bool,
+    /// The caller's terminal when stdin, stdout or stderr is one on the host's devpts
+    /// (`/dev/pts/N`): bound at `/dev/console`, so that `ttyname()` finds it in the container's
+    /// own devpts-less `/dev` scan (`tty`, password prompts, tmux).
+    pub terminal: Option<PathBuf>,
     /// `PMIX_SERVER_TMPDIR`, when it names a directory (a PMIx server's, e.g. `srun --mpi=pmix`).
     pub pmix_server_tmpdir: Option<PathBuf>,
     /// The entries of [`crate::plan::PROC_READ_ONLY`] that exist in the host's `/proc`.
@@ -107,12 +111,25 @@ impl HostFacts {
             has_resolv_conf: Path::new("/etc/resolv.conf").is_file(),
             has_dev_shm: Path::new("/dev/shm").is_dir(),
             has_infiniband: Path::new("/dev/infiniband").is_dir(),
+            terminal: terminal(),
             pmix_server_tmpdir,
             proc_read_only: Vec::new(),
             subids,
             staging: PathBuf::new(),
         }
     }
+}
+
+/// The host path of the first of stdin, stdout and stderr that is a pseudo-terminal.
+fn terminal() -> Option<PathBuf> {
+    use std::io::IsTerminal;
+    let fd =
+        [std::io::stdin().is_terminal(), std::io::stdout().is_terminal(), std::io::stderr().is_terminal()]
+            .iter()
+            .position(|&t| t)?;
+    let path = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()?;
+    let n = path.strip_prefix("/dev/pts").ok()?;
+    (n.components().count() == 1 && path.exists()).then_some(path)
 }
 
 /// The first `/etc/subuid` and `/etc/subgid` ranges for the caller, if both exist along with
