@@ -416,13 +416,13 @@ fn interactive_shell(fs: &Rootfs, opts: &str) {
         support::gpurun_bin().display(),
         fs.root().display()
     );
-    let input = "awk '{print \"pgrp=\" $5 \" tpgid=\" $8}' /proc/self/stat\necho sum=$((40+2))\ntty >/dev/null && echo tty-has-a-name\nexit 5\n";
+    let input = "awk '{print \"pgrp=\" $5 \" tpgid=\" $8}' /proc/self/stat\necho sum=$((40+2))\ntty >/dev/null && echo tty-$((6*7))-named\nexit 5\n";
     let Some(out) = in_pty(&cmd, input) else {
         return;
     };
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("sum=42"), "{opts}: {}", describe(&out));
-    assert!(text.contains("tty-has-a-name"), "{opts}: ttyname() fails inside: {}", describe(&out));
+    assert!(text.contains("tty-42-named"), "{opts}: ttyname() fails inside: {}", describe(&out));
     assert!(!text.contains("job control turned off"), "{}", describe(&out));
     // The command the shell ran is the terminal's foreground process group.
     let fg = text.lines().find_map(|l| l.trim().strip_prefix("pgrp=")).expect("stat line");
