@@ -4,7 +4,7 @@
 Writes one image per case under OUTDIR (an OCI image-layout directory, or an OCI archive /
 docker-archive tar where the case is about the outer archive) and OUTDIR/cases.json, which
 `rootfs-tests/corpus.rs` reads. The rows are those of tables 7.1 (H1-H30), 7.2 (A1-A12) and
-7.3 (L1-L16) of the image-unpacking reference notes, plus X1-X10: holes a security review of
+7.3 (L1-L16) of the image-unpacking reference notes, plus X1-X11: holes a security review of
 gpurun's own code found beyond those tables; case names start with the row id.
 
 Python 3 standard library only (plus the `zstd` command for the zstd variants, which are
@@ -877,7 +877,7 @@ def hostile_digests():
 
 
 # --------------------------------------------------------------------------------------------
-# X1-X10: found by reviewing gpurun's own parser and applier (not rows of the tables)
+# X1-X11: found by reviewing gpurun's own parser and applier (not rows of the tables)
 
 
 def review_cases():
@@ -986,6 +986,19 @@ def review_cases():
         "layer; a FIFO of the layer survives its directory's opaque whiteout",
         checks=[{"absent": "etc/shadow"}, {"file": "keep-x9", "content": "root:HASH\n"},
                 {"fifo": "d/fifo-x9"}, {"absent": "d/old"}, {"file": "etc/passwd"}])
+    # X11: an OCI archive cut inside a blob, and a text file: seeking past the end of a file is
+    # no error, so the cut read as a clean end of archive ("no index.json"), and a short file
+    # was "truncated" rather than not an archive.
+    img = Image([tar(("f", "f-x11", "x" * 20000))])
+    path = os.path.join(OUT, "X11-archive-cut.tar")
+    write_tar(path, layout_members(img.blobs, index([img.desc()])))
+    os.truncate(path, os.path.getsize(path) // 2)
+    register("X11-archive-cut", "X11-archive-cut.tar", "refuse",
+             "an oci-archive cut in half", error_contains=["truncated", "copy or export it again"])
+    with open(os.path.join(OUT, "X11-text-file.tar"), "w") as f:
+        f.write("hello\n")
+    register("X11-text-file", "X11-text-file.tar", "refuse", "a six-byte text file",
+             error_contains=["not a tar archive"])
     # X10: entries below a deep existing parent: each used to resolve every prefix from the
     # root (O(depth^2) per entry: 17.5 s for these 4000).
     deep = "/".join(["a"] * 250)

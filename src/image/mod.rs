@@ -87,6 +87,13 @@ impl ImageError {
             | ImageError::SizeMismatch { .. } => {
                 "the archive is corrupt or truncated; copy or export it again".into()
             }
+            ImageError::Archive { why, .. } if why.starts_with(source::TRUNCATED) => {
+                "the archive is corrupt or truncated; copy or export it again".into()
+            }
+            ImageError::Archive { why, .. } if why.starts_with(source::NOT_TAR) => {
+                "IMAGE is a `docker save` or OCI archive (a tar file), an OCI layout or a rootfs directory"
+                    .into()
+            }
             ImageError::Layer { source: L::Apply(apply::ApplyError::Limit(_)), .. } => {
                 "limits: GPURUN_MAX_LAYER_BYTES (bytes per layer), GPURUN_MAX_ENTRIES (entries per image)"
                     .into()

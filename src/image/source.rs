@@ -209,10 +209,32 @@ impl From<TarError> for IndexError {
 
 fn index_archive(file: &File) -> Result<HashMap<Vec<u8>, Member>, IndexError> {
     sniff_outer(file)?;
+    let len = file.metadata().map_err(|e| IndexError(e.to_string()))?.len();
     let reader = BufReader::with_capacity(64 << 10, file.try_clone().map_err(|e| IndexError(e.to_string()))?);
     let mut tar = TarStream::new(reader);
     let mut members = HashMap::new();
-    while let Some(entry) = tar.next_entry()? {
+    loop {
+        let entry = match tar.next_entry() {
+            Ok(Some(entry)) => entry,
+            Ok(None) => break,
+            Err(e) if members.is_empty() && tar.position() <= 512 => {
+                return Err(IndexError(format!("{NOT_TAR} ({})", crate::error_chain(&e))));
+            }
+            Err(e @ TarError::Truncated(_)) => {
+                return Err(IndexError(format!("{TRUNCATED}: {}", crate::error_chain(&e))));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // Seeking past the end is not an error for a file, so a cut inside a member would
+        // otherwise read as a clean end of archive.
+        if entry.kind == Kind::Regular && tar.position().saturating_add(entry.size) > len {
+            return Err(IndexError(format!(
+                "{TRUNCATED}: member {:?} needs {} bytes from offset {}, the file has {len}",
+                String::from_utf8_lossy(&entry.path),
+                entry.size,
+                tar.position()
+            )));
+        }
         let Some(name) = clean_member_name(&entry.path) else {
             if entry.path.split(|&b| b == b'/').any(|p| p == b"..") {
                 return Err(IndexError(format!(
@@ -241,6 +263,10 @@ fn index_archive(file: &File) -> Result<HashMap<Vec<u8>, Member>, IndexError> {
     }
     Ok(members)
 }
+
+/// How an archive that is not one, or is cut short, is described (`ImageError::hint` keys on it).
+pub const NOT_TAR: &str = "not a tar archive";
+pub const TRUNCATED: &str = "the archive is truncated";
 
 /// A compressed outer archive cannot be read in place; say how to fix it.
 fn sniff_outer(file: &File) -> Result<(), IndexError> {
