@@ -694,6 +694,19 @@ fn images_rm_and_prune() {
     assert!(images_json(&cache).is_empty(), "rm IMAGE removes its images");
     assert!(published(&cache).is_empty());
 
+    // rm by the path of a second archive of the same image (a copy run after the first).
+    let second = tmp.path().join("second-copy.tar");
+    fs::copy(fixture("oci-archive.tar").unwrap(), &second).unwrap();
+    let first_copy = tmp.path().join("first-copy.tar");
+    fs::copy(fixture("oci-archive.tar").unwrap(), &first_copy).unwrap();
+    run_ok(gpurun(&cache).arg("unpack").arg(&first_copy), "unpack a copy");
+    run_ok(gpurun(&cache).arg("unpack").arg(&second), "unpack a second copy");
+    assert_eq!(published(&cache).len(), 1, "one image for both copies");
+    run_ok(gpurun(&cache).arg("rm").arg(&second), "rm by the second copy's path");
+    assert!(published(&cache).is_empty(), "rm by any archive of the image removes it");
+    fs::remove_file(&first_copy).unwrap();
+    fs::remove_file(&second).unwrap();
+
     // prune removes images whose source vanished, and staging leftovers of killed unpacks.
     // (docker25.tar holds another image id than oci-archive.tar: skopeo rewrote its config.)
     let copy = tmp.path().join("copy.tar");

@@ -125,7 +125,20 @@ pub fn rm(args: &RmArgs, cache: &Cache) -> Result<String, CommandError> {
 fn ids_for(target: &str, cache: &Cache) -> Result<Vec<String>, CommandError> {
     let list = cache.list()?;
     if let Ok(canon) = fs::canonicalize(target) {
-        let ids: BTreeSet<String> = list.iter().filter(|r| r.source == canon).map(|r| r.id.clone()).collect();
+        // The record names the archive that first unpacked the image; the memos name every
+        // archive that has been run since (a copy, another format of the same image).
+        let published: BTreeSet<&str> = list.iter().map(|r| r.id.as_str()).collect();
+        let ids: BTreeSet<String> = list
+            .iter()
+            .filter(|r| r.source == canon)
+            .map(|r| r.id.clone())
+            .chain(
+                memos(cache)
+                    .into_iter()
+                    .filter(|(_, m)| m.path == canon && published.contains(m.id.as_str()))
+                    .map(|(_, m)| m.id),
+            )
+            .collect();
         if !ids.is_empty() {
             return Ok(ids.into_iter().collect());
         }
