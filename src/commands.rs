@@ -93,15 +93,20 @@ pub fn images(args: &ImagesArgs, cache: &Cache) -> Result<String, CommandError> 
     if args.json {
         return Ok(serde_json::to_string_pretty(&list).unwrap_or_default() + "\n");
     }
-    let mut out = format!("{:<14}{:>10}  {:<14}{:<28}{}\n", "ID", "SIZE", "PLATFORM", "REFERENCE", "SOURCE");
+    // Columns as wide as their longest value: a long reference must not run into the source.
+    let reference = |r: &crate::cache::ImageRecord| r.reference.clone().unwrap_or_else(|| "-".into());
+    let pw = list.iter().map(|r| r.platform.len()).chain([8]).max().unwrap_or(8) + 2;
+    let rw = list.iter().map(|r| reference(r).len()).chain([9]).max().unwrap_or(9) + 2;
+    let mut out =
+        format!("{:<14}{:>10}  {:<pw$}{:<rw$}{}\n", "ID", "SIZE", "PLATFORM", "REFERENCE", "SOURCE");
     for r in &list {
         let _ = writeln!(
             out,
-            "{:<14}{:>10}  {:<14}{:<28}{}",
+            "{:<14}{:>10}  {:<pw$}{:<rw$}{}",
             &r.id[..12.min(r.id.len())],
             human(r.size),
             r.platform,
-            r.reference.as_deref().unwrap_or("-"),
+            reference(r),
             r.source.display()
         );
     }

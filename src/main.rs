@@ -28,6 +28,7 @@ fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .try_init();
 }
@@ -70,10 +71,13 @@ fn open_cache(cli: &Cli) -> Result<Cache, Failure> {
 
 fn print(text: String) -> Result<u8, Failure> {
     let mut out = std::io::stdout().lock();
-    // A closed pipe (`gpurun images | head`) is not an error worth a message.
-    let _ = out.write_all(text.as_bytes());
-    let _ = out.flush();
-    Ok(0)
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        // A closed pipe (`gpurun images | head`) is not an error worth a message.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err((format!("writing to standard output: {e}"), None))
+        }
+        _ => Ok(0),
+    }
 }
 
 fn dispatch(cli: &Cli, ui: &Ui) -> Result<u8, Failure> {
@@ -112,6 +116,20 @@ fn run(cli: &Cli, ui: &Ui) -> Result<u8, Failure> {
             Some("usage: gpurun [OPTIONS] IMAGE [COMMAND [ARG...]]; see gpurun --help".into()),
         ));
     };
+    // Apptainer's verbs: `gpurun exec IMG cmd` would look for an image named "exec".
+    if let Some(verb) = image.to_str().filter(|v| ["exec", "run", "shell"].contains(v) && !image.exists()) {
+        return Err((
+            format!("no image {verb:?}: gpurun has no {verb} subcommand"),
+            Some(format!(
+                "gpurun takes the image first: gpurun [OPTIONS] IMAGE [COMMAND...] ({}); see gpurun --help",
+                match verb {
+                    "run" => "`gpurun --run IMAGE ARGS` runs the entrypoint with ARGS",
+                    "shell" => "`gpurun IMAGE sh` for a shell",
+                    _ => "`gpurun IMAGE COMMAND` runs COMMAND",
+                }
+            )),
+        ));
+    }
     // Validation first: a typo in --env or a missing bind source must not cost an unpack.
     let (request, mut host) =
         gpurun::run::validate(&cli.run).map_err(|e| (gpurun::error_chain(&e), e.hint()))?;
