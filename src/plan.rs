@@ -621,7 +621,11 @@ fn mount_specs(req: &RunRequest, host: &HostFacts, who: &Identity, gpu: &GpuEdit
     if req.pid_ns.mode == PidNamespace::Host {
         use_host_proc(&mut specs, host);
     }
-    specs.extend(default_bind_specs(req, host, who));
+    // A user bind over a default one's parent wins (-B /mydata:/etc drops the /etc/hosts bind,
+    // which would otherwise need /mydata/hosts): Apptainer lets user binds take precedence too.
+    let under_user_bind =
+        |d: &Spec| req.binds.iter().any(|b| d.dest.starts_with(&b.dest) && d.dest != b.dest);
+    specs.extend(default_bind_specs(req, host, who).into_iter().filter(|d| !under_user_bind(d)));
     for f in gpu.devices.iter().chain(&gpu.files) {
         let kind = if f.dir { NodeKind::Dir } else { NodeKind::File };
         specs.retain(|s| s.dest != f.container);
@@ -1130,6 +1134,33 @@ mod tests {
         assert_eq!(argv(&req(&["x"], true), &config).unwrap(), ["/ep", "x"]);
         assert_eq!(argv(&req(&[], true), &config).unwrap(), ["/ep", "c"]);
         assert!(matches!(argv(&req(&[], false), &RunConfig::default()), Err(PlanError::NoCommand)));
+    }
+
+    #[test]
+    fn a_user_bind_over_a_default_binds_parent_wins() {
+        let bind_to = |dest: &str| RunRequest {
+            binds: vec![BindSpec {
+                source: "/data".into(),
+                dest: dest.into(),
+                read_only: false,
+                kind: NodeKind::Dir,
+            }],
+            ..RunRequest::default()
+        };
+        let targets = |req: &RunRequest| -> Vec<PathBuf> {
+            build(req, &host(), &image())
+                .unwrap()
+                .mounts
+                .iter()
+                .filter_map(|op| target_of(op).map(Path::to_path_buf))
+                .collect()
+        };
+        let etc = targets(&bind_to("/etc"));
+        assert!(etc.contains(&"/staging/newroot/etc".into()));
+        assert!(!etc.contains(&"/staging/newroot/etc/hosts".into()), "{etc:?}");
+        let home = targets(&bind_to("/home"));
+        assert!(!home.contains(&"/staging/newroot/home/alice".into()), "{home:?}");
+        assert!(targets(&RunRequest::default()).contains(&"/staging/newroot/etc/hosts".into()));
     }
 
     #[test]

@@ -419,6 +419,11 @@ fn parse_bind(spec: &str, cwd: Option<&Path>) -> Result<BindSpec, RequestError> 
     if dest == Path::new("/") || dest.starts_with("/proc") {
         return Err(bad("cannot bind onto / or /proc"));
     }
+    if dest == Path::new("/dev") {
+        return Err(bad(
+            "cannot bind onto /dev: gpurun builds it; bind single nodes (-B /dev/fuse) or select GPUs with --gpus/--device",
+        ));
+    }
     let kind = if source.is_dir() { NodeKind::Dir } else { NodeKind::File };
     Ok(BindSpec { source, dest, read_only, kind })
 }
