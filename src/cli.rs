@@ -279,7 +279,11 @@ pub fn normalize_args(args: Vec<OsString>) -> Vec<OsString> {
         if tok == "--" || !tok.starts_with('-') {
             break;
         }
-        i += if !tok.contains('=') && takes_value(&tok) { 2 } else { 1 };
+        i += if tok.starts_with("--") {
+            if !tok.contains('=') && takes_value(&tok) { 2 } else { 1 }
+        } else {
+            1 + usize::from(bundle_wants_next(&tok, |c| takes_value(&format!("-{c}"))))
+        };
     }
     let first_positional = args.get(i).map(|t| t.to_string_lossy().into_owned());
     match first_positional {
@@ -291,6 +295,17 @@ pub fn normalize_args(args: Vec<OsString>) -> Vec<OsString> {
         }
         Some(tok) if tok != "--" => end_options_after(args, i),
         _ => args,
+    }
+}
+
+/// Whether a short-option token (`-B`, `-cB`, `-cB/a:/b`) leaves its value to the next token:
+/// the first option in it that takes a value takes the rest of the token, or the next one
+/// when it is the last character.
+fn bundle_wants_next(tok: &str, takes_value: impl Fn(char) -> bool) -> bool {
+    let flags: Vec<char> = tok.chars().skip(1).collect();
+    match flags.iter().position(|&c| takes_value(c)) {
+        Some(k) => k + 1 == flags.len(),
+        None => false,
     }
 }
 
@@ -320,6 +335,10 @@ mod tests {
         assert_eq!(norm("img.tar"), ["img.tar"]);
         assert_eq!(norm("images --json"), ["images", "--json"]);
         assert_eq!(norm("--help"), ["--help"]);
+        // Bundled short options: the value-taking one takes the next token when it is last.
+        assert_eq!(norm("-cB /a:/b --nv img cmd"), ["-cB", "/a:/b", "--nv", "img", "--", "cmd"]);
+        assert_eq!(norm("-cB/a:/b img cmd"), ["-cB/a:/b", "img", "--", "cmd"]);
+        assert_eq!(norm("-qc img cmd"), ["-qc", "img", "--", "cmd"]);
         let cli = Cli::try_parse_from(normalize_args(
             ["gpurun", "img.tar", "sh", "-c", "--contain"].map(OsString::from).to_vec(),
         ))

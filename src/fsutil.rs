@@ -37,15 +37,13 @@ fn open_for_removal(parent: BorrowedFd<'_>, name: &[u8]) -> Result<OwnedFd, Errn
 /// that no later removal could clear. `..` is the directory we came from: these trees are the
 /// caller's private staging or cache directories, which nothing else renames meanwhile.
 fn empty_tree(top: OwnedFd) -> Result<(), Errno> {
-    // Per level above the current one: its name in its parent, and its subdirectories still
-    // to visit.
-    let mut stack: Vec<(Vec<u8>, Vec<Vec<u8>>)> = Vec::new();
+    let mut stack: Vec<Level> = Vec::new();
     let mut cur = top;
     let mut todo = remove_files(cur.as_fd())?;
     loop {
         if let Some(sub) = todo.pop() {
             let child = open_for_removal(cur.as_fd(), &sub)?;
-            stack.push((sub, std::mem::take(&mut todo)));
+            stack.push(Level { id: identity(cur.as_fd())?, child: sub, todo: std::mem::take(&mut todo) });
             cur = child;
             todo = remove_files(cur.as_fd())?;
             continue;
@@ -56,17 +54,33 @@ fn empty_tree(top: OwnedFd) -> Result<(), Errno> {
         if !todo.is_empty() {
             continue;
         }
-        let Some((name, rest)) = stack.pop() else { return Ok(()) };
-        let up = rustix::fs::openat(
-            &cur,
-            "..",
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
+        let Some(Level { id: parent, child: name, todo: rest }) = stack.pop() else { return Ok(()) };
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let up = rustix::fs::openat(&cur, "..", flags, Mode::empty())?;
+        // Had something moved the tree meanwhile, `..` would be another directory: stop
+        // rather than empty it.
+        if identity(up.as_fd())? != parent {
+            return Err(Errno::STALE);
+        }
         rustix::fs::unlinkat(&up, name.as_slice(), AtFlags::REMOVEDIR)?;
         cur = up;
         todo = rest;
     }
+}
+
+/// A directory above the one being emptied.
+struct Level {
+    /// (device, inode): `..` must lead back to it.
+    id: (u64, u64),
+    /// The name of the directory we went down into.
+    child: Vec<u8>,
+    /// Its other subdirectories, still to visit.
+    todo: Vec<Vec<u8>>,
+}
+
+fn identity(fd: BorrowedFd<'_>) -> Result<(u64, u64), Errno> {
+    let st = rustix::fs::fstat(fd)?;
+    Ok((st.st_dev, st.st_ino))
 }
 
 /// Unlinks everything in `dir` that is not a directory; returns the subdirectories' names.

@@ -710,7 +710,14 @@ fn default_bind_specs(req: &RunRequest, host: &HostFacts, who: &Identity) -> Vec
     let home_dest = if req.fakeroot && who.uid == 0 { Path::new("/root") } else { host.home.as_path() };
     if home_bound {
         specs.push(bind(&host.home, home_dest, NodeKind::Dir, false));
-    } else if req.contain && !is_system_dir(home_dest) && home_dest.is_absolute() {
+    } else if req.contain
+        && home_dest.is_absolute()
+        && !is_system_dir(home_dest)
+        && !is_in_os_tree(home_dest)
+        && !home_dest.starts_with("/tmp")
+    {
+        // Not where another mount provides the directory (HOME=/tmp: the private /tmp tmpfs
+        // is home enough) nor in the system's trees (HOME=/dev/null, /var/lib/x).
         // Apptainer's --contain: an empty home instead of the host's, so that programs that
         // write dotfiles still work (HOME pointed at a directory the image does not have).
         specs.push(Spec {
@@ -1134,6 +1141,17 @@ mod tests {
         assert_eq!(argv(&req(&["x"], true), &config).unwrap(), ["/ep", "x"]);
         assert_eq!(argv(&req(&[], true), &config).unwrap(), ["/ep", "c"]);
         assert!(matches!(argv(&req(&[], false), &RunConfig::default()), Err(PlanError::NoCommand)));
+    }
+
+    #[test]
+    fn contain_home_tmpfs_only_where_nothing_else_provides_it() {
+        let contain = RunRequest { contain: true, ..RunRequest::default() };
+        for home in ["/tmp", "/tmp/ci", "/dev/null", "/var/lib/svc", "/"] {
+            let h = HostFacts { home: home.into(), ..host() };
+            let plan = build(&contain, &h, &image()).unwrap();
+            let private = plan.mounts.iter().any(|op| matches!(op, MountOp::Tmpfs { mode: 0o700, .. }));
+            assert!(!private, "HOME={home}: {:?}", plan.mounts);
+        }
     }
 
     #[test]

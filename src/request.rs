@@ -120,16 +120,24 @@ impl HostFacts {
     }
 }
 
-/// The host path of the first of stdin, stdout and stderr that is a pseudo-terminal.
+/// The host path of the first of stdin, stdout and stderr that is a pseudo-terminal, when
+/// that path names this very terminal (same device numbers: a pty from another devpts
+/// instance, passed in from a nested container, may share the name of a different one here).
 fn terminal() -> Option<PathBuf> {
     use std::io::IsTerminal;
+    use std::os::unix::fs::MetadataExt;
     let fd =
         [std::io::stdin().is_terminal(), std::io::stdout().is_terminal(), std::io::stderr().is_terminal()]
             .iter()
             .position(|&t| t)?;
     let path = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()?;
-    let n = path.strip_prefix("/dev/pts").ok()?;
-    (n.components().count() == 1 && path.exists()).then_some(path)
+    let name = path.strip_prefix("/dev/pts").ok()?.to_str()?;
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None; // not a pty slave (e.g. /dev/pts/ptmx)
+    }
+    let open = std::fs::metadata(format!("/proc/self/fd/{fd}")).ok()?;
+    let named = std::fs::metadata(&path).ok()?;
+    (open.rdev() == named.rdev() && open.dev() == named.dev()).then_some(path)
 }
 
 /// The first `/etc/subuid` and `/etc/subgid` ranges for the caller, if both exist along with

@@ -213,11 +213,12 @@ fn index_archive(file: &File) -> Result<HashMap<Vec<u8>, Member>, IndexError> {
     let reader = BufReader::with_capacity(64 << 10, file.try_clone().map_err(|e| IndexError(e.to_string()))?);
     let mut tar = TarStream::new(reader);
     let mut members = HashMap::new();
+    let mut parsed_one = false;
     loop {
         let entry = match tar.next_entry() {
             Ok(Some(entry)) => entry,
             Ok(None) => break,
-            Err(e) if members.is_empty() && tar.position() <= 512 => {
+            Err(e) if !parsed_one => {
                 return Err(IndexError(format!("{NOT_TAR} ({})", crate::error_chain(&e))));
             }
             Err(e @ TarError::Truncated(_)) => {
@@ -225,9 +226,10 @@ fn index_archive(file: &File) -> Result<HashMap<Vec<u8>, Member>, IndexError> {
             }
             Err(e) => return Err(e.into()),
         };
-        // Seeking past the end is not an error for a file, so a cut inside a member would
-        // otherwise read as a clean end of archive.
-        if entry.kind == Kind::Regular && tar.position().saturating_add(entry.size) > len {
+        parsed_one = true;
+        // Seeking past the end is not an error for a file, so a cut inside a member (or its
+        // padding) would otherwise read as a clean end of archive.
+        if tar.position().saturating_add(crate::tar::padded(entry.size)) > len {
             return Err(IndexError(format!(
                 "{TRUNCATED}: member {:?} needs {} bytes from offset {}, the file has {len}",
                 String::from_utf8_lossy(&entry.path),
