@@ -160,6 +160,12 @@ fn exit_codes() {
         describe(&missing)
     );
     assert_eq!(run(&fs, &[], &["/etc/passwd"]).status.code(), Some(126));
+    // Everything after IMAGE is the workload's, options included (docker run's rule): `-c`
+    // here is sh's, not gpurun's --contain, and a gpurun option there is a command (with a hint).
+    assert_eq!(ok(&fs, &[], &["sh", "-c", "echo $0", "--contain"]), "--contain");
+    let late = run(&fs, &[], &["--nv", "true"]);
+    assert_eq!(late.status.code(), Some(127), "{}", describe(&late));
+    assert!(String::from_utf8_lossy(&late.stderr).contains("go before IMAGE"), "{}", describe(&late));
     assert_eq!(run(&fs, &[], &["sh", "-c", "kill -TERM $$"]).status.code(), Some(128 + 15));
     let no_cmd = run(&fs, &[], &[]);
     assert_eq!(no_cmd.status.code(), Some(125), "{}", describe(&no_cmd));

@@ -37,8 +37,11 @@ pub fn exec(plan: &LaunchPlan) -> Result<i32, SandboxError> {
     let code = spawn.exec_in_place();
     match spawn.failure(plan) {
         Some((125, message, hint)) => Err(SandboxError::Container { message, hint }),
-        Some((code, message, _)) => {
+        Some((code, message, hint)) => {
             let _ = writeln!(std::io::stderr(), "gpurun: {message}");
+            if let Some(h) = hint {
+                let _ = writeln!(std::io::stderr(), "gpurun: hint: {h}");
+            }
             Ok(code)
         }
         None => Err(SandboxError::Container {

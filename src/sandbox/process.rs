@@ -242,6 +242,9 @@ pub fn init(plan: &LaunchPlan, alive: OwnedFd, report_fd: OwnedFd, terminal: Opt
             report(&report_fd, message, hint);
         } else {
             let _ = writeln!(io::stderr(), "gpurun: {message}");
+            if let Some(h) = hint {
+                let _ = writeln!(io::stderr(), "gpurun: hint: {h}");
+            }
         }
     }
     drop(report_fd);

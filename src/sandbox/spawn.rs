@@ -162,14 +162,27 @@ fn exec_failure(
         return (126, format!("{name}: cannot execute {path}: {}", err.desc()), None);
     }
     let in_container: PathBuf = if name.starts_with('/') { name.into() } else { plan.cwd.join(name) };
+    // A file that exists but gave ENOENT: its #! interpreter or ELF loader is what is missing.
+    let found_on_path =
+        candidates.iter().map(|c| PathBuf::from(c.to_string_lossy().into_owned())).find(|p| p.is_file());
     let message = if name.contains('/') && Path::new(&in_container).exists() {
         format!("{name}: cannot execute: its interpreter or loader is missing in the container")
     } else if name.contains('/') {
         format!("{name}: no such file in the container")
+    } else if let Some(path) = found_on_path {
+        format!(
+            "{name}: cannot execute {}: its interpreter or loader is missing in the container",
+            path.display()
+        )
     } else {
         format!("{name}: command not found in the container (PATH={})", path_var(&plan.env))
     };
-    (127, message, None)
+    // Everything after IMAGE is the command: `gpurun IMG --nv cmd` runs "--nv".
+    let hint = name.starts_with('-').then(|| {
+        "everything after IMAGE is the command line; gpurun's own options go before IMAGE: gpurun [OPTIONS] IMAGE [COMMAND...]"
+            .to_string()
+    });
+    (127, message, hint)
 }
 
 /// The child. Only system calls from here to `execve`/`_exit`.
