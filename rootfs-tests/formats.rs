@@ -577,6 +577,52 @@ fn cold_start_does_not_wait_for_running_users() {
     drop(lock);
 }
 
+/// SIGTERM and SIGINT (Ctrl-C) during a cold unpack: gpurun removes its staging tree, then dies
+/// of the signal; nothing is published.
+#[test]
+fn sigterm_or_ctrl_c_during_unpack_removes_staging() {
+    use std::os::unix::process::ExitStatusExt;
+    let Some(path) = fixture("big") else { return };
+    for signal in ["TERM", "INT"] {
+        let tmp = TempDir::new("sigterm");
+        let cache = tmp.path().join("cache");
+        let mut interrupted = None;
+        for _attempt in 0..3 {
+            let mut child = gpurun(&cache)
+                .arg("unpack")
+                .arg(&path)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn gpurun");
+            let start = Instant::now();
+            while dir_entries(&cache.join("staging")).is_empty() && start.elapsed() < Duration::from_secs(30)
+            {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            if child.try_wait().unwrap().is_none() {
+                let pid = child.id().to_string();
+                output(Command::new("kill").args([&format!("-{signal}"), &pid]));
+                interrupted = Some(child.wait().unwrap());
+                break;
+            }
+            run_ok(gpurun(&cache).args(["prune", "--all"]), "prune --all");
+        }
+        let Some(status) = interrupted else {
+            skip("the big fixture unpacked before it could be interrupted; make it bigger");
+            return;
+        };
+        let expected = if signal == "TERM" { 15 } else { 2 };
+        assert_eq!(status.signal(), Some(expected), "SIG{signal}: gpurun should die of it: {status:?}");
+        assert_no_staging(&cache, &format!("after SIG{signal} during the unpack"));
+        assert!(published(&cache).is_empty(), "SIG{signal}: nothing published");
+    }
+}
+
 #[test]
 fn sigkill_during_unpack_then_a_good_run() {
     let Some(path) = fixture("big") else { return };

@@ -47,10 +47,27 @@ pub fn prepare(image: &Path, sel: &Selection, cache: &Cache, ui: &Ui) -> Result<
         let _lock = cache.lock_unpack(&id)?;
         if !cache.is_published(&id) {
             cache.clean_staging(&id)?;
+            let catch = crate::interrupt::catch();
             let staging = cache.stage(&id)?;
-            let size = unpack_to(&source, &resolved, &staging, ui)?;
-            cache.publish(staging, &id, &record(&canon, &resolved, size))?;
-            tracing::debug!(%id, size, "published");
+            match unpack_to(&source, &resolved, &staging, ui) {
+                Ok(size) => {
+                    cache.publish(staging, &id, &record(&canon, &resolved, size))?;
+                    tracing::debug!(%id, size, "published");
+                }
+                Err(e) => {
+                    drop(staging); // removes the staging tree
+                    if let Some(sig) = crate::interrupt::pending() {
+                        drop(catch);
+                        crate::interrupt::die_of(sig);
+                    }
+                    return Err(e);
+                }
+            }
+            drop(catch);
+            // Complete and published: still stop as asked.
+            if let Some(sig) = crate::interrupt::pending() {
+                crate::interrupt::die_of(sig);
+            }
         }
     }
     let memo = SourceMemo {

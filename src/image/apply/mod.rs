@@ -64,6 +64,8 @@ pub enum ApplyError {
     DiskFull,
     #[error("{0}")]
     Limit(String),
+    #[error("interrupted by signal {0}")]
+    Interrupted(i32),
     #[error("{what}")]
     Io { what: String, source: std::io::Error },
 }
@@ -135,6 +137,9 @@ impl Applier {
         self.opaqued.clear();
         self.parent_cache = None;
         while let Some(entry) = tar.next_entry()? {
+            if let Some(sig) = crate::interrupt::pending() {
+                return Err(ApplyError::Interrupted(sig));
+            }
             self.entries += 1;
             if self.entries > self.limits.max_entries {
                 return Err(ApplyError::Limit(format!(
