@@ -308,6 +308,16 @@ fn binds() {
         ok(&fs, &["--bind", &both], &["cat", "/etc/in.txt", "/mnt/data/in.txt"]),
         "from hostfrom host"
     );
+    // A directory onto a file of the image, or a file onto a directory, is refused (Docker's
+    // rule) instead of silently replacing the image's node.
+    for (spec, what) in [
+        (format!("{}:/bin/sh", data.path().display()), "a directory onto"),
+        (format!("{}/in.txt:/bin", data.path().display()), "a file onto"),
+    ] {
+        let out = run(&fs, &["-B", &spec], &["true"]);
+        assert_eq!(out.status.code(), Some(125), "{spec}: {}", describe(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(what), "{spec}: {}", describe(&out));
+    }
     // Identity bind (no DST).
     let same = data.path().display().to_string();
     assert_eq!(ok(&fs, &["-B", &same], &["cat", &format!("{same}/in.txt")]), "from host");

@@ -12,7 +12,7 @@ use crate::cli::RunArgs;
 use crate::gpu::{self, GpuEdits, GpuError, HostPaths};
 use crate::image::Prepared;
 use crate::plan::{self, ImageInfo, PlanError};
-use crate::request::{HostFacts, RequestError, RunRequest};
+use crate::request::{HostFacts, NodeKind, RequestError, RunRequest};
 use crate::sandbox::{self, SandboxError};
 
 /// Why gpurun could not run the workload (gpurun exits 125 for all of these).
@@ -32,6 +32,12 @@ pub enum RunError {
         #[source]
         source: io::Error,
     },
+    #[error("bind {} onto {}: {}", src.display(), dest.display(), if *src_is_dir {
+        "a directory onto what is a file in the image"
+    } else {
+        "a file onto what is a directory in the image"
+    })]
+    BindKind { src: PathBuf, dest: PathBuf, src_is_dir: bool },
     #[error("print the launch plan")]
     PrintPlan(#[source] io::Error),
     #[error("keep the image's cache lock open for the workload")]
@@ -48,6 +54,9 @@ impl RunError {
             RunError::Gpu(e) => e.hint(),
             RunError::Rootfs { .. } => {
                 Some("IMAGE must be an image archive or a root filesystem directory".into())
+            }
+            RunError::BindKind { .. } => {
+                Some("bind onto a destination of the same kind, or one the image does not have".into())
             }
             RunError::PrintPlan(_) | RunError::Lease(_) => None,
         }
@@ -76,6 +85,7 @@ pub fn validate(args: &RunArgs) -> Result<(RunRequest, HostFacts), RunError> {
 /// Must be called while gpurun is single-threaded: the sandbox's children run on its memory and allocate.
 pub fn execute(request: &RunRequest, host: &HostFacts, prepared: Prepared) -> Result<i32, RunError> {
     let image = image_info(&prepared)?;
+    check_bind_kinds(request, host, &image.rootfs)?;
     let gpu = gpu_edits(request, host, &image)?;
     for warning in &gpu.warnings {
         eprintln!("gpurun: warning: {warning}");
@@ -157,6 +167,43 @@ fn image_info(prepared: &Prepared) -> Result<ImageInfo, RunError> {
         rootfs,
         config: prepared.config.clone(),
     })
+}
+
+/// A bind of a directory onto what the image has as a file (or the reverse) would silently
+/// replace the image's node (`-B dir:/bin/sh` made /bin/sh a directory); Docker refuses both.
+/// Destinations the image does not decide (under /dev, /proc, /sys, /tmp, HOME, the working
+/// directory or another bind) are not checked: something else is mounted there.
+fn check_bind_kinds(request: &RunRequest, host: &HostFacts, rootfs: &Path) -> Result<(), RunError> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags, openat2};
+    if request.binds.is_empty() {
+        return Ok(());
+    }
+    let root =
+        std::fs::File::open(rootfs).map_err(|source| RunError::Rootfs { path: rootfs.into(), source })?;
+    let not_root = |p: &Path| p != Path::new("/");
+    for b in &request.binds {
+        let covered = ["/dev", "/proc", "/sys", "/tmp"].iter().any(|p| b.dest.starts_with(p))
+            || (not_root(&host.home) && b.dest.starts_with(&host.home))
+            || host.cwd.as_deref().is_some_and(|c| not_root(c) && b.dest.starts_with(c))
+            || request.binds.iter().any(|o| o.dest != b.dest && b.dest.starts_with(&o.dest));
+        let Ok(rel) = b.dest.strip_prefix("/") else { continue };
+        if covered {
+            continue;
+        }
+        let flags = OFlags::PATH | OFlags::CLOEXEC;
+        let Ok(fd) =
+            openat2(&root, rel, flags, Mode::empty(), ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS)
+        else {
+            continue; // absent: gpurun makes the mount point
+        };
+        let Ok(st) = rustix::fs::fstat(&fd) else { continue };
+        let is_dir = rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory;
+        let src_is_dir = b.kind == NodeKind::Dir;
+        if src_is_dir != is_dir {
+            return Err(RunError::BindKind { src: b.source.clone(), dest: b.dest.clone(), src_is_dir });
+        }
+    }
+    Ok(())
 }
 
 /// The most of an image's `/etc/passwd` or `/etc/group` gpurun reads (a real one is a few KiB).
