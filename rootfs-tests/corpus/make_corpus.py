@@ -4,7 +4,7 @@
 Writes one image per case under OUTDIR (an OCI image-layout directory, or an OCI archive /
 docker-archive tar where the case is about the outer archive) and OUTDIR/cases.json, which
 `rootfs-tests/corpus.rs` reads. The rows are those of tables 7.1 (H1-H30), 7.2 (A1-A12) and
-7.3 (L1-L16) of the image-unpacking reference notes, plus X1-X11: holes a security review of
+7.3 (L1-L16) of the image-unpacking reference notes, plus X1-X12: holes a security review of
 gpurun's own code found beyond those tables; case names start with the row id.
 
 Python 3 standard library only (plus the `zstd` command for the zstd variants, which are
@@ -877,7 +877,7 @@ def hostile_digests():
 
 
 # --------------------------------------------------------------------------------------------
-# X1-X11: found by reviewing gpurun's own parser and applier (not rows of the tables)
+# X1-X12: found by reviewing gpurun's own parser and applier (not rows of the tables)
 
 
 def review_cases():
@@ -999,6 +999,17 @@ def review_cases():
         f.write("hello\n")
     register("X11-text-file", "X11-text-file.tar", "refuse", "a six-byte text file",
              error_contains=["not a tar archive"])
+    # X12: eight layers naming one small blob that inflates to 128 MiB (zeros after the tar's
+    # end, which are hashed but never written): only the per-image cap stops the CPU time.
+    head = tar(("f", "f-x12", "x"))
+    zeros = bytes(16 << 20)
+    diff = hash_stream([(head, 1), (zeros, 8)])
+    blob = gz(head) + gz(zeros) * 8
+    layer = Layer(blob=blob, diff_id=diff, mt=MT_GZ)
+    oci("X12-one-blob-many-layers", [layer] * 8, "refuse",
+        "eight layers of one 130 KB blob inflating to 128 MiB each; GPURUN_MAX_IMAGE_BYTES=300 MiB",
+        env={"GPURUN_MAX_IMAGE_BYTES": str(300 << 20)}, error_contains=[L(3)],
+        max_rss_mb=BOMB_RSS, timeout_s=120)
     # X10: entries below a deep existing parent: each used to resolve every prefix from the
     # root (O(depth^2) per entry: 17.5 s for these 4000).
     deep = "/".join(["a"] * 250)

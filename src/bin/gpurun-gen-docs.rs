@@ -95,7 +95,10 @@ fn extra_sections() -> Roff {
             "GPURUN_ROCM_LIBS, GPURUN_ROCM_BINS, GPURUN_NV_LIBS, GPURUN_NV_BINS",
             "extra GPU library soname prefixes and tool names (: or , separated), replacing the files' lists",
         ),
-        ("GPURUN_MAX_LAYER_BYTES, GPURUN_MAX_ENTRIES", "unpack limits per layer and per image"),
+        (
+            "GPURUN_MAX_LAYER_BYTES, GPURUN_MAX_IMAGE_BYTES, GPURUN_MAX_ENTRIES",
+            "unpack limits: uncompressed bytes per layer and per image, entries per image",
+        ),
         ("GPURUN_LOG", "a tracing filter for debug output (e.g. gpurun=debug)"),
     ];
     for (name, text) in vars {

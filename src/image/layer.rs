@@ -68,7 +68,7 @@ pub fn apply(
     applier: &mut Applier,
     max_bytes: u64,
     on_bytes: &(dyn Fn(u64) + Sync),
-) -> Result<(), LayerError> {
+) -> Result<u64, LayerError> {
     let (tar_tx, tar_rx) = sync_channel::<io::Result<Chunk>>(IN_FLIGHT);
     let (hash_tx, hash_rx) = sync_channel::<Chunk>(IN_FLIGHT * 2);
     let (recycle_tx, recycle_rx) = sync_channel::<Chunk>(IN_FLIGHT * 3);
@@ -91,20 +91,21 @@ pub fn apply(
         }
         verify_blob(layer, &produced, &diff_id)?;
         decoded?;
-        consumed?;
+        let size = consumed?;
         if diff_id != layer.diff_id {
             return Err(LayerError::DiffId { expected: layer.diff_id.clone(), actual: diff_id });
         }
-        Ok(())
+        Ok(size)
     })
 }
 
+/// Applies the tar stream; returns its uncompressed size.
 fn consume(
     rx: Receiver<io::Result<Chunk>>,
     recycle: SyncSender<Chunk>,
     applier: &mut Applier,
     max_bytes: u64,
-) -> Result<(), LayerError> {
+) -> Result<u64, LayerError> {
     let reader = ChannelReader { rx, recycle, cur: Arc::new(Vec::new()), pos: 0, total: 0, max_bytes };
     let mut tar = TarStream::new(reader);
     applier.apply_layer(&mut tar)?;
@@ -113,7 +114,7 @@ fn consume(
     loop {
         let n = rest.fill_buf().map_err(LayerError::Decode)?.len();
         if n == 0 {
-            return Ok(());
+            return Ok(rest.total);
         }
         rest.consume(n);
     }
@@ -153,7 +154,7 @@ impl BufRead for ChannelReader {
             self.total += self.cur.len() as u64;
             if self.total > self.max_bytes {
                 return Err(io::Error::other(format!(
-                    "the layer expands to more than {} bytes (a decompression bomb? raise GPURUN_MAX_LAYER_BYTES if it is genuine)",
+                    "the layer expands to more than {} bytes (a decompression bomb? raise GPURUN_MAX_LAYER_BYTES, or GPURUN_MAX_IMAGE_BYTES for all layers together, if it is genuine)",
                     self.max_bytes
                 )));
             }

@@ -133,12 +133,15 @@ pub fn unpack_to(
     let total: u64 = resolved.layers.iter().fold(0u64, |t, l| t.saturating_add(l.size));
     let progress = ui.progress(total, resolved.layers.len());
     let count = resolved.layers.len();
+    let mut expanded = 0u64;
     for (i, lref) in resolved.layers.iter().enumerate() {
         progress.set_layer(i + 1);
         let (reader, _) = source.open_member(&lref.member)?;
         let name = lref.digest.as_ref().unwrap_or(&lref.diff_id).to_string();
-        layer::apply(lref, reader, &mut applier, limits.max_layer_bytes, &|n| progress.inc(n))
+        let cap = limits.max_layer_bytes.min(limits.max_image_bytes.saturating_sub(expanded));
+        let size = layer::apply(lref, reader, &mut applier, cap, &|n| progress.inc(n))
             .map_err(|e| ImageError::Layer { index: i + 1, count, digest: name, source: e })?;
+        expanded = expanded.saturating_add(size);
     }
     let written = applier.bytes_written;
     let warnings = applier.finish().map_err(|e| ImageError::Layer {

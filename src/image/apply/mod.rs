@@ -31,23 +31,28 @@ pub use warnings::Warnings;
 pub struct Limits {
     /// Uncompressed bytes per layer stream (tar headers and data).
     pub max_layer_bytes: u64,
+    /// Uncompressed bytes of all layers together: up to 1024 layers may name one small blob
+    /// that inflates to the per-layer cap, which is CPU time without a byte written.
+    pub max_image_bytes: u64,
     /// Entries across all layers.
     pub max_entries: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_layer_bytes: 256 << 30, max_entries: 1_000_000 }
+        Limits { max_layer_bytes: 256 << 30, max_image_bytes: 512 << 30, max_entries: 1_000_000 }
     }
 }
 
 impl Limits {
-    /// Defaults, overridden by `GPURUN_MAX_LAYER_BYTES` and `GPURUN_MAX_ENTRIES`.
+    /// Defaults, overridden by `GPURUN_MAX_LAYER_BYTES`, `GPURUN_MAX_IMAGE_BYTES` and
+    /// `GPURUN_MAX_ENTRIES`.
     pub fn from_env() -> Limits {
         let get = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
         let d = Limits::default();
         Limits {
             max_layer_bytes: get("GPURUN_MAX_LAYER_BYTES").unwrap_or(d.max_layer_bytes),
+            max_image_bytes: get("GPURUN_MAX_IMAGE_BYTES").unwrap_or(d.max_image_bytes),
             max_entries: get("GPURUN_MAX_ENTRIES").unwrap_or(d.max_entries),
         }
     }
