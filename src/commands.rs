@@ -33,7 +33,7 @@ impl CommandError {
             CommandError::NoMatch(_) => Some("list cached images with `gpurun images`".into()),
             CommandError::AmbiguousId { .. } => Some("give more characters of the id".into()),
             CommandError::InUse(_) => Some("wait for the container to exit, then retry".into()),
-            CommandError::Cache(_) => None,
+            CommandError::Cache(e) => e.hint(),
         }
     }
 }

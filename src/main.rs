@@ -65,8 +65,8 @@ fn configure(cli: &mut Cli) -> Result<(), Failure> {
 
 fn open_cache(cli: &Cli) -> Result<Cache, Failure> {
     let root = gpurun::cache::default_location(cli.global.cache_dir.as_deref())
-        .map_err(|e| (gpurun::error_chain(&e), None))?;
-    Cache::open(root).map_err(|e| (gpurun::error_chain(&e), None))
+        .map_err(|e| (gpurun::error_chain(&e), e.hint()))?;
+    Cache::open(root).map_err(|e| (gpurun::error_chain(&e), e.hint()))
 }
 
 fn print(text: String) -> Result<u8, Failure> {

@@ -43,6 +43,25 @@ pub enum CacheError {
 }
 
 impl CacheError {
+    /// How to fix it, when there is something to say.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            CacheError::NoLocation => None,
+            CacheError::NotOwned(_) => Some(
+                "each user needs a cache of their own: set GPURUN_CACHE_DIR (or [cache] dir) to a directory you own, e.g. /scratch/$USER/gpurun"
+                    .into(),
+            ),
+            CacheError::Io { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => Some(
+                "the cache directory must be writable by you: set GPURUN_CACHE_DIR (or [cache] dir) to a directory you own"
+                    .into(),
+            ),
+            CacheError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => Some(
+                "free space there, or point GPURUN_CACHE_DIR at a larger filesystem (node-local scratch on clusters)".into(),
+            ),
+            CacheError::Io { .. } => None,
+        }
+    }
+
     fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CacheError + 'a {
         move |source| CacheError::Io { what, path: path.to_owned(), source }
     }

@@ -67,6 +67,7 @@ impl ImageError {
         use layer::LayerError as L;
         let space = "free space there, or point GPURUN_CACHE_DIR at a larger filesystem (node-local scratch on clusters)";
         Some(match self {
+            ImageError::Cache(e) => return e.hint(),
             ImageError::Open { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 "check the path; IMAGE is a `docker save` or OCI archive, an OCI layout or a rootfs directory"
                     .into()

@@ -36,12 +36,18 @@ pub fn prepare(image: &Path, sel: &Selection, cache: &Cache, ui: &Ui) -> Result<
         sel.reference.as_deref(),
         sel.platform.as_deref(),
     ));
-    if let Some(p) = warm(cache, &memo_path, &identity)? {
+    if let Some((p, platform)) = warm(cache, &memo_path, &identity)? {
         tracing::debug!(id = %p.id.as_deref().unwrap_or(""), "warm start: archive unchanged, rootfs cached");
+        if let Some(w) = select::Platform::foreign_warning(&platform) {
+            ui.warn(&w);
+        }
         return Ok(p);
     }
     let source = Source::open(image)?;
     let resolved = select::resolve(&source, sel)?;
+    if let Some(w) = select::Platform::foreign_warning(&resolved.platform()) {
+        ui.warn(&w);
+    }
     let id = resolved.id.hex.clone();
     if !cache.is_published(&id) {
         let _lock = cache.lock_unpack(&id)?;
@@ -99,8 +105,13 @@ fn identify(image: &Path) -> Result<(PathBuf, FileIdentity), ImageError> {
     Ok((canon, FileIdentity::of(&meta)))
 }
 
-/// The warm path: the memo matches the archive and the rootfs is published.
-fn warm(cache: &Cache, memo_path: &Path, identity: &FileIdentity) -> Result<Option<Prepared>, ImageError> {
+/// The warm path: the memo matches the archive and the rootfs is published. Returns the
+/// image's recorded platform beside it.
+fn warm(
+    cache: &Cache,
+    memo_path: &Path,
+    identity: &FileIdentity,
+) -> Result<Option<(Prepared, String)>, ImageError> {
     let Ok(memo) = SourceMemo::read(memo_path) else { return Ok(None) };
     if memo.identity != *identity || !cache.is_published(&memo.id) {
         return Ok(None);
@@ -108,12 +119,13 @@ fn warm(cache: &Cache, memo_path: &Path, identity: &FileIdentity) -> Result<Opti
     let lease = cache.lock_shared(&memo.id)?;
     // Re-read under the lock: `gpurun rm` may have removed it in between.
     let Ok(rec) = ImageRecord::read(&cache.entry_dir(&memo.id).join("image.json")) else { return Ok(None) };
-    Ok(Some(Prepared {
+    let prepared = Prepared {
         rootfs: cache.rootfs(&memo.id),
         config: rec.config,
         id: Some(memo.id),
         lease: Some(lease),
-    }))
+    };
+    Ok(Some((prepared, rec.platform)))
 }
 
 /// Applies every layer of `resolved` into `staging`. Returns the bytes of file data written.

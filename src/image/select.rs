@@ -179,6 +179,20 @@ impl Platform {
     }
 
     /// The platform this gpurun binary runs on.
+    /// A warning when `platform` ("os/arch[/variant]", as recorded) is not the host's: its
+    /// programs run only through binfmt_misc emulation, if at all.
+    pub fn foreign_warning(platform: &str) -> Option<String> {
+        let host = Platform::host();
+        let mut parts = platform.split('/');
+        let (os, arch) = (parts.next().unwrap_or(""), normalize_arch(parts.next().unwrap_or("")));
+        (os != host.os || arch != host.arch).then(|| {
+            format!(
+                "the image is for {platform}, this host is {}/{}: its programs run only with binfmt_misc emulation (qemu-user-static)",
+                host.os, host.arch
+            )
+        })
+    }
+
     pub fn host() -> Platform {
         Platform { os: "linux".into(), arch: normalize_arch(std::env::consts::ARCH).into(), variant: None }
     }
@@ -640,6 +654,17 @@ fn resolve_docker(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn foreign_platforms_are_named() {
+        let host = Platform::host();
+        assert!(Platform::foreign_warning(&format!("linux/{}", host.arch)).is_none());
+        let other = if host.arch == "arm64" { "linux/amd64" } else { "linux/arm64/v8" };
+        let w = Platform::foreign_warning(other).expect("a foreign platform warns");
+        assert!(w.contains(other) && w.contains("binfmt_misc"), "{w}");
+        assert!(Platform::foreign_warning(&format!("windows/{}", host.arch)).is_some());
+    }
+
     use super::*;
 
     #[test]
