@@ -635,6 +635,24 @@ fn tmpfs_dir() -> Option<&'static Path> {
     writable.then_some(shm)
 }
 
+/// Lowers the soft limit on open files of `cmd`'s process to `n` (the common default is 1024;
+/// test machines often allow far more, which hides a descriptor per directory level).
+fn limit_open_files(cmd: &mut Command, n: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec only getrlimit/setrlimit run, both async-signal-safe, on a
+    // stack value; nothing is allocated.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+                lim.rlim_cur = n.min(lim.rlim_max);
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            }
+            Ok(())
+        });
+    }
+}
+
 /// CPU time of each case that applied, for `cpu_ratio` checks.
 fn cpu_times() -> &'static Mutex<BTreeMap<String, Duration>> {
     static TIMES: OnceLock<Mutex<BTreeMap<String, Duration>>> = OnceLock::new();
@@ -693,6 +711,9 @@ fn run_case(corpus: &Corpus, case: &Value) -> Vec<String> {
     }
     for (k, v) in case.get("env").and_then(Value::as_object).into_iter().flatten() {
         cmd.env(k, v.as_str().unwrap_or_default());
+    }
+    if let Some(n) = case.get("max_open_files").and_then(Value::as_u64) {
+        limit_open_files(&mut cmd, n);
     }
     let timeout = case.get("timeout_s").and_then(Value::as_u64).unwrap_or(DEFAULT_TIMEOUT_S);
     let run = run_limited(&mut cmd, Duration::from_secs(timeout));

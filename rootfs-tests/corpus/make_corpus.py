@@ -38,6 +38,7 @@ cases.json (format 1):
           "max_rss_mb"?: N (peak RSS of gpurun and its children),
           "cpu_ratio"?: {"base": CASE-NAME, "max": X} (CPU time at most X times that of an
                         earlier case: a linear-time check that does not depend on the machine),
+          "max_open_files"?: N (gpurun runs with that soft RLIMIT_NOFILE),
           "tmpfs_cache"?: true (the cache goes on a tmpfs, /dev/shm, when there is one: a
                         filesystem whose allocator slows down after earlier deletions, such
                         as ext4 without a journal, would otherwise skew cpu_ratio),
@@ -962,7 +963,8 @@ def review_cases():
     oci("X7-deep-tree-then-bad-layer",
         [t.bytes(), Layer(tar(("f", "y-x7", "y")), diff_id=sha(b"wrong"))], "refuse",
         f"a {depth}-level real tree built through symlinked parents, then a layer with a wrong "
-        "DiffID: the staging tree must be removed", error_contains=[L(2)], timeout_s=120)
+        "DiffID: the staging tree must be removed, with the common 1024 open-file limit",
+        error_contains=[L(2)], timeout_s=120, max_open_files=1024)
     # X8: a zstd frame asking for a 2 GiB window (zstd --long=31 on a stream).
     if ZSTD:
         data = tar(("f", "f-x8", "x" * 4096))
