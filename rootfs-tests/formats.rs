@@ -577,6 +577,32 @@ fn cold_start_does_not_wait_for_running_users() {
     drop(lock);
 }
 
+/// Starts a cold `gpurun unpack` of `path` and returns it once the unpack is under way (a
+/// staging entry exists) plus `grace`; `None` when it finished first (the cache is then emptied
+/// for another try).
+fn unpack_under_way(cache: &Path, path: &Path, grace: Duration) -> Option<std::process::Child> {
+    let mut child = gpurun(cache)
+        .arg("unpack")
+        .arg(path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn gpurun");
+    let start = Instant::now();
+    while dir_entries(&cache.join("staging")).is_empty() && start.elapsed() < Duration::from_secs(30) {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    std::thread::sleep(grace);
+    if child.try_wait().unwrap().is_none() {
+        return Some(child);
+    }
+    run_ok(gpurun(cache).args(["prune", "--all"]), "prune --all");
+    None
+}
+
 /// SIGTERM and SIGINT (Ctrl-C) during a cold unpack: gpurun removes its staging tree, then dies
 /// of the signal; nothing is published.
 #[test]
@@ -586,36 +612,13 @@ fn sigterm_or_ctrl_c_during_unpack_removes_staging() {
     for signal in ["TERM", "INT"] {
         let tmp = TempDir::new("sigterm");
         let cache = tmp.path().join("cache");
-        let mut interrupted = None;
-        for _attempt in 0..3 {
-            let mut child = gpurun(&cache)
-                .arg("unpack")
-                .arg(&path)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn gpurun");
-            let start = Instant::now();
-            while dir_entries(&cache.join("staging")).is_empty() && start.elapsed() < Duration::from_secs(30)
-            {
-                if child.try_wait().unwrap().is_some() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-            if child.try_wait().unwrap().is_none() {
-                let pid = child.id().to_string();
-                output(Command::new("kill").args([&format!("-{signal}"), &pid]));
-                interrupted = Some(child.wait().unwrap());
-                break;
-            }
-            run_ok(gpurun(&cache).args(["prune", "--all"]), "prune --all");
-        }
-        let Some(status) = interrupted else {
+        let Some(mut child) = (0..3).find_map(|_| unpack_under_way(&cache, &path, Duration::from_millis(50)))
+        else {
             skip("the big fixture unpacked before it could be interrupted; make it bigger");
             return;
         };
+        output(Command::new("kill").args([format!("-{signal}"), child.id().to_string()]));
+        let status = child.wait().unwrap();
         let expected = if signal == "TERM" { 15 } else { 2 };
         assert_eq!(status.signal(), Some(expected), "SIG{signal}: gpurun should die of it: {status:?}");
         assert_no_staging(&cache, &format!("after SIG{signal} during the unpack"));
@@ -629,32 +632,12 @@ fn sigkill_during_unpack_then_a_good_run() {
     let tmp = TempDir::new("sigkill");
     let cache = tmp.path().join("cache");
     let mut killed = false;
-    for attempt in 0..3 {
-        let mut child = gpurun(&cache)
-            .arg("unpack")
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn gpurun");
-        let start = Instant::now();
-        // Wait until the unpack is under way (a staging entry exists), then give it 100 ms.
-        while dir_entries(&cache.join("staging")).is_empty() && start.elapsed() < Duration::from_secs(30) {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().expect("SIGKILL gpurun");
-            child.wait().unwrap();
-            killed = true;
-            println!("killed unpack after {:?} (attempt {attempt})", start.elapsed());
-            break;
-        }
-        // It finished first: start again from an empty cache.
-        run_ok(gpurun(&cache).args(["prune", "--all"]), "prune --all");
+    // Once the unpack is under way, give it 100 ms, then SIGKILL it.
+    if let Some(mut child) = (0..3).find_map(|_| unpack_under_way(&cache, &path, Duration::from_millis(100)))
+    {
+        child.kill().expect("SIGKILL gpurun");
+        child.wait().unwrap();
+        killed = true;
     }
     if !killed {
         skip("the big fixture unpacked before it could be killed; make it bigger");
