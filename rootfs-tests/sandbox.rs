@@ -160,6 +160,15 @@ fn exit_codes() {
         describe(&missing)
     );
     assert_eq!(run(&fs, &[], &["/etc/passwd"]).status.code(), Some(126));
+    // A directory that is no root filesystem (`gpurun /etc cmd`) says so beside the 127.
+    let not_root = TempDir::new("not-a-rootfs");
+    let out = output(support::gpurun(fs.cache.path()).arg(not_root.path()).arg("true").stdin(Stdio::null()));
+    assert_eq!(out.status.code(), Some(127), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not look like a root filesystem"),
+        "{}",
+        describe(&out)
+    );
     // Everything after IMAGE is the workload's, options included (docker run's rule): `-c`
     // here is sh's, not gpurun's --contain, and a gpurun option there is a command (with a hint).
     assert_eq!(ok(&fs, &[], &["sh", "-c", "echo $0", "--contain"]), "--contain");

@@ -28,6 +28,13 @@ pub fn prepare(image: &Path, sel: &Selection, cache: &Cache, ui: &Ui) -> Result<
     if is_rootfs_dir(image) {
         let dir =
             fs::canonicalize(image).map_err(|e| ImageError::Open { path: image.to_owned(), source: e })?;
+        // `gpurun /etc cmd` would run in /etc as a root and fail with "command not found".
+        if ["bin", "usr"].iter().all(|d| fs::symlink_metadata(dir.join(d)).is_err()) {
+            ui.warn(&format!(
+                "{} has neither bin/ nor usr/: it does not look like a root filesystem (IMAGE is an image archive, an OCI layout or a rootfs directory)",
+                dir.display()
+            ));
+        }
         return Ok(Prepared::from_directory(&dir));
     }
     let (canon, identity) = identify(image)?;
