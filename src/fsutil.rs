@@ -15,19 +15,19 @@ pub fn remove_at(parent: BorrowedFd<'_>, name: &[u8]) -> Result<(), Errno> {
     if FileType::from_raw_mode(stat.st_mode) != FileType::Directory {
         return rustix::fs::unlinkat(parent, name, AtFlags::empty());
     }
-    let dir = open_for_removal(parent, name)?;
+    let dir = open_for_removal(parent, name, stat.st_mode)?;
     empty_tree(dir)?;
     rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR)
 }
 
-/// Opens the directory `name` for listing and removing, opening up its mode first if needed:
-/// images contain 0555 and 0000 directories, and we own them.
-fn open_for_removal(parent: BorrowedFd<'_>, name: &[u8]) -> Result<OwnedFd, Errno> {
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let stat = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)?;
-    if FileType::from_raw_mode(stat.st_mode) == FileType::Directory && stat.st_mode & 0o700 != 0o700 {
+/// Opens the directory `name` (of mode `mode`, from the caller's stat) for listing and
+/// removing, opening up its mode first if needed: images contain 0555 and 0000 directories,
+/// and we own them.
+fn open_for_removal(parent: BorrowedFd<'_>, name: &[u8], mode: u32) -> Result<OwnedFd, Errno> {
+    if mode & 0o700 != 0o700 {
         rustix::fs::chmodat(parent, name, Mode::from_raw_mode(0o700), AtFlags::empty())?;
     }
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     rustix::fs::openat(parent, name, flags, Mode::empty())
 }
 
@@ -41,8 +41,8 @@ fn empty_tree(top: OwnedFd) -> Result<(), Errno> {
     let mut cur = top;
     let mut todo = remove_files(cur.as_fd())?;
     loop {
-        if let Some(sub) = todo.pop() {
-            let child = open_for_removal(cur.as_fd(), &sub)?;
+        if let Some((sub, mode)) = todo.pop() {
+            let child = open_for_removal(cur.as_fd(), &sub, mode)?;
             stack.push(Level { id: identity(cur.as_fd())?, child: sub, todo: std::mem::take(&mut todo) });
             cur = child;
             todo = remove_files(cur.as_fd())?;
@@ -75,7 +75,7 @@ struct Level {
     /// The name of the directory we went down into.
     child: Vec<u8>,
     /// Its other subdirectories, still to visit.
-    todo: Vec<Vec<u8>>,
+    todo: Vec<(Vec<u8>, u32)>,
 }
 
 fn identity(fd: BorrowedFd<'_>) -> Result<(u64, u64), Errno> {
@@ -83,13 +83,14 @@ fn identity(fd: BorrowedFd<'_>) -> Result<(u64, u64), Errno> {
     Ok((st.st_dev, st.st_ino))
 }
 
-/// Unlinks everything in `dir` that is not a directory; returns the subdirectories' names.
-fn remove_files(dir: BorrowedFd<'_>) -> Result<Vec<Vec<u8>>, Errno> {
+/// Unlinks everything in `dir` that is not a directory; returns the subdirectories' names and
+/// modes.
+fn remove_files(dir: BorrowedFd<'_>) -> Result<Vec<(Vec<u8>, u32)>, Errno> {
     let mut subdirs = Vec::new();
     for name in read_names(dir)? {
         let st = rustix::fs::statat(dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW)?;
         if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-            subdirs.push(name);
+            subdirs.push((name, st.st_mode));
         } else {
             rustix::fs::unlinkat(dir, name.as_slice(), AtFlags::empty())?;
         }

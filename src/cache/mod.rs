@@ -42,6 +42,10 @@ pub enum CacheError {
     NotOwned(PathBuf),
 }
 
+/// What to do when the cache's filesystem is full (cache and unpack errors alike).
+pub const NO_SPACE_HINT: &str =
+    "free space there, or point GPURUN_CACHE_DIR at a larger filesystem (node-local scratch on clusters)";
+
 impl CacheError {
     /// How to fix it, when there is something to say.
     pub fn hint(&self) -> Option<String> {
@@ -55,9 +59,9 @@ impl CacheError {
                 "the cache directory must be writable by you: set GPURUN_CACHE_DIR (or [cache] dir) to a directory you own"
                     .into(),
             ),
-            CacheError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => Some(
-                "free space there, or point GPURUN_CACHE_DIR at a larger filesystem (node-local scratch on clusters)".into(),
-            ),
+            CacheError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
+                Some(NO_SPACE_HINT.into())
+            }
             CacheError::Io { .. } => None,
         }
     }

@@ -65,7 +65,7 @@ impl ImageError {
     /// How to fix it, where that is known.
     pub fn hint(&self) -> Option<String> {
         use layer::LayerError as L;
-        let space = "free space there, or point GPURUN_CACHE_DIR at a larger filesystem (node-local scratch on clusters)";
+        let space = crate::cache::NO_SPACE_HINT;
         Some(match self {
             ImageError::Cache(e) => return e.hint(),
             ImageError::Open { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {

@@ -11,8 +11,6 @@
 //! killed with it: there is no namespace to tear down (under Slurm, the step's process tracking
 //! does that, as for any job).
 
-use std::io::Write;
-
 use crate::plan::LaunchPlan;
 use crate::sys::{Linux, Sys};
 
@@ -38,10 +36,7 @@ pub fn exec(plan: &LaunchPlan) -> Result<i32, SandboxError> {
     match spawn.failure(plan) {
         Some((125, message, hint)) => Err(SandboxError::Container { message, hint }),
         Some((code, message, hint)) => {
-            let _ = writeln!(std::io::stderr(), "gpurun: {message}");
-            if let Some(h) = hint {
-                let _ = writeln!(std::io::stderr(), "gpurun: hint: {h}");
-            }
+            super::spawn::print_failure(&message, hint.as_deref());
             Ok(code)
         }
         None => Err(SandboxError::Container {

@@ -241,10 +241,7 @@ pub fn init(plan: &LaunchPlan, alive: OwnedFd, report_fd: OwnedFd, terminal: Opt
         if code == 125 {
             report(&report_fd, message, hint);
         } else {
-            let _ = writeln!(io::stderr(), "gpurun: {message}");
-            if let Some(h) = hint {
-                let _ = writeln!(io::stderr(), "gpurun: hint: {h}");
-            }
+            super::spawn::print_failure(&message, hint.as_deref());
         }
     }
     drop(report_fd);

@@ -145,6 +145,17 @@ impl Spawn {
     }
 }
 
+/// Writes a workload start failure that is not gpurun's own (126, 127) to stderr, as gpurun's
+/// messages look; gpurun's own failures (125) travel to the parent instead.
+pub fn print_failure(message: &str, hint: Option<&str>) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "gpurun: {message}");
+    if let Some(h) = hint {
+        let _ = writeln!(err, "gpurun: hint: {h}");
+    }
+}
+
 fn path_var(env: &[String]) -> &str {
     env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH)
 }

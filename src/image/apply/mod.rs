@@ -216,11 +216,13 @@ impl Applier {
         Ok(self.parent_cache.as_ref().map(|(_, fd, _)| fd.as_fd()).expect("cached above"))
     }
 
-    /// Records `leaf` in the parent `parent_dir` last resolved as this layer's entry.
-    fn mark_upper(&mut self, leaf: &[u8]) {
+    /// Records `leaf` in `parent` as this layer's entry (the parent is usually still cached).
+    fn mark_upper(&mut self, entry: &[u8], parent: &[&[u8]], leaf: &[u8]) -> Result<(), ApplyError> {
+        self.parent_dir(entry, parent)?;
         if let Some((_, _, ino)) = &self.parent_cache {
             self.upper.insert((*ino, leaf.to_vec()));
         }
+        Ok(())
     }
 
     /// Removes whatever is at `leaf` (a subtree if it is a directory). Removing anything but a
@@ -275,8 +277,7 @@ impl Applier {
             None => self.write_data(e, &file, tar)?,
         }
         self.finish_node(e, file.as_fd(), strip_mode(e.mode, false))?;
-        self.parent_dir(&e.path, parent)?;
-        self.mark_upper(leaf);
+        self.mark_upper(&e.path, parent, leaf)?;
         Ok(())
     }
 
@@ -379,8 +380,7 @@ impl Applier {
         let st = rustix::fs::fstat(&fd).map_err(|err| errno_err(&e.path, "stat", err))?;
         self.dirs
             .insert(st.st_ino, DirMeta { mode: strip_mode(e.mode, true), mtime: times(e).last_modification });
-        self.parent_dir(&e.path, parent)?;
-        self.mark_upper(leaf);
+        self.mark_upper(&e.path, parent, leaf)?;
         Ok(())
     }
 
@@ -394,7 +394,7 @@ impl Applier {
         })?;
         let dir = self.parent_dir(&e.path, parent)?;
         let _ = rustix::fs::utimensat(dir, leaf, &times(e), AtFlags::SYMLINK_NOFOLLOW);
-        self.mark_upper(leaf);
+        self.mark_upper(&e.path, parent, leaf)?;
         self.parent_cache = None; // a new symlink may now stand in a cached path
         Ok(())
     }
@@ -406,7 +406,7 @@ impl Applier {
         })?;
         let dir = self.parent_dir(&e.path, parent)?;
         let _ = rustix::fs::utimensat(dir, leaf, &times(e), AtFlags::SYMLINK_NOFOLLOW);
-        self.mark_upper(leaf);
+        self.mark_upper(&e.path, parent, leaf)?;
         Ok(())
     }
 
@@ -444,8 +444,7 @@ impl Applier {
         self.create_replacing(e, parent, leaf, "creating hardlink", |d| {
             rustix::fs::linkat(&tdir, *tleaf, d, leaf, AtFlags::empty())
         })?;
-        self.parent_dir(&e.path, parent)?;
-        self.mark_upper(leaf);
+        self.mark_upper(&e.path, parent, leaf)?;
         Ok(())
     }
 

@@ -111,6 +111,10 @@ pub fn mkdir_all_in_root(
             Err(e) => return Err(e),
         }
     };
+    if existing == parts.len() {
+        return Ok(dir);
+    }
+    let mut dir_ino = rustix::fs::fstat(&dir)?.st_ino;
     for part in &parts[existing..] {
         match rustix::fs::mkdirat(&dir, *part, Mode::from_raw_mode(0o700)) {
             Ok(()) => {}
@@ -120,9 +124,9 @@ pub fn mkdir_all_in_root(
         }
         let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let sub = rustix::fs::openat(&dir, *part, flags, Mode::empty())?;
-        let parent_ino = rustix::fs::fstat(&dir)?.st_ino;
-        created(Made { parent_ino, name: part.to_vec(), ino: rustix::fs::fstat(&sub)?.st_ino });
-        dir = sub;
+        let ino = rustix::fs::fstat(&sub)?.st_ino;
+        created(Made { parent_ino: dir_ino, name: part.to_vec(), ino });
+        (dir, dir_ino) = (sub, ino);
     }
     Ok(dir)
 }
