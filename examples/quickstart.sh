@@ -4,8 +4,8 @@
 #
 #   examples/quickstart.sh
 #
-# As root it installs what it needs with apt-get (Debian/Ubuntu); otherwise install umoci, skopeo
-# and busybox-static first. The image is built in a temporary directory, removed at exit.
+# As root it installs what it needs with apt-get (Debian/Ubuntu); otherwise install umoci, skopeo,
+# busybox-static, gcc and ca-certificates first. Needs Rust >= 1.89 (rustup). The image is built in a temporary directory, removed at exit.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -13,6 +13,9 @@ need=()
 command -v umoci >/dev/null || need+=(umoci)
 command -v skopeo >/dev/null || need+=(skopeo)
 [[ -x /bin/busybox ]] || need+=(busybox-static)
+# Rust links with the system C compiler, and cargo fetches crates over HTTPS (CA bundle).
+command -v cc >/dev/null || need+=(gcc libc6-dev)
+[[ -s /etc/ssl/certs/ca-certificates.crt ]] || need+=(ca-certificates)
 if ((${#need[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
         echo "quickstart: please install ${need[*]} (sudo apt-get install ${need[*]})" >&2
@@ -24,14 +27,14 @@ if ((${#need[@]})); then
     apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${need[@]}" >/dev/null
 fi
 command -v cargo >/dev/null || {
-    echo "quickstart: cargo not found: install Rust >= 1.85 with rustup (https://rustup.rs)" >&2
+    echo "quickstart: cargo not found: install Rust >= 1.89 with rustup (https://rustup.rs)" >&2
     exit 1
 }
 
 # A static-pie binary starts about half a millisecond faster than a dynamically linked one
 # (README "Building"); `cargo build --release` works too.
-echo "==> cargo rustc --release --bin gpurun -- -C target-feature=+crt-static"
-(cd "$repo" && cargo rustc --release --locked --quiet --bin gpurun -- -C target-feature=+crt-static)
+echo "==> cargo rustc --release --bin gpurun -- -C target-feature=+crt-static (about 2 minutes the first time)"
+(cd "$repo" && cargo rustc --release --locked --bin gpurun -- -C target-feature=+crt-static)
 gpurun=$repo/target/release/gpurun
 
 work=$(mktemp -d)

@@ -15,7 +15,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use support::{TempDir, describe, is_root, output, skip};
+use support::{TempDir, describe, is_root, output, processes_with, skip};
 
 const USER: &str = "gpurun-test";
 
@@ -273,9 +273,7 @@ fn scancel_reaches_the_workload_trap() {
         text(&output(Command::new("squeue").args(["-h", "-j", &job]))).trim().is_empty()
     });
     let gpurun = w.gpurun.to_string_lossy().into_owned();
-    wait_for("no gpurun process left", Duration::from_secs(10), || {
-        !output(Command::new("pgrep").args(["-f", &gpurun])).status.success()
-    });
+    wait_for("no gpurun process left", Duration::from_secs(10), || processes_with(&gpurun).is_empty());
 }
 
 #[test]

@@ -10,6 +10,25 @@ set -uo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
+# The tests run gpurun, the fixtures and the repository's scripts and files as the unprivileged
+# gpurun-test user too. A checkout it cannot read (a root's clone under /root, mode 0700) is run
+# from a copy in /var/tmp instead (its build is kept there for the next run), never by opening up
+# the caller's home directory.
+if [[ $(id -u) -eq 0 && -z ${GPURUN_TEST_CHECKOUT_COPY:-} ]] && ! runuser -u nobody -- test -r "$repo/Cargo.toml" 2>/dev/null; then
+    copy=/var/tmp/gpurun-test-checkout
+    if [[ -e $copy && ( -L $copy || ! -O $copy ) ]]; then
+        echo "run.sh: $copy exists but is not root's own directory; remove it and run again" >&2
+        echo "0 passed, 1 failed"
+        exit 1
+    fi
+    echo "$repo is not readable by other users: running the suite from a copy in $copy"
+    mkdir -p "$copy"
+    chmod 0755 "$copy"
+    find "$copy" -mindepth 1 -maxdepth 1 ! -name target ! -name .fixtures -exec rm -rf {} +
+    tar -C "$repo" --exclude=./target --exclude=./.fixtures --exclude=./.git -cf - . | tar -C "$copy" -xf -
+    find "$copy" -mindepth 1 -maxdepth 1 ! -name target ! -name .fixtures -exec chmod -R a+rX {} +
+    GPURUN_TEST_CHECKOUT_COPY=$repo exec "$copy/rootfs-tests/run.sh" "$@"
+fi
 fixtures=${GPURUN_FIXTURES:-$repo/.fixtures}
 export GPURUN_FIXTURES=$fixtures
 export GPURUN_CORPUS=${GPURUN_CORPUS:-$fixtures/corpus}
@@ -29,12 +48,31 @@ skipped_step() {
     printf 'SKIP: %s\n' "$1"
     [[ -n $no_skip ]] && bad "skipped (GPURUN_TEST_NO_SKIP): $1"
 }
+# logged LOG CMD...: runs CMD with its output in LOG and, every 30 s while it runs, one progress
+# line (elapsed time and the log's last line), so that no phase is silent for long.
+logged() {
+    local log=$1 pid t=0 rc
+    shift
+    "$@" >"$log" 2>&1 &
+    pid=$!
+    while kill -0 "$pid" 2>/dev/null; do
+        sleep 1
+        t=$((t + 1))
+        if ((t % 30 == 0)); then
+            printf '  ... %ss: %s\n' "$t" "$(tail -n 1 "$log" 2>/dev/null | tr -d '\r' | cut -c1-110)"
+        fi
+    done
+    wait "$pid"
+    rc=$?
+    printf '  (%ss)\n' "$t"
+    return $rc
+}
 # step NAME CMD...: one pass/fail for a whole command, its output in target/run-logs.
 step() {
     local name=$1 log="$logs/$1.log"
     shift
     say "$name: $*"
-    if "$@" >"$log" 2>&1; then
+    if logged "$log" "$@"; then
         ok "$name"
     else
         tail -n 60 "$log"
@@ -52,10 +90,12 @@ count_tests() {
     passed=$((passed + p))
     failed=$((failed + f))
     grep -E '^test .* \.\.\. FAILED$' "$log" | sed "s/^/  [$what] /" || true
-    # What the failing tests printed (libtest's "failures:" section), so that a CI report that
-    # shows only this script's output still says why.
+    # What the failing tests printed, so that a CI report that shows only this script's output
+    # still says why. libtest writes two "failures:" headings per failing test program: the first
+    # opens the tests' output, the second the list of names; a log holds one pair per program.
     if grep -qE '^test .* \.\.\. FAILED$' "$log"; then
-        awk '/^failures:$/ { n++; next } n == 1' "$log" | head -n 80 | sed "s/^/  [$what] | /"
+        awk '/^failures:$/ { inside = !inside; next } /^test result:/ { inside = 0 } inside' "$log" \
+            | head -n 300 | sed "s/^/  [$what] | /"
     fi
     while read -r t; do failures+=("[$what] $t"); done < <(grep -E '^test .* \.\.\. FAILED$' "$log" | sed -E 's/^test (.*) \.\.\. FAILED$/\1/')
     local s
@@ -72,12 +112,22 @@ count_tests() {
 say "setup"
 is_root=""
 [[ $(id -u) -eq 0 ]] && is_root=1
+[[ -n ${GPURUN_TEST_CHECKOUT_COPY:-} ]] && echo "(a copy of $GPURUN_TEST_CHECKOUT_COPY)"
+if [[ -n $is_root ]]; then
+    cat <<'EOF'
+As root this suite changes the machine (README "Testing"): it installs Debian packages (about 200:
+build tools, umoci, skopeo, Slurm, MariaDB, Open MPI), creates users gpurun-test and gpurun-nogpu
+and groups render and video, and starts MariaDB, munged, slurmdbd, slurmctld and slurmd, which it
+stops again at the end (GPURUN_TEST_KEEP_DAEMONS=1 keeps them; rootfs-tests/hpc/setup.sh --stop
+stops them later).
+EOF
+fi
 if ! command -v cargo >/dev/null && [[ -x $HOME/.cargo/bin/cargo ]]; then
     export PATH=$HOME/.cargo/bin:$PATH
 fi
 if ! command -v cargo >/dev/null; then
     cat >&2 <<'EOF'
-run.sh: cargo not found. gpurun needs Rust >= 1.85 (edition 2024); Debian 12's packaged rustc
+run.sh: cargo not found. gpurun needs Rust >= 1.89 (edition 2024); Debian 12's packaged rustc
 (1.63) is too old. Install the toolchain with rustup (https://rustup.rs), e.g.
     curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c clippy,rustfmt
 then run this script again.
@@ -94,6 +144,8 @@ command -v zstd >/dev/null || need+=(zstd)
 command -v cc >/dev/null || need+=(gcc libc6-dev)
 command -v runuser >/dev/null || need+=(util-linux)
 command -v useradd >/dev/null || need+=(passwd)
+# cargo fetches crates over HTTPS and checks the server against the system's CA bundle.
+[[ -s /etc/ssl/certs/ca-certificates.crt ]] || need+=(ca-certificates)
 if ((${#need[@]})); then
     if [[ -n $is_root ]]; then
         echo "installing: ${need[*]}"
@@ -109,8 +161,8 @@ cargo --version
 
 # ---------------------------------------------------------------------------------------------
 step fmt cargo fmt --all --check
-step clippy cargo clippy --all-targets --locked -- -D warnings
-step build cargo build --all-targets --locked
+step clippy cargo clippy --workspace --all-targets --locked -- -D warnings
+step build cargo build --workspace --all-targets --locked
 # The binary under test is the one users get: the static-pie release build (README "Building").
 step release cargo rustc --release --locked --bin gpurun -- -C target-feature=+crt-static
 export GPURUN_BIN=$repo/target/release/gpurun
@@ -127,7 +179,7 @@ fi
 # ---------------------------------------------------------------------------------------------
 say "cargo test as $(id -un)"
 log="$logs/test-$(id -un).log"
-cargo test --locked --no-fail-fast -- --show-output >"$log" 2>&1
+logged "$log" cargo test --workspace --locked --no-fail-fast -- --show-output
 rc=$?
 grep -E '^(test |test result:|     Running|SKIP:)' "$log" | grep -vE '\.\.\. ok$' | head -n 200
 count_tests "$log" "$(id -un)"
@@ -151,7 +203,7 @@ run_as_user() {
     chmod 0755 "$stage"
     mkdir -p "$stage/bin"
     # Test binaries, as cargo built them (the JSON lists every test target's executable).
-    mapfile -t bins < <(cargo test --locked --no-run --message-format=json 2>/dev/null | python3 -c '
+    mapfile -t bins < <(cargo test --workspace --locked --no-run --message-format=json 2>/dev/null | python3 -c '
 import json, sys
 for line in sys.stdin:
     try:
@@ -192,13 +244,13 @@ for line in sys.stdin:
         name=$(basename "$b")
         ulog="$logs/test-$test_user-$name.log"
         echo "     Running $name as $test_user"
-        runuser -u "$test_user" -- env -i \
+        logged "$ulog" runuser -u "$test_user" -- env -i \
             PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
             HOME="$home" TMPDIR="$stage/tmp" USER="$test_user" LANG=C.UTF-8 \
             GPURUN_CACHE_DIR="$home/.cache/gpurun" \
             GPURUN_BIN="$stage/bin/gpurun" GPURUN_FIXTURES="$fx" GPURUN_CORPUS="$corpus" \
             RUST_BACKTRACE=1 GPURUN_TEST_UNPRIVILEGED_PASS=1 "${extra[@]}" \
-            sh -c 'cd "$TMPDIR" && exec "$0" --show-output' "$stage/bin/$name" >"$ulog" 2>&1
+            sh -c 'cd "$TMPDIR" && exec "$0" --show-output' "$stage/bin/$name"
         rc=$?
         grep -E '^(test |test result:|SKIP:|ROOT-ONLY:)' "$ulog" | grep -vE '\.\.\. ok$' | head -n 100
         count_tests "$ulog" "$test_user"
@@ -215,6 +267,12 @@ if [[ -n $is_root ]]; then
     run_as_user
 else
     skipped_step "unprivileged pass: run.sh is not root, so it cannot create or become $test_user"
+fi
+
+# The Slurm test cluster's daemons (started by hpc.rs through hpc/setup.sh) stop with the suite.
+if [[ -n $is_root && ${GPURUN_TEST_KEEP_DAEMONS:-0} != 1 ]]; then
+    say "stopping the test cluster's daemons (GPURUN_TEST_KEEP_DAEMONS=1 keeps them)"
+    rootfs-tests/hpc/setup.sh --stop || bad "rootfs-tests/hpc/setup.sh --stop failed"
 fi
 
 # ---------------------------------------------------------------------------------------------

@@ -30,9 +30,12 @@ fn read(path: &Path) -> Option<String> {
     std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
 }
 
-/// Runs the checks for the chosen vendors (both when neither is named).
+/// Runs the checks for the chosen vendors (both when neither is named). A vendor with no GPU in
+/// sysfs gets one line saying so, not a list of its driver's fixes: a failure when that vendor was
+/// asked for (`--rocm`, `--nv`), a warning when it was only checked because neither was named.
 pub fn run(host: &HostPaths, rocm: bool, nv: bool) -> Vec<Check> {
-    let (rocm, nv) = if !rocm && !nv { (true, true) } else { (rocm, nv) };
+    let named = rocm || nv;
+    let (rocm, nv) = if named { (rocm, nv) } else { (true, true) };
     let mut out = vec![userns(host)];
     let libs = HostLibs::new(
         std::fs::read(host.path("/etc/ld.so.cache"))
@@ -41,13 +44,24 @@ pub fn run(host: &HostPaths, rocm: bool, nv: bool) -> Vec<Check> {
             .unwrap_or_default(),
         super::ldcache::native_arch_flags(),
     );
+    let gpus = super::discover::discover(host);
+    let absent = if named { Status::Fail } else { Status::Warn };
     if rocm {
-        out.extend(amd_checks(host, &libs));
+        out.extend(amd_checks(host, &libs, &gpus, absent));
     }
     if nv {
-        out.extend(nvidia_checks(host, &libs));
+        out.extend(nvidia_checks(host, &libs, &gpus, absent));
     }
     out
+}
+
+/// The one line for a vendor that sysfs shows no GPU of (and whose driver shows nothing either).
+fn no_gpu(vendor: &str, status: Status) -> Check {
+    check(
+        status,
+        format!("no {vendor} GPU on this machine (no {vendor} display device in /sys/bus/pci/devices)"),
+        Some("`gpurun gpus` lists the GPUs gpurun sees; run on a node that has one".into()),
+    )
 }
 
 fn userns(host: &HostPaths) -> Check {
@@ -85,17 +99,21 @@ fn lib_check(libs: &HostLibs, soname: &str, missing: Status, hint: &str) -> Chec
     }
 }
 
-fn amd_checks(host: &HostPaths, libs: &HostLibs) -> Vec<Check> {
-    let gpus: Vec<_> =
-        super::discover::discover(host).into_iter().filter(|g| g.vendor == Vendor::Amd).collect();
+fn amd_checks(host: &HostPaths, libs: &HostLibs, all: &[super::Gpu], absent: Status) -> Vec<Check> {
+    let gpus: Vec<_> = all.iter().filter(|g| g.vendor == Vendor::Amd).collect();
+    let live = read(&host.sys("module/amdgpu/initstate")).as_deref() == Some("live");
+    if gpus.is_empty() && !live && !host.path("/dev/kfd").exists() {
+        return vec![no_gpu("AMD", absent)];
+    }
     let mut out = Vec::new();
-    match read(&host.sys("module/amdgpu/initstate")).as_deref() {
-        Some("live") => out.push(check(Status::Ok, "amdgpu driver loaded", None)),
-        _ => out.push(check(
+    if live {
+        out.push(check(Status::Ok, "amdgpu driver loaded", None));
+    } else {
+        out.push(check(
             Status::Fail,
-            "amdgpu driver not loaded (/sys/module/amdgpu/initstate is not \"live\"): rocminfo says \"ROCk module is NOT loaded\"",
+            format!("{} AMD GPU(s) found but the amdgpu driver is not loaded (/sys/module/amdgpu/initstate is not \"live\")", gpus.len()),
             Some("load it on the host: `sudo modprobe amdgpu` (install the amdgpu-dkms driver if that fails)".into()),
-        )),
+        ));
     }
     out.push(check(
         if gpus.is_empty() { Status::Fail } else { Status::Ok },
@@ -128,9 +146,14 @@ fn amd_checks(host: &HostPaths, libs: &HostLibs) -> Vec<Check> {
     out
 }
 
-fn nvidia_checks(host: &HostPaths, libs: &HostLibs) -> Vec<Check> {
+fn nvidia_checks(host: &HostPaths, libs: &HostLibs, all: &[super::Gpu], absent: Status) -> Vec<Check> {
+    let gpus: Vec<_> = all.iter().filter(|g| g.vendor == Vendor::Nvidia).collect();
+    let version = read(&host.proc("driver/nvidia/version"));
+    if gpus.is_empty() && version.is_none() {
+        return vec![no_gpu("NVIDIA", absent)];
+    }
     let mut out = Vec::new();
-    match read(&host.proc("driver/nvidia/version")) {
+    match version {
         Some(v) => out.push(check(
             Status::Ok,
             format!("nvidia driver loaded: {}", v.lines().next().unwrap_or("")),
@@ -138,7 +161,10 @@ fn nvidia_checks(host: &HostPaths, libs: &HostLibs) -> Vec<Check> {
         )),
         None => out.push(check(
             Status::Fail,
-            "nvidia driver not loaded (no /proc/driver/nvidia/version): nvidia-smi exits 9",
+            format!(
+                "{} NVIDIA GPU(s) found but the nvidia driver is not loaded (no /proc/driver/nvidia/version)",
+                gpus.len()
+            ),
             Some("load it on the host: `sudo modprobe nvidia` (or `sudo nvidia-modprobe`)".into()),
         )),
     }
@@ -154,7 +180,7 @@ fn nvidia_checks(host: &HostPaths, libs: &HostLibs) -> Vec<Check> {
     if host.path("/dev/nvidiactl").exists() {
         out.push(node_check(host, "/dev/nvidiactl"));
     }
-    for g in super::discover::discover(host).iter().filter(|g| g.vendor == Vendor::Nvidia) {
+    for g in &gpus {
         for node in g.nodes() {
             if host.path(&node).exists() {
                 out.push(node_check(host, &node));
@@ -182,4 +208,65 @@ pub fn render(checks: &[Check]) -> (String, bool) {
         }
     }
     (out, checks.iter().any(|c| c.status == Status::Fail))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake host root, removed on drop.
+    struct FakeHost(std::path::PathBuf);
+    impl FakeHost {
+        fn new(tag: &str) -> FakeHost {
+            let dir = std::env::temp_dir().join(format!("gpurun-doctor-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            FakeHost(dir)
+        }
+        fn pci_gpu(&self, addr: &str, vendor: &str) {
+            let dir = self.0.join("sys/bus/pci/devices").join(addr);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("class"), "0x030000\n").unwrap();
+            std::fs::write(dir.join("vendor"), format!("{vendor}\n")).unwrap();
+            std::fs::write(dir.join("device"), "0x1234\n").unwrap();
+        }
+        fn host(&self) -> HostPaths {
+            HostPaths { root: self.0.clone() }
+        }
+    }
+    impl Drop for FakeHost {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_gpu_less_machine_gets_no_driver_advice() {
+        let fake = FakeHost::new("none");
+        let (text, failed) = render(&run(&fake.host(), false, true));
+        assert!(failed, "{text}");
+        assert!(text.contains("FAIL no NVIDIA GPU on this machine"), "{text}");
+        for unobserved in ["modprobe", "nvidia-smi", "rocminfo", "AMD"] {
+            assert!(!text.contains(unobserved), "{unobserved} in:\n{text}");
+        }
+        // Neither vendor named: both are reported as absent, and that is no failure.
+        let (text, failed) = render(&run(&fake.host(), false, false));
+        assert!(!failed, "{text}");
+        assert!(text.contains("warn no AMD GPU") && text.contains("warn no NVIDIA GPU"), "{text}");
+        assert!(!text.contains("modprobe") && !text.contains("ROCk"), "{text}");
+    }
+
+    #[test]
+    fn a_gpu_without_its_driver_gets_the_modprobe_hint() {
+        let fake = FakeHost::new("nodriver");
+        fake.pci_gpu("0000:01:00.0", "0x10de");
+        fake.pci_gpu("0000:02:00.0", "0x1002");
+        let (text, failed) = render(&run(&fake.host(), true, true));
+        assert!(failed, "{text}");
+        assert!(text.contains("1 NVIDIA GPU(s) found but the nvidia driver is not loaded"), "{text}");
+        assert!(text.contains("sudo modprobe nvidia"), "{text}");
+        assert!(text.contains("1 AMD GPU(s) found but the amdgpu driver is not loaded"), "{text}");
+        assert!(text.contains("sudo modprobe amdgpu"), "{text}");
+        assert!(!text.contains("nvidia-smi exits") && !text.contains("ROCk module"), "{text}");
+    }
 }
