@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_gpurun_global_optspecs
-    string join \n q/quiet v/verbose cache-dir= ref= platform= rocm nv gpus= device= run pwd= fakeroot B/bind= c/contain no-home writable-tmpfs e/env= env-file= C/cleanenv pid-ns= dry-run h/help V/version
+    string join \n q/quiet v/verbose cache-dir= ref= platform= rocm nv gpus= device= run pwd= f/fakeroot B/bind= c/contain no-home H/home= C/containall writable-tmpfs env= no-env= env-file= e/cleanenv pid-ns= p/pid u/userns s/shell= nvccli w/writable o/overlay= n/net i/ipc W/workdir= hostname= mount= dry-run h/help V/version
 end
 
 function __fish_gpurun_needs_command
@@ -31,24 +31,41 @@ complete -c gpurun -n "__fish_gpurun_needs_command" -l gpus -d 'GPUs to expose: 
 complete -c gpurun -n "__fish_gpurun_needs_command" -l device -d 'CDI device to add (vendor.com/class=name); repeatable' -r
 complete -c gpurun -n "__fish_gpurun_needs_command" -l pwd -d 'Working directory inside the container' -r -F
 complete -c gpurun -n "__fish_gpurun_needs_command" -s B -l bind -d 'Bind mount SRC[:DST[:ro|rw]]; repeatable and comma-separated' -r
-complete -c gpurun -n "__fish_gpurun_needs_command" -s e -l env -d 'Set NAME=VALUE inside the container; repeatable' -r
+complete -c gpurun -n "__fish_gpurun_needs_command" -s H -l home -d 'Home directory: bind SRC at DST (default: at SRC) and make it $HOME, also with --contain (Apptainer\'s --home)' -r
+complete -c gpurun -n "__fish_gpurun_needs_command" -l env -d 'Set NAME=VALUE inside the container; repeatable and comma-separated (`--env A=1,B=2`; a piece without `=` continues the previous value: `--env LIST=a,b`)' -r
+complete -c gpurun -n "__fish_gpurun_needs_command" -l no-env -d 'Do not pass these host variables into the container (`NAME`, or `PREFIX*`); repeatable and comma-separated' -r
 complete -c gpurun -n "__fish_gpurun_needs_command" -l env-file -d 'Read NAME=VALUE lines from FILE; repeatable' -r -F
 complete -c gpurun -n "__fish_gpurun_needs_command" -l pid-ns -d 'PID namespace: `private` (an init is PID 1), `host` (no init: gpurun execs the command in place, as it would run outside a container), or `auto` (the default): `host` when gpurun is started as an MPI rank (OMPI_COMM_WORLD_RANK, PMIX_RANK or PMI_RANK is set), else `private`' -r -f -a "auto\t'`host` for an MPI rank, `private` otherwise'
 private\t'A new PID namespace with gpurun\'s init as PID 1'
 host\t'The host\'s PID namespace; gpurun execs the command in place'"
+complete -c gpurun -n "__fish_gpurun_needs_command" -s s -l shell -d 'The shell of `gpurun shell` (default: $APPTAINER_SHELL, $SINGULARITY_SHELL, else /bin/sh)' -r
+complete -c gpurun -n "__fish_gpurun_needs_command" -s o -l overlay -r
+complete -c gpurun -n "__fish_gpurun_needs_command" -s W -l workdir -r
+complete -c gpurun -n "__fish_gpurun_needs_command" -l hostname -r
+complete -c gpurun -n "__fish_gpurun_needs_command" -l mount -r
 complete -c gpurun -n "__fish_gpurun_needs_command" -s q -l quiet -d 'Print nothing but errors (no progress bar, no warnings)'
 complete -c gpurun -n "__fish_gpurun_needs_command" -s v -l verbose -d 'More detail on stderr; repeat for debug output'
 complete -c gpurun -n "__fish_gpurun_needs_command" -l rocm -d 'Bind the host\'s AMD GPUs (/dev/kfd, render nodes) and ROCm userspace'
 complete -c gpurun -n "__fish_gpurun_needs_command" -l nv -d 'Bind the host\'s NVIDIA GPUs and driver userspace'
 complete -c gpurun -n "__fish_gpurun_needs_command" -l run -d 'Pass the arguments after IMAGE to the image\'s ENTRYPOINT in place of its CMD'
-complete -c gpurun -n "__fish_gpurun_needs_command" -l fakeroot -d 'Map yourself to root inside the container (with subordinate ids when /etc/subuid allows)'
+complete -c gpurun -n "__fish_gpurun_needs_command" -s f -l fakeroot -d 'Map yourself to root inside the container (with subordinate ids when /etc/subuid allows)'
 complete -c gpurun -n "__fish_gpurun_needs_command" -s c -l contain -d 'Do not bind $HOME, the current directory or /tmp from the host (empty tmpfs for $HOME and /tmp)'
 complete -c gpurun -n "__fish_gpurun_needs_command" -l no-home -d 'Do not bind $HOME'
+complete -c gpurun -n "__fish_gpurun_needs_command" -s C -l containall -d 'Apptainer\'s --containall: --contain, --cleanenv and a private PID namespace'
 complete -c gpurun -n "__fish_gpurun_needs_command" -l writable-tmpfs -d 'Make the root filesystem writable through a tmpfs overlay whose changes vanish at exit'
-complete -c gpurun -n "__fish_gpurun_needs_command" -s C -l cleanenv -d 'Pass nothing from the host environment but TERM and the proxy variables'
+complete -c gpurun -n "__fish_gpurun_needs_command" -s e -l cleanenv -d 'Pass nothing from the host environment but TERM and the proxy variables'
+complete -c gpurun -n "__fish_gpurun_needs_command" -s p -l pid -d 'Apptainer\'s --pid: the same as --pid-ns private'
+complete -c gpurun -n "__fish_gpurun_needs_command" -s u -l userns -d 'Apptainer\'s --userns: accepted; gpurun always runs in a user namespace unless started by root'
+complete -c gpurun -n "__fish_gpurun_needs_command" -l nvccli
+complete -c gpurun -n "__fish_gpurun_needs_command" -s w -l writable
+complete -c gpurun -n "__fish_gpurun_needs_command" -s n -l net
+complete -c gpurun -n "__fish_gpurun_needs_command" -s i -l ipc
 complete -c gpurun -n "__fish_gpurun_needs_command" -l dry-run -d 'Print the launch plan as JSON instead of running it'
 complete -c gpurun -n "__fish_gpurun_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c gpurun -n "__fish_gpurun_needs_command" -s V -l version -d 'Print version'
+complete -c gpurun -n "__fish_gpurun_needs_command" -a "exec" -d 'Apptainer\'s `exec`: run COMMAND in IMAGE (the same as `gpurun [OPTIONS] IMAGE COMMAND`)'
+complete -c gpurun -n "__fish_gpurun_needs_command" -a "run" -d 'Apptainer\'s `run`: run the image\'s ENTRYPOINT, with ARGS in place of its CMD (`--run`)'
+complete -c gpurun -n "__fish_gpurun_needs_command" -a "shell" -d 'Apptainer\'s `shell`: an interactive shell in IMAGE (--shell, $APPTAINER_SHELL, or /bin/sh); arguments after IMAGE go to the shell'
 complete -c gpurun -n "__fish_gpurun_needs_command" -a "inspect" -d 'Show an image\'s configuration and layers without unpacking it'
 complete -c gpurun -n "__fish_gpurun_needs_command" -a "unpack" -d 'Unpack an image into the cache (if needed) and print its rootfs directory'
 complete -c gpurun -n "__fish_gpurun_needs_command" -a "images" -d 'List cached images with their size and source'
@@ -57,6 +74,120 @@ complete -c gpurun -n "__fish_gpurun_needs_command" -a "prune" -d 'Remove cached
 complete -c gpurun -n "__fish_gpurun_needs_command" -a "gpus" -d 'List the host\'s GPUs: index, vendor, model, PCI address, kind, nodes, gfx target, access'
 complete -c gpurun -n "__fish_gpurun_needs_command" -a "doctor" -d 'Check what GPU runs need (user namespaces, drivers, device access, libraries) and say how to fix it'
 complete -c gpurun -n "__fish_gpurun_needs_command" -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l ref -d 'Image reference inside the archive (a RepoTag such as `busybox:latest`, or an OCI ref name)' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l platform -d 'Platform to select from a multi-platform image, as os/arch[/variant]' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l gpus -d 'GPUs to expose: `all`, or a comma-separated list of indexes, PCI addresses or render nodes' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l device -d 'CDI device to add (vendor.com/class=name); repeatable' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l pwd -d 'Working directory inside the container' -r -F
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -s B -l bind -d 'Bind mount SRC[:DST[:ro|rw]]; repeatable and comma-separated' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -s H -l home -d 'Home directory: bind SRC at DST (default: at SRC) and make it $HOME, also with --contain (Apptainer\'s --home)' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l env -d 'Set NAME=VALUE inside the container; repeatable and comma-separated (`--env A=1,B=2`; a piece without `=` continues the previous value: `--env LIST=a,b`)' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l no-env -d 'Do not pass these host variables into the container (`NAME`, or `PREFIX*`); repeatable and comma-separated' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l env-file -d 'Read NAME=VALUE lines from FILE; repeatable' -r -F
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l pid-ns -d 'PID namespace: `private` (an init is PID 1), `host` (no init: gpurun execs the command in place, as it would run outside a container), or `auto` (the default): `host` when gpurun is started as an MPI rank (OMPI_COMM_WORLD_RANK, PMIX_RANK or PMI_RANK is set), else `private`' -r -f -a "auto\t'`host` for an MPI rank, `private` otherwise'
+private\t'A new PID namespace with gpurun\'s init as PID 1'
+host\t'The host\'s PID namespace; gpurun execs the command in place'"
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -s s -l shell -d 'The shell of `gpurun shell` (default: $APPTAINER_SHELL, $SINGULARITY_SHELL, else /bin/sh)' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -s o -l overlay -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -s W -l workdir -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l hostname -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l mount -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l cache-dir -d 'Cache directory (default: $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l rocm -d 'Bind the host\'s AMD GPUs (/dev/kfd, render nodes) and ROCm userspace'
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l nv -d 'Bind the host\'s NVIDIA GPUs and driver userspace'
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l run -d 'Pass the arguments after IMAGE to the image\'s ENTRYPOINT in place of its CMD'
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -s f -l fakeroot -d 'Map yourself to root inside the container (with subordinate ids when /etc/subuid allows)'
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -s c -l contain -d 'Do not bind $HOME, the current directory or /tmp from the host (empty tmpfs for $HOME and /tmp)'
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l no-home -d 'Do not bind $HOME'
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -s C -l containall -d 'Apptainer\'s --containall: --contain, --cleanenv and a private PID namespace'
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l writable-tmpfs -d 'Make the root filesystem writable through a tmpfs overlay whose changes vanish at exit'
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -s e -l cleanenv -d 'Pass nothing from the host environment but TERM and the proxy variables'
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -s p -l pid -d 'Apptainer\'s --pid: the same as --pid-ns private'
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -s u -l userns -d 'Apptainer\'s --userns: accepted; gpurun always runs in a user namespace unless started by root'
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l nvccli
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -s w -l writable
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -s n -l net
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -s i -l ipc
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l dry-run -d 'Print the launch plan as JSON instead of running it'
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -s q -l quiet -d 'Print nothing but errors (no progress bar, no warnings)'
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -s v -l verbose -d 'More detail on stderr; repeat for debug output'
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l ref -d 'Image reference inside the archive (a RepoTag such as `busybox:latest`, or an OCI ref name)' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l platform -d 'Platform to select from a multi-platform image, as os/arch[/variant]' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l gpus -d 'GPUs to expose: `all`, or a comma-separated list of indexes, PCI addresses or render nodes' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l device -d 'CDI device to add (vendor.com/class=name); repeatable' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l pwd -d 'Working directory inside the container' -r -F
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -s B -l bind -d 'Bind mount SRC[:DST[:ro|rw]]; repeatable and comma-separated' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -s H -l home -d 'Home directory: bind SRC at DST (default: at SRC) and make it $HOME, also with --contain (Apptainer\'s --home)' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l env -d 'Set NAME=VALUE inside the container; repeatable and comma-separated (`--env A=1,B=2`; a piece without `=` continues the previous value: `--env LIST=a,b`)' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l no-env -d 'Do not pass these host variables into the container (`NAME`, or `PREFIX*`); repeatable and comma-separated' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l env-file -d 'Read NAME=VALUE lines from FILE; repeatable' -r -F
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l pid-ns -d 'PID namespace: `private` (an init is PID 1), `host` (no init: gpurun execs the command in place, as it would run outside a container), or `auto` (the default): `host` when gpurun is started as an MPI rank (OMPI_COMM_WORLD_RANK, PMIX_RANK or PMI_RANK is set), else `private`' -r -f -a "auto\t'`host` for an MPI rank, `private` otherwise'
+private\t'A new PID namespace with gpurun\'s init as PID 1'
+host\t'The host\'s PID namespace; gpurun execs the command in place'"
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -s s -l shell -d 'The shell of `gpurun shell` (default: $APPTAINER_SHELL, $SINGULARITY_SHELL, else /bin/sh)' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -s o -l overlay -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -s W -l workdir -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l hostname -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l mount -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l cache-dir -d 'Cache directory (default: $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l rocm -d 'Bind the host\'s AMD GPUs (/dev/kfd, render nodes) and ROCm userspace'
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l nv -d 'Bind the host\'s NVIDIA GPUs and driver userspace'
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l run -d 'Pass the arguments after IMAGE to the image\'s ENTRYPOINT in place of its CMD'
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -s f -l fakeroot -d 'Map yourself to root inside the container (with subordinate ids when /etc/subuid allows)'
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -s c -l contain -d 'Do not bind $HOME, the current directory or /tmp from the host (empty tmpfs for $HOME and /tmp)'
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l no-home -d 'Do not bind $HOME'
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -s C -l containall -d 'Apptainer\'s --containall: --contain, --cleanenv and a private PID namespace'
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l writable-tmpfs -d 'Make the root filesystem writable through a tmpfs overlay whose changes vanish at exit'
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -s e -l cleanenv -d 'Pass nothing from the host environment but TERM and the proxy variables'
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -s p -l pid -d 'Apptainer\'s --pid: the same as --pid-ns private'
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -s u -l userns -d 'Apptainer\'s --userns: accepted; gpurun always runs in a user namespace unless started by root'
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l nvccli
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -s w -l writable
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -s n -l net
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -s i -l ipc
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l dry-run -d 'Print the launch plan as JSON instead of running it'
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -s q -l quiet -d 'Print nothing but errors (no progress bar, no warnings)'
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -s v -l verbose -d 'More detail on stderr; repeat for debug output'
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l ref -d 'Image reference inside the archive (a RepoTag such as `busybox:latest`, or an OCI ref name)' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l platform -d 'Platform to select from a multi-platform image, as os/arch[/variant]' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l gpus -d 'GPUs to expose: `all`, or a comma-separated list of indexes, PCI addresses or render nodes' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l device -d 'CDI device to add (vendor.com/class=name); repeatable' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l pwd -d 'Working directory inside the container' -r -F
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -s B -l bind -d 'Bind mount SRC[:DST[:ro|rw]]; repeatable and comma-separated' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -s H -l home -d 'Home directory: bind SRC at DST (default: at SRC) and make it $HOME, also with --contain (Apptainer\'s --home)' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l env -d 'Set NAME=VALUE inside the container; repeatable and comma-separated (`--env A=1,B=2`; a piece without `=` continues the previous value: `--env LIST=a,b`)' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l no-env -d 'Do not pass these host variables into the container (`NAME`, or `PREFIX*`); repeatable and comma-separated' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l env-file -d 'Read NAME=VALUE lines from FILE; repeatable' -r -F
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l pid-ns -d 'PID namespace: `private` (an init is PID 1), `host` (no init: gpurun execs the command in place, as it would run outside a container), or `auto` (the default): `host` when gpurun is started as an MPI rank (OMPI_COMM_WORLD_RANK, PMIX_RANK or PMI_RANK is set), else `private`' -r -f -a "auto\t'`host` for an MPI rank, `private` otherwise'
+private\t'A new PID namespace with gpurun\'s init as PID 1'
+host\t'The host\'s PID namespace; gpurun execs the command in place'"
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -s s -l shell -d 'The shell of `gpurun shell` (default: $APPTAINER_SHELL, $SINGULARITY_SHELL, else /bin/sh)' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -s o -l overlay -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -s W -l workdir -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l hostname -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l mount -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l cache-dir -d 'Cache directory (default: $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l rocm -d 'Bind the host\'s AMD GPUs (/dev/kfd, render nodes) and ROCm userspace'
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l nv -d 'Bind the host\'s NVIDIA GPUs and driver userspace'
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l run -d 'Pass the arguments after IMAGE to the image\'s ENTRYPOINT in place of its CMD'
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -s f -l fakeroot -d 'Map yourself to root inside the container (with subordinate ids when /etc/subuid allows)'
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -s c -l contain -d 'Do not bind $HOME, the current directory or /tmp from the host (empty tmpfs for $HOME and /tmp)'
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l no-home -d 'Do not bind $HOME'
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -s C -l containall -d 'Apptainer\'s --containall: --contain, --cleanenv and a private PID namespace'
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l writable-tmpfs -d 'Make the root filesystem writable through a tmpfs overlay whose changes vanish at exit'
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -s e -l cleanenv -d 'Pass nothing from the host environment but TERM and the proxy variables'
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -s p -l pid -d 'Apptainer\'s --pid: the same as --pid-ns private'
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -s u -l userns -d 'Apptainer\'s --userns: accepted; gpurun always runs in a user namespace unless started by root'
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l nvccli
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -s w -l writable
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -s n -l net
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -s i -l ipc
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l dry-run -d 'Print the launch plan as JSON instead of running it'
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -s q -l quiet -d 'Print nothing but errors (no progress bar, no warnings)'
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -s v -l verbose -d 'More detail on stderr; repeat for debug output'
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c gpurun -n "__fish_gpurun_using_subcommand inspect" -l ref -d 'Image reference inside the archive (a RepoTag such as `busybox:latest`, or an OCI ref name)' -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand inspect" -l platform -d 'Platform to select from a multi-platform image, as os/arch[/variant]' -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand inspect" -l cache-dir -d 'Cache directory (default: $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
@@ -95,11 +226,14 @@ complete -c gpurun -n "__fish_gpurun_using_subcommand doctor" -l nv -d 'Check on
 complete -c gpurun -n "__fish_gpurun_using_subcommand doctor" -s q -l quiet -d 'Print nothing but errors (no progress bar, no warnings)'
 complete -c gpurun -n "__fish_gpurun_using_subcommand doctor" -s v -l verbose -d 'More detail on stderr; repeat for debug output'
 complete -c gpurun -n "__fish_gpurun_using_subcommand doctor" -s h -l help -d 'Print help'
-complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from inspect unpack images rm prune gpus doctor help" -f -a "inspect" -d 'Show an image\'s configuration and layers without unpacking it'
-complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from inspect unpack images rm prune gpus doctor help" -f -a "unpack" -d 'Unpack an image into the cache (if needed) and print its rootfs directory'
-complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from inspect unpack images rm prune gpus doctor help" -f -a "images" -d 'List cached images with their size and source'
-complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from inspect unpack images rm prune gpus doctor help" -f -a "rm" -d 'Remove cached images by id (or id prefix) or by source archive'
-complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from inspect unpack images rm prune gpus doctor help" -f -a "prune" -d 'Remove cached images whose source archive changed or vanished, and leftovers of killed unpacks'
-complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from inspect unpack images rm prune gpus doctor help" -f -a "gpus" -d 'List the host\'s GPUs: index, vendor, model, PCI address, kind, nodes, gfx target, access'
-complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from inspect unpack images rm prune gpus doctor help" -f -a "doctor" -d 'Check what GPU runs need (user namespaces, drivers, device access, libraries) and say how to fix it'
-complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from inspect unpack images rm prune gpus doctor help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack images rm prune gpus doctor help" -f -a "exec" -d 'Apptainer\'s `exec`: run COMMAND in IMAGE (the same as `gpurun [OPTIONS] IMAGE COMMAND`)'
+complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack images rm prune gpus doctor help" -f -a "run" -d 'Apptainer\'s `run`: run the image\'s ENTRYPOINT, with ARGS in place of its CMD (`--run`)'
+complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack images rm prune gpus doctor help" -f -a "shell" -d 'Apptainer\'s `shell`: an interactive shell in IMAGE (--shell, $APPTAINER_SHELL, or /bin/sh); arguments after IMAGE go to the shell'
+complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack images rm prune gpus doctor help" -f -a "inspect" -d 'Show an image\'s configuration and layers without unpacking it'
+complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack images rm prune gpus doctor help" -f -a "unpack" -d 'Unpack an image into the cache (if needed) and print its rootfs directory'
+complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack images rm prune gpus doctor help" -f -a "images" -d 'List cached images with their size and source'
+complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack images rm prune gpus doctor help" -f -a "rm" -d 'Remove cached images by id (or id prefix) or by source archive'
+complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack images rm prune gpus doctor help" -f -a "prune" -d 'Remove cached images whose source archive changed or vanished, and leftovers of killed unpacks'
+complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack images rm prune gpus doctor help" -f -a "gpus" -d 'List the host\'s GPUs: index, vendor, model, PCI address, kind, nodes, gfx target, access'
+complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack images rm prune gpus doctor help" -f -a "doctor" -d 'Check what GPU runs need (user namespaces, drivers, device access, libraries) and say how to fix it'
+complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack images rm prune gpus doctor help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -201,10 +201,10 @@ fn sentinel_is_pristine(root: &Path) -> Result<(), String> {
                 md.mtime()
             ));
         }
-        if let Some(text) = content {
-            if fs::read(&path).map_err(|e| e.to_string())? != text.as_bytes() {
-                return Err(format!("{}: content changed", path.display()));
-            }
+        if let Some(text) = content
+            && fs::read(&path).map_err(|e| e.to_string())? != text.as_bytes()
+        {
+            return Err(format!("{}: content changed", path.display()));
         }
     }
     let names = |p: &Path| -> Vec<_> {
@@ -283,7 +283,7 @@ fn path_bytes(spec: &str) -> Result<Vec<u8>, String> {
 }
 
 fn unhex(hex: &str) -> Result<Vec<u8>, String> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return Err(format!("odd-length hex {hex:?}"));
     }
     (0..hex.len())
@@ -457,10 +457,10 @@ fn check(root: &Path, c: &Value, xattrs_work: bool) -> Result<(), String> {
                         problems.push(format!("sha256 {got} != {want}"));
                     }
                 }
-                if let Some(want) = c.get("size").and_then(Value::as_u64) {
-                    if md.size() != want {
-                        problems.push(format!("size {} != {want}", md.size()));
-                    }
+                if let Some(want) = c.get("size").and_then(Value::as_u64)
+                    && md.size() != want
+                {
+                    problems.push(format!("size {} != {want}", md.size()));
                 }
             }
         }
@@ -507,14 +507,10 @@ fn check(root: &Path, c: &Value, xattrs_work: bool) -> Result<(), String> {
                     (None, Some(h)) => Some(unhex(h.as_str().unwrap_or_default())?),
                     _ => None,
                 };
-                if let Some(want) = want {
-                    if got.as_os_str().as_bytes() != want {
-                        problems.push(format!(
-                            "target {} != {}",
-                            show(got.as_os_str().as_bytes()),
-                            show(&want)
-                        ));
-                    }
+                if let Some(want) = want
+                    && got.as_os_str().as_bytes() != want
+                {
+                    problems.push(format!("target {} != {}", show(got.as_os_str().as_bytes()), show(&want)));
                 }
             }
         }
@@ -531,33 +527,33 @@ fn check(root: &Path, c: &Value, xattrs_work: bool) -> Result<(), String> {
                     Ok(v) => problems.push(format!("xattr {name} = {} != {want:?}", show(&v))),
                     Err(e) => problems.push(format!("xattr {name}: {e}")),
                 }
-            } else if kind == "no_xattr" {
-                if let Ok(v) = got {
-                    problems.push(format!("xattr {name} present: {}", show(&v)));
-                }
+            } else if kind == "no_xattr"
+                && let Ok(v) = got
+            {
+                problems.push(format!("xattr {name} present: {}", show(&v)));
             }
         }
         _ => unreachable!(),
     }
-    if let Some(want) = mode_of(c, "mode")? {
-        if perm != want {
-            problems.push(format!("mode {perm:04o} != {want:04o}"));
-        }
+    if let Some(want) = mode_of(c, "mode")?
+        && perm != want
+    {
+        problems.push(format!("mode {perm:04o} != {want:04o}"));
     }
-    if let Some(bits) = mode_of(c, "mode_has")? {
-        if perm & bits != bits {
-            problems.push(format!("mode {perm:04o} lacks {bits:04o}"));
-        }
+    if let Some(bits) = mode_of(c, "mode_has")?
+        && perm & bits != bits
+    {
+        problems.push(format!("mode {perm:04o} lacks {bits:04o}"));
     }
-    if let Some(bits) = mode_of(c, "mode_lacks")? {
-        if perm & bits != 0 {
-            problems.push(format!("mode {perm:04o} has some of {bits:04o}"));
-        }
+    if let Some(bits) = mode_of(c, "mode_lacks")?
+        && perm & bits != 0
+    {
+        problems.push(format!("mode {perm:04o} has some of {bits:04o}"));
     }
-    if let Some(want) = c.get("mtime").and_then(Value::as_i64) {
-        if md.mtime() != want {
-            problems.push(format!("mtime {} != {want}", md.mtime()));
-        }
+    if let Some(want) = c.get("mtime").and_then(Value::as_i64)
+        && md.mtime() != want
+    {
+        problems.push(format!("mtime {} != {want}", md.mtime()));
     }
     if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
 }
@@ -804,10 +800,10 @@ fn run_case(corpus: &Corpus, case: &Value) -> Vec<String> {
                 }
             }
         }
-        if let Some(max) = case.get("max_seconds").and_then(Value::as_f64) {
-            if run.elapsed.as_secs_f64() > max {
-                problems.push(format!("took {:.1} s, more than {max} s", run.elapsed.as_secs_f64()));
-            }
+        if let Some(max) = case.get("max_seconds").and_then(Value::as_f64)
+            && run.elapsed.as_secs_f64() > max
+        {
+            problems.push(format!("took {:.1} s, more than {max} s", run.elapsed.as_secs_f64()));
         }
     }
     if let Some(max) = case.get("max_rss_mb").and_then(Value::as_i64) {

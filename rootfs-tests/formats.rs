@@ -609,7 +609,7 @@ fn unpack_under_way(cache: &Path, path: &Path, grace: Duration) -> Option<std::p
 fn sigterm_or_ctrl_c_during_unpack_removes_staging() {
     use std::os::unix::process::ExitStatusExt;
     let Some(path) = fixture("big") else { return };
-    for signal in ["TERM", "INT"] {
+    for (signal, number) in [("TERM", libc::SIGTERM), ("INT", libc::SIGINT)] {
         let tmp = TempDir::new("sigterm");
         let cache = tmp.path().join("cache");
         let Some(mut child) = (0..3).find_map(|_| unpack_under_way(&cache, &path, Duration::from_millis(50)))
@@ -617,10 +617,10 @@ fn sigterm_or_ctrl_c_during_unpack_removes_staging() {
             skip("the big fixture unpacked before it could be interrupted; make it bigger");
             return;
         };
-        output(Command::new("kill").args([format!("-{signal}"), child.id().to_string()]));
+        // SAFETY: signalling our own child, which has not been waited for yet (its pid is live).
+        assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, number) }, 0, "kill -{signal}");
         let status = child.wait().unwrap();
-        let expected = if signal == "TERM" { 15 } else { 2 };
-        assert_eq!(status.signal(), Some(expected), "SIG{signal}: gpurun should die of it: {status:?}");
+        assert_eq!(status.signal(), Some(number), "SIG{signal}: gpurun should die of it: {status:?}");
         assert_no_staging(&cache, &format!("after SIG{signal} during the unpack"));
         assert!(published(&cache).is_empty(), "SIG{signal}: nothing published");
     }
@@ -754,4 +754,106 @@ fn images_rm_and_prune() {
     run_ok(gpurun(&cache).args(["prune", "--all"]), "prune --all");
     assert!(images_json(&cache).is_empty(), "prune --all empties the cache");
     assert!(published(&cache).is_empty());
+}
+
+/// A Buildah image whose WORKDIR no layer holds (issue 9) starts there, as under `podman run`:
+/// from `/` (nothing bound), with `--contain` and with `--fakeroot`. The directory is made in the
+/// run's own upper layer: the cached rootfs never gets it.
+#[test]
+fn buildah_workdir_in_no_layer_is_created_at_start() {
+    let Some(path) = fixture("buildah-workdir.tar") else { return };
+    let tmp = TempDir::new("buildah-workdir");
+    let cache = tmp.path().join("cache");
+    for opts in [&[][..], &["--contain"], &["--fakeroot"]] {
+        let out = run_ok(
+            gpurun(&cache).current_dir("/").args(opts).arg(&path).arg("pwd"),
+            &format!("gpurun {opts:?} buildah-workdir.tar"),
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "/work/dir", "{opts:?}: {}", describe(&out));
+    }
+    let rootfs = unpack(&cache, &path, &[]);
+    assert!(!rootfs.join("work").exists(), "the WORKDIR was made in the cached rootfs {}", rootfs.display());
+}
+
+/// Every command classifies a directory IMAGE the same way (issue 9): an extracted `docker save`
+/// is an image for `inspect`, `unpack` and a run alike (it used to run as a root filesystem), and
+/// skopeo's `dir:` layout is refused by all three with the command that converts it.
+#[test]
+fn directory_images_are_classified_once() {
+    let Some(archive) = fixture("docker-archive.tar") else { return };
+    let Some(layout) = fixture("oci-layout") else { return };
+    let tmp = TempDir::new("dirkinds");
+    let cache = tmp.path().join("cache");
+    let saved = tmp.path().join("saved");
+    fs::create_dir(&saved).unwrap();
+    run_ok(Command::new("tar").arg("-C").arg(&saved).arg("-xf").arg(&archive), "tar -xf docker-archive.tar");
+    let from_archive = unpack(&cache, &archive, &[]);
+    assert_eq!(unpack(&cache, &saved, &[]), from_archive, "the extracted save is the same image");
+    let inspected = inspect(&cache, &saved, &[]);
+    assert!(inspected.to_string().contains("gpurun/busybox"), "{inspected}");
+    let out = run_ok(gpurun(&cache).arg(&saved).args(["cat", "/etc/passwd"]), "run the extracted save");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("app:x:1000"), "{}", describe(&out));
+
+    let skopeo_dir = tmp.path().join("skopeo-dir");
+    let copy = output(
+        Command::new("skopeo")
+            .args(["--insecure-policy", "copy", "-q"])
+            .arg(format!("oci:{}:latest", layout.display()))
+            .arg(format!("dir:{}", skopeo_dir.display())),
+    );
+    if !copy.status.success() {
+        skip(&format!("skopeo copy to dir: failed: {}", describe(&copy)));
+        return;
+    }
+    for args in [&["inspect"][..], &["unpack"], &[]] {
+        let mut cmd = gpurun(&cache);
+        cmd.args(args).arg(&skopeo_dir);
+        if args.is_empty() {
+            cmd.arg("true");
+        }
+        let err = run_fails(&mut cmd, &format!("{args:?} on a skopeo dir:"));
+        assert!(
+            err.contains("is a skopeo dir: layout") && err.contains("skopeo copy dir:"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+/// skopeo's zstd:chunked layers (issue 9): skopeo 1.9 writes them with a DiffID that no longer
+/// names their tar, which gpurun refuses saying so; a writer whose layers do match is accepted.
+#[test]
+fn zstd_chunked_layers_are_checked_and_explained() {
+    let Some(layout) = fixture("oci-layout") else { return };
+    let tmp = TempDir::new("zstd-chunked");
+    let chunked = tmp.path().join("chunked");
+    let copy = output(
+        Command::new("skopeo")
+            .args([
+                "--insecure-policy",
+                "copy",
+                "-q",
+                "--dest-compress",
+                "--dest-compress-format",
+                "zstd:chunked",
+            ])
+            .arg(format!("oci:{}:latest", layout.display()))
+            .arg(format!("oci:{}:latest", chunked.display())),
+    );
+    if !copy.status.success() {
+        skip(&format!("this skopeo cannot write zstd:chunked: {}", describe(&copy)));
+        return;
+    }
+    let cache = tmp.path().join("cache");
+    let out = output(gpurun(&cache).arg("unpack").arg(&chunked));
+    if out.status.success() {
+        let rootfs = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        assert_rootfs_matches(&rootfs, expected_rootfs("busybox"), "zstd:chunked");
+        return;
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    assert!(err.contains("DiffID mismatch in a zstd:chunked layer"), "{err}");
+    assert!(err.contains("hint: copy the image again without zstd:chunked"), "{err}");
+    assert_no_staging(&cache, "after the refused zstd:chunked layer");
+    assert!(published(&cache).is_empty(), "nothing published");
 }

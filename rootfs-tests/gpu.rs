@@ -257,13 +257,7 @@ fn setup() -> Option<Env> {
         skip(&format!("vendor userspace could not be fetched: {}", describe(&got)));
         return None;
     }
-    // A fresh machine has neither the groups nor the users: make them here, so this test does not
-    // depend on run.sh's unprivileged pass (which runs later) having created them.
-    for group in [RENDER, VIDEO] {
-        ensure_group(group);
-    }
-    ensure_user(GPU_USER, &[RENDER, VIDEO]);
-    ensure_user(PLAIN_USER, &[]);
+    ensure_accounts();
     let dir = public_temp("gpu-env");
     let ld_cache = build_ld_cache(dir.path(), &vendor.join("root/usr/lib/x86_64-linux-gnu/nvidia/current"));
     let busybox_image = busybox_rootfs(&dir.path().join("busybox"))?;
@@ -274,30 +268,52 @@ fn setup() -> Option<Env> {
     Some(Env { _dir: dir, vendor, ld_cache, busybox_image, glibc_image, caches })
 }
 
+/// A fresh machine has neither the groups nor the users: make them here, so no test depends on
+/// run.sh's unprivileged pass (which runs later) having created them. Once per test process,
+/// because these tests run in parallel threads and the shadow tools refuse to race: `useradd`
+/// exits 9 when another thread created the user between our check and our call, and 10 when it
+/// holds the lock on /etc/passwd. Exit 9 from another process (hpc/setup.sh) is no error either.
+fn ensure_accounts() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for group in [RENDER, VIDEO] {
+            ensure_group(group);
+        }
+        ensure_user(GPU_USER, &[RENDER, VIDEO]);
+        ensure_user(PLAIN_USER, &[]);
+    });
+}
+
+/// `useradd`/`groupadd`'s exit status for "already exists" (shadow-utils).
+const EXISTS: i32 = 9;
+
 fn ensure_group(name: &str) {
     if output(Command::new("getent").args(["group", name])).status.code() == Some(0) {
         return;
     }
     let out = output(Command::new("groupadd").args(["--system", name]));
-    assert_eq!(out.status.code(), Some(0), "groupadd {name}: {}", describe(&out));
+    assert!(matches!(out.status.code(), Some(0 | EXISTS)), "groupadd {name}: {}", describe(&out));
 }
 
 /// Creates `name` (no home) or adds an existing one to `groups`.
 fn ensure_user(name: &str, groups: &[&str]) {
-    if output(Command::new("id").arg(name)).status.code() == Some(0) {
+    if output(Command::new("id").arg(name)).status.code() != Some(0) {
+        let mut cmd = Command::new("useradd");
+        cmd.args(["-M", "-s", "/bin/sh", name]);
         if !groups.is_empty() {
-            let out = output(Command::new("usermod").args(["-a", "-G", &groups.join(","), name]));
-            assert_eq!(out.status.code(), Some(0), "usermod {name}: {}", describe(&out));
+            cmd.args(["-G", &groups.join(",")]);
         }
-        return;
+        let out = output(&mut cmd);
+        match out.status.code() {
+            Some(0) => return,
+            Some(EXISTS) => {}
+            _ => panic!("useradd {name}: {}", describe(&out)),
+        }
     }
-    let mut cmd = Command::new("useradd");
-    cmd.args(["-M", "-s", "/bin/sh", name]);
     if !groups.is_empty() {
-        cmd.args(["-G", &groups.join(",")]);
+        let out = output(Command::new("usermod").args(["-a", "-G", &groups.join(","), name]));
+        assert_eq!(out.status.code(), Some(0), "usermod {name}: {}", describe(&out));
     }
-    let out = output(&mut cmd);
-    assert_eq!(out.status.code(), Some(0), "useradd {name}: {}", describe(&out));
 }
 
 /// The host's cache plus one more library directory (the extracted NVIDIA libraries, or a test's
@@ -429,6 +445,17 @@ fn mixed_amd_nvidia_server() {
         assert_eq!(by_env, one, "the variable selects like --gpus");
         let amd1 = inside(&env, &host, user, &[("ROCR_VISIBLE_DEVICES", "1")], &["--rocm"], SHOW);
         assert!(amd1.starts_with("card2 renderD129 \nkfd \nROCR=0 "), "renumbered: {amd1}");
+        // Slurm's allocation selects (issue 9): its IDs win over the *_VISIBLE_DEVICES it also
+        // sets, and what the container inherits is renumbered from 0.
+        let show_cuda = format!("{SHOW}; echo \"CUDA=${{CUDA_VISIBLE_DEVICES-unset}}\"");
+        let slurm = [("SLURM_JOB_GPUS", "0,1"), ("SLURM_STEP_GPUS", "1"), ("CUDA_VISIBLE_DEVICES", "1")];
+        let step = inside(&env, &host, user, &slurm, &["--nv"], &show_cuda);
+        assert!(step.starts_with("card4 renderD131 \n") && step.contains("NV=0"), "{user}: {step}");
+        assert!(step.ends_with("CUDA=0"), "CUDA_VISIBLE_DEVICES renumbered: {step}");
+        let job = [("SLURM_JOB_GPUS", "1"), ("ROCR_VISIBLE_DEVICES", "0"), ("CUDA_VISIBLE_DEVICES", "1")];
+        let amd = inside(&env, &host, user, &job, &["--rocm"], &show_cuda);
+        assert!(amd.starts_with("card2 renderD129 \nkfd \nROCR=0 "), "SLURM_JOB_GPUS=1: {amd}");
+        assert!(amd.ends_with("CUDA=0"), "{amd}");
         for image in [&env.busybox_image, &env.glibc_image] {
             let out = gpurun(&env, &host, user, &[], &["-c", "--rocm", image.to_str().unwrap(), "rocminfo"]);
             println!("{user} {} rocminfo: {}", image.display(), describe(&out));
@@ -554,6 +581,10 @@ fn cdi_device_from_a_spec() {
         assert_eq!(lines[3].trim(), size, "the host library is mounted: {got}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("chmod"), "the hook that cannot run is reported: {}", describe(&out));
+        let quiet =
+            gpurun(&env, &host, user, &[], &["-q", "-c", "--device", "nvidia.com/gpu=1", image, "true"]);
+        assert_eq!(quiet.status.code(), Some(0), "{user} -q: {}", describe(&quiet));
+        assert!(quiet.stderr.is_empty(), "-q silences the GPU warnings too: {}", describe(&quiet));
         let unknown = gpurun(&env, &host, user, &[], &["-c", "--device", "nvidia.com/gpu=7", image, "true"]);
         assert_eq!(unknown.status.code(), Some(125), "{}", describe(&unknown));
         assert!(String::from_utf8_lossy(&unknown.stderr).contains("gpu=7"), "{}", describe(&unknown));

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{TempDir, describe, is_root, output, skip};
+use support::{TempDir, describe, is_root, output, processes_with, skip};
 
 /// A fresh busybox rootfs in a temporary directory (busybox from Debian's busybox-static).
 struct Rootfs {
@@ -198,17 +198,6 @@ fn sigterm_trap(fs: &Rootfs, opts: &[&str]) {
     let status = child.wait().unwrap();
     assert_eq!(lines.next().map(|l| l.unwrap()).as_deref(), Some("trapped"), "{opts:?}");
     assert_eq!(status.code(), Some(7), "{opts:?}");
-}
-
-fn processes_with(marker: &str) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
-        })
-        .collect()
 }
 
 #[test]
@@ -608,4 +597,109 @@ fn host_pid_namespace_workload_holds_the_cache_lease() {
     child.wait().unwrap();
     let rm = output(support::gpurun(cache.path()).arg("rm").arg(&image));
     assert_eq!(rm.status.code(), Some(0), "{}", describe(&rm));
+}
+
+/// What an image may hold where gpurun reads its files (issue 9): a FIFO (whose open blocks), a
+/// device node (root only: mknod), a symlink into `/proc/self`, a 2 GiB sparse file and a
+/// directory, at each path gpurun reads (the loader cache, the account files, libc for its
+/// version). Plain, `--fakeroot`, `--rocm` and `--nv` runs each either work or fail with a
+/// clear error, quickly: gpurun must never block on, or read without bound, what an image says.
+#[test]
+fn hostile_nodes_where_gpurun_reads_the_image() {
+    use std::os::unix::fs::symlink;
+    let Some(fs) = setup("hostile-nodes") else { return };
+    let root = fs.root();
+    std::fs::create_dir_all(root.join("lib/x86_64-linux-gnu")).unwrap();
+    let paths = ["etc/ld.so.cache", "etc/passwd", "etc/group", "lib/x86_64-linux-gnu/libc.so.6"];
+    let mut kinds = vec!["fifo", "proc-self-symlink", "sparse-2GiB", "directory"];
+    if is_root() {
+        kinds.push("char-device");
+    }
+    let modes: [&[&str]; 4] = [&[], &["--fakeroot"], &["--rocm"], &["--nv"]];
+    for path in paths {
+        let target = root.join(path);
+        let saved = std::fs::read(&target).ok();
+        for kind in &kinds {
+            let _ = std::fs::remove_file(&target);
+            match *kind {
+                "fifo" => assert!(output(Command::new("mkfifo").arg(&target)).status.success()),
+                "proc-self-symlink" => symlink("/proc/self/fd/0", &target).unwrap(),
+                "sparse-2GiB" => std::fs::File::create(&target).unwrap().set_len(2 << 30).unwrap(),
+                "directory" => std::fs::create_dir(&target).unwrap(),
+                _ => {
+                    assert!(output(Command::new("mknod").arg(&target).args(["c", "1", "5"])).status.success())
+                }
+            }
+            for mode in modes {
+                let mut cmd = gpurun(&fs, mode, &["true"]);
+                let got = support::run_limited(&mut cmd, Duration::from_secs(20));
+                let what = format!("{kind} at /{path}, gpurun {mode:?}");
+                assert!(!got.timed_out, "{what}: gpurun hung");
+                assert!(got.elapsed < Duration::from_secs(3), "{what}: took {:?}", got.elapsed);
+                let code = got.output.status.code();
+                let err = String::from_utf8_lossy(&got.output.stderr);
+                assert!(
+                    code == Some(0) || (code == Some(125) && err.contains("gpurun: error:")),
+                    "{what}: neither worked nor failed clearly: {}",
+                    describe(&got.output)
+                );
+                assert!(!err.contains("panicked"), "{what}: {err}");
+            }
+            if *kind == "directory" {
+                std::fs::remove_dir(&target).unwrap();
+            }
+        }
+        let _ = std::fs::remove_file(&target);
+        if let Some(bytes) = saved {
+            std::fs::write(&target, bytes).unwrap();
+        }
+    }
+}
+
+/// An Apptainer user's command line works unchanged (issue 9): the verbs, `-C` (containall),
+/// `-e` (cleanenv), comma lists in `--env`, `APPTAINERENV_*`, `APPTAINER_BIND`, `--no-env`,
+/// `-H SRC:DST`; an option gpurun lacks fails saying what to write instead.
+#[test]
+fn apptainer_command_lines_work_unchanged() {
+    let Some(fs) = setup("apptainer") else { return };
+    let root = fs.root();
+    let root = root.to_str().unwrap();
+    let data = TempDir::new("apptainer-data");
+    std::fs::write(data.path().join("marker"), "bound").unwrap();
+    // A host /tmp marker, visible through the default /tmp bind, hidden by -C.
+    let marker = TempDir::new_in(Path::new("/tmp"), "apptainer-tmp");
+    let with = |vars: &[(&str, &str)], args: &[&str]| {
+        let mut cmd = support::gpurun(fs.cache.path());
+        cmd.args(args).stdin(Stdio::null()).env("SECRET", "s3cret");
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let out = output(&mut cmd);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", describe(&out));
+        stdout(&out)
+    };
+    assert_eq!(with(&[], &["exec", root, "echo", "hi"]), "hi");
+    assert_eq!(with(&[], &["shell", root, "-c", "echo shell-ok"]), "shell-ok");
+    assert_eq!(with(&[], &["exec", "--env", "A=1,B=2", root, "sh", "-c", "echo $A$B"]), "12");
+    let env_line = "echo \"$FOO|${APPTAINERENV_FOO-unset}|${SECRET-unset}\"";
+    assert_eq!(
+        with(&[("APPTAINERENV_FOO", "bar")], &["exec", root, "sh", "-c", env_line]),
+        "bar|unset|s3cret"
+    );
+    assert_eq!(with(&[], &["exec", "--no-env", "SECRET", root, "sh", "-c", env_line]), "|unset|unset");
+    assert_eq!(with(&[], &["exec", "-e", root, "sh", "-c", env_line]), "|unset|unset", "-e is --cleanenv");
+    let bind = format!("{}:/mnt/data", data.path().display());
+    assert_eq!(with(&[("APPTAINER_BIND", &bind)], &["exec", root, "cat", "/mnt/data/marker"]), "bound");
+    let probe = format!("test -e {} && echo seen || echo hidden", marker.path().display());
+    assert_eq!(with(&[], &["exec", root, "sh", "-c", &probe]), "seen");
+    assert_eq!(with(&[], &["exec", "-C", root, "sh", "-c", &probe]), "hidden", "-C is --containall");
+    let home = format!("{}:/home/me", data.path().display());
+    assert_eq!(
+        with(&[], &["exec", "-H", &home, "-C", root, "sh", "-c", "echo $HOME; cat ~/marker"]),
+        "/home/me\nbound"
+    );
+    let out = output(support::gpurun(fs.cache.path()).args(["exec", "--nvccli", root, "true"]));
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--nvccli") && err.contains("hint: use --nv"), "{err}");
 }

@@ -92,7 +92,7 @@ pub struct RunArgs {
     pub pwd: Option<PathBuf>,
 
     /// Map yourself to root inside the container (with subordinate ids when /etc/subuid allows).
-    #[arg(long)]
+    #[arg(long, short = 'f')]
     pub fakeroot: bool,
 
     /// Bind mount SRC[:DST[:ro|rw]]; repeatable and comma-separated.
@@ -107,20 +107,35 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_home: bool,
 
+    /// Home directory: bind SRC at DST (default: at SRC) and make it $HOME, also with --contain
+    /// (Apptainer's --home).
+    #[arg(long, short = 'H', value_name = "SRC[:DST]")]
+    pub home: Option<String>,
+
+    /// Apptainer's --containall: --contain, --cleanenv and a private PID namespace.
+    #[arg(long, short = 'C')]
+    pub containall: bool,
+
     /// Make the root filesystem writable through a tmpfs overlay whose changes vanish at exit.
     #[arg(long)]
     pub writable_tmpfs: bool,
 
-    /// Set NAME=VALUE inside the container; repeatable.
-    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
+    /// Set NAME=VALUE inside the container; repeatable and comma-separated (`--env A=1,B=2`; a
+    /// piece without `=` continues the previous value: `--env LIST=a,b`).
+    #[arg(long = "env", value_name = "NAME=VALUE[,...]")]
     pub env: Vec<String>,
+
+    /// Do not pass these host variables into the container (`NAME`, or `PREFIX*`); repeatable and
+    /// comma-separated.
+    #[arg(long = "no-env", value_name = "NAME[,NAME...]", value_delimiter = ',')]
+    pub no_env: Vec<String>,
 
     /// Read NAME=VALUE lines from FILE; repeatable.
     #[arg(long = "env-file", value_name = "FILE")]
     pub env_files: Vec<PathBuf>,
 
     /// Pass nothing from the host environment but TERM and the proxy variables.
-    #[arg(long, short = 'C')]
+    #[arg(long, short = 'e')]
     pub cleanenv: bool,
 
     /// PID namespace: `private` (an init is PID 1), `host` (no init: gpurun execs the command in
@@ -128,6 +143,22 @@ pub struct RunArgs {
     /// started as an MPI rank (OMPI_COMM_WORLD_RANK, PMIX_RANK or PMI_RANK is set), else `private`.
     #[arg(long = "pid-ns", value_name = "MODE", value_enum)]
     pub pid_ns: Option<PidNsMode>,
+
+    /// Apptainer's --pid: the same as --pid-ns private.
+    #[arg(long = "pid", short = 'p', conflicts_with = "pid_ns")]
+    pub pid: bool,
+
+    /// Apptainer's --userns: accepted; gpurun always runs in a user namespace unless started by root.
+    #[arg(long, short = 'u')]
+    pub userns: bool,
+
+    /// The shell of `gpurun shell` (default: $APPTAINER_SHELL, $SINGULARITY_SHELL, else /bin/sh).
+    #[arg(long, short = 's', value_name = "PATH")]
+    pub shell: Option<String>,
+
+    /// Apptainer options gpurun does not have: refused with what to write instead.
+    #[command(flatten)]
+    pub foreign: ForeignArgs,
 
     /// Print the launch plan as JSON instead of running it.
     #[arg(long)]
@@ -145,6 +176,41 @@ pub struct RunArgs {
     /// Extra GPU library and tool lists from the configuration files (not a command-line option).
     #[arg(skip)]
     pub gpu_lists: crate::gpu::edits::ListExtensions,
+
+    /// Which verb chose run mode (`exec`, `run`, `shell`, or none for `gpurun IMAGE`).
+    #[arg(skip)]
+    pub verb: Option<Verb>,
+}
+
+/// Apptainer's verbs, which gpurun accepts beside its own `gpurun IMAGE COMMAND`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Exec,
+    Run,
+    Shell,
+}
+
+/// Apptainer options that have no gpurun equivalent. Hidden: they exist only so that an
+/// Apptainer user's command line fails with a message saying what to write instead, never with
+/// a bare "unexpected argument" (see `request::foreign_option`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ForeignArgs {
+    #[arg(long, hide = true)]
+    pub nvccli: bool,
+    #[arg(long, short = 'w', hide = true)]
+    pub writable: bool,
+    #[arg(long, short = 'o', hide = true, value_name = "PATH")]
+    pub overlay: Vec<String>,
+    #[arg(long, short = 'n', hide = true)]
+    pub net: bool,
+    #[arg(long, short = 'i', hide = true)]
+    pub ipc: bool,
+    #[arg(long, short = 'W', hide = true, value_name = "DIR")]
+    pub workdir: Option<String>,
+    #[arg(long, hide = true, value_name = "NAME")]
+    pub hostname: Option<String>,
+    #[arg(long, hide = true, value_name = "SPEC")]
+    pub mount: Vec<String>,
 }
 
 /// `--pid-ns`, the `[run] pid_ns` key and `GPURUN_PID_NS`.
@@ -161,6 +227,13 @@ pub enum PidNsMode {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Apptainer's `exec`: run COMMAND in IMAGE (the same as `gpurun [OPTIONS] IMAGE COMMAND`).
+    Exec(RunArgs),
+    /// Apptainer's `run`: run the image's ENTRYPOINT, with ARGS in place of its CMD (`--run`).
+    Run(RunArgs),
+    /// Apptainer's `shell`: an interactive shell in IMAGE (--shell, $APPTAINER_SHELL, or /bin/sh);
+    /// arguments after IMAGE go to the shell.
+    Shell(RunArgs),
     /// Show an image's configuration and layers without unpacking it.
     Inspect(InspectArgs),
     /// Unpack an image into the cache (if needed) and print its rootfs directory.
@@ -240,7 +313,23 @@ pub struct PruneArgs {
 /// The command line of this process, parsed: by the fast path when it can, else by clap (which
 /// exits with its usage message on errors, `--help` and `--version`).
 pub fn parse(args: Vec<OsString>) -> Cli {
-    fast::parse(&args).unwrap_or_else(|| Cli::parse_from(normalize_args(args)))
+    fast::parse(&args).unwrap_or_else(|| into_run_mode(Cli::parse_from(normalize_args(args))))
+}
+
+/// `gpurun exec|run|shell [OPTIONS] IMAGE ...` is run mode: their options become `cli.run`, so
+/// that configuration, validation and execution see one shape.
+fn into_run_mode(mut cli: Cli) -> Cli {
+    let (verb, args) = match cli.command.take() {
+        Some(Command::Exec(a)) => (Verb::Exec, a),
+        Some(Command::Run(a)) => (Verb::Run, a),
+        Some(Command::Shell(a)) => (Verb::Shell, a),
+        other => {
+            cli.command = other;
+            return cli;
+        }
+    };
+    cli.run = RunArgs { verb: Some(verb), ..args };
+    cli
 }
 
 /// Lets global options come before a subcommand (`gpurun -q images`) although run mode has a
@@ -257,12 +346,44 @@ pub fn normalize_args(args: Vec<OsString>) -> Vec<OsString> {
     // The common case, `gpurun IMAGE ...` or `gpurun SUBCOMMAND ...`, needs no command tree;
     // only build clap's (a measurable part of a warm start) when options come first.
     if !args.get(1).is_some_and(|a| a.to_string_lossy().starts_with('-')) {
-        return match args.get(1) {
-            Some(first) if !is_subcommand_name(&first.to_string_lossy()) => end_options_after(args, 1),
+        return match args.get(1).map(|a| a.to_string_lossy().into_owned()) {
+            Some(first) if VERBS.contains(&first.as_str()) => end_verb_options(args, &Cli::command()),
+            Some(first) if !is_subcommand_name(&first) => end_options_after(args, 1),
             _ => args,
         };
     }
     let cmd = Cli::command();
+    let is_subcommand = |tok: &str| {
+        cmd.get_subcommands().any(|s| s.get_name() == tok || s.get_all_aliases().any(|a| a == tok))
+    };
+    let i = skip_options(&args, 1, &cmd);
+    let first_positional = args.get(i).map(|t| t.to_string_lossy().into_owned());
+    match first_positional {
+        Some(tok) if i > 1 && (is_subcommand(&tok) || tok == "help") => {
+            let mut out = args.clone();
+            let sub = out.remove(i);
+            out.insert(1, sub);
+            if VERBS.contains(&tok.as_str()) { end_verb_options(out, &cmd) } else { out }
+        }
+        Some(tok) if tok != "--" => end_options_after(args, i),
+        _ => args,
+    }
+}
+
+/// Apptainer's verbs, whose options also end at IMAGE.
+const VERBS: [&str; 3] = ["exec", "run", "shell"];
+
+/// `gpurun VERB [OPTIONS] IMAGE ...` (the verb at position 1): `--` after IMAGE.
+fn end_verb_options(args: Vec<OsString>, cmd: &clap::Command) -> Vec<OsString> {
+    let image = skip_options(&args, 2, cmd);
+    match args.get(image) {
+        Some(tok) if tok != "--" => end_options_after(args, image),
+        _ => args,
+    }
+}
+
+/// The index of the first token from `start` on that is not an option or an option's value.
+fn skip_options(args: &[OsString], start: usize, cmd: &clap::Command) -> usize {
     let takes_value = |tok: &str| {
         cmd.get_arguments().any(|a| {
             a.get_action().takes_values()
@@ -270,10 +391,7 @@ pub fn normalize_args(args: Vec<OsString>) -> Vec<OsString> {
                     || a.get_short().is_some_and(|s| tok == format!("-{s}")))
         })
     };
-    let is_subcommand = |tok: &str| {
-        cmd.get_subcommands().any(|s| s.get_name() == tok || s.get_all_aliases().any(|a| a == tok))
-    };
-    let mut i = 1;
+    let mut i = start;
     while i < args.len() {
         let tok = args[i].to_string_lossy();
         if tok == "--" || !tok.starts_with('-') {
@@ -285,17 +403,7 @@ pub fn normalize_args(args: Vec<OsString>) -> Vec<OsString> {
             1 + usize::from(bundle_wants_next(&tok, |c| takes_value(&format!("-{c}"))))
         };
     }
-    let first_positional = args.get(i).map(|t| t.to_string_lossy().into_owned());
-    match first_positional {
-        Some(tok) if i > 1 && (is_subcommand(&tok) || tok == "help") => {
-            let mut out = args.clone();
-            let sub = out.remove(i);
-            out.insert(1, sub);
-            out
-        }
-        Some(tok) if tok != "--" => end_options_after(args, i),
-        _ => args,
-    }
+    i
 }
 
 /// Whether a short-option token (`-B`, `-cB`, `-cB/a:/b`) leaves its value to the next token:
@@ -338,6 +446,13 @@ mod tests {
         // Bundled short options: the value-taking one takes the next token when it is last.
         assert_eq!(norm("-cB /a:/b --nv img cmd"), ["-cB", "/a:/b", "--nv", "img", "--", "cmd"]);
         assert_eq!(norm("-cB/a:/b img cmd"), ["-cB/a:/b", "img", "--", "cmd"]);
+        // Apptainer's verbs: their options end at IMAGE too.
+        assert_eq!(
+            norm("exec --nv -B /a img python -c x"),
+            ["exec", "--nv", "-B", "/a", "img", "--", "python", "-c", "x"]
+        );
+        assert_eq!(norm("-q shell -c img -l"), ["shell", "-q", "-c", "img", "--", "-l"]);
+        assert_eq!(norm("run img"), ["run", "img"]);
         assert_eq!(norm("-qc img cmd"), ["-qc", "img", "--", "cmd"]);
         let cli = Cli::try_parse_from(normalize_args(
             ["gpurun", "img.tar", "sh", "-c", "--contain"].map(OsString::from).to_vec(),

@@ -172,13 +172,13 @@ fn forget_memos(cache: &Cache, pred: impl Fn(&SourceMemo) -> bool) {
 
 /// True when the memo's archive is still the file it describes.
 fn memo_current(m: &SourceMemo) -> bool {
-    let probe = if m.path.is_dir() { m.path.join("index.json") } else { m.path.clone() };
+    let probe = crate::image::identity_probe(&m.path);
     fs::metadata(&probe).is_ok_and(|meta| FileIdentity::of(&meta) == m.identity)
 }
 
 pub fn prune(args: &PruneArgs, cache: &Cache, ui: &Ui) -> Result<String, CommandError> {
     let mut out = String::new();
-    prune_staging(cache, &mut out)?;
+    prune_staging(cache, &mut out, ui)?;
     forget_memos(cache, |m| !memo_current(m));
     let live: BTreeSet<String> = memos(cache).into_iter().map(|(_, m)| m.id).collect();
     let mut freed = 0;
@@ -207,7 +207,7 @@ pub fn prune(args: &PruneArgs, cache: &Cache, ui: &Ui) -> Result<String, Command
 }
 
 /// Staging directories whose image lock is free belong to killed unpacks.
-fn prune_staging(cache: &Cache, out: &mut String) -> Result<(), CommandError> {
+fn prune_staging(cache: &Cache, out: &mut String, ui: &Ui) -> Result<(), CommandError> {
     let dir = cache.staging_dir();
     let Ok(rd) = fs::read_dir(&dir) else { return Ok(()) };
     for entry in rd.flatten() {
@@ -225,9 +225,7 @@ fn prune_staging(cache: &Cache, out: &mut String) -> Result<(), CommandError> {
                 Ok(()) => {
                     let _ = writeln!(out, "removed leftover {}", entry.path().display());
                 }
-                Err(e) => {
-                    eprintln!("gpurun: warning: could not remove leftover {}: {e}", entry.path().display())
-                }
+                Err(e) => ui.warn(&format!("could not remove leftover {}: {e}", entry.path().display())),
             }
         }
     }

@@ -143,10 +143,10 @@ pub fn parse(file: &Path, text: &str, env: &BTreeMap<String, String>) -> Result<
     let doc: FileDoc = toml::from_str(text).map_err(|e| at(e.span(), e.message().trim().to_string()))?;
     let expand_at = |s: &Spanned<String>| expand(s.get_ref(), env).map_err(|m| at(Some(s.span()), m));
     let cache_dir = doc.cache.dir.as_ref().map(expand_at).transpose()?.map(PathBuf::from);
-    if let (Some(dir), Some(raw)) = (&cache_dir, &doc.cache.dir) {
-        if !dir.is_absolute() {
-            return Err(at(Some(raw.span()), format!("cache.dir {dir:?} must be an absolute path")));
-        }
+    if let (Some(dir), Some(raw)) = (&cache_dir, &doc.cache.dir)
+        && !dir.is_absolute()
+    {
+        return Err(at(Some(raw.span()), format!("cache.dir {dir:?} must be an absolute path")));
     }
     let binds = match &doc.run.binds {
         None => None,
@@ -301,7 +301,8 @@ fn env_pid_ns(env: &BTreeMap<String, String>) -> Result<Option<PidNsMode>, Confi
 
 /// Folds the environment and `settings` into `cli` where the command line left a value unset.
 /// Environment: `GPURUN_CONTAIN`, `GPURUN_NO_HOME`, `GPURUN_CLEANENV`, `GPURUN_WRITABLE_TMPFS`
-/// (booleans), `GPURUN_BIND` (comma-separated default binds), `GPURUN_GPUS`, `GPURUN_PID_NS`;
+/// (booleans), `GPURUN_BIND` (comma-separated default binds) and Apptainer's `APPTAINER_BIND`/
+/// `SINGULARITY_BIND` (added to them), `GPURUN_GPUS`, `GPURUN_PID_NS`;
 /// `GPURUN_CACHE_DIR` and the `GPURUN_{ROCM,NV}_{LIBS,BINS}` lists are read where they always
 /// were (clap, run).
 pub fn apply(cli: &mut Cli, settings: &Settings, env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
@@ -319,13 +320,20 @@ pub fn apply(cli: &mut Cli, settings: &Settings, env: &BTreeMap<String, String>)
             *flag = env_bool(env, name)?.or(file).unwrap_or(false);
         }
     }
-    if run.pid_ns.is_none() {
+    // -p and -C (Apptainer's) ask for a private PID namespace on the command line.
+    if run.pid_ns.is_none() && !run.pid && !run.containall {
         run.pid_ns = env_pid_ns(env)?.or(settings.pid_ns);
     }
-    let defaults = match env.get("GPURUN_BIND") {
-        Some(v) => v.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+    let list = |v: &String| v.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect::<Vec<_>>();
+    let mut defaults = match env.get("GPURUN_BIND") {
+        Some(v) => list(v),
         None => settings.binds.clone().unwrap_or_default(),
     };
+    // An Apptainer user's binds (APPTAINER_BIND, else the older SINGULARITY_BIND) apply as in
+    // Apptainer, where they add to the command line's -B.
+    if let Some(v) = env.get("APPTAINER_BIND").or_else(|| env.get("SINGULARITY_BIND")) {
+        defaults = merge_binds(&defaults, &list(v));
+    }
     run.binds = merge_binds(&defaults, &run.binds);
     if run.gpus.is_none() && (run.rocm || run.nv) && !vendor_variable_set(run.rocm, run.nv, env) {
         run.gpus = env.get("GPURUN_GPUS").filter(|v| !v.is_empty()).cloned().or(settings.gpus.clone());
@@ -339,10 +347,12 @@ pub fn apply(cli: &mut Cli, settings: &Settings, env: &BTreeMap<String, String>)
     Ok(())
 }
 
-/// A default `gpus` is a fallback: a job's own `NVIDIA_VISIBLE_DEVICES` (`--nv`) or
-/// `AMD_VISIBLE_DEVICES`/`ROCR_VISIBLE_DEVICES` (`--rocm`), as a scheduler sets them, wins.
+/// A default `gpus` is a fallback: a job's own allocation (Slurm's `SLURM_STEP_GPUS`/
+/// `SLURM_JOB_GPUS`, `NVIDIA_VISIBLE_DEVICES` for `--nv`, `AMD_VISIBLE_DEVICES`/
+/// `ROCR_VISIBLE_DEVICES` for `--rocm`), as a scheduler sets it, wins.
 fn vendor_variable_set(rocm: bool, nv: bool, env: &BTreeMap<String, String>) -> bool {
-    (nv && env.contains_key("NVIDIA_VISIBLE_DEVICES"))
+    crate::gpu::edits::SLURM_GPU_VARS.iter().any(|v| env.contains_key(*v))
+        || (nv && env.contains_key("NVIDIA_VISIBLE_DEVICES"))
         || (rocm && (env.contains_key("AMD_VISIBLE_DEVICES") || env.contains_key("ROCR_VISIBLE_DEVICES")))
 }
 
@@ -508,6 +518,15 @@ mod tests {
         let mut c = cli("img");
         apply(&mut c, &merged, &env(&[("GPURUN_BIND", "/e1,/e2")])).unwrap();
         assert_eq!(c.run.binds, ["/e1", "/e2"]);
+        // Apptainer's bind variable adds to the defaults (APPTAINER_ wins over SINGULARITY_),
+        // and the command line's -B onto the same destination wins over it.
+        let mut c = cli("-B /mine:/a img");
+        let e = env(&[("GPURUN_BIND", "/e1"), ("APPTAINER_BIND", "/x:/a,/y"), ("SINGULARITY_BIND", "/old")]);
+        apply(&mut c, &merged, &e).unwrap();
+        assert_eq!(c.run.binds, ["/e1", "/y", "/mine:/a"]);
+        let mut c = cli("img");
+        apply(&mut c, &merged, &env(&[("SINGULARITY_BIND", "/old")])).unwrap();
+        assert_eq!(c.run.binds, ["/user", "/u2:/data", "/old"]);
 
         let err = apply(&mut cli("img"), &merged, &env(&[("GPURUN_CONTAIN", "maybe")])).unwrap_err();
         assert!(err.to_string().contains("GPURUN_CONTAIN=\"maybe\""), "{err}");
@@ -549,6 +568,9 @@ mod tests {
         let mut c = cli("--rocm img");
         apply(&mut c, &s, &env(&[("ROCR_VISIBLE_DEVICES", "0")])).unwrap();
         assert_eq!(c.run.gpus, None);
+        let mut c = cli("--nv img");
+        apply(&mut c, &s, &env(&[("SLURM_STEP_GPUS", "2")])).unwrap();
+        assert_eq!(c.run.gpus, None, "Slurm's allocation wins over the default");
         let mut c = cli("--nv img");
         apply(&mut c, &s, &env(&[("GPURUN_GPUS", "all")])).unwrap();
         assert_eq!(c.run.gpus.as_deref(), Some("all"));

@@ -11,6 +11,7 @@ pub mod config;
 pub mod fsutil;
 pub mod gpu;
 pub mod image;
+pub mod inroot;
 pub mod interrupt;
 pub mod plan;
 pub mod request;

@@ -95,7 +95,8 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<u8, Failure> {
             // 1, like a failed check in other doctors; 125 stays reserved for gpurun's own errors.
             Ok(u8::from(failed))
         }
-        None => run(cli, ui),
+        // `cli::parse` has made exec/run/shell run mode already.
+        Some(Command::Exec(_) | Command::Run(_) | Command::Shell(_)) | None => run(cli, ui),
     }
 }
 
@@ -116,20 +117,6 @@ fn run(cli: &Cli, ui: &Ui) -> Result<u8, Failure> {
             Some("usage: gpurun [OPTIONS] IMAGE [COMMAND [ARG...]]; see gpurun --help".into()),
         ));
     };
-    // Apptainer's verbs: `gpurun exec IMG cmd` would look for an image named "exec".
-    if let Some(verb) = image.to_str().filter(|v| ["exec", "run", "shell"].contains(v) && !image.exists()) {
-        return Err((
-            format!("no image {verb:?}: gpurun has no {verb} subcommand"),
-            Some(format!(
-                "gpurun takes the image first: gpurun [OPTIONS] IMAGE [COMMAND...] ({}); see gpurun --help",
-                match verb {
-                    "run" => "`gpurun --run IMAGE ARGS` runs the entrypoint with ARGS",
-                    "shell" => "`gpurun IMAGE sh` for a shell",
-                    _ => "`gpurun IMAGE COMMAND` runs COMMAND",
-                }
-            )),
-        ));
-    }
     // Validation first: a typo in --env or a missing bind source must not cost an unpack.
     let (request, mut host) =
         gpurun::run::validate(&cli.run).map_err(|e| (gpurun::error_chain(&e), e.hint()))?;
@@ -137,7 +124,7 @@ fn run(cli: &Cli, ui: &Ui) -> Result<u8, Failure> {
     host.staging = cache.mount_dir();
     let sel = commands::selection(&cli.run.select);
     let prepared = gpurun::image::prepare(image, &sel, &cache, ui).map_err(|e| fail(e.into()))?;
-    match gpurun::run::execute(&request, &host, prepared) {
+    match gpurun::run::execute(&request, &host, prepared, ui) {
         // Exit statuses are 8 bits; the workload's code already is one.
         Ok(code) => Ok((code & 0xff) as u8),
         Err(e) => Err((gpurun::error_chain(&e), e.hint())),

@@ -27,11 +27,11 @@
 //!
 //! | # | source                                      | notes                                         |
 //! |---|---------------------------------------------|-----------------------------------------------|
-//! | 1 | host environment                            | minus [`HOST_ONLY_VARS`] and `GPURUN_*`; with `--cleanenv` only `TERM` and the proxy variables ([`CLEANENV_KEEP`]) |
+//! | 1 | host environment                            | minus [`HOST_ONLY_VARS`], `GPURUN_*`, [`SET_PREFIXES`] and `--no-env` names; with `--cleanenv` only `TERM` and the proxy variables ([`CLEANENV_KEEP`]) |
 //! | 2 | image `Env`                                 | the image wins over the host                  |
-//! | 3 | gpurun: `PATH` (when the image sets none), `HOME` | `HOME` is the caller's home directory  |
+//! | 3 | gpurun: `PATH` (when the image sets none), `HOME`, `GPURUN_CONTAINER` | `HOME` is the caller's home directory (`--home`'s DST); `GPURUN_CONTAINER` the IMAGE, absolute |
 //! | 4 | GPU settings (`NVIDIA_VISIBLE_DEVICES`, renumbered `ROCR_VISIBLE_DEVICES`, CDI `env`) | consistent with the bound GPUs |
-//! | 5 | host `GPURUN_ENV_NAME=value`                | sets `NAME`, also with `--cleanenv`           |
+//! | 5 | host `SINGULARITYENV_NAME`, `APPTAINERENV_NAME`, `GPURUN_ENV_NAME` (that order) | sets `NAME`, also with `--cleanenv` |
 //! | 6 | `--env-file FILE` (files and lines in order) |                                              |
 //! | 7 | `--env NAME=value` (in order)               | the last word                                 |
 //! | 8 | GPU search paths: `/.gpurun/bin` appended to `PATH`, `/.gpurun/lib` to `LD_LIBRARY_PATH` | appended last, so the image's own tools and libraries keep priority and an `--env` value is extended, not lost |
@@ -99,6 +99,11 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 
 /// Host prefix for `NAME=value` pairs meant for the container.
 pub const ENV_PREFIX: &str = "GPURUN_ENV_";
+
+/// Host variables that set a container variable (row 5), lowest priority first: Apptainer's
+/// (and Singularity's) spellings are honoured so that a user's existing job scripts work.
+/// They never pass into the container as themselves.
+pub const SET_PREFIXES: [&str; 3] = ["SINGULARITYENV_", "APPTAINERENV_", ENV_PREFIX];
 
 /// Where the sandbox assembles the container: the staging tmpfs, mounted on `base` (the cache's
 /// empty `mnt` directory; the mount exists only in the run's own mount namespace, so concurrent
@@ -299,6 +304,9 @@ pub struct ImageInfo {
     pub config: RunConfig,
     pub passwd: Option<String>,
     pub group: Option<String>,
+    /// The config's WorkingDir names nothing in the rootfs: Buildah commits no layer for a
+    /// WORKDIR (Podman creates it at start), so the planner makes it, never in the rootfs.
+    pub workdir_missing: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -408,10 +416,13 @@ fn identity(
     image: &ImageInfo,
     userns: Option<&UserNamespace>,
 ) -> Result<Identity, PlanError> {
+    let chosen_home = req.home.as_ref().map(|h| h.dest.clone());
     if !req.fakeroot {
-        return Ok(Identity { uid: host.uid, gid: host.gid, home: host.home.clone(), switch: false });
+        let home = chosen_home.unwrap_or_else(|| host.home.clone());
+        return Ok(Identity { uid: host.uid, gid: host.gid, home, switch: false });
     }
-    let root = Identity { uid: 0, gid: 0, home: "/root".into(), switch: false };
+    let root =
+        Identity { uid: 0, gid: 0, home: chosen_home.unwrap_or_else(|| "/root".into()), switch: false };
     let Some(spec) = image.config.user.as_deref().map(str::trim).filter(|u| !u.is_empty()) else {
         return Ok(root);
     };
@@ -419,10 +430,10 @@ fn identity(
     if (uid, gid) == (0, 0) {
         return Ok(root);
     }
-    if let Some(ns) = userns {
-        if !mapped(&ns.uid_map, uid) || !mapped(&ns.gid_map, gid) {
-            return Err(PlanError::UserNotMapped { spec: spec.into(), uid, gid });
-        }
+    if let Some(ns) = userns
+        && (!mapped(&ns.uid_map, uid) || !mapped(&ns.gid_map, gid))
+    {
+        return Err(PlanError::UserNotMapped { spec: spec.into(), uid, gid });
     }
     let home = home.unwrap_or_else(|| if uid == 0 { "/root".into() } else { "/".into() });
     Ok(Identity { uid, gid, home, switch: true })
@@ -451,6 +462,9 @@ pub fn build(
     let layout = Layout { base: host.staging.clone() };
     let mut mounts = mount_ops(req, image, &layout, &specs, &accounts, user_namespace.is_some());
     stage_symlinks(&mut mounts, &layout, &gpu.symlinks);
+    if image.workdir_missing && image.config.working_dir.as_deref().is_some_and(|w| cwd == Path::new(w)) {
+        make_working_dir(&mut mounts, &layout, &specs, &cwd);
+    }
     // setgroups is denied in a namespace whose maps gpurun wrote itself (see sandbox::idmap).
     let may_setgroups = user_namespace.as_ref().is_none_or(|ns| ns.writer != MapWriter::Direct);
     let switch_user = who.switch.then(|| SwitchUser {
@@ -529,6 +543,9 @@ pub fn environment(req: &RunRequest, host: &HostFacts, config: &RunConfig, gpu: 
     environment_with_home(req, host, config, &host.home, gpu)
 }
 
+/// Set in every container to the IMAGE it runs (row 3 of the environment table).
+pub const CONTAINER_VAR: &str = "GPURUN_CONTAINER";
+
 fn environment_with_home(
     req: &RunRequest,
     host: &HostFacts,
@@ -541,9 +558,15 @@ fn environment_with_home(
         let passes = if req.cleanenv {
             CLEANENV_KEEP.contains(&name.as_str())
         } else {
-            !name.starts_with("GPURUN_") && !HOST_ONLY_VARS.iter().any(|(n, _)| n == name)
+            !name.starts_with("GPURUN_")
+                && !SET_PREFIXES.iter().any(|p| name.starts_with(p))
+                && !HOST_ONLY_VARS.iter().any(|(n, _)| n == name)
         };
-        if passes {
+        let blocked = req.no_env.iter().any(|pattern| match pattern.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => name == pattern,
+        });
+        if passes && !blocked {
             env.insert(name.clone(), value.clone());
         }
     }
@@ -554,6 +577,13 @@ fn environment_with_home(
     }
     env.entry("PATH".into()).or_insert_with(|| DEFAULT_PATH.into());
     env.insert("HOME".into(), home.display().to_string());
+    // The marker that a process runs in gpurun (as Apptainer sets APPTAINER_CONTAINER): the
+    // image as given, made absolute against the caller's directory.
+    let image = match &host.cwd {
+        Some(cwd) if req.image.is_relative() => cwd.join(&req.image),
+        _ => req.image.clone(),
+    };
+    env.insert(CONTAINER_VAR.into(), image.display().to_string());
     for edit in gpu {
         match edit {
             EnvEdit::Set { name, value } => {
@@ -565,9 +595,12 @@ fn environment_with_home(
             EnvEdit::Append { .. } => {}
         }
     }
-    for (name, value) in &host.env {
-        if let Some(inner) = name.strip_prefix(ENV_PREFIX).filter(|n| !n.is_empty()) {
-            env.insert(inner.into(), value.clone());
+    // Lowest-priority prefix first, so that GPURUN_ENV_X wins over APPTAINERENV_X.
+    for prefix in SET_PREFIXES {
+        for (name, value) in &host.env {
+            if let Some(inner) = name.strip_prefix(prefix).filter(|n| !n.is_empty()) {
+                env.insert(inner.into(), value.clone());
+            }
         }
     }
     for (name, value) in req.env_file_vars.iter().chain(&req.env_vars) {
@@ -704,12 +737,19 @@ fn default_bind_specs(req: &RunRequest, host: &HostFacts, who: &Identity) -> Vec
     } else {
         specs.push(bind("/tmp", "/tmp", NodeKind::Dir, false));
     }
-    let home_bound = !req.contain && !req.no_home && host.home_is_dir && !is_system_dir(&host.home);
-    // Under --fakeroot as root the caller's home is bound at /root, HOME's value (Apptainer's
-    // choice); a non-root image user keeps it at its own path.
-    let home_dest = if req.fakeroot && who.uid == 0 { Path::new("/root") } else { host.home.as_path() };
+    // `--home SRC[:DST]` is bound whatever else is asked (Apptainer: also with --contain).
+    // Otherwise, under --fakeroot as root the caller's home is bound at /root, HOME's value
+    // (Apptainer's choice); a non-root image user keeps it at its own path.
+    let (home_src, home_dest, home_bound) = match &req.home {
+        Some(h) => (h.source.as_path(), h.dest.as_path(), true),
+        None => (
+            host.home.as_path(),
+            if req.fakeroot && who.uid == 0 { Path::new("/root") } else { host.home.as_path() },
+            !req.contain && !req.no_home && host.home_is_dir && !is_system_dir(&host.home),
+        ),
+    };
     if home_bound {
-        specs.push(bind(&host.home, home_dest, NodeKind::Dir, false));
+        specs.push(bind(home_src, home_dest, NodeKind::Dir, false));
     } else if req.contain
         && home_dest.is_absolute()
         && !is_system_dir(home_dest)
@@ -728,7 +768,7 @@ fn default_bind_specs(req: &RunRequest, host: &HostFacts, who: &Identity) -> Vec
         });
     }
     if let Some(cwd) = host.cwd.as_ref().filter(|_| !req.contain) {
-        let in_home = home_bound && home_dest == host.home && cwd.starts_with(&host.home);
+        let in_home = home_bound && home_dest == home_src && cwd.starts_with(home_src);
         let covered = in_home || cwd.starts_with("/tmp");
         if !covered && !is_system_dir(cwd) && !is_in_os_tree(cwd) {
             specs.push(bind(cwd, cwd, NodeKind::Dir, false));
@@ -1007,6 +1047,31 @@ fn stage_symlinks(ops: &mut Vec<MountOp>, layout: &Layout, links: &[(PathBuf, Pa
     ops.splice(at..at, staged);
 }
 
+/// The image's WorkingDir, missing from the image, is made as Podman makes it at start: in the
+/// upper layer before the overlay is mounted (the shared rootfs is never written) or, below a
+/// tmpfs of ours, in that tmpfs once it is mounted. Below a bind it is left alone: that is a
+/// host directory, and gpurun never changes the host (the chdir then fails, naming the path).
+fn make_working_dir(ops: &mut Vec<MountOp>, layout: &Layout, specs: &[Spec], dir: &Path) {
+    let covering =
+        specs.iter().filter(|s| dir.starts_with(&s.dest)).max_by_key(|s| s.dest.components().count());
+    let mut made = BTreeSet::new();
+    let mut new_ops = Vec::new();
+    let at = match covering.map(|s| &s.what) {
+        None => {
+            make_mountpoint(&mut new_ops, &mut made, &layout.upper(), dir, NodeKind::Dir);
+            ops.iter().position(|op| matches!(op, MountOp::Overlay { .. }))
+        }
+        Some(What::Tmpfs { .. }) => {
+            make_mountpoint(&mut new_ops, &mut made, &layout.root(), dir, NodeKind::Dir);
+            ops.iter().position(|op| matches!(op, MountOp::ReadOnly { .. } | MountOp::PivotRoot { .. }))
+        }
+        Some(_) => None,
+    };
+    if let Some(at) = at {
+        ops.splice(at..at, new_ops);
+    }
+}
+
 fn mount_op(layout: &Layout, spec: &Spec) -> MountOp {
     let target = layout.in_root(&spec.dest);
     match &spec.what {
@@ -1074,6 +1139,7 @@ mod tests {
             config,
             passwd: Some("root:x:0:0::/root:/bin/sh\nalice:x:1:1::/:/bin/false\n".into()),
             group: Some("root:x:0:\nusers:x:100:\n".into()),
+            workdir_missing: false,
         }
     }
 
@@ -1123,8 +1189,12 @@ mod tests {
         img.config.env.clear();
         let plan = build(&req, &host(), &img).unwrap();
         let names: Vec<&str> = plan.env.iter().map(|e| e.split('=').next().unwrap()).collect();
-        assert_eq!(names, ["BAR", "HOME", "PATH", "TERM", "https_proxy"]);
+        assert_eq!(names, ["BAR", "GPURUN_CONTAINER", "HOME", "PATH", "TERM", "https_proxy"]);
         assert_eq!(env_of(&plan, "PATH").as_deref(), Some(DEFAULT_PATH));
+        let image = host().cwd.unwrap().join("img.tar");
+        let req = RunRequest { image: "img.tar".into(), ..RunRequest::default() };
+        let plan = build(&req, &host(), &img).unwrap();
+        assert_eq!(env_of(&plan, "GPURUN_CONTAINER").as_deref(), image.to_str(), "the image, absolute");
     }
 
     #[test]
@@ -1247,6 +1317,85 @@ mod tests {
             ro.contains(&("/staging/newroot", false))
                 && ro.contains(&("/staging/newroot/mnt/a/b", true))
                 && ro.contains(&("/staging/newroot/sys", true))
+        );
+    }
+
+    /// Apptainer's environment and home spellings (issue 9).
+    #[test]
+    fn apptainer_env_prefixes_no_env_and_home() {
+        let mut h = host();
+        h.env.extend([
+            ("SINGULARITYENV_X".into(), "singularity".into()),
+            ("APPTAINERENV_X".into(), "apptainer".into()),
+            ("APPTAINERENV_Y".into(), "y".into()),
+            ("AWS_SECRET".into(), "s".into()),
+            ("TOKEN".into(), "t".into()),
+        ]);
+        let req = RunRequest { no_env: vec!["TOKEN".into(), "AWS_*".into()], ..RunRequest::default() };
+        let plan = build(&req, &h, &image()).unwrap();
+        assert_eq!(
+            env_of(&plan, "X").as_deref(),
+            Some("apptainer"),
+            "APPTAINERENV_ wins over SINGULARITYENV_"
+        );
+        assert_eq!(env_of(&plan, "Y").as_deref(), Some("y"));
+        for hidden in ["APPTAINERENV_X", "SINGULARITYENV_X", "AWS_SECRET", "TOKEN"] {
+            assert_eq!(env_of(&plan, hidden), None, "{hidden}");
+        }
+        assert_eq!(env_of(&plan, "LANG").as_deref(), Some("C.UTF-8"), "the rest passes");
+        let cleanenv = build(&RunRequest { cleanenv: true, ..RunRequest::default() }, &h, &image()).unwrap();
+        assert_eq!(env_of(&cleanenv, "X").as_deref(), Some("apptainer"), "also with --cleanenv");
+
+        let home = crate::request::HomeSpec { source: "/scratch/me".into(), dest: "/home/me".into() };
+        for contain in [false, true] {
+            let req = RunRequest { home: Some(home.clone()), contain, ..RunRequest::default() };
+            let plan = build(&req, &host(), &image()).unwrap();
+            assert_eq!(env_of(&plan, "HOME").as_deref(), Some("/home/me"), "contain {contain}");
+            assert!(plan.mounts.iter().any(|op| matches!(op, MountOp::Bind { source, target, .. }
+                if source == Path::new("/scratch/me") && target == Path::new("/staging/newroot/home/me"))));
+            assert!(
+                !plan.mounts.iter().any(|op| matches!(op, MountOp::Bind { target, .. }
+                if target == Path::new("/staging/newroot/home/alice"))),
+                "the host home is not bound"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_working_dir_is_made_outside_the_rootfs() {
+        let contain = RunRequest { contain: true, ..RunRequest::default() };
+        let mkdir_at = |plan: &LaunchPlan, path: &str| {
+            plan.mounts
+                .iter()
+                .position(|op| matches!(op, MountOp::Mkdir { path: p, .. } if p == Path::new(path)))
+        };
+        let mut buildah = image();
+        buildah.config.working_dir = Some("/work/dir".into());
+        buildah.workdir_missing = true;
+        let plan = build(&contain, &host(), &buildah).unwrap();
+        assert_eq!(plan.cwd, Path::new("/work/dir"));
+        let made = mkdir_at(&plan, "/staging/upper/work/dir").expect("made in the upper layer");
+        assert!(made < index(&plan.mounts, |op| matches!(op, MountOp::Overlay { .. })), "before the overlay");
+        assert!(mkdir_at(&plan, "/staging/newroot/work/dir").is_none(), "{:?}", plan.mounts);
+        // Present in the image: nothing made (an upper directory would mask its owner and mode).
+        buildah.workdir_missing = false;
+        assert!(mkdir_at(&build(&contain, &host(), &buildah).unwrap(), "/staging/upper/work/dir").is_none());
+        // Below --contain's /tmp tmpfs: made in the tmpfs, after it is mounted.
+        buildah.config.working_dir = Some("/tmp/build".into());
+        buildah.workdir_missing = true;
+        let plan = build(&contain, &host(), &buildah).unwrap();
+        let made = mkdir_at(&plan, "/staging/newroot/tmp/build").expect("made in the tmpfs");
+        let tmpfs = index(
+            &plan.mounts,
+            |op| matches!(op, MountOp::Tmpfs { target, .. } if target == Path::new("/staging/newroot/tmp")),
+        );
+        assert!(tmpfs < made, "{:?}", plan.mounts);
+        // The caller's own bound directory is the working directory: nothing made.
+        let plan = build(&RunRequest::default(), &host(), &buildah).unwrap();
+        assert_eq!(plan.cwd, Path::new("/scratch/job"));
+        assert!(
+            mkdir_at(&plan, "/staging/upper/tmp/build").is_none()
+                && mkdir_at(&plan, "/staging/newroot/tmp/build").is_none()
         );
     }
 

@@ -8,7 +8,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::cli::{PidNsMode, RunArgs};
+use crate::cli::{PidNsMode, RunArgs, Verb};
 use crate::gpu::{GpuError, GpuRequest, cdi, select};
 
 /// Everything the planner needs to know about the host, gathered once, as plain data.
@@ -192,6 +192,13 @@ pub struct BindSpec {
     pub kind: NodeKind,
 }
 
+/// `--home SRC[:DST]`, checked: SRC an existing directory, DST absolute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HomeSpec {
+    pub source: PathBuf,
+    pub dest: PathBuf,
+}
+
 /// A validated run request: the CLI's intent with every host-side input checked.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RunRequest {
@@ -211,6 +218,10 @@ pub struct RunRequest {
     /// `--env` values, in command-line order.
     pub env_vars: Vec<(String, String)>,
     pub cleanenv: bool,
+    /// `--no-env`: host variables kept out (`NAME`, or `PREFIX*`).
+    pub no_env: Vec<String>,
+    /// `--home SRC[:DST]`: the home directory to bind, and where.
+    pub home: Option<HomeSpec>,
     pub dry_run: bool,
     /// `--rocm`, `--nv`, `--gpus` and `--device`, parsed (discovery happens later, in `gpu`).
     pub gpu: GpuRequest,
@@ -300,6 +311,14 @@ pub enum RequestError {
     EnvFileSyntax { file: PathBuf, line: usize, text: String },
     #[error("command argument {0:?} is not valid UTF-8")]
     NonUtf8Argument(OsString),
+    #[error("--home {spec:?}: {reason}")]
+    BadHome { spec: String, reason: String },
+    #[error("--home and --no-home contradict each other")]
+    HomeAndNoHome,
+    #[error("--shell works with `gpurun shell` only")]
+    ShellWithoutShell,
+    #[error("{option}: gpurun has no such option")]
+    Foreign { option: &'static str, instead: &'static str },
 }
 
 impl RequestError {
@@ -313,6 +332,10 @@ impl RequestError {
                 Some("the form is SRC[:DST[:ro|rw]] with an absolute DST, e.g. -B /scratch:/data:ro".into())
             }
             RequestError::GpusWithoutVendor => Some("e.g. gpurun --rocm --gpus 0 IMAGE ...".into()),
+            RequestError::Foreign { instead, .. } => Some((*instead).into()),
+            RequestError::BadHome { .. } => {
+                Some("the form is SRC[:DST]: an existing host directory, and an absolute path inside".into())
+            }
             RequestError::Gpu(e) => e.hint(),
             _ => None,
         }
@@ -324,22 +347,26 @@ impl RunRequest {
     pub fn from_args(args: &RunArgs, host: &HostFacts) -> Result<RunRequest, RequestError> {
         let image = args.image.clone().ok_or(RequestError::NoImage)?;
         let gpu = gpu_request(args)?;
-        if let Some(pwd) = &args.pwd {
-            if !pwd.is_absolute() {
-                return Err(RequestError::RelativePwd(pwd.clone()));
-            }
+        if let Some(pwd) = &args.pwd
+            && !pwd.is_absolute()
+        {
+            return Err(RequestError::RelativePwd(pwd.clone()));
         }
-        let command = args
-            .command
-            .iter()
-            .map(|a| a.clone().into_string().map_err(RequestError::NonUtf8Argument))
-            .collect::<Result<Vec<_>, _>>()?;
+        foreign_option(args)?;
+        let command = command_line(args, &host.env)?;
         let binds = parse_binds(&args.binds, host.cwd.as_deref())?;
-        let env_vars = args
-            .env
-            .iter()
-            .map(|e| parse_env_assignment(e).ok_or_else(|| RequestError::BadEnv(e.clone())))
-            .collect::<Result<_, _>>()?;
+        let mut env_vars = Vec::new();
+        for e in args.env.iter().flat_map(|e| split_env_list(e)) {
+            env_vars.push(parse_env_assignment(&e).ok_or(RequestError::BadEnv(e))?);
+        }
+        if args.home.is_some() && args.no_home {
+            return Err(RequestError::HomeAndNoHome);
+        }
+        let home = args.home.as_deref().map(|h| parse_home(h, host.cwd.as_deref())).transpose()?;
+        let pid_ns = match (args.pid || args.containall, args.pid_ns) {
+            (true, None) => PidNsMode::Private,
+            (_, mode) => mode.unwrap_or(PidNsMode::Auto),
+        };
         let mut env_file_vars = Vec::new();
         for file in &args.env_files {
             env_file_vars.extend(read_env_file(file)?);
@@ -347,21 +374,128 @@ impl RunRequest {
         Ok(RunRequest {
             image,
             command,
-            run_entrypoint: args.run,
+            run_entrypoint: args.run || args.verb == Some(Verb::Run),
             pwd: args.pwd.clone(),
             fakeroot: args.fakeroot,
             binds,
-            contain: args.contain,
+            contain: args.contain || args.containall,
             no_home: args.no_home,
             writable_tmpfs: args.writable_tmpfs,
             env_file_vars,
             env_vars,
-            cleanenv: args.cleanenv,
+            cleanenv: args.cleanenv || args.containall,
+            no_env: args.no_env.iter().filter(|v| !v.is_empty()).cloned().collect(),
+            home,
             dry_run: args.dry_run,
             gpu,
-            pid_ns: resolve_pid_ns(args.pid_ns.unwrap_or(PidNsMode::Auto), &host.env),
+            pid_ns: resolve_pid_ns(pid_ns, &host.env),
         })
     }
+}
+
+/// COMMAND as UTF-8; for `gpurun shell`, the shell first (`--shell`, `$APPTAINER_SHELL`,
+/// `$SINGULARITY_SHELL`, else `/bin/sh`) with the arguments after IMAGE as its own.
+fn command_line(args: &RunArgs, env: &[(String, String)]) -> Result<Vec<String>, RequestError> {
+    let mut command = args
+        .command
+        .iter()
+        .map(|a| a.clone().into_string().map_err(RequestError::NonUtf8Argument))
+        .collect::<Result<Vec<_>, _>>()?;
+    if args.verb != Some(Verb::Shell) {
+        return match args.shell {
+            Some(_) => Err(RequestError::ShellWithoutShell),
+            None => Ok(command),
+        };
+    }
+    let from_env = |name: &str| env.iter().find(|(n, v)| n == name && !v.is_empty()).map(|(_, v)| v.clone());
+    let shell = args
+        .shell
+        .clone()
+        .or_else(|| from_env("APPTAINER_SHELL"))
+        .or_else(|| from_env("SINGULARITY_SHELL"))
+        .unwrap_or_else(|| "/bin/sh".into());
+    command.insert(0, shell);
+    Ok(command)
+}
+
+/// Apptainer options without a gpurun equivalent: refused, saying what to write instead.
+fn foreign_option(args: &RunArgs) -> Result<(), RequestError> {
+    let f = &args.foreign;
+    let refuse = |option, instead| Err(RequestError::Foreign { option, instead });
+    if f.nvccli {
+        return refuse("--nvccli", "use --nv: gpurun finds the driver's devices and libraries itself");
+    }
+    if f.writable {
+        return refuse(
+            "--writable",
+            "the cached image is shared and never written; --writable-tmpfs gives a writable root whose changes vanish at exit",
+        );
+    }
+    if !f.overlay.is_empty() {
+        return refuse(
+            "--overlay",
+            "bind a host directory where you need to write (-B DIR:/path), or use --writable-tmpfs",
+        );
+    }
+    if f.net {
+        return refuse("--net", "gpurun always uses the host's network, as Apptainer does without --net");
+    }
+    if f.ipc {
+        return refuse("--ipc", "gpurun shares the host's IPC namespace (MPI's shared memory needs it)");
+    }
+    if f.workdir.is_some() {
+        return refuse(
+            "--workdir",
+            "--contain gives empty private /tmp and $HOME tmpfs; bind a scratch directory with -B DIR:/tmp to keep them on disk",
+        );
+    }
+    if f.hostname.is_some() {
+        return refuse("--hostname", "gpurun keeps the host's hostname (no UTS namespace)");
+    }
+    if !f.mount.is_empty() {
+        return refuse("--mount", "use -B SRC[:DST[:ro|rw]]");
+    }
+    Ok(())
+}
+
+/// `--env` values are comma-separated lists, as in Apptainer (`--env A=1,B=2`); a piece without
+/// `=` continues the previous value (`--env LIST=a,b` sets LIST to `a,b`).
+fn split_env_list(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for piece in text.split(',') {
+        match out.last_mut() {
+            Some(last) if !piece.contains('=') => {
+                last.push(',');
+                last.push_str(piece);
+            }
+            _ => out.push(piece.to_string()),
+        }
+    }
+    out
+}
+
+/// `--home SRC[:DST]`: SRC (relative to the caller's directory) must be a directory; DST is
+/// absolute and defaults to SRC.
+fn parse_home(spec: &str, cwd: Option<&Path>) -> Result<HomeSpec, RequestError> {
+    let bad = |reason: String| RequestError::BadHome { spec: spec.into(), reason };
+    let (src, dest) = match spec.split_once(':') {
+        Some((s, d)) => (s, Some(d)),
+        None => (spec, None),
+    };
+    let joined = match cwd {
+        Some(cwd) if Path::new(src).is_relative() => cwd.join(src),
+        _ => PathBuf::from(src),
+    };
+    let source = joined.canonicalize().map_err(|e| bad(format!("{}: {e}", joined.display())))?;
+    if !source.is_dir() {
+        return Err(bad(format!("{} is not a directory", source.display())));
+    }
+    let dest = match dest {
+        Some(d) if Path::new(d).is_absolute() && !d.contains("/..") => PathBuf::from(d),
+        Some(d) => return Err(bad(format!("the home inside, {d:?}, must be an absolute path"))),
+        None => source.clone(),
+    };
+    Ok(HomeSpec { source, dest })
 }
 
 /// The GPU flags, syntax-checked: `--gpus` needs a vendor flag; CDI names must be well formed.
@@ -492,6 +626,58 @@ mod tests {
         assert_eq!(parse_env_assignment("1A=x"), None);
         assert_eq!(parse_env_assignment("NOVALUE"), None);
         assert_eq!(parse_env_assignment("A-B=x"), None);
+    }
+
+    /// Apptainer's command lines mean what they mean in Apptainer (issue 9).
+    #[test]
+    fn apptainer_spellings() {
+        let parse = |line: &str| {
+            let args = std::iter::once("gpurun")
+                .chain(line.split_whitespace())
+                .map(std::ffi::OsString::from)
+                .collect();
+            let cli = crate::cli::parse(args);
+            assert!(cli.command.is_none(), "{line}: run mode");
+            let host = HostFacts { cwd: Some("/".into()), ..HostFacts::default() };
+            RunRequest::from_args(&cli.run, &host)
+        };
+        let r = parse("-C img true").unwrap();
+        assert!(r.contain && r.cleanenv && r.pid_ns.mode == PidNamespace::Private, "-C is --containall");
+        let r = parse("-e img true").unwrap();
+        assert!(r.cleanenv && !r.contain, "-e is --cleanenv");
+        let r = parse("--env A=1,B=2 --env LIST=a,b,C=3 img true").unwrap();
+        let want = [("A", "1"), ("B", "2"), ("LIST", "a,b"), ("C", "3")]
+            .map(|(a, b)| (a.to_string(), b.to_string()));
+        assert_eq!(r.env_vars, want);
+        assert_eq!(parse("-p img true").unwrap().pid_ns.mode, PidNamespace::Private);
+        let r = parse("exec --nv img python -c x").unwrap();
+        assert_eq!(
+            (r.command.as_slice(), r.gpu.nv),
+            (&["python".to_string(), "-c".into(), "x".into()][..], true)
+        );
+        let r = parse("run img a b").unwrap();
+        assert!(r.run_entrypoint && r.command == ["a", "b"]);
+        assert_eq!(parse("shell img").unwrap().command, ["/bin/sh"]);
+        assert_eq!(parse("shell -s /bin/bash img -l").unwrap().command, ["/bin/bash", "-l"]);
+        assert!(matches!(parse("-s /bin/bash img"), Err(RequestError::ShellWithoutShell)));
+        let r = parse("--no-env SECRET,AWS_* -H /tmp:/home/me -f -u img true").unwrap();
+        assert_eq!(r.no_env, ["SECRET", "AWS_*"]);
+        let tmp = Path::new("/tmp").canonicalize().unwrap();
+        assert_eq!(r.home, Some(HomeSpec { source: tmp, dest: "/home/me".into() }));
+        assert!(r.fakeroot);
+        assert!(matches!(parse("-H /tmp:rel img true"), Err(RequestError::BadHome { .. })));
+        assert!(matches!(parse("-H /tmp --no-home img true"), Err(RequestError::HomeAndNoHome)));
+        for (line, option) in [
+            ("--nvccli img true", "--nvccli"),
+            ("-w img true", "--writable"),
+            ("--overlay o.img img true", "--overlay"),
+            ("--net img true", "--net"),
+            ("-W /w img true", "--workdir"),
+        ] {
+            let err = parse(line).unwrap_err();
+            assert!(matches!(&err, RequestError::Foreign { option: o, .. } if *o == option), "{line}: {err}");
+            assert!(err.hint().is_some_and(|h| !h.is_empty()), "{line}: says what to write instead");
+        }
     }
 
     #[test]

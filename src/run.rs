@@ -3,7 +3,7 @@
 //! and either prints it (`--dry-run`) or hands it to the sandbox. It owns the mapping from
 //! outcomes to gpurun's exit status, except 125 for its own errors, which `main` applies.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use std::collections::BTreeMap;
@@ -11,9 +11,11 @@ use std::collections::BTreeMap;
 use crate::cli::RunArgs;
 use crate::gpu::{self, GpuEdits, GpuError, HostPaths};
 use crate::image::Prepared;
+use crate::inroot::Root;
 use crate::plan::{self, ImageInfo, PlanError};
 use crate::request::{HostFacts, NodeKind, RequestError, RunRequest};
 use crate::sandbox::{self, SandboxError};
+use crate::ui::Ui;
 
 /// Why gpurun could not run the workload (gpurun exits 125 for all of these).
 #[derive(Debug, thiserror::Error)]
@@ -83,12 +85,12 @@ pub fn validate(args: &RunArgs) -> Result<(RunRequest, HostFacts), RunError> {
 /// exited.
 ///
 /// Must be called while gpurun is single-threaded: the sandbox's children run on its memory and allocate.
-pub fn execute(request: &RunRequest, host: &HostFacts, prepared: Prepared) -> Result<i32, RunError> {
+pub fn execute(request: &RunRequest, host: &HostFacts, prepared: Prepared, ui: &Ui) -> Result<i32, RunError> {
     let image = image_info(&prepared)?;
     check_bind_kinds(request, host, &image.rootfs)?;
     let gpu = gpu_edits(request, host, &image)?;
     for warning in &gpu.warnings {
-        eprintln!("gpurun: warning: {warning}");
+        ui.warn(warning);
     }
     let plan = plan::build(request, host, &image, &gpu)?;
     tracing::debug!(mounts = plan.mounts.len(), cwd = %plan.cwd.display(), "launch plan ready");
@@ -144,7 +146,9 @@ fn gpu_edits(request: &RunRequest, host: &HostFacts, image: &ImageInfo) -> Resul
         image: &view,
         lists: gpu::edits::ListExtensions::from_env(&env).or(&request.gpu.lists),
     };
-    Ok(gpu::prepare(&request.gpu, &ctx)?)
+    let mut edits = gpu::prepare(&request.gpu, &ctx)?;
+    edits.warnings.extend(view.warnings.iter().cloned());
+    Ok(edits)
 }
 
 /// The image settings plus its `/etc/passwd` and `/etc/group`, read with `RESOLVE_IN_ROOT` so an
@@ -155,17 +159,18 @@ fn image_info(prepared: &Prepared) -> Result<ImageInfo, RunError> {
     // per component on every start.
     let rootfs = std::path::absolute(&prepared.rootfs)
         .map_err(|source| RunError::Rootfs { path: prepared.rootfs.clone(), source })?;
-    let root =
-        std::fs::File::open(&rootfs).map_err(|source| RunError::Rootfs { path: rootfs.clone(), source })?;
-    if !root.metadata().is_ok_and(|m| m.is_dir()) {
-        let source = io::Error::from_raw_os_error(libc::ENOTDIR);
-        return Err(RunError::Rootfs { path: rootfs, source });
-    }
+    let root = Root::open(&rootfs).map_err(|source| RunError::Rootfs { path: rootfs.clone(), source })?;
+    let workdir_missing = prepared
+        .config
+        .working_dir
+        .as_deref()
+        .is_some_and(|w| w.starts_with('/') && root.file_type(w).is_none());
     Ok(ImageInfo {
-        passwd: read_in_root(&root, "etc/passwd"),
-        group: read_in_root(&root, "etc/group"),
+        passwd: account_file(&root, "/etc/passwd"),
+        group: account_file(&root, "/etc/group"),
         rootfs,
         config: prepared.config.clone(),
+        workdir_missing,
     })
 }
 
@@ -174,30 +179,22 @@ fn image_info(prepared: &Prepared) -> Result<ImageInfo, RunError> {
 /// Destinations the image does not decide (under /dev, /proc, /sys, /tmp, HOME, the working
 /// directory or another bind) are not checked: something else is mounted there.
 fn check_bind_kinds(request: &RunRequest, host: &HostFacts, rootfs: &Path) -> Result<(), RunError> {
-    use rustix::fs::{Mode, OFlags, ResolveFlags, openat2};
     if request.binds.is_empty() {
         return Ok(());
     }
-    let root =
-        std::fs::File::open(rootfs).map_err(|source| RunError::Rootfs { path: rootfs.into(), source })?;
+    let root = Root::open(rootfs).map_err(|source| RunError::Rootfs { path: rootfs.into(), source })?;
     let not_root = |p: &Path| p != Path::new("/");
     for b in &request.binds {
         let covered = ["/dev", "/proc", "/sys", "/tmp"].iter().any(|p| b.dest.starts_with(p))
             || (not_root(&host.home) && b.dest.starts_with(&host.home))
             || host.cwd.as_deref().is_some_and(|c| not_root(c) && b.dest.starts_with(c))
             || request.binds.iter().any(|o| o.dest != b.dest && b.dest.starts_with(&o.dest));
-        let Ok(rel) = b.dest.strip_prefix("/") else { continue };
         if covered {
             continue;
         }
-        let flags = OFlags::PATH | OFlags::CLOEXEC;
-        let Ok(fd) =
-            openat2(&root, rel, flags, Mode::empty(), ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS)
-        else {
-            continue; // absent: gpurun makes the mount point
-        };
-        let Ok(st) = rustix::fs::fstat(&fd) else { continue };
-        let is_dir = rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory;
+        // Absent: gpurun makes the mount point.
+        let Some(kind) = root.file_type(&b.dest.to_string_lossy()) else { continue };
+        let is_dir = kind == rustix::fs::FileType::Directory;
         let src_is_dir = b.kind == NodeKind::Dir;
         if src_is_dir != is_dir {
             return Err(RunError::BindKind { src: b.source.clone(), dest: b.dest.clone(), src_is_dir });
@@ -210,29 +207,17 @@ fn check_bind_kinds(request: &RunRequest, host: &HostFacts, rootfs: &Path) -> Re
 pub const ACCOUNT_FILE_CAP: u64 = 1 << 20;
 
 /// Reads a small account file of the image. The image is untrusted (CVE-2024-9676: a
-/// `/etc/passwd` symlinked to `/dev/zero`, or a FIFO, made Podman hang or exhaust memory):
-/// symlinks resolve inside the root, only a regular file is read (opened non-blocking, checked
-/// with fstat), and one larger than [`ACCOUNT_FILE_CAP`] or not UTF-8 counts as absent.
-fn read_in_root(root: &std::fs::File, path: &str) -> Option<String> {
-    use rustix::fs::{Mode, OFlags, ResolveFlags, openat2};
-    let fd = openat2(
-        root,
-        Path::new(path),
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )
-    .ok()?;
-    let file = std::fs::File::from(fd);
-    let meta = file.metadata().ok()?;
-    if !meta.is_file() || meta.len() > ACCOUNT_FILE_CAP {
-        tracing::debug!(path, "ignoring the image's account file: not a small regular file");
-        return None;
+/// `/etc/passwd` symlinked to `/dev/zero`, or a FIFO, made Podman hang or exhaust memory): it is
+/// read through the in-root reader, and one that is not a regular file of at most
+/// [`ACCOUNT_FILE_CAP`] bytes, or not UTF-8, counts as absent.
+fn account_file(root: &Root, path: &str) -> Option<String> {
+    match root.read(path, ACCOUNT_FILE_CAP) {
+        Ok(bytes) => String::from_utf8(bytes).ok(),
+        Err(e) => {
+            if !e.is_not_found() {
+                tracing::debug!(error = %e, "ignoring the image's account file");
+            }
+            None
+        }
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(ACCOUNT_FILE_CAP + 1).read_to_end(&mut bytes).ok()?;
-    if bytes.len() as u64 > ACCOUNT_FILE_CAP {
-        return None;
-    }
-    String::from_utf8(bytes).ok()
 }

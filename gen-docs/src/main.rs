@@ -1,9 +1,9 @@
 //! Writes gpurun's man pages (`man/gpurun.1`, `man/gpurun-SUBCOMMAND.1`) and shell completions
 //! (`completions/gpurun.bash`, `completions/_gpurun` for zsh, `completions/gpurun.fish`) from the
 //! clap definitions in `src/cli.rs`, under the directory given (the repository root to update
-//! the checked-in copies: `cargo run --bin gpurun-gen-docs -- .`). A separate binary, so that
-//! gpurun itself links neither clap_mangen nor clap_complete. The output is deterministic (no
-//! date), so `rootfs-tests/docs.rs` can compare it with the checked-in files.
+//! the checked-in copies: `cargo run -p gpurun-gen-docs -- .`). A package of its own, so that
+//! gpurun's dependencies include neither clap_mangen, clap_complete nor roff. The output is
+//! deterministic (no date), so `gen-docs/tests/docs.rs` can compare it with the checked-in files.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

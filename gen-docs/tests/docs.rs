@@ -2,15 +2,52 @@
 //! `gpurun-gen-docs` makes from the current clap definitions: regenerate into a temporary
 //! directory and compare, both ways (a stale, missing or extra file fails).
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 
-use support::{TempDir, describe, output};
+const UPDATE: &str = "cargo run -p gpurun-gen-docs -- .";
 
-const UPDATE: &str = "cargo run --bin gpurun-gen-docs -- .";
+/// The repository root (this package lives in its `gen-docs/`).
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("gen-docs/ has a parent")
+}
+
+/// A fresh directory under the temporary directory, removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let path = std::env::temp_dir().join(format!("gpurun-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&path).expect("create temporary directory");
+        TempDir(path)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn output(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("could not start {cmd:?}: {e}"))
+}
+
+fn describe(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
 
 fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
@@ -33,7 +70,7 @@ fn man_pages_and_completions_are_up_to_date() {
     let out = output(Command::new(env!("CARGO_BIN_EXE_gpurun-gen-docs")).arg(tmp.path()));
     assert!(out.status.success(), "{}", describe(&out));
     let fresh = files(tmp.path());
-    let checked_in = files(Path::new(env!("CARGO_MANIFEST_DIR")));
+    let checked_in = files(repo());
     for name in ["man/gpurun.1", "man/gpurun-inspect.1", "completions/gpurun.bash", "completions/_gpurun"] {
         assert!(fresh.contains_key(name), "the generator no longer writes {name}");
     }
@@ -48,7 +85,7 @@ fn man_pages_and_completions_are_up_to_date() {
 
 #[test]
 fn bash_completion_loads_and_completes_subcommands() {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("completions/gpurun.bash");
+    let script = repo().join("completions/gpurun.bash");
     let probe = format!(
         "source {}; COMP_WORDS=(gpurun ins); COMP_CWORD=1; COMP_LINE='gpurun ins'; COMP_POINT=10; \
          _gpurun gpurun ins gpurun; printf '%s\\n' \"${{COMPREPLY[@]}}\"",

@@ -28,6 +28,7 @@ command -v skopeo >/dev/null || need+=(skopeo)
 [[ -x /bin/busybox ]] || need+=(busybox-static)
 command -v python3 >/dev/null || need+=(python3)
 command -v zstd >/dev/null || need+=(zstd)
+command -v buildah >/dev/null || need+=(buildah)
 if ((${#need[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
         echo "build.sh: missing ${need[*]}; install them (apt-get install ${need[*]}) or run as root" >&2
@@ -218,6 +219,21 @@ sk "oci:$src:latest-arm64" "oci:$work/multi:arm64"
 python3 "$tool" multiarch "$work/multi" "$out/oci-multiarch" amd64 arm64
 python3 "$tool" multiarch "$work/multi" "$out/oci-multiarch-flat" amd64 arm64 --flat
 python3 "$tool" multigzip "$src" latest "$out/oci-multigzip"
+
+# ---------------------------------------------------------------------------------------------
+# Buildah, as Podman builds: its WORKDIR is in the config only (Buildah commits no layer for it;
+# `podman run` creates the directory at start).
+log "buildah image whose WORKDIR is in no layer"
+bh() { buildah --root "$work/buildah" --runroot "$work/buildah-run" --storage-driver vfs "$@"; }
+ctr=$(bh from scratch)
+mnt=$(bh mount "$ctr")
+mkdir -p "$mnt/bin"
+cp /bin/busybox "$mnt/bin/busybox"
+for applet in sh pwd ls touch cat; do ln -s busybox "$mnt/bin/$applet"; done
+bh config --workingdir /work/dir --cmd /bin/sh --env PATH=/bin "$ctr"
+fresh buildah-workdir.tar
+bh commit -q "$ctr" "docker-archive:$out/buildah-workdir.tar:gpurun/workdir:latest" >/dev/null
+bh rm "$ctr" >/dev/null
 
 # ---------------------------------------------------------------------------------------------
 # A large image (busybox base + ~20k small files + 160 MB of data) so that an unpack takes long

@@ -16,7 +16,7 @@ use super::{Cli, GlobalArgs, PidNsMode, RunArgs};
 /// Subcommand names and aliases: a first positional argument with one of these names is not an
 /// IMAGE for clap either.
 pub(super) const SUBCOMMANDS: &[&str] =
-    &["inspect", "unpack", "images", "ls", "rm", "prune", "gpus", "doctor", "help"];
+    &["inspect", "unpack", "images", "ls", "rm", "prune", "gpus", "doctor", "help", "exec", "run", "shell"];
 
 /// Parses `args` (with the program name first) like `Cli::parse_from`, or returns `None` when
 /// clap must decide.
@@ -88,7 +88,7 @@ fn option(
         "--device" => push(&mut run.devices, value()?),
         "--run" => set(&mut run.run),
         "--pwd" => once_path(&mut run.pwd, value()?),
-        "--fakeroot" => set(&mut run.fakeroot),
+        "-f" | "--fakeroot" => set(&mut run.fakeroot),
         "-B" | "--bind" => {
             let v = value()?;
             let parts: Vec<&str> = v.split(',').collect();
@@ -101,12 +101,13 @@ fn option(
         "-c" | "--contain" => set(&mut run.contain),
         "--no-home" => set(&mut run.no_home),
         "--writable-tmpfs" => set(&mut run.writable_tmpfs),
-        "-e" | "--env" => push(&mut run.env, value()?),
+        "--env" => push(&mut run.env, value()?),
         "--env-file" => {
             run.env_files.push(value()?.into());
             true
         }
-        "-C" | "--cleanenv" => set(&mut run.cleanenv),
+        "-e" | "--cleanenv" => set(&mut run.cleanenv),
+        "-C" | "--containall" => set(&mut run.containall),
         "--dry-run" => set(&mut run.dry_run),
         "--pid-ns" => {
             let mode = match value()?.as_str() {
@@ -155,8 +156,9 @@ mod tests {
             "--nv img.tar python train.py --epochs 3",
             "--rocm --gpus 0,1 img.tar rocminfo",
             "-B /data,/scratch:/s:ro -B /apps:/apps img.tar ls",
-            "--bind=/a:/b -e A=1 --env B=2 --env-file /etc/hostname img.tar env",
-            "-c --no-home --writable-tmpfs -C --dry-run --fakeroot --run img.tar x",
+            "--bind=/a:/b --env A=1 --env B=2,C=3 --env-file /etc/hostname img.tar env",
+            "-c --no-home --writable-tmpfs -C -e --dry-run --fakeroot --run img.tar x",
+            "-f --cleanenv --containall img.tar x",
             "-q --cache-dir /tmp/c --ref busybox:latest --platform linux/amd64 img.tar",
             "-v -v --pwd /tmp --device nvidia.com/gpu=0 --device x=1 img.tar",
             "--pid-ns host img.tar ./solver",
@@ -195,6 +197,11 @@ mod tests {
             "--gpus= img.tar",
             "--pid-ns HOST img.tar",
             "--pid-ns host --pid-ns auto img.tar",
+            "exec img.tar ls",
+            "run img.tar",
+            "shell img.tar",
+            "-H /h img.tar",
+            "--no-env X img.tar",
         ] {
             assert!(!agrees(&args(line)), "{line}");
         }
@@ -223,6 +230,7 @@ mod tests {
             "-B",
             "/a:/b",
             "-e",
+            "--env",
             "X=1",
             "--gpus",
             "all",

@@ -148,7 +148,7 @@ pub fn parse_name(name: &str) -> Result<(&str, &str), CdiError> {
 pub fn parse_spec(path: &Path, text: &str) -> Result<Spec, String> {
     let yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
     if yaml {
-        serde_yaml::from_str(text).map_err(|e| e.to_string())
+        serde_saphyr::from_str(text).map_err(|e| e.to_string())
     } else {
         serde_json::from_str(text).map_err(|e| e.to_string())
     }

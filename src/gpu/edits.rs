@@ -149,7 +149,13 @@ fn read_host_libs(host: &HostPaths, warnings: &mut Vec<String>) -> HostLibs {
     HostLibs::new(entries, super::ldcache::native_arch_flags())
 }
 
-/// The selector for one vendor and where it came from (for messages and env rewriting).
+/// Slurm's allocation, step first: the global GPU IDs (gres.conf order, which is PCI order with
+/// `AutoDetect` and with `File=/dev/nvidia[0-N]`) of the GPUs this step or job was given.
+pub const SLURM_GPU_VARS: [&str; 2] = ["SLURM_STEP_GPUS", "SLURM_JOB_GPUS"];
+
+/// The selector for one vendor and where it came from (for messages and env rewriting):
+/// `--gpus`, then Slurm's allocation (its IDs name host GPUs, whereas the `*_VISIBLE_DEVICES`
+/// Slurm also sets may already be renumbered for a device cgroup), then the vendor's variables.
 fn selector_for(
     req: &GpuRequest,
     env: &BTreeMap<String, String>,
@@ -158,7 +164,7 @@ fn selector_for(
     if let Some(sel) = &req.gpus {
         return Ok((sel.clone(), "--gpus".into()));
     }
-    for var in vars {
+    for var in SLURM_GPU_VARS.iter().chain(vars) {
         if let Some(value) = env.get(*var) {
             return Ok((select::parse_visible_devices(var, Some(value))?, (*var).to_string()));
         }
@@ -242,10 +248,15 @@ fn rocm(
     nodes.extend(chosen.iter().flat_map(|g| g.nodes()).map(|n| (n.clone(), n.contains("renderD"))));
     add_devices(ctx.host, "--rocm", &nodes, edits)?;
     if origin != "default" {
+        // The container sees only the chosen GPUs: every selection variable it inherits (Slurm
+        // sets CUDA_VISIBLE_DEVICES, which HIP honours, with host numbering) counts from 0.
+        let chosen_by_us = origin == "--gpus" || SLURM_GPU_VARS.contains(&origin.as_str());
         for var in
             ["AMD_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL"]
+                .into_iter()
+                .chain(chosen_by_us.then_some("CUDA_VISIBLE_DEVICES"))
         {
-            if ctx.env.contains_key(var) || (var == "ROCR_VISIBLE_DEVICES" && origin == "--gpus") {
+            if ctx.env.contains_key(var) || (var == "ROCR_VISIBLE_DEVICES" && chosen_by_us) {
                 edits.env.push(EnvEdit::Set { name: var.into(), value: renumbered(chosen.len()) });
             }
         }
@@ -288,7 +299,11 @@ fn nv(
         );
     }
     let value = if sel == Selector::None { "none".to_string() } else { renumbered(chosen.len()) };
-    edits.env.push(EnvEdit::Set { name: "NVIDIA_VISIBLE_DEVICES".into(), value });
+    edits.env.push(EnvEdit::Set { name: "NVIDIA_VISIBLE_DEVICES".into(), value: value.clone() });
+    // Slurm's CUDA_VISIBLE_DEVICES names host GPUs; inside, only the allocated ones exist.
+    if SLURM_GPU_VARS.contains(&origin.as_str()) && ctx.env.contains_key("CUDA_VISIBLE_DEVICES") {
+        edits.env.push(EnvEdit::Set { name: "CUDA_VISIBLE_DEVICES".into(), value });
+    }
     let (caps, unknown) =
         nvidia::parse_capabilities(ctx.env.get("NVIDIA_DRIVER_CAPABILITIES").map(String::as_str));
     for u in unknown {

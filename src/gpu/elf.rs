@@ -40,7 +40,7 @@ pub fn parse_glibc_version(name: &str) -> Option<GlibcVersion> {
 pub fn parse_elf(data: &[u8]) -> Result<ElfInfo, ElfError> {
     // e_ident[EI_CLASS] (offset 4) says 32 or 64 bit.
     match data.get(4) {
-        Some(&elf::ELFCLASS64) => parse_generic::<elf::FileHeader64<Endianness>>(data, true),
+        Some(&c) if c == elf::ELFCLASS64.0 => parse_generic::<elf::FileHeader64<Endianness>>(data, true),
         _ => parse_generic::<elf::FileHeader32<Endianness>>(data, false),
     }
 }
@@ -60,7 +60,7 @@ pub fn native_machine() -> (bool, u16) {
     } else {
         elf::EM_NONE
     };
-    (cfg!(target_pointer_width = "64"), machine)
+    (cfg!(target_pointer_width = "64"), machine.0)
 }
 
 fn parse_generic<Elf: FileHeader<Endian = Endianness>>(
@@ -69,7 +69,7 @@ fn parse_generic<Elf: FileHeader<Endian = Endianness>>(
 ) -> Result<ElfInfo, ElfError> {
     let header = Elf::parse(data)?;
     let endian = header.endian()?;
-    let mut info = ElfInfo { class64, machine: header.e_machine(endian), ..ElfInfo::default() };
+    let mut info = ElfInfo { class64, machine: header.e_machine(endian).0, ..ElfInfo::default() };
     for ph in header.program_headers(endian, data)? {
         if let Some(interp) = ph.interpreter(endian, data)? {
             info.interpreter = Some(String::from_utf8_lossy(interp).into_owned());
@@ -82,7 +82,7 @@ fn parse_generic<Elf: FileHeader<Endian = Endianness>>(
         };
         let strings = sections.strings(endian, data, link)?;
         for d in dyns {
-            if d.tag32(endian) == Some(elf::DT_NEEDED) {
+            if d.d_tag(endian) == elf::DT_NEEDED {
                 let name = d.string(endian, strings)?;
                 info.needed.push(String::from_utf8_lossy(name).into_owned());
             }

@@ -159,7 +159,7 @@ mod tests {
         let mut bytes = b"ld.so-1.7.0\0".to_vec();
         bytes.extend_from_slice(&1u32.to_ne_bytes());
         bytes.extend_from_slice(&[0u8; 12]);
-        while bytes.len() % 8 != 0 {
+        while !bytes.len().is_multiple_of(8) {
             bytes.push(0);
         }
         bytes.extend_from_slice(&new);

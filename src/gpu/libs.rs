@@ -125,18 +125,18 @@ pub fn resolve(host: &HostPaths, libs: &HostLibs, image: &dyn ImageView, roots: 
             out.warnings.push(format!("{}: not a {}-bit native ELF file; not bound", w.host.display(), 64));
             continue;
         }
-        if let (Some(need), Some(have)) = (info.glibc_required, image.glibc()) {
-            if need > have {
-                out.warnings.push(format!(
-                    "host {} needs glibc {}.{} but the image has glibc {}.{}; not bound",
-                    w.host.display(),
-                    need.0,
-                    need.1,
-                    have.0,
-                    have.1
-                ));
-                continue;
-            }
+        if let (Some(need), Some(have)) = (info.glibc_required, image.glibc())
+            && need > have
+        {
+            out.warnings.push(format!(
+                "host {} needs glibc {}.{} but the image has glibc {}.{}; not bound",
+                w.host.display(),
+                need.0,
+                need.1,
+                have.0,
+                have.1
+            ));
+            continue;
         }
         out.binds.push(FileBind::read_only(host.strip(&w.host), &w.dest));
         if let Some(interp) = info.interpreter.as_deref().filter(|i| !image.has_file(i)) {

@@ -1,6 +1,6 @@
-//! Which GPUs a container gets: `--gpus all|LIST`, else the vendor's environment variable
-//! (`NVIDIA_VISIBLE_DEVICES` for `--nv`; `AMD_VISIBLE_DEVICES`, then `ROCR_VISIBLE_DEVICES` for
-//! `--rocm`), else every discrete GPU of the vendor (an integrated GPU only when there is no
+//! Which GPUs a container gets: `--gpus all|LIST`, else Slurm's allocation or the vendor's
+//! environment variable (`NVIDIA_VISIBLE_DEVICES` for `--nv`; `AMD_VISIBLE_DEVICES`, then
+//! `ROCR_VISIBLE_DEVICES` for `--rocm`; the order is `edits::selector_for`'s), else every discrete GPU of the vendor (an integrated GPU only when there is no
 //! discrete one). Pure: the spellings and the selection rules are table-tested.
 
 use super::{Gpu, GpuError, GpuKind};
@@ -77,10 +77,10 @@ fn parse_ident(token: &str) -> Option<Vec<Ident>> {
     if let Ok(i) = token.parse::<usize>() {
         return Some(vec![Ident::Index(i)]);
     }
-    if let Some((a, b)) = token.split_once('-') {
-        if let (Ok(a), Ok(b)) = (a.parse::<usize>(), b.parse::<usize>()) {
-            return (a <= b && b - a < 4096).then(|| (a..=b).map(Ident::Index).collect());
-        }
+    if let Some((a, b)) = token.split_once('-')
+        && let (Ok(a), Ok(b)) = (a.parse::<usize>(), b.parse::<usize>())
+    {
+        return (a <= b && b - a < 4096).then(|| (a..=b).map(Ident::Index).collect());
     }
     let node = token.strip_prefix("/dev/dri/").unwrap_or(token);
     if let Some(minor) = node.strip_prefix("renderD").and_then(|m| m.parse().ok()) {

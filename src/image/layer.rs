@@ -34,6 +34,14 @@ pub enum LayerError {
     Digest { expected: Digest, actual: Digest },
     #[error("DiffID mismatch: the config says {expected}, the uncompressed layer is {actual}")]
     DiffId { expected: Digest, actual: Digest },
+    /// The blob is intact (its digest matched) but its tar is not the one the DiffID names: what
+    /// skopeo 1.9's zstd:chunked writer produces (it drops the tar's end padding and keeps the
+    /// original DiffID).
+    #[error(
+        "DiffID mismatch in a zstd:chunked layer: the config says {expected}, the uncompressed layer is {actual} \
+         (skopeo 1.9's zstd:chunked writer rewrites the tar but keeps the original DiffID)"
+    )]
+    ChunkedDiffId { expected: Digest, actual: Digest },
     #[error("decompressing")]
     Decode(#[source] io::Error),
     #[error("reading the blob")]
@@ -93,7 +101,12 @@ pub fn apply(
         decoded?;
         let size = consumed?;
         if diff_id != layer.diff_id {
-            return Err(LayerError::DiffId { expected: layer.diff_id.clone(), actual: diff_id });
+            let (expected, actual) = (layer.diff_id.clone(), diff_id);
+            return Err(if layer.zstd_chunked {
+                LayerError::ChunkedDiffId { expected, actual }
+            } else {
+                LayerError::DiffId { expected, actual }
+            });
         }
         Ok(size)
     })

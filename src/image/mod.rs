@@ -13,7 +13,7 @@ pub mod source;
 
 use std::path::{Path, PathBuf};
 
-pub use prepare::{inspect, is_rootfs_dir, prepare, unpack_to};
+pub use prepare::{identity_probe, inspect, is_rootfs_dir, prepare, unpack_to};
 pub use runconfig::RunConfig;
 
 use crate::cache::CacheError;
@@ -35,6 +35,8 @@ pub enum ImageError {
     BadPlatform(String),
     #[error("{0} is not an image: no index.json, oci-layout or manifest.json")]
     NotAnImage(PathBuf),
+    #[error("{0} is a skopeo dir: layout, which gpurun does not read")]
+    SkopeoDir(PathBuf),
     #[error("{name}: {why}")]
     Json { name: String, why: String },
     #[error("{what}: {why}")]
@@ -72,6 +74,11 @@ impl ImageError {
                 "check the path; IMAGE is a `docker save` or OCI archive, an OCI layout or a rootfs directory"
                     .into()
             }
+            ImageError::SkopeoDir(p) => format!(
+                "convert it to an OCI layout gpurun runs: skopeo copy dir:{} oci:{}.oci:latest",
+                p.display(),
+                p.display()
+            ),
             ImageError::Ambiguous { flag, .. } => format!("choose one with {flag} NAME"),
             ImageError::NoSuchRef { .. } => "pass one of the listed names to --ref".into(),
             ImageError::NoPlatform { .. } => "choose one with --platform os/arch".into(),
@@ -80,6 +87,10 @@ impl ImageError {
             }
             ImageError::NoSpace { .. } => space.into(),
             ImageError::Layer { source: L::Apply(apply::ApplyError::DiskFull), .. } => space.into(),
+            ImageError::Layer { source: L::ChunkedDiffId { .. }, .. } => {
+                "copy the image again without zstd:chunked, e.g. `skopeo copy --dest-compress-format gzip SRC DEST` (or zstd)"
+                    .into()
+            }
             ImageError::Layer { source: L::DiffId { .. }, .. } => {
                 "the archive is corrupt or was re-exported inconsistently; export the image again".into()
             }

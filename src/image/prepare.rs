@@ -15,12 +15,12 @@ use crate::ui::Ui;
 
 use super::apply::{Applier, Limits};
 use super::select::{self, Resolved};
-use super::source::Source;
+use super::source::{DirKind, Source};
 use super::{ImageError, Prepared, RunConfig, Selection, layer};
 
-/// True for a directory that is a root filesystem rather than an OCI layout.
+/// True for a directory that is a root filesystem rather than an image layout.
 pub fn is_rootfs_dir(path: &Path) -> bool {
-    path.is_dir() && !path.join("index.json").exists() && !path.join("oci-layout").exists()
+    DirKind::of(path) == Some(DirKind::Rootfs)
 }
 
 /// Returns a runnable rootfs for `image`, unpacking it into the cache if needed.
@@ -102,14 +102,22 @@ pub fn prepare(image: &Path, sel: &Selection, cache: &Cache, ui: &Ui) -> Result<
     })
 }
 
-/// The canonical path and identity of an archive (for a layout directory: of its index.json,
-/// which changes whenever the layout's images do).
+/// The canonical path and identity of an archive (for an image directory: of the file that
+/// changes whenever its images do, [`DirKind::identity_file`]).
 fn identify(image: &Path) -> Result<(PathBuf, FileIdentity), ImageError> {
     let open_err = |e| ImageError::Open { path: image.to_owned(), source: e };
     let canon = fs::canonicalize(image).map_err(open_err)?;
-    let probe = if canon.is_dir() { canon.join("index.json") } else { canon.clone() };
-    let meta = fs::metadata(&probe).map_err(open_err)?;
+    let meta = fs::metadata(identity_probe(&canon)).map_err(open_err)?;
     Ok((canon, FileIdentity::of(&meta)))
+}
+
+/// The file whose identity stands for the image at `path` (the archive itself, or a file of an
+/// image directory).
+pub fn identity_probe(path: &Path) -> PathBuf {
+    match DirKind::of(path).and_then(DirKind::identity_file) {
+        Some(name) => path.join(name),
+        None => path.to_owned(),
+    }
 }
 
 /// The warm path: the memo matches the archive and the rootfs is published. Returns the

@@ -58,6 +58,8 @@ pub struct LayerRef {
     pub digest: Option<Digest>,
     pub size: u64,
     pub diff_id: Digest,
+    /// The descriptor marks a zstd:chunked layer (containers/storage's annotations).
+    pub zstd_chunked: bool,
 }
 
 /// The chosen image with verified metadata.
@@ -537,6 +539,12 @@ fn oci_layer(index: usize, desc: &Descriptor, diff_id: &str) -> Result<LayerRef,
     let compression = layer_compression(&media_type).ok_or_else(|| {
         ImageError::NotRunnable(format!("{what} has media type {media_type:?}, not a filesystem layer"))
     })?;
+    let zstd_chunked = desc.annotations.as_ref().is_some_and(|a| {
+        a.keys().any(|k| {
+            k.starts_with("io.containers.zstd-chunked.")
+                || k.starts_with("io.github.containers.zstd-chunked.")
+        })
+    });
     Ok(LayerRef {
         member: blob_path(&digest),
         media_type: Some(media_type),
@@ -544,6 +552,7 @@ fn oci_layer(index: usize, desc: &Descriptor, diff_id: &str) -> Result<LayerRef,
         digest: Some(digest),
         size,
         diff_id: parse_diff_id(index, diff_id)?,
+        zstd_chunked,
     })
 }
 
@@ -646,6 +655,7 @@ fn resolve_docker(
             digest: None,
             size,
             diff_id: parse_diff_id(i, diff_id)?,
+            zstd_chunked: false,
         });
     }
     let reference = sel.reference.clone().or_else(|| tags(item).first().cloned());

@@ -86,11 +86,58 @@ pub fn clean_member_name(name: &[u8]) -> Option<Vec<u8>> {
     Some(parts.join(&b'/'))
 }
 
+/// What a directory given as IMAGE holds. Every command classifies directories with
+/// [`DirKind::of`], so `inspect`, `unpack` and a run never disagree about one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirKind {
+    /// An OCI image layout (`oci-layout`, `index.json`), e.g. from umoci or `skopeo copy oci:`.
+    OciLayout,
+    /// An extracted `docker save` archive (`manifest.json` listing the images).
+    DockerSave,
+    /// skopeo's `dir:` transport (`manifest.json` of one image, `version`, blobs named by hex
+    /// digest): not read; `skopeo copy dir:D oci:L` converts it.
+    SkopeoDir,
+    /// Anything else: a root filesystem.
+    Rootfs,
+}
+
+impl DirKind {
+    /// The kind of the directory `path`; `None` when it is not a directory.
+    pub fn of(path: &Path) -> Option<DirKind> {
+        if !path.is_dir() {
+            return None;
+        }
+        let has = |name: &str| std::fs::symlink_metadata(path.join(name)).is_ok();
+        Some(if has("oci-layout") || has("index.json") {
+            DirKind::OciLayout
+        } else if has("manifest.json") && has("version") {
+            DirKind::SkopeoDir
+        } else if has("manifest.json") {
+            DirKind::DockerSave
+        } else {
+            DirKind::Rootfs
+        })
+    }
+
+    /// The file whose identity stands for the directory's images in the warm-start memo: it is
+    /// rewritten whenever the images change.
+    pub fn identity_file(self) -> Option<&'static str> {
+        match self {
+            DirKind::OciLayout => Some("index.json"),
+            DirKind::DockerSave | DirKind::SkopeoDir => Some("manifest.json"),
+            DirKind::Rootfs => None,
+        }
+    }
+}
+
 impl Source {
     pub fn open(path: &Path) -> Result<Source, ImageError> {
         let err = |e| ImageError::Open { path: path.to_owned(), source: e };
         let meta = std::fs::metadata(path).map_err(err)?;
         if meta.is_dir() {
+            if DirKind::of(path) == Some(DirKind::SkopeoDir) {
+                return Err(ImageError::SkopeoDir(path.to_owned()));
+            }
             let dir = File::open(path).map_err(err)?;
             return Ok(Source::Layout { path: path.to_owned(), dir });
         }

@@ -246,10 +246,10 @@ fn prepare_and_exec(spawn: &mut Spawn) -> c_int {
             return fail(spawn, Step::DropBounding);
         }
         if let Some(user) = &spawn.switch_user {
-            if let Some(groups) = &user.groups {
-                if libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) != 0 {
-                    return fail(spawn, Step::SetGroups);
-                }
+            if let Some(groups) = &user.groups
+                && libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) != 0
+            {
+                return fail(spawn, Step::SetGroups);
             }
             // Raw system calls: glibc's wrappers would try to synchronise threads this process
             // shares memory with, which it must not do from here.

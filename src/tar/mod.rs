@@ -1,8 +1,15 @@
-//! A small, bounded tar reader. We parse tar ourselves rather than through the `tar` crate
-//! because layer archives are hostile input: GNU long names and PAX records must be capped
-//! before allocation (the crate reads them whole), PAX `size` must win over the ustar size
-//! (CVE-2026-33055), PAX sparse files must be refused rather than misread, and the reader must
-//! stream from a `BufRead` without copying file data. This module knows nothing about
+//! A small, bounded tar reader. Layer archives are hostile input, and two reasons to parse tar
+//! here rather than through the `tar` crate still hold:
+//!
+//! * metadata is capped before it is allocated: the crate reads a GNU long name or a PAX record
+//!   whole, whatever size its header declares (corpus H23 declares 2 GiB; here the record is
+//!   refused at [`MAX_META_RECORD`]);
+//! * PAX (GNU 1.0) sparse files are refused as unsupported: the crate extracts them as plain
+//!   files whose content begins with the sparse map (corpus H28).
+//!
+//! The PAX-size flaw that first motivated it (CVE-2026-33055: the ustar size winning over PAX
+//! `size`) was fixed in the crate's 0.4.45; this reader gets it right too (corpus H24, X1). It
+//! streams from a `BufRead` without copying file data. This module knows nothing about
 //! filesystems; `image::apply` decides what an entry may do.
 
 mod header;

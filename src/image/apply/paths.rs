@@ -1,11 +1,11 @@
 //! Entry names and in-root resolution. Names are validated lexically (no `..`, bounded length
-//! and depth); parents are resolved by the kernel with `openat2(RESOLVE_IN_ROOT)`, so symlinks
+//! and depth); parents are resolved by `inroot::resolve` (`openat2(RESOLVE_IN_ROOT)`), so symlinks
 //! in the image, absolute ones included (`var/run -> /run`), resolve inside the rootfs and
 //! never on the host. The leaf is never followed: callers act on it with `*at` calls.
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 
 /// Longest single path component (NAME_MAX).
@@ -56,32 +56,15 @@ pub fn join(parts: &[&[u8]]) -> Vec<u8> {
     parts.join(&b'/')
 }
 
-const RESOLVE: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
-
 /// Opens `path` (relative, already validated) as a directory, resolving every symlink on the
 /// way inside `root`. The empty path is the root itself.
 pub fn open_dir_in_root(root: BorrowedFd<'_>, path: &[u8]) -> Result<OwnedFd, Errno> {
-    let path: &[u8] = if path.is_empty() { b"." } else { path };
-    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
-    retry_eagain(|| rustix::fs::openat2(root, path, flags, Mode::empty(), RESOLVE))
+    crate::inroot::resolve(root, path, OFlags::PATH | OFlags::DIRECTORY)
 }
 
 /// Opens `path` with `flags`, every symlink (the last one too) resolved inside `root`.
 pub fn open_in_root(root: BorrowedFd<'_>, path: &[u8], flags: OFlags) -> Result<OwnedFd, Errno> {
-    let path: &[u8] = if path.is_empty() { b"." } else { path };
-    let flags = flags | OFlags::CLOEXEC;
-    retry_eagain(|| rustix::fs::openat2(root, path, flags, Mode::empty(), RESOLVE))
-}
-
-/// The kernel returns EAGAIN when a concurrent rename could have let `..` escape; retry.
-fn retry_eagain<T>(mut op: impl FnMut() -> Result<T, Errno>) -> Result<T, Errno> {
-    let mut tries = 0;
-    loop {
-        match op() {
-            Err(Errno::AGAIN) if tries < 16 => tries += 1,
-            other => return other,
-        }
-    }
+    crate::inroot::resolve(root, path, flags)
 }
 
 /// A directory `mkdir_all_in_root` made: its parent's inode, its name and its own inode.

@@ -1,0 +1,156 @@
+//! The one way gpurun reads what an image contains. An image root (an unpacked cache entry, a
+//! directory IMAGE, an OCI layout) is untrusted: its files may be FIFOs that block an open or a
+//! read forever, device nodes whose open has effects, symlinks to the host's files or into
+//! `/proc/self`, or sparse files of many GiB. Every read of image content goes through [`Root`]:
+//!
+//! * paths resolve inside the root (`RESOLVE_IN_ROOT`: `..` and absolute symlinks stop at the
+//!   root) and never through a magic link (`RESOLVE_NO_MAGICLINKS`);
+//! * a node is first opened `O_PATH` and checked: only a regular file (or, for listing, a
+//!   directory) is opened for reading, so no FIFO or device is ever opened for I/O; the reopen is
+//!   `O_NONBLOCK | O_NOCTTY` and must find the same inode;
+//! * a file larger than the caller's cap is refused by its size, before any byte is read.
+//!
+//! It never writes and never follows a path outside the root; the unpacker's own in-root writes
+//! live in `image/apply`.
+
+use std::io::{self, Read};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+
+/// An image root directory, held open so every lookup starts from the same directory.
+#[derive(Debug)]
+pub struct Root {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+/// Why a file of the image could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{path} in the image {root}: {source}")]
+    Open { root: PathBuf, path: String, source: io::Error },
+    #[error("{path} in the image {root} is {kind}, not a regular file")]
+    NotRegular { root: PathBuf, path: String, kind: &'static str },
+    #[error("{path} in the image {root} is {size} bytes, more than the {cap} gpurun reads")]
+    TooLarge { root: PathBuf, path: String, size: u64, cap: u64 },
+    #[error("{path} in the image {root} changed while it was opened")]
+    Changed { root: PathBuf, path: String },
+    #[error("read {path} in the image {root}: {source}")]
+    Read { root: PathBuf, path: String, source: io::Error },
+}
+
+impl ReadError {
+    /// True when the file is simply not there (a missing file is often no error for callers).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ReadError::Open { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
+}
+
+/// A name for a node type, for messages.
+pub fn kind_name(t: FileType) -> &'static str {
+    match t {
+        FileType::RegularFile => "a regular file",
+        FileType::Directory => "a directory",
+        FileType::Symlink => "a symlink",
+        FileType::Fifo => "a FIFO",
+        FileType::Socket => "a socket",
+        FileType::CharacterDevice => "a character device",
+        FileType::BlockDevice => "a block device",
+        FileType::Unknown => "of unknown type",
+    }
+}
+
+impl Root {
+    /// Opens the image root `path` (a directory).
+    pub fn open(path: &Path) -> io::Result<Root> {
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let fd = rustix::fs::open(path, flags, Mode::empty())?;
+        Ok(Root { fd, path: path.to_owned() })
+    }
+
+    /// The root's path, as opened.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Resolves `path` (absolute or relative to the root) to an `O_PATH` descriptor of the node
+    /// itself: a symlink at the end is followed inside the root, like every one before it.
+    fn node(&self, path: &str) -> Result<OwnedFd, Errno> {
+        resolve(self.fd.as_fd(), path.as_bytes(), OFlags::PATH | OFlags::CLOEXEC)
+    }
+
+    /// The type of the node at `path`, or `None` when there is none (or it cannot be resolved).
+    pub fn file_type(&self, path: &str) -> Option<FileType> {
+        let fd = self.node(path).ok()?;
+        rustix::fs::fstat(&fd).ok().map(|st| FileType::from_raw_mode(st.st_mode))
+    }
+
+    /// Opens the directory at `path` for listing; `None` when it is missing or not a directory.
+    pub fn open_dir(&self, path: &str) -> Option<OwnedFd> {
+        resolve(self.fd.as_fd(), path.as_bytes(), OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC).ok()
+    }
+
+    /// Reads the whole regular file at `path`, refusing one larger than `cap` bytes.
+    pub fn read(&self, path: &str, cap: u64) -> Result<Vec<u8>, ReadError> {
+        let err_path = || path.to_string();
+        let root = || self.path.clone();
+        let open_err = |e: Errno| ReadError::Open { root: root(), path: err_path(), source: e.into() };
+        let node = self.node(path).map_err(open_err)?;
+        let st = rustix::fs::fstat(&node).map_err(open_err)?;
+        let kind = FileType::from_raw_mode(st.st_mode);
+        if kind != FileType::RegularFile {
+            return Err(ReadError::NotRegular { root: root(), path: err_path(), kind: kind_name(kind) });
+        }
+        let size = st.st_size as u64;
+        if size > cap {
+            return Err(ReadError::TooLarge { root: root(), path: err_path(), size, cap });
+        }
+        // Reopened by path for reading: an O_PATH descriptor cannot be read. O_NONBLOCK and the
+        // inode check keep a node swapped in meanwhile from blocking or being read instead.
+        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+        let fd = resolve(self.fd.as_fd(), path.as_bytes(), flags).map_err(open_err)?;
+        let again = rustix::fs::fstat(&fd).map_err(open_err)?;
+        if (again.st_dev, again.st_ino) != (st.st_dev, st.st_ino) {
+            return Err(ReadError::Changed { root: root(), path: err_path() });
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        std::fs::File::from(fd).take(cap + 1).read_to_end(&mut bytes).map_err(|source| ReadError::Read {
+            root: root(),
+            path: err_path(),
+            source,
+        })?;
+        if bytes.len() as u64 > cap {
+            return Err(ReadError::TooLarge {
+                root: root(),
+                path: err_path(),
+                size: bytes.len() as u64,
+                cap,
+            });
+        }
+        Ok(bytes)
+    }
+}
+
+/// The one in-root resolution, for the unpacker's writes as for every read: `path` (absolute or
+/// relative; empty is the root) is opened with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`,
+/// so `..` and absolute symlinks stop at the root. Retried on `EAGAIN`, which the kernel returns
+/// when a concurrent rename could have let `..` escape.
+pub fn resolve(root: BorrowedFd<'_>, path: &[u8], flags: OFlags) -> Result<OwnedFd, Errno> {
+    let mut rel = path;
+    while let [b'/', rest @ ..] = rel {
+        rel = rest;
+    }
+    let rel: &[u8] = if rel.is_empty() { b"." } else { rel };
+    let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+    let flags = flags | OFlags::CLOEXEC;
+    let mut tries = 0;
+    loop {
+        match rustix::fs::openat2(root, rel, flags, Mode::empty(), how) {
+            Err(Errno::AGAIN) if tries < 16 => tries += 1,
+            other => return other,
+        }
+    }
+}
