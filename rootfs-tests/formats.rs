@@ -791,8 +791,9 @@ fn directory_images_are_classified_once() {
     assert_eq!(unpack(&cache, &saved, &[]), from_archive, "the extracted save is the same image");
     let inspected = inspect(&cache, &saved, &[]);
     assert!(inspected.to_string().contains("gpurun/busybox"), "{inspected}");
-    let out = run_ok(gpurun(&cache).arg(&saved).args(["cat", "/etc/passwd"]), "run the extracted save");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("app:x:1000"), "{}", describe(&out));
+    let probe = "test -x /bin/busybox && test -d /home/app && echo from-the-image";
+    let out = run_ok(gpurun(&cache).arg(&saved).args(["sh", "-c", probe]), "run the extracted save");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "from-the-image", "{}", describe(&out));
 
     let skopeo_dir = tmp.path().join("skopeo-dir");
     let copy = output(

@@ -283,7 +283,8 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// The pids of processes whose command line mentions `needle` (as `pgrep -f` would find them,
-/// without needing procps, which a minimal Debian lacks).
+/// without needing procps, which a minimal Debian lacks). The arguments in `/proc/PID/cmdline`
+/// are NUL-separated, and so must be those of a `needle` that spans several (`"sleep\0600"`).
 pub fn processes_with(needle: &str) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     let own = std::process::id();
@@ -292,7 +293,7 @@ pub fn processes_with(needle: &str) -> Vec<u32> {
         .filter(|&pid| pid != own)
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(needle))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
         })
         .collect()
 }
