@@ -227,7 +227,7 @@ fn environment_precedence() {
     let file = fs.dir.path().join("vars.env");
     std::fs::write(&file, "# comment\nFROM_FILE=file\nBOTH=file\n").unwrap();
     let file_arg = format!("--env-file={}", file.display());
-    let mut cmd = gpurun(&fs, &["--env", "BOTH=arg", "-e", "PREFIXED=arg", &file_arg], &["env"]);
+    let mut cmd = gpurun(&fs, &["--env", "BOTH=arg", "--env", "PREFIXED=arg", &file_arg], &["env"]);
     cmd.env("HOST_VAR", "host")
         .env("GPURUN_ENV_PREFIXED", "prefix")
         .env("GPURUN_ENV_ONLY_PREFIX", "prefix")
@@ -260,6 +260,12 @@ fn environment_precedence() {
             && env.contains("X=1"),
         "{env}"
     );
+
+    // `-e` is Apptainer's --cleanenv now; gpurun's old `-e NAME=VALUE` says what to write.
+    let old = run(&fs, &["-e", "X=1"], &["true"]);
+    assert_eq!(old.status.code(), Some(125), "{}", describe(&old));
+    let err = String::from_utf8_lossy(&old.stderr);
+    assert!(err.contains("--env X=1") && err.contains("-e is --cleanenv"), "{err}");
 
     let bad = run(&fs, &["--env", "1BAD"], &["true"]);
     assert_eq!(bad.status.code(), Some(125), "{}", describe(&bad));

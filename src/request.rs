@@ -315,6 +315,8 @@ pub enum RequestError {
     BadHome { spec: String, reason: String },
     #[error("--home and --no-home contradict each other")]
     HomeAndNoHome,
+    #[error("no image {0:?}: that is a variable assignment")]
+    ImageIsAssignment(String),
     #[error("--shell works with `gpurun shell` only")]
     ShellWithoutShell,
     #[error("{option}: gpurun has no such option")]
@@ -333,6 +335,9 @@ impl RequestError {
             }
             RequestError::GpusWithoutVendor => Some("e.g. gpurun --rocm --gpus 0 IMAGE ...".into()),
             RequestError::Foreign { instead, .. } => Some((*instead).into()),
+            RequestError::ImageIsAssignment(a) => {
+                Some(format!("set it with --env {a} (-e is --cleanenv, as in Apptainer)"))
+            }
             RequestError::BadHome { .. } => {
                 Some("the form is SRC[:DST]: an existing host directory, and an absolute path inside".into())
             }
@@ -346,6 +351,10 @@ impl RunRequest {
     /// Validates `args` against the host. Relative bind sources resolve against `host.cwd`.
     pub fn from_args(args: &RunArgs, host: &HostFacts) -> Result<RunRequest, RequestError> {
         let image = args.image.clone().ok_or(RequestError::NoImage)?;
+        // `gpurun -e NAME=VALUE IMAGE` (gpurun's -e before it became Apptainer's --cleanenv).
+        if let Some(text) = image.to_str().filter(|t| parse_env_assignment(t).is_some() && !image.exists()) {
+            return Err(RequestError::ImageIsAssignment(text.into()));
+        }
         let gpu = gpu_request(args)?;
         if let Some(pwd) = &args.pwd
             && !pwd.is_absolute()
