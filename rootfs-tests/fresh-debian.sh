@@ -79,8 +79,10 @@ make_tarball() {
     fi
     rm -rf "$dir/var/cache/apt/archives/"*.deb "$dir/var/lib/apt/lists/"*_*
     chmod 0755 "$dir" # mktemp made it 0700, and it becomes the root's "/"
-    tar --numeric-owner -C "$dir" -cf "$tarball.tmp" .
-    mv "$tarball.tmp" "$tarball"
+    local tmp
+    tmp=$(mktemp "$tarball.XXXXXX")
+    tar --numeric-owner -C "$dir" -cf "$tmp" .
+    mv "$tmp" "$tarball"
     rm -rf --one-file-system "$dir"
 }
 
@@ -126,7 +128,7 @@ echo "$host" >"$root/etc/hostname"
 apt_uid=$(awk -F: '$1 == "_apt" { print $3 }' "$root/etc/passwd")
 [[ -z $apt_uid ]] || chown -R "$apt_uid" "$cache/apt-archives/partial" "$root/var/lib/apt/lists/partial"
 mkdir -p "$root/root/gpurun" "$root/root/.rustup" "$root/root/.cargo/bin" "$root/root/.cargo/registry"
-(cd "$repo" && git ls-files -z -co --exclude-standard | tar --null -T - -cf -) | tar -C "$root/root/gpurun" -xf -
+(cd "$repo" && git -c safe.directory="$repo" ls-files -z -co --exclude-standard | tar --null -T - -cf -) | tar -C "$root/root/gpurun" -xf -
 log "root $root from $(basename "$tarball"); hostname $host; running: $*"
 
 # Runs as PID 1 of the new PID namespace, in the new mount and UTS namespaces.

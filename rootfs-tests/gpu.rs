@@ -449,6 +449,9 @@ fn mixed_amd_nvidia_server() {
         // sets, and what the container inherits is renumbered from 0.
         let show_cuda = format!("{SHOW}; echo \"CUDA=${{CUDA_VISIBLE_DEVICES-unset}}\"");
         let slurm = [("SLURM_JOB_GPUS", "0,1"), ("SLURM_STEP_GPUS", "1"), ("CUDA_VISIBLE_DEVICES", "1")];
+        let own = [("SLURM_STEP_GPUS", "0,1"), ("CUDA_VISIBLE_DEVICES", "1")];
+        let own = inside(&env, &host, user, &own, &["--nv"], &show_cuda);
+        assert!(own.ends_with("CUDA=1"), "the job's own choice among its GPUs is kept: {own}");
         let step = inside(&env, &host, user, &slurm, &["--nv"], &show_cuda);
         assert!(step.starts_with("card4 renderD131 \n") && step.contains("NV=0"), "{user}: {step}");
         assert!(step.ends_with("CUDA=0"), "CUDA_VISIBLE_DEVICES renumbered: {step}");

@@ -16,16 +16,25 @@ cd "$repo"
 # the caller's home directory.
 if [[ $(id -u) -eq 0 && -z ${GPURUN_TEST_CHECKOUT_COPY:-} ]] && ! runuser -u nobody -- test -r "$repo/Cargo.toml" 2>/dev/null; then
     copy=/var/tmp/gpurun-test-checkout
-    if [[ -e $copy && ( -L $copy || ! -O $copy ) ]]; then
+    # Checked after it exists (mkdir without -p fails on anything already there), so another
+    # user cannot slip in a directory of their own between the check and the copy.
+    mkdir -m 0755 "$copy" 2>/dev/null || true
+    if [[ -L $copy || ! -d $copy || ! -O $copy ]]; then
         echo "run.sh: $copy exists but is not root's own directory; remove it and run again" >&2
         echo "0 passed, 1 failed"
         exit 1
     fi
     echo "$repo is not readable by other users: running the suite from a copy in $copy"
-    mkdir -p "$copy"
     chmod 0755 "$copy"
     find "$copy" -mindepth 1 -maxdepth 1 ! -name target ! -name .fixtures -exec rm -rf {} +
-    tar -C "$repo" --exclude=./target --exclude=./.fixtures --exclude=./.git -cf - . | tar -C "$copy" -xf -
+    # What git sees (tracked, and untracked but not ignored): no build outputs, and no ignored
+    # private files made world-readable. Without git, everything but build outputs and .git.
+    if command -v git >/dev/null && git -c safe.directory="$repo" -C "$repo" rev-parse 2>/dev/null; then
+        git -c safe.directory="$repo" -C "$repo" ls-files -z -co --exclude-standard \
+            | tar -C "$repo" --null -T - -cf - | tar -C "$copy" -xf -
+    else
+        tar -C "$repo" --exclude=./target --exclude=./.fixtures --exclude=./.git -cf - . | tar -C "$copy" -xf -
+    fi
     find "$copy" -mindepth 1 -maxdepth 1 ! -name target ! -name .fixtures -exec chmod -R a+rX {} +
     GPURUN_TEST_CHECKOUT_COPY=$repo exec "$copy/rootfs-tests/run.sh" "$@"
 fi
@@ -55,6 +64,8 @@ logged() {
     shift
     "$@" >"$log" 2>&1 &
     pid=$!
+    # A background job of a script starts with SIGINT ignored: forward Ctrl-C and SIGTERM.
+    trap 'kill -TERM "$pid" 2>/dev/null; exit 130' INT TERM
     while kill -0 "$pid" 2>/dev/null; do
         sleep 1
         t=$((t + 1))
@@ -64,6 +75,7 @@ logged() {
     done
     wait "$pid"
     rc=$?
+    trap - INT TERM
     printf '  (%ss)\n' "$t"
     return $rc
 }

@@ -84,8 +84,14 @@ impl Root {
 
     /// The type of the node at `path`, or `None` when there is none (or it cannot be resolved).
     pub fn file_type(&self, path: &str) -> Option<FileType> {
-        let fd = self.node(path).ok()?;
-        rustix::fs::fstat(&fd).ok().map(|st| FileType::from_raw_mode(st.st_mode))
+        self.lookup(path).ok()
+    }
+
+    /// The type of the node at `path`, or why it could not be resolved (`NOENT` when it is
+    /// simply not there; `LOOP`, `NOTDIR`, `ACCESS` when something on the way stands in it).
+    pub fn lookup(&self, path: &str) -> Result<FileType, Errno> {
+        let fd = self.node(path)?;
+        rustix::fs::fstat(&fd).map(|st| FileType::from_raw_mode(st.st_mode))
     }
 
     /// Opens the directory at `path` for listing; `None` when it is missing or not a directory.

@@ -421,8 +421,12 @@ fn identity(
         let home = chosen_home.unwrap_or_else(|| host.home.clone());
         return Ok(Identity { uid: host.uid, gid: host.gid, home, switch: false });
     }
-    let root =
-        Identity { uid: 0, gid: 0, home: chosen_home.unwrap_or_else(|| "/root".into()), switch: false };
+    let root = Identity {
+        uid: 0,
+        gid: 0,
+        home: chosen_home.clone().unwrap_or_else(|| "/root".into()),
+        switch: false,
+    };
     let Some(spec) = image.config.user.as_deref().map(str::trim).filter(|u| !u.is_empty()) else {
         return Ok(root);
     };
@@ -435,7 +439,7 @@ fn identity(
     {
         return Err(PlanError::UserNotMapped { spec: spec.into(), uid, gid });
     }
-    let home = home.unwrap_or_else(|| if uid == 0 { "/root".into() } else { "/".into() });
+    let home = chosen_home.or(home).unwrap_or_else(|| if uid == 0 { "/root".into() } else { "/".into() });
     Ok(Identity { uid, gid, home, switch: true })
 }
 

@@ -500,8 +500,12 @@ fn parse_home(spec: &str, cwd: Option<&Path>) -> Result<HomeSpec, RequestError> 
         return Err(bad(format!("{} is not a directory", source.display())));
     }
     let dest = match dest {
+        Some(d) if Path::new(d).components().count() < 2 => {
+            return Err(bad("the home inside cannot be the container's root".into()));
+        }
         Some(d) if Path::new(d).is_absolute() && !d.contains("/..") => PathBuf::from(d),
         Some(d) => return Err(bad(format!("the home inside, {d:?}, must be an absolute path"))),
+        None if source == Path::new("/") => return Err(bad("the home cannot be /".into())),
         None => source.clone(),
     };
     Ok(HomeSpec { source, dest })
@@ -675,6 +679,8 @@ mod tests {
         assert_eq!(r.home, Some(HomeSpec { source: tmp, dest: "/home/me".into() }));
         assert!(r.fakeroot);
         assert!(matches!(parse("-H /tmp:rel img true"), Err(RequestError::BadHome { .. })));
+        assert!(matches!(parse("-H /tmp:/ img true"), Err(RequestError::BadHome { .. })));
+        assert!(matches!(parse("-H / img true"), Err(RequestError::BadHome { .. })));
         assert!(matches!(parse("-H /tmp --no-home img true"), Err(RequestError::HomeAndNoHome)));
         for (line, option) in [
             ("--nvccli img true", "--nvccli"),

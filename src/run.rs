@@ -160,11 +160,13 @@ fn image_info(prepared: &Prepared) -> Result<ImageInfo, RunError> {
     let rootfs = std::path::absolute(&prepared.rootfs)
         .map_err(|source| RunError::Rootfs { path: prepared.rootfs.clone(), source })?;
     let root = Root::open(&rootfs).map_err(|source| RunError::Rootfs { path: rootfs.clone(), source })?;
+    // Only a WorkingDir that is simply absent is made; one that a symlink loop or a file stands
+    // in the way of fails at the chdir, naming it, as before.
     let workdir_missing = prepared
         .config
         .working_dir
         .as_deref()
-        .is_some_and(|w| w.starts_with('/') && root.file_type(w).is_none());
+        .is_some_and(|w| w.starts_with('/') && root.lookup(w) == Err(rustix::io::Errno::NOENT));
     Ok(ImageInfo {
         passwd: account_file(&root, "/etc/passwd"),
         group: account_file(&root, "/etc/group"),

@@ -9,7 +9,8 @@
 #   rootfs-tests/hpc/setup.sh --stop   # stop the daemons it started (rootfs-tests/run.sh does)
 #
 # Its own daemons are known by their pid files and sockets, never by process name: another
-# MariaDB or slurmd on the machine (or in a parent PID namespace) is not ours. Every wait is
+# MariaDB or slurmd on the machine (or in a parent PID namespace) is not ours. --stop stops only
+# the daemons this script started (listed in $STARTED), never a service it found running. Every wait is
 # bounded (WAIT seconds, default 60) and a daemon that does not come up has its log tail printed.
 #
 # Choices (tested in a container without systemd):
@@ -28,6 +29,10 @@ set -euo pipefail
 log() { echo "hpc/setup: $*" >&2; }
 [ "$(id -u)" = 0 ] || { log "must run as root"; exit 1; }
 WAIT=${WAIT:-60}
+STARTED=/run/gpurun-hpc/started
+mkdir -p /run/gpurun-hpc
+# started PIDFILE: remember that this script started that daemon.
+started() { grep -qxF "$1" "$STARTED" 2>/dev/null || echo "$1" >>"$STARTED"; }
 HOST=$(hostname -s)
 
 # --- our daemons: pid files, not process names ----------------------------------------------------
@@ -53,7 +58,8 @@ stop() {
     rm -f "$1"
 }
 if [ "${1:-}" = --stop ]; then
-    for f in "${PIDS[@]}"; do stop "$f"; done
+    for f in "${PIDS[@]}"; do grep -qxF "$f" "$STARTED" 2>/dev/null && stop "$f"; done
+    rm -f "$STARTED"
     exit 0
 fi
 # wait_for WHAT LOGFILE COMMAND...: up to WAIT seconds for COMMAND to succeed; else the log's tail.
@@ -170,6 +176,7 @@ if ! alive /run/mysqld/mysqld.pid mariadbd || ! sql -e 'select 1' >/dev/null 2>&
     (setsid mariadbd-safe --user=mysql --skip-networking --skip-syslog \
         --log-error=/var/log/mysql/gpurun-mariadb.err --pid-file=/run/mysqld/mysqld.pid --socket=/run/mysqld/mysqld.sock \
         </dev/null >/var/log/slurm/mariadb.out 2>&1 &)
+    started /run/mysqld/mysqld.pid
     wait_for MariaDB /var/log/mysql/gpurun-mariadb.err sql -e 'select 1'
 fi
 sql -e "CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY 'gpurun-test-only';
@@ -185,6 +192,7 @@ if ! alive /run/munge/munged.pid munged; then
     log "starting munged"
     rm -f /run/munge/munge.socket.2 /run/munge/munge.socket.2.lock
     runuser -u munge -- /usr/sbin/munged --origin=127.0.0.1
+    started /run/munge/munged.pid
     wait_for munged /var/log/munge/munged.log bash -c 'munge -n | unmunge'
 fi
 
@@ -192,17 +200,20 @@ if [ $changed = 1 ]; then stop /run/slurm/slurmd.pid; stop /run/slurm/slurmctld.
 if ! alive /run/slurm/slurmdbd.pid slurmdbd; then
     log "starting slurmdbd"
     /usr/sbin/slurmdbd
+    started /run/slurm/slurmdbd.pid
     wait_for slurmdbd /var/log/slurm/slurmdbd.log sacctmgr -n show cluster
 fi
 sacctmgr -i -n show cluster gpurun | grep -q gpurun || sacctmgr -i -n add cluster gpurun >/dev/null
 if ! alive /run/slurm/slurmctld.pid slurmctld; then
     log "starting slurmctld"
     /usr/sbin/slurmctld
+    started /run/slurm/slurmctld.pid
     wait_for slurmctld /var/log/slurm/slurmctld.log scontrol ping
 fi
 if ! alive /run/slurm/slurmd.pid slurmd; then
     log "starting slurmd"
     /usr/sbin/slurmd
+    started /run/slurm/slurmd.pid
 fi
 for _ in $(seq "$WAIT"); do
     idle && break

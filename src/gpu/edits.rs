@@ -221,6 +221,14 @@ fn add_devices(
     Ok(())
 }
 
+/// Slurm chose (`origin` is its variable) and `CUDA_VISIBLE_DEVICES` is the value Slurm sets
+/// with it (the same IDs): then it names host GPUs and is renumbered. A different value is the
+/// job's own choice among them (`CUDA_VISIBLE_DEVICES=$SLURM_LOCALID`) and is left alone.
+fn slurms_cuda(env: &BTreeMap<String, String>, origin: &str) -> bool {
+    SLURM_GPU_VARS.contains(&origin)
+        && env.get("CUDA_VISIBLE_DEVICES").is_some_and(|v| env.get(origin) == Some(v))
+}
+
 /// `0,1,...,k-1`: the indexes the container's runtime will use for what it can see.
 fn renumbered(k: usize) -> String {
     (0..k).map(|i| i.to_string()).collect::<Vec<_>>().join(",")
@@ -254,7 +262,9 @@ fn rocm(
         for var in
             ["AMD_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL"]
                 .into_iter()
-                .chain(chosen_by_us.then_some("CUDA_VISIBLE_DEVICES"))
+                .chain(
+                    (origin == "--gpus" || slurms_cuda(ctx.env, &origin)).then_some("CUDA_VISIBLE_DEVICES"),
+                )
         {
             if ctx.env.contains_key(var) || (var == "ROCR_VISIBLE_DEVICES" && chosen_by_us) {
                 edits.env.push(EnvEdit::Set { name: var.into(), value: renumbered(chosen.len()) });
@@ -301,7 +311,7 @@ fn nv(
     let value = if sel == Selector::None { "none".to_string() } else { renumbered(chosen.len()) };
     edits.env.push(EnvEdit::Set { name: "NVIDIA_VISIBLE_DEVICES".into(), value: value.clone() });
     // Slurm's CUDA_VISIBLE_DEVICES names host GPUs; inside, only the allocated ones exist.
-    if SLURM_GPU_VARS.contains(&origin.as_str()) && ctx.env.contains_key("CUDA_VISIBLE_DEVICES") {
+    if slurms_cuda(ctx.env, &origin) {
         edits.env.push(EnvEdit::Set { name: "CUDA_VISIBLE_DEVICES".into(), value });
     }
     let (caps, unknown) =
