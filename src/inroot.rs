@@ -71,11 +71,6 @@ impl Root {
         Ok(Root { fd, path: path.to_owned() })
     }
 
-    /// The root's path, as opened.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Resolves `path` (absolute or relative to the root) to an `O_PATH` descriptor of the node
     /// itself: a symlink at the end is followed inside the root, like every one before it.
     fn node(&self, path: &str) -> Result<OwnedFd, Errno> {

@@ -86,8 +86,8 @@ pub fn validate(args: &RunArgs) -> Result<(RunRequest, HostFacts), RunError> {
 ///
 /// Must be called while gpurun is single-threaded: the sandbox's children run on its memory and allocate.
 pub fn execute(request: &RunRequest, host: &HostFacts, prepared: Prepared, ui: &Ui) -> Result<i32, RunError> {
-    let image = image_info(&prepared)?;
-    check_bind_kinds(request, host, &image.rootfs)?;
+    let (image, root) = image_info(&prepared)?;
+    check_bind_kinds(request, host, &root)?;
     let gpu = gpu_edits(request, host, &image)?;
     for warning in &gpu.warnings {
         ui.warn(warning);
@@ -153,7 +153,8 @@ fn gpu_edits(request: &RunRequest, host: &HostFacts, image: &ImageInfo) -> Resul
 
 /// The image settings plus its `/etc/passwd` and `/etc/group`, read with `RESOLVE_IN_ROOT` so an
 /// absolute symlink in the image cannot make gpurun read a host file.
-fn image_info(prepared: &Prepared) -> Result<ImageInfo, RunError> {
+/// Returns the image's root too, opened once for every in-root read of this start.
+fn image_info(prepared: &Prepared) -> Result<(ImageInfo, Root), RunError> {
     // Absolute without resolving symlinks (a directory image was canonicalized when it was
     // found; a cache entry's path is under the absolute cache root): realpath costs a readlink
     // per component on every start.
@@ -167,24 +168,21 @@ fn image_info(prepared: &Prepared) -> Result<ImageInfo, RunError> {
         .working_dir
         .as_deref()
         .is_some_and(|w| w.starts_with('/') && root.lookup(w) == Err(rustix::io::Errno::NOENT));
-    Ok(ImageInfo {
+    let info = ImageInfo {
         passwd: account_file(&root, "/etc/passwd"),
         group: account_file(&root, "/etc/group"),
         rootfs,
         config: prepared.config.clone(),
         workdir_missing,
-    })
+    };
+    Ok((info, root))
 }
 
 /// A bind of a directory onto what the image has as a file (or the reverse) would silently
 /// replace the image's node (`-B dir:/bin/sh` made /bin/sh a directory); Docker refuses both.
 /// Destinations the image does not decide (under /dev, /proc, /sys, /tmp, HOME, the working
 /// directory or another bind) are not checked: something else is mounted there.
-fn check_bind_kinds(request: &RunRequest, host: &HostFacts, rootfs: &Path) -> Result<(), RunError> {
-    if request.binds.is_empty() {
-        return Ok(());
-    }
-    let root = Root::open(rootfs).map_err(|source| RunError::Rootfs { path: rootfs.into(), source })?;
+fn check_bind_kinds(request: &RunRequest, host: &HostFacts, root: &Root) -> Result<(), RunError> {
     let not_root = |p: &Path| p != Path::new("/");
     for b in &request.binds {
         let covered = ["/dev", "/proc", "/sys", "/tmp"].iter().any(|p| b.dest.starts_with(p))
