@@ -1,6 +1,7 @@
 #!/bin/sh
 # Warm-start benchmark: `gpurun IMAGE.tar /bin/true` against `ch-run DIR -- /bin/true` on the same
-# busybox image, interleaved by hyperfine. A benchmark, not a test: it prints numbers and exits 0
+# tree, for a static busybox image and a glibc one (Debian 12 minbase, where /bin/true loads libc),
+# interleaved by hyperfine. A benchmark, not a test: it prints numbers and exits 0
 # whatever they are (non-zero only when something could not be set up).
 #
 #   bench/start.sh [RUNS]          RUNS per command (default 200, at least 50), in 4 rounds
@@ -26,11 +27,33 @@ need() {
     done
 }
 
+# A glibc image (Debian 12 minbase, dynamically linked /bin/true) as a docker-archive, built once
+# as root from rootfs-tests/fresh-debian.sh's pristine debootstrap tarball and kept beside it.
+debian_image() {
+    out=/var/cache/gpurun-bench/debian.tar
+    if [ ! -s "$out" ]; then
+        tarball=$("$here/rootfs-tests/fresh-debian.sh" --tarball) || return 1
+        mkdir -p /var/cache/gpurun-bench
+        tmp=$(mktemp -d /var/tmp/gpurun-bench-debian.XXXXXX)
+        (cd "$tmp" && umoci init --layout oci >/dev/null && umoci new --image oci:deb >/dev/null \
+            && umoci unpack --image oci:deb bundle >/dev/null \
+            && tar --numeric-owner --exclude='./dev/*' -C bundle/rootfs -xf "$tarball" \
+            && umoci repack --image oci:deb bundle >/dev/null \
+            && umoci config --image oci:deb --config.cmd /bin/bash >/dev/null \
+            && skopeo copy -q oci:oci:deb "docker-archive:$out.tmp:debian:bookworm") || { rm -rf "$tmp"; return 1; }
+        rm -rf "$tmp"
+        mv "$out.tmp" "$out"
+        chmod 0644 "$out"
+    fi
+    echo "$out"
+}
+
 if [ "$(id -u)" = 0 ] && [ -z "${GPURUN_BENCH_AS_ROOT:-}" ]; then
     if ! need umoci skopeo hyperfine ch-run || [ ! -x /bin/busybox ]; then
         apt-get install -y -q busybox-static umoci skopeo hyperfine charliecloud-runtime >/dev/null
     fi
     id "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/sh "$user"
+    debian=$(debian_image) || exit 1
     [ -x "$gpurun" ] || { echo "no $gpurun: run cargo rustc --release --bin gpurun -- -C target-feature=+crt-static" >&2; exit 1; }
     # The user needs to execute the binary and this script; copy both somewhere it can reach.
     stage=$(mktemp -d /tmp/gpurun-bench-bin.XXXXXX)
@@ -40,7 +63,7 @@ if [ "$(id -u)" = 0 ] && [ -z "${GPURUN_BENCH_AS_ROOT:-}" ]; then
     chmod -R a+rX "$stage"
     status=0
     runuser -u "$user" -- env -i PATH=/usr/local/bin:/usr/bin:/bin USER="$user" LOGNAME="$user" HOME="$(getent passwd "$user" | cut -d: -f6)" \
-        GPURUN="$stage/gpurun" ${GPURUN_BENCH_DIR:+GPURUN_BENCH_DIR=$GPURUN_BENCH_DIR} \
+        GPURUN="$stage/gpurun" GPURUN_BENCH_DEBIAN="$debian" ${GPURUN_BENCH_DIR:+GPURUN_BENCH_DIR=$GPURUN_BENCH_DIR} \
         sh "$stage/bench/start.sh" "$runs" || status=$?
     rm -rf "$stage"
     exit $status
@@ -81,15 +104,22 @@ if [ ! -f "$image" ]; then
 fi
 
 # 2. Warm gpurun's cache, and give ch-run the same tree as a directory image.
-rootfs=$("$gpurun" unpack "$image")
+ch_dir() { # IMAGE DIR
+    rootfs=$("$gpurun" unpack "$1")
+    if [ ! -d "$2" ]; then
+        cp -a "$rootfs" "$2.tmp"
+        chmod -R u+w "$2.tmp"
+        mv "$2.tmp" "$2"
+    fi
+    "$gpurun" "$1" /bin/true
+    ch-run "$2" -- /bin/true
+}
+debian=${GPURUN_BENCH_DEBIAN:-}
+[ -n "$debian" ] && [ -r "$debian" ] || { echo "no Debian image (GPURUN_BENCH_DEBIAN): run as root" >&2; exit 1; }
 chdir="$work/ch-dir"
-if [ ! -d "$chdir" ]; then
-    cp -a "$rootfs" "$chdir.tmp"
-    chmod -R u+w "$chdir.tmp"
-    mv "$chdir.tmp" "$chdir"
-fi
-"$gpurun" "$image" /bin/true
-ch-run "$chdir" -- /bin/true
+debdir="$work/ch-debian"
+ch_dir "$image" "$chdir"
+ch_dir "$debian" "$debdir"
 
 # 3. Measurements. hyperfine runs all runs of one command before the next, so the commands are
 # interleaved in rounds (alternating which goes first) and the rounds' times merged: drift in
@@ -102,12 +132,14 @@ per=$(( (runs + rounds - 1) / rounds ))
 g_cmd="$gpurun $image /bin/true"
 c_cmd="ch-run $chdir -- /bin/true"
 u_cmd="$gpurun unpack $image"
+gd_cmd="$gpurun $debian /bin/true"
+cd_cmd="ch-run $debdir -- /bin/true"
 r=1
 while [ "$r" -le "$rounds" ]; do
     if [ $((r % 2)) = 1 ]; then
-        set -- -n gpurun "$g_cmd" -n ch-run "$c_cmd" -n warm-path "$u_cmd"
+        set -- -n gpurun "$g_cmd" -n ch-run "$c_cmd" -n warm-path "$u_cmd" -n gpurun-debian "$gd_cmd" -n ch-run-debian "$cd_cmd"
     else
-        set -- -n ch-run "$c_cmd" -n gpurun "$g_cmd" -n warm-path "$u_cmd"
+        set -- -n ch-run "$c_cmd" -n gpurun "$g_cmd" -n warm-path "$u_cmd" -n ch-run-debian "$cd_cmd" -n gpurun-debian "$gd_cmd"
     fi
     hyperfine -N --style basic --warmup 10 --runs "$per" --export-json "$work/round$r.json" "$@"
     r=$((r + 1))
@@ -127,11 +159,17 @@ median() {
 g=$(median gpurun)
 c=$(median ch-run)
 u=$(median warm-path)
+gd=$(median gpurun-debian)
+cdeb=$(median ch-run-debian)
 n=$(jq -r '.results[0].runs' "$work/start.json")
+ratio() { echo "$1 $2" | awk '{ print $1 / $2 }'; }
 echo
 echo "== warm start, $n runs each, medians =="
-printf 'gpurun IMAGE.tar /bin/true       %8.3f ms\n' "$g"
-printf 'ch-run DIR -- /bin/true          %8.3f ms\n' "$c"
-printf 'gpurun unpack IMAGE.tar (warm path alone, no sandbox) %8.3f ms\n' "$u"
-printf 'ratio gpurun/ch-run              %8.3f   (target <= 1.0)\n' "$(echo "$g $c" | awk '{ print $1 / $2 }')"
+printf 'busybox: gpurun IMAGE.tar /bin/true     %8.3f ms\n' "$g"
+printf 'busybox: ch-run DIR -- /bin/true        %8.3f ms\n' "$c"
+printf 'busybox: gpurun unpack (warm path alone) %8.3f ms\n' "$u"
+printf 'debian:  gpurun IMAGE.tar /bin/true     %8.3f ms\n' "$gd"
+printf 'debian:  ch-run DIR -- /bin/true        %8.3f ms\n' "$cdeb"
+printf 'ratio gpurun/ch-run, busybox            %8.3f   (target <= 1.0)\n' "$(ratio "$g" "$c")"
+printf 'ratio gpurun/ch-run, debian (glibc)     %8.3f   (target <= 1.0)\n' "$(ratio "$gd" "$cdeb")"
 echo "JSON: $work/start.json"

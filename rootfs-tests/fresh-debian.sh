@@ -6,6 +6,7 @@
 # instead of a user's first try.
 #
 #   rootfs-tests/fresh-debian.sh [CMD ARGS...]     # as root; CMD runs in the checkout's copy
+#   rootfs-tests/fresh-debian.sh --tarball         # only print the pristine tarball's path
 #
 # What it does, and why:
 # * The root comes from a pristine tarball, made once by debootstrap and cached in
@@ -34,10 +35,6 @@ arch=$(dpkg --print-architecture)
 tarball=$cache/debian-$suite-$arch-minbase.tar
 (($#)) || set -- ./rootfs-tests/run.sh
 
-rustup_home=${RUSTUP_HOME:-$HOME/.rustup}
-cargo_home=${CARGO_HOME:-$HOME/.cargo}
-[[ -x $cargo_home/bin/cargo && -d $rustup_home/toolchains ]] \
-    || die "no Rust toolchain at $cargo_home/bin and $rustup_home (install it with rustup first)"
 
 # The first URI of an enabled apt source for $suite with component main (deb822 or one-line).
 host_mirror() {
@@ -88,6 +85,16 @@ make_tarball() {
 
 mkdir -p "$cache/apt-archives/partial" "$cache/cargo-registry"
 [[ -s $tarball ]] || make_tarball
+# `--tarball`: only make sure the pristine tarball exists and print its path (bench/start.sh
+# builds its glibc image from it).
+if [[ $1 == --tarball ]]; then
+    echo "$tarball"
+    exit 0
+fi
+rustup_home=${RUSTUP_HOME:-$HOME/.rustup}
+cargo_home=${CARGO_HOME:-$HOME/.cargo}
+[[ -x $cargo_home/bin/cargo && -d $rustup_home/toolchains ]] \
+    || die "no Rust toolchain at $cargo_home/bin and $rustup_home (install it with rustup first)"
 work=$(mktemp -d /var/tmp/gpurun-fresh.XXXXXX)
 root=$work/root
 cleanup() {

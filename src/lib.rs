@@ -18,7 +18,6 @@ pub mod request;
 pub mod run;
 pub mod sandbox;
 pub mod sys;
-pub mod tar;
 pub mod ui;
 
 /// An error and its sources on one line, `outer: inner: innermost`, without repeats.

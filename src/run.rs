@@ -4,7 +4,7 @@
 //! outcomes to gpurun's exit status, except 125 for its own errors, which `main` applies.
 
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use std::collections::BTreeMap;
 
@@ -87,7 +87,7 @@ pub fn validate(args: &RunArgs) -> Result<(RunRequest, HostFacts), RunError> {
 /// Must be called while gpurun is single-threaded: the sandbox's children run on its memory and allocate.
 pub fn execute(request: &RunRequest, host: &HostFacts, prepared: Prepared, ui: &Ui) -> Result<i32, RunError> {
     let (image, root) = image_info(&prepared)?;
-    check_bind_kinds(request, host, &root)?;
+    check_bind_kinds(request, host, &image, &root)?;
     let gpu = gpu_edits(request, host, &image)?;
     for warning in &gpu.warnings {
         ui.warn(warning);
@@ -180,19 +180,15 @@ fn image_info(prepared: &Prepared) -> Result<(ImageInfo, Root), RunError> {
 
 /// A bind of a directory onto what the image has as a file (or the reverse) would silently
 /// replace the image's node (`-B dir:/bin/sh` made /bin/sh a directory); Docker refuses both.
-/// Destinations the image does not decide (under /dev, /proc, /sys, /tmp, HOME, the working
-/// directory or another bind) are not checked: something else is mounted there.
-fn check_bind_kinds(request: &RunRequest, host: &HostFacts, root: &Root) -> Result<(), RunError> {
-    let not_root = |p: &Path| p != Path::new("/");
-    for b in &request.binds {
-        let covered = ["/dev", "/proc", "/sys", "/tmp"].iter().any(|p| b.dest.starts_with(p))
-            || (not_root(&host.home) && b.dest.starts_with(&host.home))
-            || host.cwd.as_deref().is_some_and(|c| not_root(c) && b.dest.starts_with(c))
-            || request.binds.iter().any(|o| o.dest != b.dest && b.dest.starts_with(&o.dest));
-        if covered {
-            continue;
-        }
-        // Absent: gpurun makes the mount point.
+/// Only destinations the image decides are checked ([`plan::binds_onto_image`]); one the image
+/// does not have is made by the sandbox.
+fn check_bind_kinds(
+    request: &RunRequest,
+    host: &HostFacts,
+    image: &ImageInfo,
+    root: &Root,
+) -> Result<(), RunError> {
+    for b in plan::binds_onto_image(request, host, image)? {
         let Some(kind) = root.file_type(&b.dest.to_string_lossy()) else { continue };
         let is_dir = kind == rustix::fs::FileType::Directory;
         let src_is_dir = b.kind == NodeKind::Dir;

@@ -13,7 +13,7 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-use crate::tar::{TarSource, TarStream};
+use crate::image::tar::{TarSource, TarStream};
 
 use super::apply::{Applier, ApplyError};
 use super::digest::{Digest, Hasher};

@@ -10,6 +10,7 @@ mod prepare;
 pub mod runconfig;
 pub mod select;
 pub mod source;
+pub mod tar;
 
 use std::path::{Path, PathBuf};
 

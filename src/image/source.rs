@@ -9,7 +9,7 @@ use std::io::{self, BufReader, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::tar::{Kind, TarError, TarStream};
+use crate::image::tar::{Kind, TarError, TarStream};
 
 use super::ImageError;
 
@@ -276,7 +276,7 @@ fn index_archive(file: &File) -> Result<HashMap<Vec<u8>, Member>, IndexError> {
         parsed_one = true;
         // Seeking past the end is not an error for a file, so a cut inside a member (or its
         // padding) would otherwise read as a clean end of archive.
-        if tar.position().saturating_add(crate::tar::padded(entry.size)) > len {
+        if tar.position().saturating_add(crate::image::tar::padded(entry.size)) > len {
             return Err(IndexError(format!(
                 "{TRUNCATED}: member {:?} needs {} bytes from offset {}, the file has {len}",
                 String::from_utf8_lossy(&entry.path),

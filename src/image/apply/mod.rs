@@ -21,7 +21,7 @@ use std::os::unix::fs::FileExt;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 
-use crate::tar::{Entry, Kind, TarError, TarSource, TarStream};
+use crate::image::tar::{Entry, Kind, TarError, TarSource, TarStream};
 
 pub use paths::{MAX_COMPONENT, MAX_DEPTH};
 pub use warnings::Warnings;
@@ -305,7 +305,7 @@ impl Applier {
         e: &Entry,
         file: &File,
         real: u64,
-        segments: &[crate::tar::SparseSegment],
+        segments: &[crate::image::tar::SparseSegment],
         tar: &mut TarStream<R>,
     ) -> Result<(), ApplyError> {
         if real > self.limits.max_layer_bytes {

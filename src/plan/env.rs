@@ -1,0 +1,148 @@
+//! The one environment merge: every variable the workload sees, and which GPU selection reads.
+//!
+//! # Precedence
+//!
+//! Later rows win:
+//!
+//! | # | source                                      | notes                                         |
+//! |---|---------------------------------------------|-----------------------------------------------|
+//! | 1 | host environment                            | minus [`HOST_ONLY_VARS`], `GPURUN_*`, [`SET_PREFIXES`] and `--no-env` names; with `--cleanenv` only `TERM` and the proxy variables ([`CLEANENV_KEEP`]) |
+//! | 2 | image `Env`                                 | the image wins over the host                  |
+//! | 3 | gpurun: `PATH` (when the image sets none), `HOME`, `GPURUN_CONTAINER` | `HOME` is the caller's home directory (`--home`'s DST); `GPURUN_CONTAINER` the IMAGE, absolute |
+//! | 4 | GPU settings (`NVIDIA_VISIBLE_DEVICES`, renumbered `ROCR_VISIBLE_DEVICES`, CDI `env`) | consistent with the bound GPUs |
+//! | 5 | host `SINGULARITYENV_NAME`, `APPTAINERENV_NAME`, `GPURUN_ENV_NAME` (that order) | sets `NAME`, also with `--cleanenv` |
+//! | 6 | `--env-file FILE` (files and lines in order) |                                              |
+//! | 7 | `--env NAME=value` (in order)               | the last word                                 |
+//! | 8 | GPU search paths: `/.gpurun/bin` appended to `PATH`, `/.gpurun/lib` to `LD_LIBRARY_PATH` | appended last, so the image's own tools and libraries keep priority and an `--env` value is extended, not lost |
+//!
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::gpu::EnvEdit;
+use crate::image::RunConfig;
+use crate::request::{HostFacts, RunRequest};
+
+/// Host variables that never pass into the container, and why. The README cites this table.
+pub const HOST_ONLY_VARS: &[(&str, &str)] = &[
+    ("PATH", "names host directories; the image's PATH or the default applies"),
+    ("LD_LIBRARY_PATH", "host libraries would be loaded against the image's libc"),
+    ("LD_PRELOAD", "host libraries would be loaded against the image's libc"),
+    ("LD_AUDIT", "host libraries would be loaded against the image's libc"),
+    ("HOME", "gpurun sets it to the caller's home directory"),
+    ("PWD", "describes the host working directory, not the container's"),
+    ("OLDPWD", "describes the host shell's history"),
+    ("PS1", "host prompts often call host-only commands"),
+    ("PROMPT_COMMAND", "host prompts often call host-only commands"),
+    ("BASH_ENV", "would make shells in the image source host startup files"),
+    ("ENV", "would make shells in the image source host startup files"),
+];
+
+/// What `--cleanenv` still passes from the host.
+pub const CLEANENV_KEEP: &[&str] = &[
+    "TERM",
+    "http_proxy",
+    "HTTP_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+    "ftp_proxy",
+    "FTP_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+];
+
+/// `PATH` when the image sets none (the Docker and Apptainer default).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Host prefix for `NAME=value` pairs meant for the container.
+pub const ENV_PREFIX: &str = "GPURUN_ENV_";
+
+/// Host variables that set a container variable (row 5), lowest priority first: Apptainer's
+/// (and Singularity's) spellings are honoured so that a user's existing job scripts work.
+/// They never pass into the container as themselves.
+pub const SET_PREFIXES: [&str; 3] = ["SINGULARITYENV_", "APPTAINERENV_", ENV_PREFIX];
+
+/// The environment, by the precedence table in the module documentation, with `HOME` the
+/// caller's home directory.
+pub fn environment(req: &RunRequest, host: &HostFacts, config: &RunConfig, gpu: &[EnvEdit]) -> Vec<String> {
+    merge(req, host, config, &host.home, gpu)
+}
+
+/// Set in every container to the IMAGE it runs (row 3 of the environment table).
+pub const CONTAINER_VAR: &str = "GPURUN_CONTAINER";
+
+pub(super) fn merge(
+    req: &RunRequest,
+    host: &HostFacts,
+    config: &RunConfig,
+    home: &Path,
+    gpu: &[EnvEdit],
+) -> Vec<String> {
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in &host.env {
+        let passes = if req.cleanenv {
+            CLEANENV_KEEP.contains(&name.as_str())
+        } else {
+            !name.starts_with("GPURUN_")
+                && !SET_PREFIXES.iter().any(|p| name.starts_with(p))
+                && !HOST_ONLY_VARS.iter().any(|(n, _)| n == name)
+        };
+        let blocked = req.no_env.iter().any(|pattern| match pattern.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => name == pattern,
+        });
+        if passes && !blocked {
+            env.insert(name.clone(), value.clone());
+        }
+    }
+    for entry in &config.env {
+        if let Some((name, value)) = entry.split_once('=') {
+            env.insert(name.into(), value.into());
+        }
+    }
+    env.entry("PATH".into()).or_insert_with(|| DEFAULT_PATH.into());
+    env.insert("HOME".into(), home.display().to_string());
+    // The marker that a process runs in gpurun (as Apptainer sets APPTAINER_CONTAINER): the
+    // image as given, made absolute against the caller's directory.
+    let image = match &host.cwd {
+        Some(cwd) if req.image.is_relative() => cwd.join(&req.image),
+        _ => req.image.clone(),
+    };
+    env.insert(CONTAINER_VAR.into(), image.display().to_string());
+    for edit in gpu {
+        match edit {
+            EnvEdit::Set { name, value } => {
+                env.insert(name.clone(), value.clone());
+            }
+            EnvEdit::Unset { name } => {
+                env.remove(name);
+            }
+            EnvEdit::Append { .. } => {}
+        }
+    }
+    // Lowest-priority prefix first, so that GPURUN_ENV_X wins over APPTAINERENV_X.
+    for prefix in SET_PREFIXES {
+        for (name, value) in &host.env {
+            if let Some(inner) = name.strip_prefix(prefix).filter(|n| !n.is_empty()) {
+                env.insert(inner.into(), value.clone());
+            }
+        }
+    }
+    for (name, value) in req.env_file_vars.iter().chain(&req.env_vars) {
+        env.insert(name.clone(), value.clone());
+    }
+    for edit in gpu {
+        if let EnvEdit::Append { name, value } = edit {
+            let list = env.entry(name.clone()).or_default();
+            if !list.split(':').any(|p| p == value) {
+                if !list.is_empty() {
+                    list.push(':');
+                }
+                list.push_str(value);
+            }
+        }
+    }
+    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
