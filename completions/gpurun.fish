@@ -24,7 +24,7 @@ function __fish_gpurun_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c gpurun -n "__fish_gpurun_needs_command" -l cache-dir -d 'Cache directory (default: $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
+complete -c gpurun -n "__fish_gpurun_needs_command" -l cache-dir -d 'Cache directory (default: $GPURUN_CACHE_DIR, else the configuration files\' `cache.dir`, else $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
 complete -c gpurun -n "__fish_gpurun_needs_command" -l ref -d 'Image reference inside the archive (a RepoTag such as `busybox:latest`, or an OCI ref name)' -r
 complete -c gpurun -n "__fish_gpurun_needs_command" -l platform -d 'Platform to select from a multi-platform image, as os/arch[/variant]' -r
 complete -c gpurun -n "__fish_gpurun_needs_command" -l gpus -d 'GPUs to expose: `all`, or a comma-separated list of indexes, PCI addresses or render nodes' -r
@@ -92,7 +92,7 @@ complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -s o -l overlay -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -s W -l workdir -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l hostname -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l mount -r
-complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l cache-dir -d 'Cache directory (default: $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l cache-dir -d 'Cache directory (default: $GPURUN_CACHE_DIR, else the configuration files\' `cache.dir`, else $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
 complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l rocm -d 'Bind the host\'s AMD GPUs (/dev/kfd, render nodes) and ROCm userspace'
 complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l nv -d 'Bind the host\'s NVIDIA GPUs and driver userspace'
 complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l run -d 'Pass the arguments after IMAGE to the image\'s ENTRYPOINT in place of its CMD'
@@ -130,7 +130,7 @@ complete -c gpurun -n "__fish_gpurun_using_subcommand run" -s o -l overlay -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand run" -s W -l workdir -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l hostname -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l mount -r
-complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l cache-dir -d 'Cache directory (default: $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l cache-dir -d 'Cache directory (default: $GPURUN_CACHE_DIR, else the configuration files\' `cache.dir`, else $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
 complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l rocm -d 'Bind the host\'s AMD GPUs (/dev/kfd, render nodes) and ROCm userspace'
 complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l nv -d 'Bind the host\'s NVIDIA GPUs and driver userspace'
 complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l run -d 'Pass the arguments after IMAGE to the image\'s ENTRYPOINT in place of its CMD'
@@ -168,7 +168,7 @@ complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -s o -l overlay -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -s W -l workdir -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l hostname -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l mount -r
-complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l cache-dir -d 'Cache directory (default: $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l cache-dir -d 'Cache directory (default: $GPURUN_CACHE_DIR, else the configuration files\' `cache.dir`, else $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
 complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l rocm -d 'Bind the host\'s AMD GPUs (/dev/kfd, render nodes) and ROCm userspace'
 complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l nv -d 'Bind the host\'s NVIDIA GPUs and driver userspace'
 complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l run -d 'Pass the arguments after IMAGE to the image\'s ENTRYPOINT in place of its CMD'
@@ -190,37 +190,37 @@ complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -s v -l verbose -d 
 complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c gpurun -n "__fish_gpurun_using_subcommand inspect" -l ref -d 'Image reference inside the archive (a RepoTag such as `busybox:latest`, or an OCI ref name)' -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand inspect" -l platform -d 'Platform to select from a multi-platform image, as os/arch[/variant]' -r
-complete -c gpurun -n "__fish_gpurun_using_subcommand inspect" -l cache-dir -d 'Cache directory (default: $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
+complete -c gpurun -n "__fish_gpurun_using_subcommand inspect" -l cache-dir -d 'Cache directory (default: $GPURUN_CACHE_DIR, else the configuration files\' `cache.dir`, else $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
 complete -c gpurun -n "__fish_gpurun_using_subcommand inspect" -l json -d 'Print JSON instead of text'
 complete -c gpurun -n "__fish_gpurun_using_subcommand inspect" -s q -l quiet -d 'Print nothing but errors (no progress bar, no warnings)'
 complete -c gpurun -n "__fish_gpurun_using_subcommand inspect" -s v -l verbose -d 'More detail on stderr; repeat for debug output'
 complete -c gpurun -n "__fish_gpurun_using_subcommand inspect" -s h -l help -d 'Print help'
 complete -c gpurun -n "__fish_gpurun_using_subcommand unpack" -l ref -d 'Image reference inside the archive (a RepoTag such as `busybox:latest`, or an OCI ref name)' -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand unpack" -l platform -d 'Platform to select from a multi-platform image, as os/arch[/variant]' -r
-complete -c gpurun -n "__fish_gpurun_using_subcommand unpack" -l cache-dir -d 'Cache directory (default: $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
+complete -c gpurun -n "__fish_gpurun_using_subcommand unpack" -l cache-dir -d 'Cache directory (default: $GPURUN_CACHE_DIR, else the configuration files\' `cache.dir`, else $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
 complete -c gpurun -n "__fish_gpurun_using_subcommand unpack" -s q -l quiet -d 'Print nothing but errors (no progress bar, no warnings)'
 complete -c gpurun -n "__fish_gpurun_using_subcommand unpack" -s v -l verbose -d 'More detail on stderr; repeat for debug output'
 complete -c gpurun -n "__fish_gpurun_using_subcommand unpack" -s h -l help -d 'Print help'
-complete -c gpurun -n "__fish_gpurun_using_subcommand images" -l cache-dir -d 'Cache directory (default: $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
+complete -c gpurun -n "__fish_gpurun_using_subcommand images" -l cache-dir -d 'Cache directory (default: $GPURUN_CACHE_DIR, else the configuration files\' `cache.dir`, else $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
 complete -c gpurun -n "__fish_gpurun_using_subcommand images" -l json -d 'Print JSON instead of a table'
 complete -c gpurun -n "__fish_gpurun_using_subcommand images" -s q -l quiet -d 'Print nothing but errors (no progress bar, no warnings)'
 complete -c gpurun -n "__fish_gpurun_using_subcommand images" -s v -l verbose -d 'More detail on stderr; repeat for debug output'
 complete -c gpurun -n "__fish_gpurun_using_subcommand images" -s h -l help -d 'Print help'
-complete -c gpurun -n "__fish_gpurun_using_subcommand rm" -l cache-dir -d 'Cache directory (default: $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
+complete -c gpurun -n "__fish_gpurun_using_subcommand rm" -l cache-dir -d 'Cache directory (default: $GPURUN_CACHE_DIR, else the configuration files\' `cache.dir`, else $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
 complete -c gpurun -n "__fish_gpurun_using_subcommand rm" -s q -l quiet -d 'Print nothing but errors (no progress bar, no warnings)'
 complete -c gpurun -n "__fish_gpurun_using_subcommand rm" -s v -l verbose -d 'More detail on stderr; repeat for debug output'
 complete -c gpurun -n "__fish_gpurun_using_subcommand rm" -s h -l help -d 'Print help'
-complete -c gpurun -n "__fish_gpurun_using_subcommand prune" -l cache-dir -d 'Cache directory (default: $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
+complete -c gpurun -n "__fish_gpurun_using_subcommand prune" -l cache-dir -d 'Cache directory (default: $GPURUN_CACHE_DIR, else the configuration files\' `cache.dir`, else $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
 complete -c gpurun -n "__fish_gpurun_using_subcommand prune" -l all -d 'Remove every cached image that no running container uses'
 complete -c gpurun -n "__fish_gpurun_using_subcommand prune" -s q -l quiet -d 'Print nothing but errors (no progress bar, no warnings)'
 complete -c gpurun -n "__fish_gpurun_using_subcommand prune" -s v -l verbose -d 'More detail on stderr; repeat for debug output'
 complete -c gpurun -n "__fish_gpurun_using_subcommand prune" -s h -l help -d 'Print help'
-complete -c gpurun -n "__fish_gpurun_using_subcommand gpus" -l cache-dir -d 'Cache directory (default: $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
+complete -c gpurun -n "__fish_gpurun_using_subcommand gpus" -l cache-dir -d 'Cache directory (default: $GPURUN_CACHE_DIR, else the configuration files\' `cache.dir`, else $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
 complete -c gpurun -n "__fish_gpurun_using_subcommand gpus" -l json -d 'Print JSON instead of a table'
 complete -c gpurun -n "__fish_gpurun_using_subcommand gpus" -s q -l quiet -d 'Print nothing but errors (no progress bar, no warnings)'
 complete -c gpurun -n "__fish_gpurun_using_subcommand gpus" -s v -l verbose -d 'More detail on stderr; repeat for debug output'
 complete -c gpurun -n "__fish_gpurun_using_subcommand gpus" -s h -l help -d 'Print help'
-complete -c gpurun -n "__fish_gpurun_using_subcommand doctor" -l cache-dir -d 'Cache directory (default: $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
+complete -c gpurun -n "__fish_gpurun_using_subcommand doctor" -l cache-dir -d 'Cache directory (default: $GPURUN_CACHE_DIR, else the configuration files\' `cache.dir`, else $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
 complete -c gpurun -n "__fish_gpurun_using_subcommand doctor" -l rocm -d 'Check only what --rocm needs'
 complete -c gpurun -n "__fish_gpurun_using_subcommand doctor" -l nv -d 'Check only what --nv needs'
 complete -c gpurun -n "__fish_gpurun_using_subcommand doctor" -s q -l quiet -d 'Print nothing but errors (no progress bar, no warnings)'

@@ -44,8 +44,9 @@ pub struct GlobalArgs {
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub verbose: u8,
 
-    /// Cache directory (default: $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun).
-    #[arg(long, global = true, env = "GPURUN_CACHE_DIR", value_name = "DIR")]
+    /// Cache directory (default: $GPURUN_CACHE_DIR, else the configuration files' `cache.dir`,
+    /// else $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun).
+    #[arg(long, global = true, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
 }
 

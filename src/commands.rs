@@ -6,9 +6,12 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::fs;
 
-use crate::cache::{Cache, CacheError, SourceMemo, record::FileIdentity};
+use crate::cache::{Cache, CacheError, SourceMemo};
 use crate::cli::{ImagesArgs, InspectArgs, PruneArgs, RmArgs, SelectArgs, UnpackArgs};
-use crate::image::{self, ImageError, Selection};
+use crate::image::apply::Limits;
+use crate::image::source::{FileIdentity, identity_probe};
+use crate::image::{self, ImageArg, ImageError, Selection};
+use crate::prepare::{self, PrepareError};
 use crate::ui::Ui;
 
 /// Failures of the cache-management commands.
@@ -18,6 +21,8 @@ pub enum CommandError {
     Image(#[from] ImageError),
     #[error(transparent)]
     Cache(#[from] CacheError),
+    #[error(transparent)]
+    Prepare(#[from] PrepareError),
     #[error("no cached image matches {0:?}")]
     NoMatch(String),
     #[error("{target:?} matches several cached images: {}", .ids.join(", "))]
@@ -34,6 +39,7 @@ impl CommandError {
             CommandError::AmbiguousId { .. } => Some("give more characters of the id".into()),
             CommandError::InUse(_) => Some("wait for the container to exit, then retry".into()),
             CommandError::Cache(e) => e.hint(),
+            CommandError::Prepare(e) => e.hint(),
         }
     }
 }
@@ -42,13 +48,13 @@ pub fn selection(s: &SelectArgs) -> Selection {
     Selection { reference: s.reference.clone(), platform: s.platform.clone() }
 }
 
-pub fn unpack(args: &UnpackArgs, cache: &Cache, ui: &Ui) -> Result<String, CommandError> {
-    let p = image::prepare(&args.image, &selection(&args.select), cache, ui)?;
+pub fn unpack(args: &UnpackArgs, cache: &Cache, limits: Limits, ui: &Ui) -> Result<String, CommandError> {
+    let p = prepare::prepare(&ImageArg::classify(&args.image), &selection(&args.select), cache, limits, ui)?;
     Ok(format!("{}\n", p.rootfs.display()))
 }
 
 pub fn inspect(args: &InspectArgs) -> Result<String, CommandError> {
-    let i = image::inspect(&args.image, &selection(&args.select))?;
+    let i = image::inspect(&ImageArg::classify(&args.image), &selection(&args.select))?;
     if args.json {
         return Ok(serde_json::to_string_pretty(&i).unwrap_or_default() + "\n");
     }
@@ -172,7 +178,7 @@ fn forget_memos(cache: &Cache, pred: impl Fn(&SourceMemo) -> bool) {
 
 /// True when the memo's archive is still the file it describes.
 fn memo_current(m: &SourceMemo) -> bool {
-    let probe = crate::image::identity_probe(&m.path);
+    let probe = identity_probe(&m.path);
     fs::metadata(&probe).is_ok_and(|meta| FileIdentity::of(&meta) == m.identity)
 }
 

@@ -22,6 +22,7 @@ use toml::Spanned;
 
 use crate::cli::{Cli, PidNsMode};
 use crate::gpu::edits::ListExtensions;
+use crate::host::ProcessEnv;
 
 /// The site-wide file.
 pub const SITE_FILE: &str = "/etc/gpurun/gpurun.toml";
@@ -307,7 +308,11 @@ fn env_pid_ns(env: &BTreeMap<String, String>) -> Result<Option<PidNsMode>, Confi
 /// were (clap, run).
 pub fn apply(cli: &mut Cli, settings: &Settings, env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
     if cli.global.cache_dir.is_none() {
-        cli.global.cache_dir = settings.cache_dir.clone();
+        cli.global.cache_dir = env
+            .get("GPURUN_CACHE_DIR")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or(settings.cache_dir.clone());
     }
     let run = &mut cli.run;
     for (flag, name, file) in [
@@ -369,19 +374,17 @@ pub fn merge_binds(defaults: &[String], cli: &[String]) -> Vec<String> {
     defaults.iter().filter(|d| !taken.contains(&dest(d))).chain(cli).cloned().collect()
 }
 
-/// The process environment as a map (variables that are not UTF-8 are left out), with `USER`
-/// filled from the passwd entry when unset, so `$USER` works in batch jobs that clear it.
-pub fn process_env() -> BTreeMap<String, String> {
-    let mut env: BTreeMap<String, String> = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect();
-    if !env.contains_key("USER") {
+/// The process environment as configuration files see it: `USER` filled from the passwd entry
+/// when unset, so `$USER` works in batch jobs that clear it.
+pub fn expansion_env(env: &ProcessEnv) -> BTreeMap<String, String> {
+    let mut vars = env.vars().clone();
+    if !vars.contains_key("USER") {
         let uid = nix::unistd::geteuid();
         if let Ok(Some(user)) = nix::unistd::User::from_uid(uid) {
-            env.insert("USER".into(), user.name);
+            vars.insert("USER".into(), user.name);
         }
     }
-    env
+    vars
 }
 
 #[cfg(test)]

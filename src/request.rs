@@ -10,178 +10,7 @@ use serde::Serialize;
 
 use crate::cli::{PidNsMode, RunArgs, Verb};
 use crate::gpu::{GpuError, GpuRequest, cdi, select};
-
-/// Everything the planner needs to know about the host, gathered once, as plain data.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct HostFacts {
-    /// Effective user and group id of the caller.
-    pub uid: u32,
-    pub gid: u32,
-    /// Supplementary groups (they stay in effect inside the container).
-    pub groups: Vec<u32>,
-    pub user_name: String,
-    pub group_name: String,
-    /// `$HOME`, else the passwd entry's home, else `/`.
-    pub home: PathBuf,
-    /// Whether `home` is a directory on the host (it is bound only then).
-    pub home_is_dir: bool,
-    /// The current directory; `None` when it has been removed or cannot be read.
-    pub cwd: Option<PathBuf>,
-    /// The host environment (variables whose name or value is not UTF-8 are left out).
-    pub env: Vec<(String, String)>,
-    /// Host paths the default mounts use, each present or not.
-    pub has_etc_hosts: bool,
-    pub has_resolv_conf: bool,
-    pub has_dev_shm: bool,
-    pub has_infiniband: bool,
-    /// The caller's terminal when stdin, stdout or stderr is one on the host's devpts
-    /// (`/dev/pts/N`): bound at `/dev/console`, so that `ttyname()` finds it in the container's
-    /// own devpts-less `/dev` scan (`tty`, password prompts, tmux).
-    pub terminal: Option<PathBuf>,
-    /// `PMIX_SERVER_TMPDIR`, when it names a directory (a PMIx server's, e.g. `srun --mpi=pmix`).
-    pub pmix_server_tmpdir: Option<PathBuf>,
-    /// The entries of [`crate::plan::PROC_READ_ONLY`] that exist in the host's `/proc`.
-    pub proc_read_only: Vec<PathBuf>,
-    /// Subordinate id ranges and the setuid helpers, when `--fakeroot` can use them.
-    pub subids: Option<SubIds>,
-    /// An empty private directory the sandbox mounts its staging tmpfs on (the cache's `mnt`,
-    /// set once the cache is open; see `plan`).
-    pub staging: PathBuf,
-}
-
-/// Subordinate ids from `/etc/subuid` and `/etc/subgid`, with `newuidmap`/`newgidmap`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SubIds {
-    pub uid_start: u32,
-    pub uid_count: u32,
-    pub gid_start: u32,
-    pub gid_count: u32,
-    pub newuidmap: PathBuf,
-    pub newgidmap: PathBuf,
-}
-
-impl HostFacts {
-    /// Which of the `/proc` paths the host PID namespace mode makes read-only exist here; only
-    /// that mode needs them (`/proc` lookups are not free on every start).
-    pub fn probe_proc_read_only(&mut self) {
-        self.proc_read_only = crate::plan::PROC_READ_ONLY
-            .iter()
-            .map(|(path, _)| PathBuf::from(path))
-            .filter(|p| p.symlink_metadata().is_ok())
-            .collect();
-    }
-
-    /// Reads the caller's identity, environment and the host paths the default mounts need.
-    /// `fakeroot` adds the subordinate-id lookup (skipped otherwise: it is not on the hot path).
-    pub fn gather(fakeroot: bool) -> HostFacts {
-        let uid = nix::unistd::geteuid().as_raw();
-        let gid = nix::unistd::getegid().as_raw();
-        let accounts = crate::account::Files::default();
-        let user = accounts.user(uid);
-        let group_name = accounts.group_name(gid);
-        let env: Vec<(String, String)> = std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .collect();
-        let home = env
-            .iter()
-            .find(|(k, v)| k == "HOME" && v.starts_with('/'))
-            .map(|(_, v)| PathBuf::from(v))
-            .or_else(|| user.as_ref().map(|u| u.home.clone()))
-            .unwrap_or_else(|| PathBuf::from("/"));
-        let user_name = user.as_ref().map(|u| u.name.clone()).unwrap_or_else(|| format!("user{uid}"));
-        let pmix_server_tmpdir = env
-            .iter()
-            .find(|(k, _)| k == "PMIX_SERVER_TMPDIR")
-            .map(|(_, v)| Path::new(v).components().collect::<PathBuf>())
-            .filter(|p| p.is_absolute() && p.is_dir());
-        let subids = if fakeroot && uid != 0 { find_subids(&user_name, uid) } else { None };
-        HostFacts {
-            uid,
-            gid,
-            groups: nix::unistd::getgroups()
-                .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
-                .unwrap_or_default(),
-            group_name: group_name.unwrap_or_else(|| format!("group{gid}")),
-            user_name,
-            home_is_dir: home.is_dir(),
-            home,
-            cwd: std::env::current_dir().ok(),
-            env,
-            has_etc_hosts: Path::new("/etc/hosts").is_file(),
-            has_resolv_conf: Path::new("/etc/resolv.conf").is_file(),
-            has_dev_shm: Path::new("/dev/shm").is_dir(),
-            has_infiniband: Path::new("/dev/infiniband").is_dir(),
-            terminal: terminal(),
-            pmix_server_tmpdir,
-            proc_read_only: Vec::new(),
-            subids,
-            staging: PathBuf::new(),
-        }
-    }
-}
-
-/// The host path of the first of stdin, stdout and stderr that is a pseudo-terminal, when
-/// that path names this very terminal (same device numbers: a pty from another devpts
-/// instance, passed in from a nested container, may share the name of a different one here).
-fn terminal() -> Option<PathBuf> {
-    use std::io::IsTerminal;
-    use std::os::unix::fs::MetadataExt;
-    let fd =
-        [std::io::stdin().is_terminal(), std::io::stdout().is_terminal(), std::io::stderr().is_terminal()]
-            .iter()
-            .position(|&t| t)?;
-    let path = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()?;
-    let name = path.strip_prefix("/dev/pts").ok()?.to_str()?;
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit()) {
-        return None; // not a pty slave (e.g. /dev/pts/ptmx)
-    }
-    let open = std::fs::metadata(format!("/proc/self/fd/{fd}")).ok()?;
-    let named = std::fs::metadata(&path).ok()?;
-    (open.rdev() == named.rdev() && open.dev() == named.dev()).then_some(path)
-}
-
-/// The first `/etc/subuid` and `/etc/subgid` ranges for the caller, if both exist along with
-/// the setuid helpers that can install them.
-fn find_subids(user: &str, uid: u32) -> Option<SubIds> {
-    let (uid_start, uid_count) = parse_subid(&std::fs::read_to_string("/etc/subuid").ok()?, user, uid)?;
-    let (gid_start, gid_count) = parse_subid(&std::fs::read_to_string("/etc/subgid").ok()?, user, uid)?;
-    let find = |name: &str| {
-        ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
-            .iter()
-            .map(|d| Path::new(d).join(name))
-            .find(|p| p.is_file())
-    };
-    Some(SubIds {
-        uid_start,
-        uid_count,
-        gid_start,
-        gid_count,
-        newuidmap: find("newuidmap")?,
-        newgidmap: find("newgidmap")?,
-    })
-}
-
-/// The first `NAME:START:COUNT` (or `UID:START:COUNT`) line for the caller in a subid file.
-pub fn parse_subid(text: &str, user: &str, uid: u32) -> Option<(u32, u32)> {
-    text.lines().find_map(|line| {
-        let mut parts = line.trim().split(':');
-        let who = parts.next()?;
-        if who != user && who.parse::<u32>().ok() != Some(uid) {
-            return None;
-        }
-        let start = parts.next()?.parse().ok()?;
-        let count: u32 = parts.next()?.parse().ok()?;
-        (count > 0).then_some((start, count))
-    })
-}
-
-/// Whether a bind source is a directory or a single file (its mount point must match).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NodeKind {
-    Dir,
-    File,
-}
+use crate::host::{HostFacts, NodeKind, ProcessEnv};
 
 /// One `-B SRC[:DST[:ro|rw]]`, resolved: `source` is canonical on the host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -260,13 +89,13 @@ pub const MPI_RANK_VARS: &[(&str, &str)] = &[
 ];
 
 /// Decides `auto` from the caller's environment; `private` and `host` are taken as given.
-pub fn resolve_pid_ns(mode: PidNsMode, env: &[(String, String)]) -> PidNsChoice {
+pub fn resolve_pid_ns(mode: PidNsMode, env: &ProcessEnv) -> PidNsChoice {
     let choice = |mode, reason: String| PidNsChoice { mode, reason };
     match mode {
         PidNsMode::Private => choice(PidNamespace::Private, "--pid-ns private".into()),
         PidNsMode::Host => choice(PidNamespace::Host, "--pid-ns host".into()),
         PidNsMode::Auto => {
-            let rank = MPI_RANK_VARS.iter().find(|(var, _)| env.iter().any(|(name, _)| name == var));
+            let rank = MPI_RANK_VARS.iter().find(|(var, _)| env.get(var).is_some());
             match rank {
                 Some((var, who)) => {
                     choice(PidNamespace::Host, format!("auto: {var} is set, an MPI rank started by {who}"))
@@ -404,7 +233,7 @@ impl RunRequest {
 
 /// COMMAND as UTF-8; for `gpurun shell`, the shell first (`--shell`, `$APPTAINER_SHELL`,
 /// `$SINGULARITY_SHELL`, else `/bin/sh`) with the arguments after IMAGE as its own.
-fn command_line(args: &RunArgs, env: &[(String, String)]) -> Result<Vec<String>, RequestError> {
+fn command_line(args: &RunArgs, env: &ProcessEnv) -> Result<Vec<String>, RequestError> {
     let mut command = args
         .command
         .iter()
@@ -416,7 +245,7 @@ fn command_line(args: &RunArgs, env: &[(String, String)]) -> Result<Vec<String>,
             None => Ok(command),
         };
     }
-    let from_env = |name: &str| env.iter().find(|(n, v)| n == name && !v.is_empty()).map(|(_, v)| v.clone());
+    let from_env = |name: &str| env.non_empty(name).map(str::to_string);
     let shell = args
         .shell
         .clone()
@@ -745,7 +574,7 @@ mod tests {
 
     #[test]
     fn pid_ns_auto_means_host_for_mpi_ranks_only() {
-        let env = |names: &[&str]| names.iter().map(|n| (n.to_string(), "0".to_string())).collect::<Vec<_>>();
+        let env = |names: &[&str]| names.iter().map(|n| (*n, "0")).collect::<ProcessEnv>();
         let auto = |names: &[&str]| resolve_pid_ns(PidNsMode::Auto, &env(names));
         assert_eq!(auto(&[]).mode, PidNamespace::Private);
         assert_eq!(auto(&["SLURM_PROCID", "SLURM_NTASKS"]).mode, PidNamespace::Private, "plain srun");
@@ -756,14 +585,6 @@ mod tests {
         }
         let mpi = env(&["PMIX_RANK"]);
         assert_eq!(resolve_pid_ns(PidNsMode::Private, &mpi).mode, PidNamespace::Private, "explicit wins");
-        assert_eq!(resolve_pid_ns(PidNsMode::Host, &[]).mode, PidNamespace::Host);
-    }
-
-    #[test]
-    fn subid_lines() {
-        let text = "other:1:2\nalice:100000:65536\n1000:5:5\n";
-        assert_eq!(parse_subid(text, "alice", 7), Some((100000, 65536)));
-        assert_eq!(parse_subid(text, "bob", 1000), Some((5, 5)));
-        assert_eq!(parse_subid(text, "bob", 1), None);
+        assert_eq!(resolve_pid_ns(PidNsMode::Host, &ProcessEnv::default()).mode, PidNamespace::Host);
     }
 }

@@ -4,16 +4,15 @@
 //! outcomes to gpurun's exit status, except 125 for its own errors, which `main` applies.
 
 use std::io::{self, Write};
-use std::path::PathBuf;
-
-use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use crate::cli::RunArgs;
 use crate::gpu::{self, GpuEdits, GpuError, HostPaths};
-use crate::image::Prepared;
+use crate::host::{HostFacts, NodeKind, ProcessEnv};
 use crate::inroot::Root;
-use crate::plan::{self, ImageInfo, PlanError};
-use crate::request::{HostFacts, NodeKind, RequestError, RunRequest};
+use crate::plan::{self, ImageInfo, Layout, PlanError};
+use crate::prepare::Prepared;
+use crate::request::{RequestError, RunRequest};
 use crate::sandbox::{self, SandboxError};
 use crate::ui::Ui;
 
@@ -69,8 +68,8 @@ impl RunError {
 /// unreadable `--env-file`, missing bind sources and conflicting flags fail here, before the
 /// image is opened or unpacked and before anything forks. Returns the request and the host
 /// facts it was checked against, both needed by [`execute`].
-pub fn validate(args: &RunArgs) -> Result<(RunRequest, HostFacts), RunError> {
-    let mut host = HostFacts::gather(args.fakeroot);
+pub fn validate(args: &RunArgs, env: &ProcessEnv) -> Result<(RunRequest, HostFacts), RunError> {
+    let mut host = HostFacts::gather(args.fakeroot, env);
     let request = RunRequest::from_args(args, &host)?;
     if request.pid_ns.mode == crate::request::PidNamespace::Host {
         host.probe_proc_read_only();
@@ -82,17 +81,24 @@ pub fn validate(args: &RunArgs) -> Result<(RunRequest, HostFacts), RunError> {
 /// own; 128+N if it was killed by signal N; 127 (with a message naming the command) when the
 /// command is not in the image; 126 when it cannot be executed. `--dry-run` prints the launch
 /// plan as JSON and returns 0. `prepared` (and its cache lease) is held until the workload has
-/// exited.
+/// exited. The container is assembled on `staging`, an empty directory of gpurun's own (the
+/// cache's `mnt`; see `plan::Layout`).
 ///
 /// Must be called while gpurun is single-threaded: the sandbox's children run on its memory and allocate.
-pub fn execute(request: &RunRequest, host: &HostFacts, prepared: Prepared, ui: &Ui) -> Result<i32, RunError> {
+pub fn execute(
+    request: &RunRequest,
+    host: &HostFacts,
+    staging: &Path,
+    prepared: Prepared,
+    ui: &Ui,
+) -> Result<i32, RunError> {
     let (image, root) = image_info(&prepared)?;
     check_bind_kinds(request, host, &image, &root)?;
     let gpu = gpu_edits(request, host, &image)?;
     for warning in &gpu.warnings {
         ui.warn(warning);
     }
-    let plan = plan::build(request, host, &image, &gpu)?;
+    let plan = plan::build(request, host, &image, &gpu, Layout { base: staging.to_owned() })?;
     tracing::debug!(mounts = plan.mounts.len(), cwd = %plan.cwd.display(), "launch plan ready");
     if request.dry_run {
         let mut out = io::stdout().lock();
@@ -119,20 +125,13 @@ fn keep_lease_across_exec(prepared: &Prepared) -> Result<(), RunError> {
 }
 
 /// Discovers the host's GPUs and what the image lacks, for `--rocm`, `--nv` and `--device`.
-/// Selection variables are read with the planner's precedence: image `Env`, then the host, then
-/// `--env-file` and `--env`.
+/// The vendors' selection variables are read from the workload's environment as the one merge
+/// makes it ([`plan::before_gpu`]), Slurm's allocation from the host's.
 fn gpu_edits(request: &RunRequest, host: &HostFacts, image: &ImageInfo) -> Result<GpuEdits, RunError> {
     if request.gpu.is_empty() {
         return Ok(GpuEdits::default());
     }
-    let mut env: BTreeMap<String, String> = BTreeMap::new();
-    for entry in &image.config.env {
-        if let Some((k, v)) = entry.split_once('=') {
-            env.insert(k.into(), v.into());
-        }
-    }
-    env.extend(host.env.iter().cloned());
-    env.extend(request.env_file_vars.iter().chain(&request.env_vars).cloned());
+    let env = plan::before_gpu(request, host, &image.config);
     let lib_dirs: Vec<String> = env
         .get("LD_LIBRARY_PATH")
         .filter(|_| image.config.env.iter().any(|e| e.starts_with("LD_LIBRARY_PATH=")))
@@ -142,9 +141,10 @@ fn gpu_edits(request: &RunRequest, host: &HostFacts, image: &ImageInfo) -> Resul
     let host_paths = HostPaths::default();
     let ctx = gpu::edits::Context {
         host: &host_paths,
+        host_env: &host.env,
         env: &env,
         image: &view,
-        lists: gpu::edits::ListExtensions::from_env(&env).or(&request.gpu.lists),
+        lists: gpu::edits::ListExtensions::from_env(&host.env).or(&request.gpu.lists),
     };
     let mut edits = gpu::prepare(&request.gpu, &ctx)?;
     edits.warnings.extend(view.warnings.iter().cloned());

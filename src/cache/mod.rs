@@ -29,6 +29,8 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::host::ProcessEnv;
+
 pub use record::{ImageRecord, SourceMemo};
 
 /// A cache failure, naming the path involved.
@@ -43,9 +45,6 @@ pub enum CacheError {
 }
 
 /// What to do when the cache's filesystem is full (cache and unpack errors alike).
-pub const NO_SPACE_HINT: &str =
-    "free space there, or point GPURUN_CACHE_DIR at a larger filesystem (node-local scratch on clusters)";
-
 impl CacheError {
     /// How to fix it, when there is something to say.
     pub fn hint(&self) -> Option<String> {
@@ -60,7 +59,7 @@ impl CacheError {
                     .into(),
             ),
             CacheError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
-                Some(NO_SPACE_HINT.into())
+                Some(crate::image::NO_SPACE_HINT.into())
             }
             CacheError::Io { .. } => None,
         }
@@ -77,15 +76,15 @@ pub struct Cache {
     pub root: PathBuf,
 }
 
-/// `$GPURUN_CACHE_DIR` (or `--cache-dir`), else `$XDG_CACHE_HOME/gpurun`, else `~/.cache/gpurun`.
-pub fn default_location(explicit: Option<&Path>) -> Result<PathBuf, CacheError> {
+/// `--cache-dir` (which configuration fills from `$GPURUN_CACHE_DIR`), else `$XDG_CACHE_HOME/gpurun`, else `~/.cache/gpurun`.
+pub fn default_location(explicit: Option<&Path>, env: &ProcessEnv) -> Result<PathBuf, CacheError> {
     if let Some(p) = explicit.filter(|p| !p.as_os_str().is_empty()) {
         return Ok(p.to_owned());
     }
-    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+    if let Some(x) = env.non_empty("XDG_CACHE_HOME") {
         return Ok(PathBuf::from(x).join("gpurun"));
     }
-    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+    match env.non_empty("HOME") {
         Some(h) => Ok(PathBuf::from(h).join(".cache/gpurun")),
         None => Err(CacheError::NoLocation),
     }

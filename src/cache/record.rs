@@ -3,22 +3,12 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::image::RunConfig;
-
-/// One layer as recorded in the cache and shown by `inspect`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LayerInfo {
-    /// Blob digest (absent for docker-archive layers, which are identified by DiffID alone).
-    pub digest: Option<String>,
-    pub diff_id: String,
-    pub size: u64,
-    pub media_type: Option<String>,
-}
+use crate::image::source::FileIdentity;
+use crate::image::{LayerInfo, RunConfig};
 
 /// `images/<id>/image.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,30 +35,6 @@ impl ImageRecord {
     pub fn read(path: &Path) -> io::Result<ImageRecord> {
         let data = fs::read(path)?;
         serde_json::from_slice(&data).map_err(io::Error::other)
-    }
-}
-
-/// What identifies an archive file without reading it: if all of this is unchanged, the
-/// content is too (the same test make and rsync rely on, plus the inode).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileIdentity {
-    pub dev: u64,
-    pub ino: u64,
-    pub size: u64,
-    pub mtime_ns: i128,
-    pub ctime_ns: i128,
-}
-
-impl FileIdentity {
-    pub fn of(meta: &fs::Metadata) -> FileIdentity {
-        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
-        FileIdentity {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
-            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
-        }
     }
 }
 

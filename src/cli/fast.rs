@@ -52,13 +52,6 @@ pub fn parse(args: &[OsString]) -> Option<Cli> {
     if run.command.first().is_some_and(|c| c.to_string_lossy().starts_with('-')) {
         return None;
     }
-    if global.cache_dir.is_none() {
-        global.cache_dir = match std::env::var_os("GPURUN_CACHE_DIR") {
-            None => None,
-            Some(v) if v.is_empty() => return None,
-            Some(v) => Some(PathBuf::from(v)),
-        };
-    }
     Some(Cli { global, command: None, run })
 }
 

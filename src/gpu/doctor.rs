@@ -72,7 +72,7 @@ fn userns(host: &HostPaths) -> Check {
         return check(
             Status::Fail,
             "unprivileged user namespaces are disabled",
-            Some(crate::sandbox::userns_hint()),
+            Some(crate::host::userns_hint()),
         );
     }
     check(Status::Ok, "user namespaces available", None)

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use super::libs::{self, BIN_DIR, HostLibs, ImageView, LIB_DIR, Wanted};
 use super::select::{self, Selector};
 use super::{EnvEdit, FileBind, Gpu, GpuEdits, GpuError, HostPaths, Vendor, amd, cdi, nvidia};
+use crate::host::ProcessEnv;
 
 /// The GPU part of a run request, validated by `request.rs`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -46,8 +47,8 @@ pub struct ListExtensions {
 }
 
 impl ListExtensions {
-    pub fn from_env(env: &BTreeMap<String, String>) -> ListExtensions {
-        let get = |k: &str| libs::split_list(env.get(k).map(String::as_str));
+    pub fn from_env(env: &ProcessEnv) -> ListExtensions {
+        let get = |k: &str| libs::split_list(env.get(k));
         ListExtensions {
             rocm_libs: get("GPURUN_ROCM_LIBS"),
             rocm_bins: get("GPURUN_ROCM_BINS"),
@@ -70,10 +71,13 @@ impl ListExtensions {
     }
 }
 
-/// Inputs of [`prepare`] besides the request: the host, and the environment the variables are
-/// read from (image `Env`, then host, then `--env`, later winning).
+/// Inputs of [`prepare`] besides the request.
 pub struct Context<'a> {
     pub host: &'a HostPaths,
+    /// The process environment: Slurm's allocation and the host's `PATH` are read here.
+    pub host_env: &'a ProcessEnv,
+    /// The workload's environment before GPU edits (`plan::before_gpu`): the vendors'
+    /// selection variables and `NVIDIA_DRIVER_CAPABILITIES` are read here.
     pub env: &'a BTreeMap<String, String>,
     pub image: &'a dyn ImageView,
     pub lists: ListExtensions,
@@ -94,13 +98,13 @@ pub fn prepare(req: &GpuRequest, ctx: &Context) -> Result<GpuEdits, GpuError> {
     }
     let gpus = super::discover::discover(ctx.host);
     let host_libs = read_host_libs(ctx.host, &mut edits.warnings);
-    let path_var = host_path_var();
+    let path_var = ctx.host_env.path();
     let mut roots = Roots::default();
     if req.rocm {
-        rocm(req, ctx, &gpus, &host_libs, &path_var, &mut roots, &mut edits)?;
+        rocm(req, ctx, &gpus, &host_libs, path_var, &mut roots, &mut edits)?;
     }
     if req.nv {
-        nv(req, ctx, &gpus, &host_libs, &path_var, &mut roots, &mut edits)?;
+        nv(req, ctx, &gpus, &host_libs, path_var, &mut roots, &mut edits)?;
     }
     for name in &req.cdi {
         cdi::apply(ctx.host, name, &mut edits)?;
@@ -129,10 +133,6 @@ pub fn prepare(req: &GpuRequest, ctx: &Context) -> Result<GpuEdits, GpuError> {
     Ok(edits)
 }
 
-fn host_path_var() -> String {
-    std::env::var("PATH").unwrap_or_else(|_| crate::plan::DEFAULT_PATH.into())
-}
-
 fn read_host_libs(host: &HostPaths, warnings: &mut Vec<String>) -> HostLibs {
     let path = host.path("/etc/ld.so.cache");
     let entries = match std::fs::read(&path).map(|b| super::ldcache::parse_ld_so_cache(&b)) {
@@ -153,21 +153,33 @@ fn read_host_libs(host: &HostPaths, warnings: &mut Vec<String>) -> HostLibs {
 /// `AutoDetect` and with `File=/dev/nvidia[0-N]`) of the GPUs this step or job was given.
 pub const SLURM_GPU_VARS: [&str; 2] = ["SLURM_STEP_GPUS", "SLURM_JOB_GPUS"];
 
+/// The vendors' selection variables. In the environment merge a value the host (a scheduler, the
+/// caller) sets for one of these outranks the image's, which is a build-time default
+/// (`NVIDIA_VISIBLE_DEVICES=all` in NVIDIA's images).
+pub const SELECTION_VARS: [&str; 6] = [
+    "NVIDIA_VISIBLE_DEVICES",
+    "CUDA_VISIBLE_DEVICES",
+    "AMD_VISIBLE_DEVICES",
+    "ROCR_VISIBLE_DEVICES",
+    "HIP_VISIBLE_DEVICES",
+    "GPU_DEVICE_ORDINAL",
+];
+
 /// The selector for one vendor and where it came from (for messages and env rewriting):
 /// `--gpus`, then Slurm's allocation (its IDs name host GPUs, whereas the `*_VISIBLE_DEVICES`
 /// Slurm also sets may already be renumbered for a device cgroup), then the vendor's variables.
 fn selector_for(
     req: &GpuRequest,
-    env: &BTreeMap<String, String>,
+    ctx: &Context,
     vars: &[&'static str],
 ) -> Result<(Selector, String), GpuError> {
     if let Some(sel) = &req.gpus {
         return Ok((sel.clone(), "--gpus".into()));
     }
-    for var in SLURM_GPU_VARS.iter().chain(vars) {
-        if let Some(value) = env.get(*var) {
-            return Ok((select::parse_visible_devices(var, Some(value))?, (*var).to_string()));
-        }
+    let slurm = SLURM_GPU_VARS.iter().filter_map(|v| Some((*v, ctx.host_env.get(v)?)));
+    let vendor = vars.iter().filter_map(|v| Some((*v, ctx.env.get(*v)?.as_str())));
+    if let Some((var, value)) = slurm.chain(vendor).next() {
+        return Ok((select::parse_visible_devices(var, Some(value))?, var.to_string()));
     }
     Ok((Selector::Default, "default".into()))
 }
@@ -224,9 +236,9 @@ fn add_devices(
 /// Slurm chose (`origin` is its variable) and `CUDA_VISIBLE_DEVICES` is the value Slurm sets
 /// with it (the same IDs): then it names host GPUs and is renumbered. A different value is the
 /// job's own choice among them (`CUDA_VISIBLE_DEVICES=$SLURM_LOCALID`) and is left alone.
-fn slurms_cuda(env: &BTreeMap<String, String>, origin: &str) -> bool {
+fn slurms_cuda(ctx: &Context, origin: &str) -> bool {
     SLURM_GPU_VARS.contains(&origin)
-        && env.get("CUDA_VISIBLE_DEVICES").is_some_and(|v| env.get(origin) == Some(v))
+        && ctx.env.get("CUDA_VISIBLE_DEVICES").is_some_and(|v| ctx.host_env.get(origin) == Some(v.as_str()))
 }
 
 /// `0,1,...,k-1`: the indexes the container's runtime will use for what it can see.
@@ -244,7 +256,7 @@ fn rocm(
     edits: &mut GpuEdits,
 ) -> Result<(), GpuError> {
     const VARS: &[&str] = &["AMD_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES"];
-    let (sel, origin) = selector_for(req, ctx.env, VARS)?;
+    let (sel, origin) = selector_for(req, ctx, VARS)?;
     if sel == Selector::Void {
         edits.warnings.push(format!("--rocm: {origin} says void: no AMD GPU and no ROCm tools"));
         return Ok(());
@@ -262,9 +274,7 @@ fn rocm(
         for var in
             ["AMD_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL"]
                 .into_iter()
-                .chain(
-                    (origin == "--gpus" || slurms_cuda(ctx.env, &origin)).then_some("CUDA_VISIBLE_DEVICES"),
-                )
+                .chain((origin == "--gpus" || slurms_cuda(ctx, &origin)).then_some("CUDA_VISIBLE_DEVICES"))
         {
             if ctx.env.contains_key(var) || (var == "ROCR_VISIBLE_DEVICES" && chosen_by_us) {
                 edits.env.push(EnvEdit::Set { name: var.into(), value: renumbered(chosen.len()) });
@@ -290,7 +300,7 @@ fn nv(
     roots: &mut Roots,
     edits: &mut GpuEdits,
 ) -> Result<(), GpuError> {
-    let (sel, origin) = selector_for(req, ctx.env, &["NVIDIA_VISIBLE_DEVICES"])?;
+    let (sel, origin) = selector_for(req, ctx, &["NVIDIA_VISIBLE_DEVICES"])?;
     if sel == Selector::Void {
         edits.warnings.push(format!("--nv: {origin} says void: no NVIDIA GPU and no driver libraries"));
         return Ok(());
@@ -311,7 +321,7 @@ fn nv(
     let value = if sel == Selector::None { "none".to_string() } else { renumbered(chosen.len()) };
     edits.env.push(EnvEdit::Set { name: "NVIDIA_VISIBLE_DEVICES".into(), value: value.clone() });
     // Slurm's CUDA_VISIBLE_DEVICES names host GPUs; inside, only the allocated ones exist.
-    if slurms_cuda(ctx.env, &origin) {
+    if slurms_cuda(ctx, &origin) {
         edits.env.push(EnvEdit::Set { name: "CUDA_VISIBLE_DEVICES".into(), value });
     }
     let (caps, unknown) =

@@ -18,7 +18,7 @@ use crate::image::tar::{TarSource, TarStream};
 use super::apply::{Applier, ApplyError};
 use super::digest::{Digest, Hasher};
 use super::select::{Compression, LayerRef};
-use super::source::MemberReader;
+use super::source::Blob;
 
 const CHUNK: usize = 1 << 20;
 const IN_FLIGHT: usize = 6;
@@ -72,7 +72,7 @@ struct Outlets {
 /// Decodes and applies `layer`, read from `blob`. `on_bytes` sees raw bytes as they are read.
 pub fn apply(
     layer: &LayerRef,
-    blob: MemberReader<'_>,
+    blob: Blob<'_>,
     applier: &mut Applier,
     max_bytes: u64,
     on_bytes: &(dyn Fn(u64) + Sync),
@@ -184,7 +184,7 @@ impl TarSource for ChannelReader {}
 
 /// Hashes and counts raw blob bytes as the decoder pulls them.
 struct RawReader<'a> {
-    inner: BufReader<MemberReader<'a>>,
+    inner: BufReader<Blob<'a>>,
     hasher: Option<Hasher>,
     count: u64,
     on_bytes: &'a (dyn Fn(u64) + Sync),
@@ -220,7 +220,7 @@ impl BufRead for RawReader<'_> {
 
 fn produce<'a>(
     layer: &LayerRef,
-    blob: MemberReader<'a>,
+    blob: Blob<'a>,
     mut out: Outlets,
     on_bytes: &'a (dyn Fn(u64) + Sync),
 ) -> (Produced, Result<(), LayerError>) {

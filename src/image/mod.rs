@@ -6,18 +6,23 @@
 pub mod apply;
 pub mod digest;
 pub mod layer;
-mod prepare;
 pub mod runconfig;
 pub mod select;
 pub mod source;
 pub mod tar;
+pub mod unpack;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-pub use prepare::{identity_probe, inspect, is_rootfs_dir, prepare, unpack_to};
+use serde::{Deserialize, Serialize};
+
 pub use runconfig::RunConfig;
+pub use source::{ImageArg, ImageSource};
+pub use unpack::{inspect, unpack_to};
 
-use crate::cache::CacheError;
+/// What to do when the disk the cache is on fills up.
+pub const NO_SPACE_HINT: &str =
+    "free space there, or point GPURUN_CACHE_DIR at a larger filesystem (node-local scratch on clusters)";
 
 /// Why an image could not be read, verified or unpacked.
 #[derive(Debug, thiserror::Error)]
@@ -60,17 +65,14 @@ pub enum ImageError {
     Layer { index: usize, count: usize, digest: String, source: layer::LayerError },
     #[error("not enough space for the image in {path}: about {need} bytes needed, {have} free")]
     NoSpace { path: PathBuf, need: u64, have: u64 },
-    #[error(transparent)]
-    Cache(#[from] CacheError),
 }
 
 impl ImageError {
     /// How to fix it, where that is known.
     pub fn hint(&self) -> Option<String> {
         use layer::LayerError as L;
-        let space = crate::cache::NO_SPACE_HINT;
+        let space = NO_SPACE_HINT;
         Some(match self {
-            ImageError::Cache(e) => return e.hint(),
             ImageError::Open { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 "check the path; IMAGE is a `docker save` or OCI archive, an OCI layout or a rootfs directory"
                     .into()
@@ -123,25 +125,12 @@ pub struct Selection {
     pub platform: Option<String>,
 }
 
-/// A root filesystem ready to run, with the image settings the run stage needs.
-///
-/// Keep it alive for as long as the container runs: for cached images it holds a shared lock on
-/// the cache entry so that `gpurun prune` and `gpurun rm` leave the rootfs alone.
-#[derive(Debug)]
-pub struct Prepared {
-    /// The read-only root filesystem directory.
-    pub rootfs: PathBuf,
-    /// ENTRYPOINT, CMD, Env, WorkingDir, User and friends; defaults for a plain directory.
-    pub config: RunConfig,
-    /// Content identity of the image (its config digest); `None` for a plain directory.
-    pub id: Option<String>,
-    /// Held for the life of the run; see the type's documentation.
-    pub lease: Option<std::fs::File>,
-}
-
-impl Prepared {
-    /// A plain root filesystem directory used in place, with an empty image configuration.
-    pub fn from_directory(dir: &Path) -> Prepared {
-        Prepared { rootfs: dir.to_path_buf(), config: RunConfig::default(), id: None, lease: None }
-    }
+/// One layer as recorded in the cache and shown by `inspect`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerInfo {
+    /// Blob digest (absent for docker-archive layers, which are identified by DiffID alone).
+    pub digest: Option<String>,
+    pub diff_id: String,
+    pub size: u64,
+    pub media_type: Option<String>,
 }

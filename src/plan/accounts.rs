@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::request::HostFacts;
+use crate::host::HostFacts;
 
 use super::identity::Identity;
 
@@ -39,40 +39,32 @@ fn entry(line: &str) -> (&str, Option<u32>) {
 /// The image's passwd with the caller's entry in place of any that shares its name or uid, so
 /// `id`, `whoami` and `ls -l` name the caller. Root keeps the image's own root entry.
 pub fn passwd_with_caller(image: Option<&str>, user: &str, uid: u32, gid: u32, home: &Path) -> String {
-    let image = image.unwrap_or("");
-    let already = image.lines().any(|l| entry(l) == (user, Some(uid)));
-    let mut out: String = image
-        .lines()
-        .filter(|l| {
-            already || {
-                let (n, u) = entry(l);
-                n != user && u != Some(uid)
-            }
-        })
-        .flat_map(|l| [l, "\n"])
-        .collect();
-    if !already {
-        out.push_str(&format!("{user}:x:{uid}:{gid}:{user}:{}:/bin/sh\n", home.display()));
-    }
-    out
+    with_entry(image, user, uid, || format!("{user}:x:{uid}:{gid}:{user}:{}:/bin/sh", home.display()))
 }
 
 /// The image's group file with the caller's primary group in place of any sharing its name or gid.
 pub fn group_with_caller(image: Option<&str>, group: &str, gid: u32) -> String {
+    with_entry(image, group, gid, || format!("{group}:x:{gid}:"))
+}
+
+/// `image` (a passwd or group file) unchanged when it has an entry named `name` with id `id`;
+/// otherwise without every entry sharing the name or the id, and with `line()` appended.
+fn with_entry(image: Option<&str>, name: &str, id: u32, line: impl FnOnce() -> String) -> String {
     let image = image.unwrap_or("");
-    let already = image.lines().any(|l| entry(l) == (group, Some(gid)));
+    let already = image.lines().any(|l| entry(l) == (name, Some(id)));
     let mut out: String = image
         .lines()
         .filter(|l| {
             already || {
-                let (n, g) = entry(l);
-                n != group && g != Some(gid)
+                let (n, i) = entry(l);
+                n != name && i != Some(id)
             }
         })
         .flat_map(|l| [l, "\n"])
         .collect();
     if !already {
-        out.push_str(&format!("{group}:x:{gid}:\n"));
+        out.push_str(&line());
+        out.push('\n');
     }
     out
 }

@@ -7,7 +7,7 @@
 //! | # | source                                      | notes                                         |
 //! |---|---------------------------------------------|-----------------------------------------------|
 //! | 1 | host environment                            | minus [`HOST_ONLY_VARS`], `GPURUN_*`, [`SET_PREFIXES`] and `--no-env` names; with `--cleanenv` only `TERM` and the proxy variables ([`CLEANENV_KEEP`]) |
-//! | 2 | image `Env`                                 | the image wins over the host                  |
+//! | 2 | image `Env`                                 | the image wins over the host, except for the GPU selection variables ([`crate::gpu::SELECTION_VARS`]): there a scheduler's or the caller's value is a choice, the image's (`NVIDIA_VISIBLE_DEVICES=all` in CUDA images) a default |
 //! | 3 | gpurun: `PATH` (when the image sets none), `HOME`, `GPURUN_CONTAINER` | `HOME` is the caller's home directory (`--home`'s DST); `GPURUN_CONTAINER` the IMAGE, absolute |
 //! | 4 | GPU settings (`NVIDIA_VISIBLE_DEVICES`, renumbered `ROCR_VISIBLE_DEVICES`, CDI `env`) | consistent with the bound GPUs |
 //! | 5 | host `SINGULARITYENV_NAME`, `APPTAINERENV_NAME`, `GPURUN_ENV_NAME` (that order) | sets `NAME`, also with `--cleanenv` |
@@ -15,13 +15,18 @@
 //! | 7 | `--env NAME=value` (in order)               | the last word                                 |
 //! | 8 | GPU search paths: `/.gpurun/bin` appended to `PATH`, `/.gpurun/lib` to `LD_LIBRARY_PATH` | appended last, so the image's own tools and libraries keep priority and an `--env` value is extended, not lost |
 //!
+//! GPU selection reads the same merge without rows 4 and 8 ([`before_gpu`]): `--cleanenv`,
+//! `--no-env`, `APPTAINERENV_*` and `--env` mean the same to it as to the workload. Slurm's
+//! allocation is the exception: it describes the job, not the workload's environment, and
+//! `gpu` reads it from the host.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::gpu::EnvEdit;
+use crate::gpu::{EnvEdit, SELECTION_VARS};
+use crate::host::{DEFAULT_PATH, HostFacts};
 use crate::image::RunConfig;
-use crate::request::{HostFacts, RunRequest};
+use crate::request::RunRequest;
 
 /// Host variables that never pass into the container, and why. The README cites this table.
 pub const HOST_ONLY_VARS: &[(&str, &str)] = &[
@@ -53,9 +58,6 @@ pub const CLEANENV_KEEP: &[&str] = &[
     "ALL_PROXY",
 ];
 
-/// `PATH` when the image sets none (the Docker and Apptainer default).
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
 /// Host prefix for `NAME=value` pairs meant for the container.
 pub const ENV_PREFIX: &str = "GPURUN_ENV_";
 
@@ -64,15 +66,16 @@ pub const ENV_PREFIX: &str = "GPURUN_ENV_";
 /// They never pass into the container as themselves.
 pub const SET_PREFIXES: [&str; 3] = ["SINGULARITYENV_", "APPTAINERENV_", ENV_PREFIX];
 
-/// The environment, by the precedence table in the module documentation, with `HOME` the
-/// caller's home directory.
-pub fn environment(req: &RunRequest, host: &HostFacts, config: &RunConfig, gpu: &[EnvEdit]) -> Vec<String> {
-    merge(req, host, config, &host.home, gpu)
+/// The workload's environment before the GPU rows (4 and 8), as a map: what GPU selection
+/// reads, with `HOME` the caller's home directory.
+pub fn before_gpu(req: &RunRequest, host: &HostFacts, config: &RunConfig) -> BTreeMap<String, String> {
+    layers(req, host, config, &host.home, &[])
 }
 
 /// Set in every container to the IMAGE it runs (row 3 of the environment table).
 pub const CONTAINER_VAR: &str = "GPURUN_CONTAINER";
 
+/// The workload's environment, `NAME=value` sorted by name.
 pub(super) fn merge(
     req: &RunRequest,
     host: &HostFacts,
@@ -80,25 +83,22 @@ pub(super) fn merge(
     home: &Path,
     gpu: &[EnvEdit],
 ) -> Vec<String> {
-    let mut env: BTreeMap<String, String> = BTreeMap::new();
-    for (name, value) in &host.env {
-        let passes = if req.cleanenv {
-            CLEANENV_KEEP.contains(&name.as_str())
-        } else {
-            !name.starts_with("GPURUN_")
-                && !SET_PREFIXES.iter().any(|p| name.starts_with(p))
-                && !HOST_ONLY_VARS.iter().any(|(n, _)| n == name)
-        };
-        let blocked = req.no_env.iter().any(|pattern| match pattern.strip_suffix('*') {
-            Some(prefix) => name.starts_with(prefix),
-            None => name == pattern,
-        });
-        if passes && !blocked {
-            env.insert(name.clone(), value.clone());
-        }
-    }
+    layers(req, host, config, home, gpu).into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+/// The precedence table, row by row.
+fn layers(
+    req: &RunRequest,
+    host: &HostFacts,
+    config: &RunConfig,
+    home: &Path,
+    gpu: &[EnvEdit],
+) -> BTreeMap<String, String> {
+    let mut env = host_rows(req, host);
     for entry in &config.env {
-        if let Some((name, value)) = entry.split_once('=') {
+        if let Some((name, value)) = entry.split_once('=')
+            && !(SELECTION_VARS.contains(&name) && env.contains_key(name))
+        {
             env.insert(name.into(), value.into());
         }
     }
@@ -144,5 +144,27 @@ pub(super) fn merge(
             }
         }
     }
-    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+    env
+}
+
+/// Row 1: what passes from the host.
+fn host_rows(req: &RunRequest, host: &HostFacts) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    for (name, value) in &host.env {
+        let passes = if req.cleanenv {
+            CLEANENV_KEEP.contains(&name.as_str())
+        } else {
+            !name.starts_with("GPURUN_")
+                && !SET_PREFIXES.iter().any(|p| name.starts_with(p))
+                && !HOST_ONLY_VARS.iter().any(|(n, _)| n == name)
+        };
+        let blocked = req.no_env.iter().any(|pattern| match pattern.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => name == pattern,
+        });
+        if passes && !blocked {
+            env.insert(name.clone(), value.clone());
+        }
+    }
+    env
 }

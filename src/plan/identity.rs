@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use crate::request::{HostFacts, RunRequest};
+use crate::host::HostFacts;
+use crate::request::RunRequest;
 
 use super::{IdMap, ImageInfo, MapWriter, PlanError, UserNamespace};
 

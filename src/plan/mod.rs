@@ -39,17 +39,15 @@ mod types;
 use std::path::Path;
 
 use crate::gpu::GpuEdits;
+use crate::host::HostFacts;
 use crate::image::RunConfig;
-use crate::request::{BindSpec, HostFacts, PidNamespace, RunRequest};
+use crate::request::{BindSpec, PidNamespace, RunRequest};
 
 use accounts::Accounts;
 
 pub use accounts::{group_with_caller, passwd_with_caller};
-pub use env::{
-    CLEANENV_KEEP, CONTAINER_VAR, DEFAULT_PATH, ENV_PREFIX, HOST_ONLY_VARS, SET_PREFIXES, environment,
-};
+pub use env::{CLEANENV_KEEP, CONTAINER_VAR, ENV_PREFIX, HOST_ONLY_VARS, SET_PREFIXES, before_gpu};
 pub use identity::{parse_id, resolve_user};
-pub use mounts::PROC_READ_ONLY;
 pub use types::*;
 
 /// Builds the launch plan. Pure: the same inputs always give the same plan.
@@ -58,13 +56,13 @@ pub fn build(
     host: &HostFacts,
     image: &ImageInfo,
     gpu: &GpuEdits,
+    layout: Layout,
 ) -> Result<LaunchPlan, PlanError> {
     let argv = argv(req, &image.config)?;
     let user_namespace = identity::user_namespace(req, host);
     let who = identity::identity(req, host, image, user_namespace.as_ref())?;
     let specs = mounts::specs(req, host, &who, gpu);
     let cwd = mounts::working_dir(req, host, &image.config, &specs);
-    let layout = Layout { base: host.staging.clone() };
     let make_dir =
         image.workdir_missing && image.config.working_dir.as_deref().is_some_and(|w| cwd == Path::new(w));
     let mounts = mounts::ops(

@@ -22,25 +22,13 @@ use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
 use crate::gpu::GpuEdits;
+use crate::host::{HostFacts, NodeKind, PROC_READ_ONLY};
 use crate::image::RunConfig;
-use crate::request::{HostFacts, NodeKind, PidNamespace, RunRequest};
+use crate::request::{PidNamespace, RunRequest};
 
 use super::accounts::{Accounts, group_with_caller, passwd_with_caller};
 use super::identity::Identity;
 use super::{ImageInfo, Layout, MountOp};
-
-/// Host `/proc` paths made read-only in the host PID namespace: those runc and Docker make
-/// read-only (their `readonlyPaths`). In a user namespace the caller could not write them anyway;
-/// for a caller who is real root (no user namespace) they matter: a root workload keeps uid 0
-/// after its capabilities are dropped, and most sysctls, `sysrq-trigger` and IRQ affinities check
-/// only the file mode, so it could otherwise change or crash the host kernel.
-pub const PROC_READ_ONLY: &[(&str, NodeKind)] = &[
-    ("/proc/bus", NodeKind::Dir),
-    ("/proc/fs", NodeKind::Dir),
-    ("/proc/irq", NodeKind::Dir),
-    ("/proc/sys", NodeKind::Dir),
-    ("/proc/sysrq-trigger", NodeKind::File),
-];
 
 /// Directories whose host copy is never bound as the working directory (they are the image's).
 const SYSTEM_DIRS: &[&str] = &[

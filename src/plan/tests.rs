@@ -2,10 +2,15 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 use crate::gpu::{EnvEdit, FileBind};
-use crate::request::{BindSpec, NodeKind, PidNsChoice};
+use crate::host::{DEFAULT_PATH, NodeKind, SubIds};
+use crate::request::{BindSpec, PidNsChoice};
 
 fn build(req: &RunRequest, host: &HostFacts, image: &ImageInfo) -> Result<LaunchPlan, PlanError> {
-    super::build(req, host, image, &GpuEdits::default())
+    super::build(req, host, image, &GpuEdits::default(), staging())
+}
+
+fn staging() -> Layout {
+    Layout { base: "/staging".into() }
 }
 
 fn host() -> HostFacts {
@@ -18,17 +23,19 @@ fn host() -> HostFacts {
         home: "/home/alice".into(),
         home_is_dir: true,
         cwd: Some("/scratch/job".into()),
-        env: vec![
-            ("PATH".into(), "/host/bin".into()),
-            ("LANG".into(), "C.UTF-8".into()),
-            ("FOO".into(), "host".into()),
-            ("BAR".into(), "host".into()),
-            ("TERM".into(), "xterm".into()),
-            ("https_proxy".into(), "http://proxy:3128".into()),
-            ("GPURUN_ENV_BAR".into(), "prefixed".into()),
-            ("GPURUN_CACHE_DIR".into(), "/c".into()),
-            ("LD_LIBRARY_PATH".into(), "/host/lib".into()),
-        ],
+        env: [
+            ("PATH", "/host/bin"),
+            ("LANG", "C.UTF-8"),
+            ("FOO", "host"),
+            ("BAR", "host"),
+            ("TERM", "xterm"),
+            ("https_proxy", "http://proxy:3128"),
+            ("GPURUN_ENV_BAR", "prefixed"),
+            ("GPURUN_CACHE_DIR", "/c"),
+            ("LD_LIBRARY_PATH", "/host/lib"),
+        ]
+        .into_iter()
+        .collect(),
         has_etc_hosts: true,
         has_resolv_conf: true,
         has_dev_shm: true,
@@ -37,7 +44,6 @@ fn host() -> HostFacts {
         pmix_server_tmpdir: None,
         proc_read_only: vec!["/proc/sys".into(), "/proc/sysrq-trigger".into()],
         subids: None,
-        staging: "/staging".into(),
     }
 }
 
@@ -94,6 +100,77 @@ fn env_precedence() {
     assert_eq!(env_of(&plan, "LD_LIBRARY_PATH"), None);
     assert_eq!(env_of(&plan, "GPURUN_CACHE_DIR"), None);
     assert_eq!(env_of(&plan, "GPURUN_ENV_BAR"), None);
+}
+
+/// GPU selection reads the one merge: the host's selection variables outrank the image's
+/// defaults, and `--cleanenv`, `--no-env` and `--env` mean to it what they mean to the workload.
+#[test]
+fn selection_reads_the_same_merge() {
+    let mut h = host();
+    h.env.extend([("NVIDIA_VISIBLE_DEVICES", "1"), ("ROCR_VISIBLE_DEVICES", "0")]);
+    let mut img = image();
+    img.config.env.extend(["NVIDIA_VISIBLE_DEVICES=all".to_string(), "FOO=image".into()]);
+    let env = before_gpu(&RunRequest::default(), &h, &img.config);
+    assert_eq!(env.get("NVIDIA_VISIBLE_DEVICES").map(String::as_str), Some("1"), "the host's choice");
+    assert_eq!(env.get("FOO").map(String::as_str), Some("image"), "other variables: the image wins");
+    let plan = build(&RunRequest::default(), &h, &img).unwrap();
+    assert_eq!(env_of(&plan, "NVIDIA_VISIBLE_DEVICES").as_deref(), Some("1"), "the workload sees the same");
+    let clean = RunRequest { cleanenv: true, ..RunRequest::default() };
+    let env = before_gpu(&clean, &h, &img.config);
+    assert_eq!(env.get("NVIDIA_VISIBLE_DEVICES").map(String::as_str), Some("all"), "--cleanenv: host's gone");
+    assert_eq!(env.get("ROCR_VISIBLE_DEVICES"), None);
+    let no_env = RunRequest { no_env: vec!["ROCR_*".into()], ..RunRequest::default() };
+    assert_eq!(before_gpu(&no_env, &h, &img.config).get("ROCR_VISIBLE_DEVICES"), None);
+    let set =
+        RunRequest { env_vars: vec![("NVIDIA_VISIBLE_DEVICES".into(), "0".into())], ..RunRequest::default() };
+    assert_eq!(
+        before_gpu(&set, &h, &img.config).get("NVIDIA_VISIBLE_DEVICES").map(String::as_str),
+        Some("0")
+    );
+    h.env.extend([("GPURUN_ENV_ROCR_VISIBLE_DEVICES", "3")]);
+    let env = before_gpu(&clean, &h, &img.config);
+    assert_eq!(
+        env.get("ROCR_VISIBLE_DEVICES").map(String::as_str),
+        Some("3"),
+        "GPURUN_ENV_ also with --cleanenv"
+    );
+}
+
+/// The bind-kind check looks only at destinations no other mount of the plan covers.
+#[test]
+fn binds_onto_image_are_those_nothing_else_covers() {
+    let bind = |dest: &str| BindSpec {
+        source: "/data".into(),
+        dest: dest.into(),
+        read_only: false,
+        kind: NodeKind::Dir,
+    };
+    let dests = [
+        "/dev/x",
+        "/proc/x",
+        "/sys/x",
+        "/tmp/x",
+        "/home/alice/x",
+        "/scratch/job/x",
+        "/opt/x",
+        "/opt/x/y",
+        "/etc/hosts",
+    ];
+    let req = RunRequest { binds: dests.iter().map(|d| bind(d)).collect(), ..RunRequest::default() };
+    let decided = |req: &RunRequest| -> Vec<String> {
+        binds_onto_image(req, &host(), &image())
+            .unwrap()
+            .iter()
+            .map(|b| b.dest.display().to_string())
+            .collect()
+    };
+    assert_eq!(decided(&req), ["/opt/x", "/etc/hosts"], "/opt/x/y is below the /opt/x bind");
+    // Without the home bind (--no-home) or the working directory's (--contain, whose home is a
+    // tmpfs) the image decides those paths.
+    let no_home = RunRequest { no_home: true, ..req.clone() };
+    assert_eq!(decided(&no_home), ["/home/alice/x", "/opt/x", "/etc/hosts"]);
+    let contained = RunRequest { contain: true, ..req.clone() };
+    assert_eq!(decided(&contained), ["/scratch/job/x", "/opt/x", "/etc/hosts"]);
 }
 
 #[test]
@@ -231,11 +308,11 @@ fn mounts_parents_before_children_and_read_only_last() {
 fn apptainer_env_prefixes_no_env_and_home() {
     let mut h = host();
     h.env.extend([
-        ("SINGULARITYENV_X".into(), "singularity".into()),
-        ("APPTAINERENV_X".into(), "apptainer".into()),
-        ("APPTAINERENV_Y".into(), "y".into()),
-        ("AWS_SECRET".into(), "s".into()),
-        ("TOKEN".into(), "t".into()),
+        ("SINGULARITYENV_X", "singularity"),
+        ("APPTAINERENV_X", "apptainer"),
+        ("APPTAINERENV_Y", "y"),
+        ("AWS_SECRET", "s"),
+        ("TOKEN", "t"),
     ]);
     let req = RunRequest { no_env: vec!["TOKEN".into(), "AWS_*".into()], ..RunRequest::default() };
     let plan = build(&req, &h, &image()).unwrap();
@@ -405,7 +482,7 @@ fn gpu_edits_become_ordered_binds_and_env() {
     };
     let req =
         RunRequest { env_vars: vec![("LD_LIBRARY_PATH".into(), "/opt/lib".into())], ..RunRequest::default() };
-    let plan = super::build(&req, &host(), &image(), &gpu).unwrap();
+    let plan = super::build(&req, &host(), &image(), &gpu, staging()).unwrap();
     let ops = &plan.mounts;
     let pos = |p: &str| index(ops, |op| target_of(op) == Some(Path::new(p)));
     let made = |p: &str| {
@@ -561,7 +638,7 @@ fn fakeroot_identity_and_home() {
     // Under --fakeroot a named user must be mapped: one id only maps root.
     assert!(matches!(build(&fake, &host(), &img), Err(PlanError::UserNotMapped { .. })));
     let mut sub = host();
-    sub.subids = Some(crate::request::SubIds {
+    sub.subids = Some(SubIds {
         uid_start: 100000,
         uid_count: 65536,
         gid_start: 100000,

@@ -25,7 +25,7 @@ pub fn enter(sys: &mut dyn Sys, ns: &UserNamespace) -> Result<(), SandboxError> 
 /// `unshare(CLONE_NEWUSER)` and the maps, written by us (the `Direct` writer).
 fn enter_direct(sys: &mut dyn Sys, ns: &UserNamespace) -> Result<(), SandboxError> {
     sys.unshare(libc::CLONE_NEWUSER)
-        .map_err(|source| SandboxError::UserNamespace { hint: userns_hint(), source })?;
+        .map_err(|source| SandboxError::UserNamespace { hint: crate::host::userns_hint(), source })?;
     // An unprivileged process may write a gid_map only after denying setgroups (since Linux
     // 3.19, CVE-2014-8989). The supplementary groups it already has stay in effect: they show as
     // the overflow gid (nogroup) but still grant access, e.g. to render/video device nodes.
@@ -38,7 +38,7 @@ fn write(sys: &mut dyn Sys, file: &str, contents: &str) -> Result<(), SandboxErr
     sys.write_proc(Path::new(file), contents).map_err(|source| SandboxError::IdMap {
         file: file.into(),
         contents: contents.trim_end().replace('\n', "; "),
-        hint: userns_hint(),
+        hint: crate::host::userns_hint(),
         source,
     })
 }
@@ -75,7 +75,10 @@ fn enter_with_helpers(ns: &UserNamespace) -> Result<(), SandboxError> {
             let _ = nix::unistd::write(&go_w, if unshared.is_ok() { b"g" } else { b"" });
             drop(go_w);
             let status = nix::sys::wait::waitpid(child, None);
-            unshared.map_err(|e| SandboxError::UserNamespace { hint: userns_hint(), source: e.into() })?;
+            unshared.map_err(|e| SandboxError::UserNamespace {
+                hint: crate::host::userns_hint(),
+                source: e.into(),
+            })?;
             match status {
                 Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => Ok(()),
                 other => {
@@ -92,32 +95,6 @@ fn map_args(map: &[IdMap]) -> Vec<String> {
 
 fn run_helper(helper: &PathBuf, pid: i32, args: &[String]) -> bool {
     std::process::Command::new(helper).arg(pid.to_string()).args(args).status().is_ok_and(|s| s.success())
-}
-
-fn read_sysctl(path: &str) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
-}
-
-/// Names the setting that disables unprivileged user namespaces on this host.
-pub fn userns_hint() -> String {
-    if read_sysctl("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
-        return "unprivileged user namespaces are disabled: sudo sysctl -w kernel.unprivileged_userns_clone=1 \
-                (persist it in /etc/sysctl.d/)"
-            .into();
-    }
-    if read_sysctl("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
-        return "user namespaces are disabled: sudo sysctl -w user.max_user_namespaces=15000 (persist it in /etc/sysctl.d/)".into();
-    }
-    if read_sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
-        return "AppArmor restricts unprivileged user namespaces (Ubuntu 23.10+): sudo sysctl -w \
-                kernel.apparmor_restrict_unprivileged_userns=0, or install an AppArmor profile for gpurun \
-                that allows `userns,`"
-            .into();
-    }
-    "user namespaces seem unavailable: check kernel.unprivileged_userns_clone=1, user.max_user_namespaces>0 \
-     and kernel.apparmor_restrict_unprivileged_userns=0, and that no seccomp filter (e.g. a container runtime's) \
-     blocks unshare(2)"
-        .into()
 }
 
 #[cfg(test)]

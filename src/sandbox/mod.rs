@@ -33,8 +33,6 @@ use nix::fcntl::OFlag;
 use crate::plan::{LaunchPlan, Namespace};
 use crate::sys::Linux;
 
-pub use idmap::userns_hint;
-
 /// Why the container could not be started. Workload failures are exit codes, not errors.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -92,7 +90,9 @@ impl SandboxError {
                  setuid root (package uidmap); without them --fakeroot maps only yourself to root"
                     .into(),
             ),
-            SandboxError::Unshare { .. } | SandboxError::UnshareMount { .. } => Some(userns_hint()),
+            SandboxError::Unshare { .. } | SandboxError::UnshareMount { .. } => {
+                Some(crate::host::userns_hint())
+            }
             SandboxError::Mount { hint, .. } | SandboxError::Container { hint, .. } => hint.clone(),
             SandboxError::Process { .. } => None,
         }

@@ -13,7 +13,8 @@ use std::ffi::{CString, c_char, c_int, c_void};
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 
-use crate::plan::{DEFAULT_PATH, LaunchPlan, SwitchUser};
+use crate::host::DEFAULT_PATH;
+use crate::plan::{LaunchPlan, SwitchUser};
 
 /// Where the child stopped, written by the child, read by the init once the clone returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,6 +21,7 @@ use std::os::unix::fs::FileExt;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 
+use crate::host::ProcessEnv;
 use crate::image::tar::{Entry, Kind, TarError, TarSource, TarStream};
 
 pub use paths::{MAX_COMPONENT, MAX_DEPTH};
@@ -47,8 +48,8 @@ impl Default for Limits {
 impl Limits {
     /// Defaults, overridden by `GPURUN_MAX_LAYER_BYTES`, `GPURUN_MAX_IMAGE_BYTES` and
     /// `GPURUN_MAX_ENTRIES`.
-    pub fn from_env() -> Limits {
-        let get = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    pub fn from_env(env: &ProcessEnv) -> Limits {
+        let get = |name: &str| env.get(name).and_then(|v| v.parse::<u64>().ok());
         let d = Limits::default();
         Limits {
             max_layer_bytes: get("GPURUN_MAX_LAYER_BYTES").unwrap_or(d.max_layer_bytes),

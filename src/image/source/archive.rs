@@ -1,5 +1,5 @@
-//! Where image files come from: an archive read in place (indexed once, members read by offset,
-//! never extracted) or an OCI layout directory. Names from manifests are looked up only in this
+//! Archives and image directories: an archive read in place (indexed once, members read by
+//! offset, never extracted) or a layout directory (OCI layout, extracted `docker save`). Names from manifests are looked up only in this
 //! index, never joined to a host path, which is what keeps `../../etc/passwd` in a manifest
 //! from reading host files.
 
@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 
 use crate::image::tar::{Kind, TarError, TarStream};
 
-use super::ImageError;
+use super::super::ImageError;
+use super::{Blob, DirKind, ImageSource};
+use crate::image::Selection;
+use crate::image::select::{self, LayerRef, Resolved};
 
 /// Largest JSON document read (containers/image's cap, after CVE-2020-1702).
 pub const MAX_JSON: u64 = 4 << 20;
@@ -86,47 +89,13 @@ pub fn clean_member_name(name: &[u8]) -> Option<Vec<u8>> {
     Some(parts.join(&b'/'))
 }
 
-/// What a directory given as IMAGE holds. Every command classifies directories with
-/// [`DirKind::of`], so `inspect`, `unpack` and a run never disagree about one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DirKind {
-    /// An OCI image layout (`oci-layout`, `index.json`), e.g. from umoci or `skopeo copy oci:`.
-    OciLayout,
-    /// An extracted `docker save` archive (`manifest.json` listing the images).
-    DockerSave,
-    /// skopeo's `dir:` transport (`manifest.json` of one image, `version`, blobs named by hex
-    /// digest): not read; `skopeo copy dir:D oci:L` converts it.
-    SkopeoDir,
-    /// Anything else: a root filesystem.
-    Rootfs,
-}
-
-impl DirKind {
-    /// The kind of the directory `path`; `None` when it is not a directory.
-    pub fn of(path: &Path) -> Option<DirKind> {
-        if !path.is_dir() {
-            return None;
-        }
-        let has = |name: &str| std::fs::symlink_metadata(path.join(name)).is_ok();
-        Some(if has("oci-layout") || has("index.json") {
-            DirKind::OciLayout
-        } else if has("manifest.json") && has("version") {
-            DirKind::SkopeoDir
-        } else if has("manifest.json") {
-            DirKind::DockerSave
-        } else {
-            DirKind::Rootfs
-        })
+impl ImageSource for Source {
+    fn resolve(&self, sel: &Selection) -> Result<Resolved, ImageError> {
+        select::resolve(self, sel)
     }
 
-    /// The file whose identity stands for the directory's images in the warm-start memo: it is
-    /// rewritten whenever the images change.
-    pub fn identity_file(self) -> Option<&'static str> {
-        match self {
-            DirKind::OciLayout => Some("index.json"),
-            DirKind::DockerSave | DirKind::SkopeoDir => Some("manifest.json"),
-            DirKind::Rootfs => None,
-        }
+    fn open_layer(&self, layer: &LayerRef) -> Result<Blob<'_>, ImageError> {
+        Ok(Box::new(self.open_member(&layer.member)?.0))
     }
 }
 

@@ -1,0 +1,157 @@
+//! Where images come from, behind one interface. An IMAGE argument is classified once
+//! ([`ImageArg::classify`], which every command uses); an image to unpack is opened as an
+//! [`ImageSource`], which knows how its bytes arrive and how its image is found. What all
+//! sources share (verifying every blob, limits, staging, publishing, the warm path) is not
+//! theirs to do: the decode pipeline (`layer`) and the prepare stage (`crate::prepare`) do it.
+//!
+//! Adding a kind of source (a registry, a SIF file) is one module here and one [`ImageArg`] arm.
+
+mod archive;
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use archive::{MAX_JSON, Member, MemberReader, NOT_TAR, Source, TRUNCATED, clean_member_name};
+
+use super::select::{LayerRef, Resolved};
+use super::{ImageError, Selection};
+
+/// A layer blob being read, in whatever way its source delivers it.
+pub type Blob<'a> = Box<dyn Read + Send + 'a>;
+
+/// One kind of image source.
+pub trait ImageSource {
+    /// The image the selection names: its verified config and layer list (metadata only; no
+    /// layer data is read).
+    fn resolve(&self, sel: &Selection) -> Result<Resolved, ImageError>;
+
+    /// One layer's blob, to be streamed through the decode pipeline, which checks its size and
+    /// digest against `layer` while it reads.
+    fn open_layer(&self, layer: &LayerRef) -> Result<Blob<'_>, ImageError>;
+}
+
+/// What an IMAGE argument names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageArg {
+    /// A root filesystem directory: run in place, never unpacked.
+    Rootfs(PathBuf),
+    /// A `docker save` or OCI archive, or an image directory (OCI layout, extracted `docker
+    /// save`): read in place and unpacked into the cache, keyed by its file identity.
+    Local(PathBuf),
+}
+
+impl ImageArg {
+    pub fn classify(arg: &Path) -> ImageArg {
+        match DirKind::of(arg) {
+            Some(DirKind::Rootfs) => ImageArg::Rootfs(arg.to_owned()),
+            _ => ImageArg::Local(arg.to_owned()),
+        }
+    }
+
+    /// The argument as given.
+    pub fn path(&self) -> &Path {
+        match self {
+            ImageArg::Rootfs(p) | ImageArg::Local(p) => p,
+        }
+    }
+
+    /// Opens the source to read its image (a root filesystem directory has none).
+    pub fn open(&self) -> Result<Box<dyn ImageSource>, ImageError> {
+        match self {
+            ImageArg::Rootfs(p) => Err(ImageError::NotAnImage(p.clone())),
+            ImageArg::Local(p) => Ok(Box::new(Source::open(p)?)),
+        }
+    }
+
+    /// The canonical path and current identity of a local source (for an image directory: of
+    /// the file that changes whenever its images do, [`DirKind::identity_file`]): the key of
+    /// the warm path, which must not read the image.
+    pub fn identify(&self) -> Result<(PathBuf, FileIdentity), ImageError> {
+        let image = self.path();
+        let open_err = |e| ImageError::Open { path: image.to_owned(), source: e };
+        let canon = fs::canonicalize(image).map_err(open_err)?;
+        let meta = fs::metadata(identity_probe(&canon)).map_err(open_err)?;
+        Ok((canon, FileIdentity::of(&meta)))
+    }
+}
+
+/// The file whose identity stands for the image at `path` (the archive itself, or a file of an
+/// image directory).
+pub fn identity_probe(path: &Path) -> PathBuf {
+    match DirKind::of(path).and_then(DirKind::identity_file) {
+        Some(name) => path.join(name),
+        None => path.to_owned(),
+    }
+}
+
+/// What identifies an archive file without reading it: if all of this is unchanged, the
+/// content is too (the same test make and rsync rely on, plus the inode).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileIdentity {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
+}
+
+impl FileIdentity {
+    pub fn of(meta: &fs::Metadata) -> FileIdentity {
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        FileIdentity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
+/// What a directory given as IMAGE holds. Every command classifies directories with
+/// [`DirKind::of`], so `inspect`, `unpack` and a run never disagree about one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirKind {
+    /// An OCI image layout (`oci-layout`, `index.json`), e.g. from umoci or `skopeo copy oci:`.
+    OciLayout,
+    /// An extracted `docker save` archive (`manifest.json` listing the images).
+    DockerSave,
+    /// skopeo's `dir:` transport (`manifest.json` of one image, `version`, blobs named by hex
+    /// digest): not read; `skopeo copy dir:D oci:L` converts it.
+    SkopeoDir,
+    /// Anything else: a root filesystem.
+    Rootfs,
+}
+
+impl DirKind {
+    /// The kind of the directory `path`; `None` when it is not a directory.
+    pub fn of(path: &Path) -> Option<DirKind> {
+        if !path.is_dir() {
+            return None;
+        }
+        let has = |name: &str| std::fs::symlink_metadata(path.join(name)).is_ok();
+        Some(if has("oci-layout") || has("index.json") {
+            DirKind::OciLayout
+        } else if has("manifest.json") && has("version") {
+            DirKind::SkopeoDir
+        } else if has("manifest.json") {
+            DirKind::DockerSave
+        } else {
+            DirKind::Rootfs
+        })
+    }
+
+    /// The file whose identity stands for the directory's images in the warm-start memo: it is
+    /// rewritten whenever the images change.
+    pub fn identity_file(self) -> Option<&'static str> {
+        match self {
+            DirKind::OciLayout => Some("index.json"),
+            DirKind::DockerSave | DirKind::SkopeoDir => Some("manifest.json"),
+            DirKind::Rootfs => None,
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! The prepare stage: from a classified IMAGE to a root filesystem ready to run. A root
+//! filesystem directory is used in place. Any other source takes the warm path when it can (its
+//! identity unchanged and its rootfs published: no image data read), else the cold path:
+//! resolve, lock, unpack into a cache staging tree, publish by rename. Concurrent starts of one
+//! image serialize on the image's lock: the first unpacks, the others wait and find it published.
+//!
+//! This module joins `image` (sources, verification, unpacking) and `cache` (layout, locks,
+//! publishing); neither of those imports the other's orchestration.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::cache::{Cache, CacheError, ImageRecord, SourceMemo};
+use crate::image::apply::Limits;
+use crate::image::select::{self, Resolved};
+use crate::image::source::FileIdentity;
+use crate::image::unpack::{layer_infos, run_config};
+use crate::image::{ImageArg, ImageError, ImageSource, RunConfig, Selection};
+use crate::ui::Ui;
+
+/// Why an image could not be made ready.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+}
+
+impl PrepareError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            PrepareError::Image(e) => e.hint(),
+            PrepareError::Cache(e) => e.hint(),
+        }
+    }
+}
+
+/// A root filesystem ready to run, with the image settings the run stage needs.
+///
+/// Keep it alive for as long as the container runs: for cached images it holds a shared lock on
+/// the cache entry so that `gpurun prune` and `gpurun rm` leave the rootfs alone.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The read-only root filesystem directory.
+    pub rootfs: PathBuf,
+    /// ENTRYPOINT, CMD, Env, WorkingDir, User and friends; defaults for a plain directory.
+    pub config: RunConfig,
+    /// Content identity of the image (its config digest); `None` for a plain directory.
+    pub id: Option<String>,
+    /// Held for the life of the run; see the type's documentation.
+    pub lease: Option<fs::File>,
+}
+
+/// Returns a runnable rootfs for `image`, unpacking it into the cache if needed.
+pub fn prepare(
+    image: &ImageArg,
+    sel: &Selection,
+    cache: &Cache,
+    limits: Limits,
+    ui: &Ui,
+) -> Result<Prepared, PrepareError> {
+    match image {
+        ImageArg::Rootfs(dir) => rootfs_dir(dir, ui),
+        ImageArg::Local(_) => local(image, sel, cache, limits, ui),
+    }
+}
+
+/// A plain root filesystem directory used in place, with an empty image configuration.
+fn rootfs_dir(image: &Path, ui: &Ui) -> Result<Prepared, PrepareError> {
+    let dir = fs::canonicalize(image).map_err(|e| ImageError::Open { path: image.to_owned(), source: e })?;
+    // `gpurun /etc cmd` would run in /etc as a root and fail with "command not found".
+    if ["bin", "usr"].iter().all(|d| fs::symlink_metadata(dir.join(d)).is_err()) {
+        ui.warn(&format!(
+            "{} has neither bin/ nor usr/: it does not look like a root filesystem (IMAGE is an image archive, an OCI layout or a rootfs directory)",
+            dir.display()
+        ));
+    }
+    Ok(Prepared { rootfs: dir, config: RunConfig::default(), id: None, lease: None })
+}
+
+/// An archive or image directory, keyed for the warm path by its canonical path, the selection
+/// and its file identity.
+fn local(
+    image: &ImageArg,
+    sel: &Selection,
+    cache: &Cache,
+    limits: Limits,
+    ui: &Ui,
+) -> Result<Prepared, PrepareError> {
+    let (canon, identity) = image.identify()?;
+    let memo_path = cache.sources_dir().join(SourceMemo::file_name(
+        &canon,
+        sel.reference.as_deref(),
+        sel.platform.as_deref(),
+    ));
+    if let Some((p, platform)) = warm(cache, &memo_path, &identity)? {
+        tracing::debug!(id = %p.id.as_deref().unwrap_or(""), "warm start: archive unchanged, rootfs cached");
+        if let Some(w) = select::Platform::foreign_warning(&platform) {
+            ui.warn(&w);
+        }
+        return Ok(p);
+    }
+    let source = image.open()?;
+    let resolved = source.resolve(sel)?;
+    if let Some(w) = select::Platform::foreign_warning(&resolved.platform()) {
+        ui.warn(&w);
+    }
+    let id = resolved.id.hex.clone();
+    publish(cache, source.as_ref(), &resolved, &canon, limits, ui)?;
+    let memo = SourceMemo {
+        path: canon,
+        reference: sel.reference.clone(),
+        platform: sel.platform.clone(),
+        identity,
+        id: id.clone(),
+    };
+    if let Err(e) = memo.write(&memo_path) {
+        ui.warn(&format!("could not remember the archive for fast restarts ({}): {e}", memo_path.display()));
+    }
+    let lease = cache.lock_shared(&id)?;
+    Ok(Prepared {
+        rootfs: cache.rootfs(&id),
+        config: run_config(&resolved),
+        id: Some(id),
+        lease: Some(lease),
+    })
+}
+
+/// Unpacks `resolved` into a staging tree and publishes it, unless it is published already
+/// (checked again under the image's lock: another start may have published it meanwhile).
+/// Ctrl-C, SIGTERM or SIGHUP during the unpack remove the staging tree, then gpurun dies of
+/// that signal.
+fn publish(
+    cache: &Cache,
+    source: &dyn ImageSource,
+    resolved: &Resolved,
+    canon: &Path,
+    limits: Limits,
+    ui: &Ui,
+) -> Result<(), PrepareError> {
+    let id = &resolved.id.hex;
+    if cache.is_published(id) {
+        return Ok(());
+    }
+    let _lock = cache.lock_unpack(id)?;
+    if cache.is_published(id) {
+        return Ok(());
+    }
+    cache.clean_staging(id)?;
+    let catch = crate::interrupt::catch();
+    let staging = cache.stage(id)?;
+    match crate::image::unpack_to(source, resolved, &staging.rootfs(), limits, ui) {
+        Ok(size) => {
+            cache.publish(staging, id, &record(canon, resolved, size))?;
+            tracing::debug!(%id, size, "published");
+        }
+        Err(e) => {
+            drop(staging); // removes the staging tree
+            if let Some(sig) = crate::interrupt::pending() {
+                drop(catch);
+                crate::interrupt::die_of(sig);
+            }
+            return Err(e.into());
+        }
+    }
+    drop(catch);
+    // Complete and published: still stop as asked.
+    if let Some(sig) = crate::interrupt::pending() {
+        crate::interrupt::die_of(sig);
+    }
+    Ok(())
+}
+
+/// The warm path: the memo matches the archive and the rootfs is published. Returns the
+/// image's recorded platform beside it.
+fn warm(
+    cache: &Cache,
+    memo_path: &Path,
+    identity: &FileIdentity,
+) -> Result<Option<(Prepared, String)>, PrepareError> {
+    let Ok(memo) = SourceMemo::read(memo_path) else { return Ok(None) };
+    if memo.identity != *identity || !cache.is_published(&memo.id) {
+        return Ok(None);
+    }
+    let lease = cache.lock_shared(&memo.id)?;
+    // Re-read under the lock: `gpurun rm` may have removed it in between.
+    let Ok(rec) = ImageRecord::read(&cache.entry_dir(&memo.id).join("image.json")) else { return Ok(None) };
+    let prepared = Prepared {
+        rootfs: cache.rootfs(&memo.id),
+        config: rec.config,
+        id: Some(memo.id),
+        lease: Some(lease),
+    };
+    Ok(Some((prepared, rec.platform)))
+}
+
+fn record(source: &Path, r: &Resolved, size: u64) -> ImageRecord {
+    ImageRecord {
+        id: r.id.hex.clone(),
+        source: source.to_owned(),
+        reference: r.reference.clone(),
+        platform: r.platform(),
+        format: serde_json::to_value(r.format)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
+        config: run_config(r),
+        layers: layer_infos(r),
+        size,
+        created: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+    }
+}
