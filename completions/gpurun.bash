@@ -34,8 +34,17 @@ _gpurun() {
             gpurun,inspect)
                 cmd="gpurun__subcmd__inspect"
                 ;;
+            gpurun,login)
+                cmd="gpurun__subcmd__login"
+                ;;
+            gpurun,logout)
+                cmd="gpurun__subcmd__logout"
+                ;;
             gpurun,prune)
                 cmd="gpurun__subcmd__prune"
+                ;;
+            gpurun,pull)
+                cmd="gpurun__subcmd__pull"
                 ;;
             gpurun,rm)
                 cmd="gpurun__subcmd__rm"
@@ -67,8 +76,17 @@ _gpurun() {
             gpurun__subcmd__help,inspect)
                 cmd="gpurun__subcmd__help__subcmd__inspect"
                 ;;
+            gpurun__subcmd__help,login)
+                cmd="gpurun__subcmd__help__subcmd__login"
+                ;;
+            gpurun__subcmd__help,logout)
+                cmd="gpurun__subcmd__help__subcmd__logout"
+                ;;
             gpurun__subcmd__help,prune)
                 cmd="gpurun__subcmd__help__subcmd__prune"
+                ;;
+            gpurun__subcmd__help,pull)
+                cmd="gpurun__subcmd__help__subcmd__pull"
                 ;;
             gpurun__subcmd__help,rm)
                 cmd="gpurun__subcmd__help__subcmd__rm"
@@ -89,7 +107,7 @@ _gpurun() {
 
     case "${cmd}" in
         gpurun)
-            opts="-q -v -f -B -c -H -C -e -p -u -s -w -o -n -i -W -h -V --quiet --verbose --cache-dir --ref --platform --rocm --nv --gpus --device --run --pwd --fakeroot --bind --contain --no-home --home --containall --writable-tmpfs --env --no-env --env-file --cleanenv --pid-ns --pid --userns --shell --nvccli --writable --overlay --net --ipc --workdir --hostname --mount --dry-run --help --version exec run shell inspect unpack images rm prune gpus doctor help"
+            opts="-q -v -f -B -c -H -C -e -p -u -s -w -o -n -i -W -h -V --quiet --verbose --cache-dir --ref --platform --pull --rocm --nv --gpus --device --run --pwd --fakeroot --bind --contain --no-home --home --containall --writable-tmpfs --env --no-env --env-file --cleanenv --pid-ns --pid --userns --shell --nvccli --writable --overlay --net --ipc --workdir --hostname --mount --dry-run --help --version exec run shell inspect unpack pull login logout images rm prune gpus doctor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -105,6 +123,10 @@ _gpurun() {
                     ;;
                 --platform)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pull)
+                    COMPREPLY=($(compgen -W "missing newer always never" -- "${cur}"))
                     return 0
                     ;;
                 --gpus)
@@ -209,7 +231,7 @@ _gpurun() {
             return 0
             ;;
         gpurun__subcmd__exec)
-            opts="-f -B -c -H -C -e -p -u -s -w -o -n -i -W -q -v -h --ref --platform --rocm --nv --gpus --device --run --pwd --fakeroot --bind --contain --no-home --home --containall --writable-tmpfs --env --no-env --env-file --cleanenv --pid-ns --pid --userns --shell --nvccli --writable --overlay --net --ipc --workdir --hostname --mount --dry-run --quiet --verbose --cache-dir --help"
+            opts="-f -B -c -H -C -e -p -u -s -w -o -n -i -W -q -v -h --ref --platform --pull --rocm --nv --gpus --device --run --pwd --fakeroot --bind --contain --no-home --home --containall --writable-tmpfs --env --no-env --env-file --cleanenv --pid-ns --pid --userns --shell --nvccli --writable --overlay --net --ipc --workdir --hostname --mount --dry-run --quiet --verbose --cache-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -221,6 +243,10 @@ _gpurun() {
                     ;;
                 --platform)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pull)
+                    COMPREPLY=($(compgen -W "missing newer always never" -- "${cur}"))
                     return 0
                     ;;
                 --gpus)
@@ -329,7 +355,7 @@ _gpurun() {
             return 0
             ;;
         gpurun__subcmd__help)
-            opts="exec run shell inspect unpack images rm prune gpus doctor help"
+            opts="exec run shell inspect unpack pull login logout images rm prune gpus doctor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -426,7 +452,49 @@ _gpurun() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        gpurun__subcmd__help__subcmd__login)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gpurun__subcmd__help__subcmd__logout)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         gpurun__subcmd__help__subcmd__prune)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gpurun__subcmd__help__subcmd__pull)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -515,7 +583,7 @@ _gpurun() {
             return 0
             ;;
         gpurun__subcmd__inspect)
-            opts="-q -v -h --ref --platform --json --quiet --verbose --cache-dir --help"
+            opts="-q -v -h --ref --platform --pull --json --quiet --verbose --cache-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -529,6 +597,54 @@ _gpurun() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --pull)
+                    COMPREPLY=($(compgen -W "missing newer always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --cache-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gpurun__subcmd__login)
+            opts="-u -q -v -h --username --password-stdin --quiet --verbose --cache-dir --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --username)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -u)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gpurun__subcmd__logout)
+            opts="-q -v -h --quiet --verbose --cache-dir --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --cache-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -547,6 +663,36 @@ _gpurun() {
                 return 0
             fi
             case "${prev}" in
+                --cache-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gpurun__subcmd__pull)
+            opts="-q -v -h --ref --platform --pull --quiet --verbose --cache-dir --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --ref)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --platform)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pull)
+                    COMPREPLY=($(compgen -W "missing newer always never" -- "${cur}"))
+                    return 0
+                    ;;
                 --cache-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -577,7 +723,7 @@ _gpurun() {
             return 0
             ;;
         gpurun__subcmd__run)
-            opts="-f -B -c -H -C -e -p -u -s -w -o -n -i -W -q -v -h --ref --platform --rocm --nv --gpus --device --run --pwd --fakeroot --bind --contain --no-home --home --containall --writable-tmpfs --env --no-env --env-file --cleanenv --pid-ns --pid --userns --shell --nvccli --writable --overlay --net --ipc --workdir --hostname --mount --dry-run --quiet --verbose --cache-dir --help"
+            opts="-f -B -c -H -C -e -p -u -s -w -o -n -i -W -q -v -h --ref --platform --pull --rocm --nv --gpus --device --run --pwd --fakeroot --bind --contain --no-home --home --containall --writable-tmpfs --env --no-env --env-file --cleanenv --pid-ns --pid --userns --shell --nvccli --writable --overlay --net --ipc --workdir --hostname --mount --dry-run --quiet --verbose --cache-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -589,6 +735,10 @@ _gpurun() {
                     ;;
                 --platform)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pull)
+                    COMPREPLY=($(compgen -W "missing newer always never" -- "${cur}"))
                     return 0
                     ;;
                 --gpus)
@@ -679,7 +829,7 @@ _gpurun() {
             return 0
             ;;
         gpurun__subcmd__shell)
-            opts="-f -B -c -H -C -e -p -u -s -w -o -n -i -W -q -v -h --ref --platform --rocm --nv --gpus --device --run --pwd --fakeroot --bind --contain --no-home --home --containall --writable-tmpfs --env --no-env --env-file --cleanenv --pid-ns --pid --userns --shell --nvccli --writable --overlay --net --ipc --workdir --hostname --mount --dry-run --quiet --verbose --cache-dir --help"
+            opts="-f -B -c -H -C -e -p -u -s -w -o -n -i -W -q -v -h --ref --platform --pull --rocm --nv --gpus --device --run --pwd --fakeroot --bind --contain --no-home --home --containall --writable-tmpfs --env --no-env --env-file --cleanenv --pid-ns --pid --userns --shell --nvccli --writable --overlay --net --ipc --workdir --hostname --mount --dry-run --quiet --verbose --cache-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -691,6 +841,10 @@ _gpurun() {
                     ;;
                 --platform)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pull)
+                    COMPREPLY=($(compgen -W "missing newer always never" -- "${cur}"))
                     return 0
                     ;;
                 --gpus)
@@ -781,7 +935,7 @@ _gpurun() {
             return 0
             ;;
         gpurun__subcmd__unpack)
-            opts="-q -v -h --ref --platform --quiet --verbose --cache-dir --help"
+            opts="-q -v -h --ref --platform --pull --quiet --verbose --cache-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -793,6 +947,10 @@ _gpurun() {
                     ;;
                 --platform)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pull)
+                    COMPREPLY=($(compgen -W "missing newer always never" -- "${cur}"))
                     return 0
                     ;;
                 --cache-dir)

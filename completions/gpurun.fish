@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_gpurun_global_optspecs
-    string join \n q/quiet v/verbose cache-dir= ref= platform= rocm nv gpus= device= run pwd= f/fakeroot B/bind= c/contain no-home H/home= C/containall writable-tmpfs env= no-env= env-file= e/cleanenv pid-ns= p/pid u/userns s/shell= nvccli w/writable o/overlay= n/net i/ipc W/workdir= hostname= mount= dry-run h/help V/version
+    string join \n q/quiet v/verbose cache-dir= ref= platform= pull= rocm nv gpus= device= run pwd= f/fakeroot B/bind= c/contain no-home H/home= C/containall writable-tmpfs env= no-env= env-file= e/cleanenv pid-ns= p/pid u/userns s/shell= nvccli w/writable o/overlay= n/net i/ipc W/workdir= hostname= mount= dry-run h/help V/version
 end
 
 function __fish_gpurun_needs_command
@@ -27,6 +27,10 @@ end
 complete -c gpurun -n "__fish_gpurun_needs_command" -l cache-dir -d 'Cache directory (default: $GPURUN_CACHE_DIR, else the configuration files\' `cache.dir`, else $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
 complete -c gpurun -n "__fish_gpurun_needs_command" -l ref -d 'Image reference inside the archive (a RepoTag such as `busybox:latest`, or an OCI ref name)' -r
 complete -c gpurun -n "__fish_gpurun_needs_command" -l platform -d 'Platform to select from a multi-platform image, as os/arch[/variant]' -r
+complete -c gpurun -n "__fish_gpurun_needs_command" -l pull -d 'When a docker:// image is fetched: `missing` (the default: a tag pulled before starts without any network), `newer` (when the tag names a new digest), `always`, `never`' -r -f -a "missing\t'Pull only what is not cached'
+newer\t'Ask the registry for the tag\'s digest; pull when it changed'
+always\t'Fetch the manifest every time (layers only when not cached)'
+never\t'Never contact the registry; fail when the image is not cached'"
 complete -c gpurun -n "__fish_gpurun_needs_command" -l gpus -d 'GPUs to expose: `all`, or a comma-separated list of indexes, PCI addresses or render nodes' -r
 complete -c gpurun -n "__fish_gpurun_needs_command" -l device -d 'CDI device to add (vendor.com/class=name); repeatable' -r
 complete -c gpurun -n "__fish_gpurun_needs_command" -l pwd -d 'Working directory inside the container' -r -F
@@ -68,6 +72,9 @@ complete -c gpurun -n "__fish_gpurun_needs_command" -a "run" -d 'Apptainer\'s `r
 complete -c gpurun -n "__fish_gpurun_needs_command" -a "shell" -d 'Apptainer\'s `shell`: an interactive shell in IMAGE (--shell, $APPTAINER_SHELL, or /bin/sh); arguments after IMAGE go to the shell'
 complete -c gpurun -n "__fish_gpurun_needs_command" -a "inspect" -d 'Show an image\'s configuration and layers without unpacking it'
 complete -c gpurun -n "__fish_gpurun_needs_command" -a "unpack" -d 'Unpack an image into the cache (if needed) and print its rootfs directory'
+complete -c gpurun -n "__fish_gpurun_needs_command" -a "pull" -d 'Pull a docker:// image into the cache and print its id'
+complete -c gpurun -n "__fish_gpurun_needs_command" -a "login" -d 'Store credentials for a registry where podman and skopeo read them'
+complete -c gpurun -n "__fish_gpurun_needs_command" -a "logout" -d 'Remove the stored credentials for a registry'
 complete -c gpurun -n "__fish_gpurun_needs_command" -a "images" -d 'List cached images with their size and source'
 complete -c gpurun -n "__fish_gpurun_needs_command" -a "rm" -d 'Remove cached images by id (or id prefix) or by source archive'
 complete -c gpurun -n "__fish_gpurun_needs_command" -a "prune" -d 'Remove cached images whose source archive changed or vanished, and leftovers of killed unpacks'
@@ -76,6 +83,10 @@ complete -c gpurun -n "__fish_gpurun_needs_command" -a "doctor" -d 'Check what G
 complete -c gpurun -n "__fish_gpurun_needs_command" -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l ref -d 'Image reference inside the archive (a RepoTag such as `busybox:latest`, or an OCI ref name)' -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l platform -d 'Platform to select from a multi-platform image, as os/arch[/variant]' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l pull -d 'When a docker:// image is fetched: `missing` (the default: a tag pulled before starts without any network), `newer` (when the tag names a new digest), `always`, `never`' -r -f -a "missing\t'Pull only what is not cached'
+newer\t'Ask the registry for the tag\'s digest; pull when it changed'
+always\t'Fetch the manifest every time (layers only when not cached)'
+never\t'Never contact the registry; fail when the image is not cached'"
 complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l gpus -d 'GPUs to expose: `all`, or a comma-separated list of indexes, PCI addresses or render nodes' -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l device -d 'CDI device to add (vendor.com/class=name); repeatable' -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l pwd -d 'Working directory inside the container' -r -F
@@ -114,6 +125,10 @@ complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -s v -l verbose -d '
 complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l ref -d 'Image reference inside the archive (a RepoTag such as `busybox:latest`, or an OCI ref name)' -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l platform -d 'Platform to select from a multi-platform image, as os/arch[/variant]' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l pull -d 'When a docker:// image is fetched: `missing` (the default: a tag pulled before starts without any network), `newer` (when the tag names a new digest), `always`, `never`' -r -f -a "missing\t'Pull only what is not cached'
+newer\t'Ask the registry for the tag\'s digest; pull when it changed'
+always\t'Fetch the manifest every time (layers only when not cached)'
+never\t'Never contact the registry; fail when the image is not cached'"
 complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l gpus -d 'GPUs to expose: `all`, or a comma-separated list of indexes, PCI addresses or render nodes' -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l device -d 'CDI device to add (vendor.com/class=name); repeatable' -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l pwd -d 'Working directory inside the container' -r -F
@@ -152,6 +167,10 @@ complete -c gpurun -n "__fish_gpurun_using_subcommand run" -s v -l verbose -d 'M
 complete -c gpurun -n "__fish_gpurun_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l ref -d 'Image reference inside the archive (a RepoTag such as `busybox:latest`, or an OCI ref name)' -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l platform -d 'Platform to select from a multi-platform image, as os/arch[/variant]' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l pull -d 'When a docker:// image is fetched: `missing` (the default: a tag pulled before starts without any network), `newer` (when the tag names a new digest), `always`, `never`' -r -f -a "missing\t'Pull only what is not cached'
+newer\t'Ask the registry for the tag\'s digest; pull when it changed'
+always\t'Fetch the manifest every time (layers only when not cached)'
+never\t'Never contact the registry; fail when the image is not cached'"
 complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l gpus -d 'GPUs to expose: `all`, or a comma-separated list of indexes, PCI addresses or render nodes' -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l device -d 'CDI device to add (vendor.com/class=name); repeatable' -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l pwd -d 'Working directory inside the container' -r -F
@@ -190,17 +209,45 @@ complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -s v -l verbose -d 
 complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c gpurun -n "__fish_gpurun_using_subcommand inspect" -l ref -d 'Image reference inside the archive (a RepoTag such as `busybox:latest`, or an OCI ref name)' -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand inspect" -l platform -d 'Platform to select from a multi-platform image, as os/arch[/variant]' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand inspect" -l pull -d 'When a docker:// image is fetched: `missing` (the default: a tag pulled before starts without any network), `newer` (when the tag names a new digest), `always`, `never`' -r -f -a "missing\t'Pull only what is not cached'
+newer\t'Ask the registry for the tag\'s digest; pull when it changed'
+always\t'Fetch the manifest every time (layers only when not cached)'
+never\t'Never contact the registry; fail when the image is not cached'"
 complete -c gpurun -n "__fish_gpurun_using_subcommand inspect" -l cache-dir -d 'Cache directory (default: $GPURUN_CACHE_DIR, else the configuration files\' `cache.dir`, else $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
 complete -c gpurun -n "__fish_gpurun_using_subcommand inspect" -l json -d 'Print JSON instead of text'
 complete -c gpurun -n "__fish_gpurun_using_subcommand inspect" -s q -l quiet -d 'Print nothing but errors (no progress bar, no warnings)'
 complete -c gpurun -n "__fish_gpurun_using_subcommand inspect" -s v -l verbose -d 'More detail on stderr; repeat for debug output'
-complete -c gpurun -n "__fish_gpurun_using_subcommand inspect" -s h -l help -d 'Print help'
+complete -c gpurun -n "__fish_gpurun_using_subcommand inspect" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c gpurun -n "__fish_gpurun_using_subcommand unpack" -l ref -d 'Image reference inside the archive (a RepoTag such as `busybox:latest`, or an OCI ref name)' -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand unpack" -l platform -d 'Platform to select from a multi-platform image, as os/arch[/variant]' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand unpack" -l pull -d 'When a docker:// image is fetched: `missing` (the default: a tag pulled before starts without any network), `newer` (when the tag names a new digest), `always`, `never`' -r -f -a "missing\t'Pull only what is not cached'
+newer\t'Ask the registry for the tag\'s digest; pull when it changed'
+always\t'Fetch the manifest every time (layers only when not cached)'
+never\t'Never contact the registry; fail when the image is not cached'"
 complete -c gpurun -n "__fish_gpurun_using_subcommand unpack" -l cache-dir -d 'Cache directory (default: $GPURUN_CACHE_DIR, else the configuration files\' `cache.dir`, else $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
 complete -c gpurun -n "__fish_gpurun_using_subcommand unpack" -s q -l quiet -d 'Print nothing but errors (no progress bar, no warnings)'
 complete -c gpurun -n "__fish_gpurun_using_subcommand unpack" -s v -l verbose -d 'More detail on stderr; repeat for debug output'
-complete -c gpurun -n "__fish_gpurun_using_subcommand unpack" -s h -l help -d 'Print help'
+complete -c gpurun -n "__fish_gpurun_using_subcommand unpack" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c gpurun -n "__fish_gpurun_using_subcommand pull" -l ref -d 'Image reference inside the archive (a RepoTag such as `busybox:latest`, or an OCI ref name)' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand pull" -l platform -d 'Platform to select from a multi-platform image, as os/arch[/variant]' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand pull" -l pull -d 'When a docker:// image is fetched: `missing` (the default: a tag pulled before starts without any network), `newer` (when the tag names a new digest), `always`, `never`' -r -f -a "missing\t'Pull only what is not cached'
+newer\t'Ask the registry for the tag\'s digest; pull when it changed'
+always\t'Fetch the manifest every time (layers only when not cached)'
+never\t'Never contact the registry; fail when the image is not cached'"
+complete -c gpurun -n "__fish_gpurun_using_subcommand pull" -l cache-dir -d 'Cache directory (default: $GPURUN_CACHE_DIR, else the configuration files\' `cache.dir`, else $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
+complete -c gpurun -n "__fish_gpurun_using_subcommand pull" -s q -l quiet -d 'Print nothing but errors (no progress bar, no warnings)'
+complete -c gpurun -n "__fish_gpurun_using_subcommand pull" -s v -l verbose -d 'More detail on stderr; repeat for debug output'
+complete -c gpurun -n "__fish_gpurun_using_subcommand pull" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c gpurun -n "__fish_gpurun_using_subcommand login" -s u -l username -d 'User name (asked for when missing and standard input is a terminal)' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand login" -l cache-dir -d 'Cache directory (default: $GPURUN_CACHE_DIR, else the configuration files\' `cache.dir`, else $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
+complete -c gpurun -n "__fish_gpurun_using_subcommand login" -l password-stdin -d 'Read the password from standard input (otherwise it is asked for, without echo)'
+complete -c gpurun -n "__fish_gpurun_using_subcommand login" -s q -l quiet -d 'Print nothing but errors (no progress bar, no warnings)'
+complete -c gpurun -n "__fish_gpurun_using_subcommand login" -s v -l verbose -d 'More detail on stderr; repeat for debug output'
+complete -c gpurun -n "__fish_gpurun_using_subcommand login" -s h -l help -d 'Print help'
+complete -c gpurun -n "__fish_gpurun_using_subcommand logout" -l cache-dir -d 'Cache directory (default: $GPURUN_CACHE_DIR, else the configuration files\' `cache.dir`, else $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
+complete -c gpurun -n "__fish_gpurun_using_subcommand logout" -s q -l quiet -d 'Print nothing but errors (no progress bar, no warnings)'
+complete -c gpurun -n "__fish_gpurun_using_subcommand logout" -s v -l verbose -d 'More detail on stderr; repeat for debug output'
+complete -c gpurun -n "__fish_gpurun_using_subcommand logout" -s h -l help -d 'Print help'
 complete -c gpurun -n "__fish_gpurun_using_subcommand images" -l cache-dir -d 'Cache directory (default: $GPURUN_CACHE_DIR, else the configuration files\' `cache.dir`, else $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
 complete -c gpurun -n "__fish_gpurun_using_subcommand images" -l json -d 'Print JSON instead of a table'
 complete -c gpurun -n "__fish_gpurun_using_subcommand images" -s q -l quiet -d 'Print nothing but errors (no progress bar, no warnings)'
@@ -226,14 +273,17 @@ complete -c gpurun -n "__fish_gpurun_using_subcommand doctor" -l nv -d 'Check on
 complete -c gpurun -n "__fish_gpurun_using_subcommand doctor" -s q -l quiet -d 'Print nothing but errors (no progress bar, no warnings)'
 complete -c gpurun -n "__fish_gpurun_using_subcommand doctor" -s v -l verbose -d 'More detail on stderr; repeat for debug output'
 complete -c gpurun -n "__fish_gpurun_using_subcommand doctor" -s h -l help -d 'Print help'
-complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack images rm prune gpus doctor help" -f -a "exec" -d 'Apptainer\'s `exec`: run COMMAND in IMAGE (the same as `gpurun [OPTIONS] IMAGE COMMAND`)'
-complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack images rm prune gpus doctor help" -f -a "run" -d 'Apptainer\'s `run`: run the image\'s ENTRYPOINT, with ARGS in place of its CMD (`--run`)'
-complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack images rm prune gpus doctor help" -f -a "shell" -d 'Apptainer\'s `shell`: an interactive shell in IMAGE (--shell, $APPTAINER_SHELL, or /bin/sh); arguments after IMAGE go to the shell'
-complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack images rm prune gpus doctor help" -f -a "inspect" -d 'Show an image\'s configuration and layers without unpacking it'
-complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack images rm prune gpus doctor help" -f -a "unpack" -d 'Unpack an image into the cache (if needed) and print its rootfs directory'
-complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack images rm prune gpus doctor help" -f -a "images" -d 'List cached images with their size and source'
-complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack images rm prune gpus doctor help" -f -a "rm" -d 'Remove cached images by id (or id prefix) or by source archive'
-complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack images rm prune gpus doctor help" -f -a "prune" -d 'Remove cached images whose source archive changed or vanished, and leftovers of killed unpacks'
-complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack images rm prune gpus doctor help" -f -a "gpus" -d 'List the host\'s GPUs: index, vendor, model, PCI address, kind, nodes, gfx target, access'
-complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack images rm prune gpus doctor help" -f -a "doctor" -d 'Check what GPU runs need (user namespaces, drivers, device access, libraries) and say how to fix it'
-complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack images rm prune gpus doctor help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack pull login logout images rm prune gpus doctor help" -f -a "exec" -d 'Apptainer\'s `exec`: run COMMAND in IMAGE (the same as `gpurun [OPTIONS] IMAGE COMMAND`)'
+complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack pull login logout images rm prune gpus doctor help" -f -a "run" -d 'Apptainer\'s `run`: run the image\'s ENTRYPOINT, with ARGS in place of its CMD (`--run`)'
+complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack pull login logout images rm prune gpus doctor help" -f -a "shell" -d 'Apptainer\'s `shell`: an interactive shell in IMAGE (--shell, $APPTAINER_SHELL, or /bin/sh); arguments after IMAGE go to the shell'
+complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack pull login logout images rm prune gpus doctor help" -f -a "inspect" -d 'Show an image\'s configuration and layers without unpacking it'
+complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack pull login logout images rm prune gpus doctor help" -f -a "unpack" -d 'Unpack an image into the cache (if needed) and print its rootfs directory'
+complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack pull login logout images rm prune gpus doctor help" -f -a "pull" -d 'Pull a docker:// image into the cache and print its id'
+complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack pull login logout images rm prune gpus doctor help" -f -a "login" -d 'Store credentials for a registry where podman and skopeo read them'
+complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack pull login logout images rm prune gpus doctor help" -f -a "logout" -d 'Remove the stored credentials for a registry'
+complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack pull login logout images rm prune gpus doctor help" -f -a "images" -d 'List cached images with their size and source'
+complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack pull login logout images rm prune gpus doctor help" -f -a "rm" -d 'Remove cached images by id (or id prefix) or by source archive'
+complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack pull login logout images rm prune gpus doctor help" -f -a "prune" -d 'Remove cached images whose source archive changed or vanished, and leftovers of killed unpacks'
+complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack pull login logout images rm prune gpus doctor help" -f -a "gpus" -d 'List the host\'s GPUs: index, vendor, model, PCI address, kind, nodes, gfx target, access'
+complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack pull login logout images rm prune gpus doctor help" -f -a "doctor" -d 'Check what GPU runs need (user namespaces, drivers, device access, libraries) and say how to fix it'
+complete -c gpurun -n "__fish_gpurun_using_subcommand help; and not __fish_seen_subcommand_from exec run shell inspect unpack pull login logout images rm prune gpus doctor help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -128,10 +128,12 @@ is_root=""
 if [[ -n $is_root ]]; then
     cat <<'EOF'
 As root this suite changes the machine (README "Testing"): it installs Debian packages (about 200:
-build tools, umoci, skopeo, Slurm, MariaDB, Open MPI), creates users gpurun-test and gpurun-nogpu
-and groups render and video, and starts MariaDB, munged, slurmdbd, slurmctld and slurmd, which it
-stops again at the end (GPURUN_TEST_KEEP_DAEMONS=1 keeps them; rootfs-tests/hpc/setup.sh --stop
-stops them later).
+build tools, umoci, skopeo, Slurm, MariaDB, Open MPI, docker-registry), creates users gpurun-test
+and gpurun-nogpu and groups render and video, starts MariaDB, munged, slurmdbd, slurmctld and
+slurmd, and three registries on 127.0.0.1 (ports 5443, 5444, 5445, 5080) whose test CA it puts in
+/etc/containers/certs.d/127.0.0.1:544[345]/; it stops the daemons again at the end
+(GPURUN_TEST_KEEP_DAEMONS=1 keeps them; rootfs-tests/hpc/setup.sh --stop and
+rootfs-tests/registry/setup.sh --stop stop them later).
 EOF
 fi
 if ! command -v cargo >/dev/null && [[ -x $HOME/.cargo/bin/cargo ]]; then
@@ -281,10 +283,12 @@ else
     skipped_step "unprivileged pass: run.sh is not root, so it cannot create or become $test_user"
 fi
 
-# The Slurm test cluster's daemons (started by hpc.rs through hpc/setup.sh) stop with the suite.
+# The Slurm test cluster's daemons (started by hpc.rs through hpc/setup.sh) and the test
+# registries (registry.rs, registry/setup.sh) stop with the suite.
 if [[ -n $is_root && ${GPURUN_TEST_KEEP_DAEMONS:-0} != 1 ]]; then
-    say "stopping the test cluster's daemons (GPURUN_TEST_KEEP_DAEMONS=1 keeps them)"
+    say "stopping the test cluster's and registries' daemons (GPURUN_TEST_KEEP_DAEMONS=1 keeps them)"
     rootfs-tests/hpc/setup.sh --stop || bad "rootfs-tests/hpc/setup.sh --stop failed"
+    rootfs-tests/registry/setup.sh --stop || bad "rootfs-tests/registry/setup.sh --stop failed"
 fi
 
 # ---------------------------------------------------------------------------------------------

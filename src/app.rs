@@ -8,12 +8,13 @@ use std::io::Write;
 use crate::cache::{self, Cache, CacheError};
 use crate::cli::{Cli, Command};
 use crate::commands::{self, CommandError};
-use crate::config::{self, ConfigError};
+use crate::config::{self, ConfigError, Settings};
 use crate::gpu::{self, HostPaths};
 use crate::host::ProcessEnv;
 use crate::image::ImageArg;
 use crate::image::apply::Limits;
-use crate::prepare::{self, PrepareError};
+use crate::image::source::registry;
+use crate::prepare::{self, PrepareError, Stage};
 use crate::run::{self, RunError};
 use crate::ui::Ui;
 
@@ -62,10 +63,17 @@ pub fn main(mut cli: Cli, env: &ProcessEnv) -> Result<u8, Error> {
     let settings = config::load(&vars)?;
     config::apply(&mut cli, &settings, &vars)?;
     match &cli.command {
-        Some(Command::Inspect(a)) => print(commands::inspect(a)?),
+        Some(Command::Inspect(a)) => print(commands::inspect(a, &net(&settings, env))?),
         Some(Command::Unpack(a)) => {
-            print(commands::unpack(a, &open_cache(&cli, env)?, Limits::from_env(env), &ui)?)
+            let (cache, net) = (open_cache(&cli, env)?, net(&settings, env));
+            print(commands::unpack(a, &stage(&cache, &net, &cli, env, &ui))?)
         }
+        Some(Command::Pull(a)) => {
+            let (cache, net) = (open_cache(&cli, env)?, net(&settings, env));
+            print(commands::pull(a, &stage(&cache, &net, &cli, env, &ui))?)
+        }
+        Some(Command::Login(a)) => print(commands::login(a, &net(&settings, env))?),
+        Some(Command::Logout(a)) => print(commands::logout(a, env)?),
         Some(Command::Images(a)) => print(commands::images(a, &open_cache(&cli, env)?)?),
         Some(Command::Rm(a)) => print(commands::rm(a, &open_cache(&cli, env)?)?),
         Some(Command::Prune(a)) => print(commands::prune(a, &open_cache(&cli, env)?, &ui)?),
@@ -78,21 +86,39 @@ pub fn main(mut cli: Cli, env: &ProcessEnv) -> Result<u8, Error> {
             Ok(u8::from(failed))
         }
         // `cli::parse` has made exec/run/shell run mode already.
-        Some(Command::Exec(_) | Command::Run(_) | Command::Shell(_)) | None => run_image(&cli, env, &ui),
+        Some(Command::Exec(_) | Command::Run(_) | Command::Shell(_)) | None => {
+            run_image(&cli, &net(&settings, env), env, &ui)
+        }
     }
 }
 
 /// The run pipeline.
-fn run_image(cli: &Cli, env: &ProcessEnv, ui: &Ui) -> Result<u8, Error> {
-    let image = ImageArg::classify(cli.run.image.as_deref().ok_or(Error::NoImage)?);
+fn run_image(cli: &Cli, net: &registry::Options, env: &ProcessEnv, ui: &Ui) -> Result<u8, Error> {
+    let image =
+        ImageArg::classify(cli.run.image.as_deref().ok_or(Error::NoImage)?).map_err(PrepareError::from)?;
     // Validation first: a typo in --env or a missing bind source must not cost an unpack.
     let (request, host) = run::validate(&cli.run, env)?;
     let cache = open_cache(cli, env)?;
     let sel = commands::selection(&cli.run.select);
-    let prepared = prepare::prepare(&image, &sel, &cache, Limits::from_env(env), ui)?;
+    let prepared = prepare::prepare(&image, &sel, &stage(&cache, net, cli, env, ui))?;
     let code = run::execute(&request, &host, &cache.mount_dir(), prepared, ui)?;
     // Exit statuses are 8 bits; the workload's code already is one.
     Ok((code & 0xff) as u8)
+}
+
+/// How to reach registries: the configuration's insecure registries and the environment.
+fn net(settings: &Settings, env: &ProcessEnv) -> registry::Options {
+    registry::Options { insecure: settings.insecure_registries.clone().unwrap_or_default(), env: env.clone() }
+}
+
+fn stage<'a>(
+    cache: &'a Cache,
+    net: &'a registry::Options,
+    cli: &Cli,
+    env: &ProcessEnv,
+    ui: &'a Ui,
+) -> Stage<'a> {
+    Stage { cache, limits: Limits::from_env(env), net, pull: cli.run.select.pull.unwrap_or_default(), ui }
 }
 
 fn open_cache(cli: &Cli, env: &ProcessEnv) -> Result<Cache, CacheError> {

@@ -17,7 +17,8 @@ use clap::{ArgAction, Args, Parser, Subcommand};
     name = "gpurun",
     version,
     args_conflicts_with_subcommands = true,
-    after_help = "IMAGE is a `docker save` archive, an OCI archive or layout directory, or a root \
+    after_help = "IMAGE is a `docker save` archive, an OCI archive or layout directory, a \
+                  docker://[HOST[:PORT]/]NAME[:TAG][@DIGEST] registry reference, or a root \
                   filesystem directory. Exit status: the command's own; 128+N if it died of \
                   signal N; 125 when gpurun itself failed; 126 when the command cannot be \
                   executed; 127 when it is not found in the image."
@@ -60,6 +61,25 @@ pub struct SelectArgs {
     /// Platform to select from a multi-platform image, as os/arch[/variant].
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,
+
+    /// When a docker:// image is fetched: `missing` (the default: a tag pulled before starts
+    /// without any network), `newer` (when the tag names a new digest), `always`, `never`.
+    #[arg(long, value_name = "POLICY", value_enum)]
+    pub pull: Option<PullPolicy>,
+}
+
+/// `--pull`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum PullPolicy {
+    /// Pull only what is not cached.
+    #[default]
+    Missing,
+    /// Ask the registry for the tag's digest; pull when it changed.
+    Newer,
+    /// Fetch the manifest every time (layers only when not cached).
+    Always,
+    /// Never contact the registry; fail when the image is not cached.
+    Never,
 }
 
 /// The default mode: run a command in an image.
@@ -239,6 +259,12 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Unpack an image into the cache (if needed) and print its rootfs directory.
     Unpack(UnpackArgs),
+    /// Pull a docker:// image into the cache and print its id.
+    Pull(PullArgs),
+    /// Store credentials for a registry where podman and skopeo read them.
+    Login(LoginArgs),
+    /// Remove the stored credentials for a registry.
+    Logout(LogoutArgs),
     /// List cached images with their size and source.
     #[command(alias = "ls")]
     Images(ImagesArgs),
@@ -276,7 +302,7 @@ pub struct InspectArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
-    /// The image archive or layout directory.
+    /// The image archive or layout directory, or docker://REF.
     #[arg(value_name = "IMAGE")]
     pub image: PathBuf,
 }
@@ -285,9 +311,38 @@ pub struct InspectArgs {
 pub struct UnpackArgs {
     #[command(flatten)]
     pub select: SelectArgs,
-    /// The image archive or layout directory.
+    /// The image archive or layout directory, or docker://REF.
     #[arg(value_name = "IMAGE")]
     pub image: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// The image, `[docker://][HOST[:PORT]/]NAME[:TAG][@DIGEST]`.
+    #[arg(value_name = "REF")]
+    pub image: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// User name (asked for when missing and standard input is a terminal).
+    #[arg(long, short = 'u')]
+    pub username: Option<String>,
+    /// Read the password from standard input (otherwise it is asked for, without echo).
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// The registry, `HOST[:PORT]` (`docker.io` for Docker Hub).
+    #[arg(value_name = "REGISTRY")]
+    pub registry: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// The registry, `HOST[:PORT]`.
+    #[arg(value_name = "REGISTRY")]
+    pub registry: String,
 }
 
 #[derive(Debug, Args)]

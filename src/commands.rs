@@ -6,12 +6,16 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::fs;
 
-use crate::cache::{Cache, CacheError, SourceMemo};
-use crate::cli::{ImagesArgs, InspectArgs, PruneArgs, RmArgs, SelectArgs, UnpackArgs};
-use crate::image::apply::Limits;
+use crate::cache::{Cache, CacheError, SourceMemo, TagMemo};
+use crate::cli::{
+    ImagesArgs, InspectArgs, LoginArgs, LogoutArgs, PruneArgs, PullArgs, RmArgs, SelectArgs, UnpackArgs,
+};
+use crate::host::ProcessEnv;
+use crate::image::source::registry::auth::{self, Credentials, Secret};
+use crate::image::source::registry::{self, Client, Reference, RegistryError};
 use crate::image::source::{FileIdentity, identity_probe};
 use crate::image::{self, ImageArg, ImageError, Selection};
-use crate::prepare::{self, PrepareError};
+use crate::prepare::{self, PrepareError, Stage};
 use crate::ui::Ui;
 
 /// Failures of the cache-management commands.
@@ -29,6 +33,12 @@ pub enum CommandError {
     AmbiguousId { target: String, ids: Vec<String> },
     #[error("image {0} is in use by a running container")]
     InUse(String),
+    #[error("{registry}")]
+    Login { registry: String, source: Box<RegistryError> },
+    #[error("{0}")]
+    Credentials(#[from] auth::AuthError),
+    #[error("{0}")]
+    Input(String),
 }
 
 impl CommandError {
@@ -40,6 +50,8 @@ impl CommandError {
             CommandError::InUse(_) => Some("wait for the container to exit, then retry".into()),
             CommandError::Cache(e) => e.hint(),
             CommandError::Prepare(e) => e.hint(),
+            CommandError::Login { registry, source } => source.hint(registry),
+            CommandError::Credentials(_) | CommandError::Input(_) => None,
         }
     }
 }
@@ -48,13 +60,121 @@ pub fn selection(s: &SelectArgs) -> Selection {
     Selection { reference: s.reference.clone(), platform: s.platform.clone() }
 }
 
-pub fn unpack(args: &UnpackArgs, cache: &Cache, limits: Limits, ui: &Ui) -> Result<String, CommandError> {
-    let p = prepare::prepare(&ImageArg::classify(&args.image), &selection(&args.select), cache, limits, ui)?;
+pub fn unpack(args: &UnpackArgs, st: &Stage) -> Result<String, CommandError> {
+    let image = ImageArg::classify(&args.image)?;
+    let p = prepare::prepare(
+        &image,
+        &selection(&args.select),
+        &Stage { pull: args.select.pull.unwrap_or(st.pull), ..*st },
+    )?;
     Ok(format!("{}\n", p.rootfs.display()))
 }
 
-pub fn inspect(args: &InspectArgs) -> Result<String, CommandError> {
-    let i = image::inspect(&ImageArg::classify(&args.image), &selection(&args.select))?;
+/// `gpurun pull REF`: into the cache (always asking the registry, unless `--pull` says
+/// otherwise); prints the image id.
+pub fn pull(args: &PullArgs, st: &Stage) -> Result<String, CommandError> {
+    let text = if args.image.starts_with(registry::reference::SCHEME) {
+        args.image.clone()
+    } else {
+        format!("{}{}", registry::reference::SCHEME, args.image)
+    };
+    let image = ImageArg::classify(std::path::Path::new(&text))?;
+    let pull = args.select.pull.unwrap_or(crate::cli::PullPolicy::Always);
+    let p = prepare::prepare(&image, &selection(&args.select), &Stage { pull, ..*st })?;
+    Ok(format!("sha256:{}\n", p.id.unwrap_or_default()))
+}
+
+/// `gpurun login REGISTRY`: the credentials are checked against the registry, then stored.
+pub fn login(args: &LoginArgs, net: &registry::Options) -> Result<String, CommandError> {
+    let reference = login_target(&args.registry)?;
+    let username = match &args.username {
+        Some(u) => u.clone(),
+        None => prompt_line("Username: ")?,
+    };
+    let password = if args.password_stdin { read_stdin_password()? } else { prompt_password("Password: ")? };
+    if username.is_empty() || password.is_empty() {
+        return Err(CommandError::Input("a user name and a password are needed".into()));
+    }
+    let creds = Credentials { username, password: Secret::new(password) };
+    let client = Client::new(&reference, net)
+        .map_err(|source| CommandError::Login {
+            registry: reference.registry.clone(),
+            source: Box::new(source),
+        })?
+        .with_credentials(creds.clone());
+    client.ping().map_err(|source| CommandError::Login {
+        registry: reference.registry.clone(),
+        source: Box::new(source),
+    })?;
+    let file = auth::login_file(&net.env)?;
+    auth::store(&file, &reference.registry, Some(&creds))?;
+    Ok(format!("Login Succeeded (credentials for {} in {})\n", reference.registry, file.display()))
+}
+
+/// `gpurun logout REGISTRY`: removes the entry from the file `login` writes.
+pub fn logout(args: &LogoutArgs, env: &ProcessEnv) -> Result<String, CommandError> {
+    let reference = login_target(&args.registry)?;
+    let file = auth::login_file(env)?;
+    if auth::store(&file, &reference.registry, None)? {
+        Ok(format!("Removed login credentials for {} from {}\n", reference.registry, file.display()))
+    } else {
+        Err(CommandError::Input(format!("not logged in to {} (in {})", reference.registry, file.display())))
+    }
+}
+
+/// A registry named as users write it (`HOST[:PORT]`, `docker.io`, `https://HOST/`), as a
+/// reference to any repository there (login checks `/v2/`, which needs none).
+fn login_target(text: &str) -> Result<Reference, CommandError> {
+    let host = text.strip_prefix("https://").or_else(|| text.strip_prefix("http://")).unwrap_or(text);
+    let host = host.trim_end_matches('/').trim_end_matches("/v1").trim_end_matches("/v2");
+    let host = if host.contains(['.', ':']) || host == "localhost" { host } else { "docker.io" };
+    Reference::parse(&format!("{host}/library/x"))
+        .map_err(|why| CommandError::Input(format!("registry {text:?}: {why}")))
+}
+
+fn prompt_line(prompt: &str) -> Result<String, CommandError> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(CommandError::Input("no user name: give --username".into()));
+    }
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).map_err(|e| CommandError::Input(e.to_string()))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+/// Asks on the terminal with echo off (and restores it, also on error).
+fn prompt_password(prompt: &str) -> Result<String, CommandError> {
+    use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+    use std::io::IsTerminal;
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(CommandError::Input("no terminal to ask for the password: use --password-stdin".into()));
+    }
+    let saved = tcgetattr(&stdin).map_err(|e| CommandError::Input(format!("terminal: {e}")))?;
+    let mut quiet = saved.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    tcsetattr(&stdin, OptionalActions::Now, &quiet)
+        .map_err(|e| CommandError::Input(format!("terminal: {e}")))?;
+    let line = prompt_line(prompt);
+    let _ = tcsetattr(&stdin, OptionalActions::Now, &saved);
+    eprintln!();
+    line
+}
+
+fn read_stdin_password() -> Result<String, CommandError> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::io::stdin()
+        .take(64 << 10)
+        .read_to_string(&mut text)
+        .map_err(|e| CommandError::Input(e.to_string()))?;
+    Ok(text.trim_end_matches(['\r', '\n']).to_string())
+}
+
+pub fn inspect(args: &InspectArgs, net: &registry::Options) -> Result<String, CommandError> {
+    let i = image::inspect(&ImageArg::classify(&args.image)?, &selection(&args.select), net)?;
     if args.json {
         return Ok(serde_json::to_string_pretty(&i).unwrap_or_default() + "\n");
     }
@@ -126,15 +246,28 @@ pub fn rm(args: &RmArgs, cache: &Cache) -> Result<String, CommandError> {
             let Some(_lock) = cache.try_lock_exclusive(&id)? else { return Err(CommandError::InUse(id)) };
             cache.remove(&id)?;
             forget_memos(cache, |m| m.id == id);
+            forget_tags(cache, |m| m.id == id);
             let _ = writeln!(out, "removed {id}");
         }
     }
     Ok(out)
 }
 
-/// Ids named by `target`: a source archive path, or a unique id prefix.
+/// Ids named by `target`: a source archive path, a `docker://` reference, or a unique id prefix.
 fn ids_for(target: &str, cache: &Cache) -> Result<Vec<String>, CommandError> {
     let list = cache.list()?;
+    if target.starts_with(registry::reference::SCHEME) {
+        let name = Reference::parse(target)
+            .map_err(|why| ImageError::BadReference { reference: target.into(), why })?;
+        let name = name.to_string();
+        let ids: BTreeSet<String> =
+            tags(cache).into_iter().filter(|(_, m)| m.reference == name).map(|(_, m)| m.id).collect();
+        return if ids.is_empty() {
+            Err(CommandError::NoMatch(target.to_owned()))
+        } else {
+            Ok(ids.into_iter().collect())
+        };
+    }
     if let Ok(canon) = fs::canonicalize(target) {
         // The record names the archive that first unpacked the image; the memos name every
         // archive that has been run since (a copy, another format of the same image).
@@ -176,6 +309,19 @@ fn forget_memos(cache: &Cache, pred: impl Fn(&SourceMemo) -> bool) {
     }
 }
 
+fn tags(cache: &Cache) -> Vec<(std::path::PathBuf, TagMemo)> {
+    let Ok(rd) = fs::read_dir(cache.refs_dir()) else { return Vec::new() };
+    rd.flatten().filter_map(|e| TagMemo::read(&e.path()).ok().map(|m| (e.path(), m))).collect()
+}
+
+fn forget_tags(cache: &Cache, pred: impl Fn(&TagMemo) -> bool) {
+    for (path, memo) in tags(cache) {
+        if pred(&memo) {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
 /// True when the memo's archive is still the file it describes.
 fn memo_current(m: &SourceMemo) -> bool {
     let probe = identity_probe(&m.path);
@@ -186,7 +332,12 @@ pub fn prune(args: &PruneArgs, cache: &Cache, ui: &Ui) -> Result<String, Command
     let mut out = String::new();
     prune_staging(cache, &mut out, ui)?;
     forget_memos(cache, |m| !memo_current(m));
-    let live: BTreeSet<String> = memos(cache).into_iter().map(|(_, m)| m.id).collect();
+    // A pulled tag keeps its image, as an unchanged archive does; `--all` removes both.
+    let live: BTreeSet<String> = memos(cache)
+        .into_iter()
+        .map(|(_, m)| m.id)
+        .chain(tags(cache).into_iter().map(|(_, m)| m.id))
+        .collect();
     let mut freed = 0;
     for rec in cache.list()? {
         if !args.all && live.contains(&rec.id) {
@@ -196,6 +347,7 @@ pub fn prune(args: &PruneArgs, cache: &Cache, ui: &Ui) -> Result<String, Command
             Some(_lock) => {
                 cache.remove(&rec.id)?;
                 forget_memos(cache, |m| m.id == rec.id);
+                forget_tags(cache, |m| m.id == rec.id);
                 freed += rec.size;
                 let _ = writeln!(
                     out,

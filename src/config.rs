@@ -70,6 +70,15 @@ struct FileDoc {
     rocm: ListSection,
     #[serde(default)]
     nv: ListSection,
+    #[serde(default)]
+    registry: RegistrySection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistrySection {
+    /// Registries (`host[:port]`) spoken to over plain HTTP.
+    insecure: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -112,6 +121,7 @@ pub struct Settings {
     pub rocm_bins: Option<Vec<String>>,
     pub nv_libs: Option<Vec<String>>,
     pub nv_bins: Option<Vec<String>>,
+    pub insecure_registries: Option<Vec<String>>,
 }
 
 impl Settings {
@@ -130,6 +140,7 @@ impl Settings {
             rocm_bins: over.rocm_bins.or(self.rocm_bins),
             nv_libs: over.nv_libs.or(self.nv_libs),
             nv_bins: over.nv_bins.or(self.nv_bins),
+            insecure_registries: over.insecure_registries.or(self.insecure_registries),
         }
     }
 }
@@ -175,7 +186,25 @@ pub fn parse(file: &Path, text: &str, env: &BTreeMap<String, String>) -> Result<
         }
         Ok(Some(list.iter().map(|s| s.get_ref().clone()).collect()))
     };
+    let insecure_registries = match &doc.registry.insecure {
+        None => None,
+        Some(list) => Some(
+            list.iter()
+                .map(|h| {
+                    let v = h.get_ref();
+                    crate::image::source::registry::Reference::parse(&format!("{v}/x"))
+                        .ok()
+                        .filter(|r| r.registry == *v)
+                        .map(|_| v.clone())
+                        .ok_or_else(|| {
+                            at(Some(h.span()), format!("registry.insecure: {v:?} is not HOST[:PORT]"))
+                        })
+                })
+                .collect::<Result<Vec<_>, ConfigError>>()?,
+        ),
+    };
     Ok(Settings {
+        insecure_registries,
         cache_dir,
         binds,
         contain: doc.run.contain,

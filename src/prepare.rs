@@ -11,13 +11,26 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::cache::{Cache, CacheError, ImageRecord, SourceMemo};
+use crate::cache::{Cache, CacheError, ImageRecord, SourceMemo, TagMemo};
+use crate::cli::PullPolicy;
 use crate::image::apply::Limits;
 use crate::image::select::{self, Resolved};
 use crate::image::source::FileIdentity;
+use crate::image::source::registry::{self, Reference, RegistrySource};
 use crate::image::unpack::{layer_infos, run_config};
 use crate::image::{ImageArg, ImageError, ImageSource, RunConfig, Selection};
 use crate::ui::Ui;
+
+/// What the stage works with besides the image.
+pub struct Stage<'a> {
+    pub cache: &'a Cache,
+    pub limits: Limits,
+    /// How to reach registries.
+    pub net: &'a registry::Options,
+    /// When a registry image is fetched again (`--pull`).
+    pub pull: PullPolicy,
+    pub ui: &'a Ui,
+}
 
 /// Why an image could not be made ready.
 #[derive(Debug, thiserror::Error)]
@@ -54,16 +67,11 @@ pub struct Prepared {
 }
 
 /// Returns a runnable rootfs for `image`, unpacking it into the cache if needed.
-pub fn prepare(
-    image: &ImageArg,
-    sel: &Selection,
-    cache: &Cache,
-    limits: Limits,
-    ui: &Ui,
-) -> Result<Prepared, PrepareError> {
+pub fn prepare(image: &ImageArg, sel: &Selection, st: &Stage) -> Result<Prepared, PrepareError> {
     match image {
-        ImageArg::Rootfs(dir) => rootfs_dir(dir, ui),
-        ImageArg::Local(_) => local(image, sel, cache, limits, ui),
+        ImageArg::Rootfs(dir) => rootfs_dir(dir, st.ui),
+        ImageArg::Local(_) => local(image, sel, st),
+        ImageArg::Registry(r) => pulled(image, r, sel, st),
     }
 }
 
@@ -82,13 +90,8 @@ fn rootfs_dir(image: &Path, ui: &Ui) -> Result<Prepared, PrepareError> {
 
 /// An archive or image directory, keyed for the warm path by its canonical path, the selection
 /// and its file identity.
-fn local(
-    image: &ImageArg,
-    sel: &Selection,
-    cache: &Cache,
-    limits: Limits,
-    ui: &Ui,
-) -> Result<Prepared, PrepareError> {
+fn local(image: &ImageArg, sel: &Selection, st: &Stage) -> Result<Prepared, PrepareError> {
+    let (cache, ui) = (st.cache, st.ui);
     let (canon, identity) = image.identify()?;
     let memo_path = cache.sources_dir().join(SourceMemo::file_name(
         &canon,
@@ -102,13 +105,13 @@ fn local(
         }
         return Ok(p);
     }
-    let source = image.open()?;
+    let source = image.open(st.net)?;
     let resolved = source.resolve(sel)?;
     if let Some(w) = select::Platform::foreign_warning(&resolved.platform()) {
         ui.warn(&w);
     }
     let id = resolved.id.hex.clone();
-    publish(cache, source.as_ref(), &resolved, &canon, limits, ui)?;
+    publish(cache, source.as_ref(), &resolved, &canon, st.limits, ui)?;
     let memo = SourceMemo {
         path: canon,
         reference: sel.reference.clone(),
@@ -124,6 +127,65 @@ fn local(
         rootfs: cache.rootfs(&id),
         config: run_config(&resolved),
         id: Some(id),
+        lease: Some(lease),
+    })
+}
+
+/// A registry image. Its warm path is the tag memo: with `--pull missing` (the default) or
+/// `never`, a reference pulled before starts without any network, so a thousand ranks of one job
+/// send nothing to the registry; `newer` asks the registry for the tag's digest (a `HEAD`) and
+/// pulls only when it changed; `always` fetches the manifest every time (the layers only when
+/// the image is not cached).
+fn pulled(image: &ImageArg, r: &Reference, sel: &Selection, st: &Stage) -> Result<Prepared, PrepareError> {
+    let name = r.to_string();
+    let memo_path = st.cache.refs_dir().join(TagMemo::file_name(&name, sel.platform.as_deref()));
+    let memo = TagMemo::read(&memo_path).ok().filter(|m| m.reference == name && st.cache.is_published(&m.id));
+    let source = match (st.pull, &memo) {
+        (PullPolicy::Never | PullPolicy::Missing, Some(m)) => return cached(st, &m.id),
+        (PullPolicy::Never, None) => return Err(ImageError::NotPulled { reference: name }.into()),
+        (PullPolicy::Newer, Some(m)) => {
+            let source = RegistrySource::open(r, st.net)?;
+            if source.current_digest()?.as_deref() == Some(m.digest.as_str()) {
+                tracing::debug!(reference = %name, "the tag still names the cached image");
+                return cached(st, &m.id);
+            }
+            source
+        }
+        _ => RegistrySource::open(r, st.net)?,
+    };
+    let resolved = source.resolve(sel)?;
+    if let Some(w) = select::Platform::foreign_warning(&resolved.platform()) {
+        st.ui.warn(&w);
+    }
+    let digest = source.top_digest().unwrap_or_default();
+    publish(st.cache, &source, &resolved, Path::new(&image.display()), st.limits, st.ui)?;
+    let id = resolved.id.hex.clone();
+    let memo = TagMemo { reference: name, platform: sel.platform.clone(), digest, id: id.clone() };
+    if let Err(e) = memo.write(&memo_path) {
+        st.ui.warn(&format!(
+            "could not remember {} for fast restarts ({}): {e}",
+            memo.reference,
+            memo_path.display()
+        ));
+    }
+    let mut prepared = cached(st, &id)?;
+    prepared.config = run_config(&resolved);
+    Ok(prepared)
+}
+
+/// A published image, leased for the run.
+fn cached(st: &Stage, id: &str) -> Result<Prepared, PrepareError> {
+    let lease = st.cache.lock_shared(id)?;
+    // Read under the lock: `gpurun rm` may have removed it in between.
+    let rec = ImageRecord::read(&st.cache.entry_dir(id).join("image.json")).map_err(|e| CacheError::Io {
+        what: "read the image record in",
+        path: st.cache.entry_dir(id),
+        source: e,
+    })?;
+    Ok(Prepared {
+        rootfs: st.cache.rootfs(id),
+        config: rec.config,
+        id: Some(id.to_string()),
         lease: Some(lease),
     })
 }

@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 
 use crate::host::ProcessEnv;
 
-pub use record::{ImageRecord, SourceMemo};
+pub use record::{ImageRecord, SourceMemo, TagMemo};
 
 /// A cache failure, naming the path involved.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +103,7 @@ impl Cache {
             cache.staging_dir(),
             cache.locks_dir(),
             cache.sources_dir(),
+            cache.refs_dir(),
             cache.mount_dir(),
         ] {
             make_private_dir(&dir)?;
@@ -121,6 +122,10 @@ impl Cache {
     }
     pub fn sources_dir(&self) -> PathBuf {
         self.root.join("sources")
+    }
+    /// Registry references pulled, each with the image id it named ([`TagMemo`]).
+    pub fn refs_dir(&self) -> PathBuf {
+        self.root.join("refs")
     }
     /// An always-empty directory on which each run mounts its private staging tmpfs, in its own
     /// mount namespace (so concurrent runs never see each other's); see `plan`.

@@ -75,3 +75,29 @@ impl SourceMemo {
         fs::rename(&tmp, path)
     }
 }
+
+/// `refs/<hash>.json`: a registry reference + platform, the manifest digest it named when it was
+/// pulled, and the image id that became: the warm path of `docker://` images (no network).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagMemo {
+    pub reference: String,
+    pub platform: Option<String>,
+    pub digest: String,
+    pub id: String,
+}
+
+impl TagMemo {
+    pub fn file_name(reference: &str, platform: Option<&str>) -> String {
+        SourceMemo::file_name(Path::new(reference), None, platform)
+    }
+
+    pub fn read(path: &Path) -> io::Result<TagMemo> {
+        serde_json::from_slice(&fs::read(path)?).map_err(io::Error::other)
+    }
+
+    pub fn write(&self, path: &Path) -> io::Result<()> {
+        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+        fs::write(&tmp, serde_json::to_vec(self).map_err(io::Error::other)?)?;
+        fs::rename(&tmp, path)
+    }
+}

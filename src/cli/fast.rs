@@ -15,8 +15,10 @@ use super::{Cli, GlobalArgs, PidNsMode, RunArgs};
 
 /// Subcommand names and aliases: a first positional argument with one of these names is not an
 /// IMAGE for clap either.
-pub(super) const SUBCOMMANDS: &[&str] =
-    &["inspect", "unpack", "images", "ls", "rm", "prune", "gpus", "doctor", "help", "exec", "run", "shell"];
+pub(super) const SUBCOMMANDS: &[&str] = &[
+    "inspect", "unpack", "pull", "login", "logout", "images", "ls", "rm", "prune", "gpus", "doctor", "help",
+    "exec", "run", "shell",
+];
 
 /// Parses `args` (with the program name first) like `Cli::parse_from`, or returns `None` when
 /// clap must decide.

@@ -61,6 +61,12 @@ pub enum ImageError {
     MissingPlatformBlobs(String),
     #[error("not a runnable container image: {0}")]
     NotRunnable(String),
+    #[error("{reference}: {why}")]
+    BadReference { reference: String, why: String },
+    #[error("{reference}")]
+    Registry { reference: String, source: Box<source::registry::RegistryError>, hint: Option<String> },
+    #[error("{reference} is not in the cache and --pull never forbids pulling it")]
+    NotPulled { reference: String },
     #[error("layer {index}/{count} ({digest}): {source}")]
     Layer { index: usize, count: usize, digest: String, source: layer::LayerError },
     #[error("not enough space for the image in {path}: about {need} bytes needed, {have} free")]
@@ -77,6 +83,11 @@ impl ImageError {
                 "check the path; IMAGE is a `docker save` or OCI archive, an OCI layout or a rootfs directory"
                     .into()
             }
+            ImageError::Registry { hint, .. } => return hint.clone(),
+            ImageError::BadReference { .. } => {
+                "write docker://[HOST[:PORT]/]NAME[:TAG][@DIGEST], e.g. docker://ubuntu:24.04".into()
+            }
+            ImageError::NotPulled { .. } => "pull it first (`gpurun pull REF`) or use --pull missing".into(),
             ImageError::SkopeoDir(p) => format!(
                 "convert it to an OCI layout gpurun runs: skopeo copy dir:{} oci:{}.oci:latest",
                 p.display(),

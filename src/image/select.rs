@@ -10,6 +10,46 @@ use serde::de::DeserializeOwned;
 
 use super::digest::{Algorithm, Digest, Hasher};
 use super::source::{MAX_JSON, Source};
+
+/// Where the OCI walk reads the documents descriptors name. An archive or a layout reads
+/// `blobs/ALG/HEX`; a registry fetches manifests and indexes from its manifests endpoint and
+/// configs from its blobs endpoint. Whatever returns the bytes, the walk checks their size and
+/// digest before parsing them.
+pub trait Blobs {
+    /// The bytes `digest` names, at most `limit` of them.
+    fn read_doc(&self, digest: &Digest, kind: DocKind, limit: u64) -> Result<Vec<u8>, ImageError>;
+    /// Whether the blob is there at all (a `docker save` may list other platforms' manifests
+    /// without their blobs); a source that fetches on demand says yes.
+    fn has_blob(&self, digest: &Digest) -> bool;
+}
+
+/// Which kind of document a read asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocKind {
+    /// An index or a manifest.
+    Manifest,
+    /// A config (or any other blob).
+    Blob,
+}
+
+impl Blobs for Source {
+    fn read_doc(&self, digest: &Digest, _kind: DocKind, limit: u64) -> Result<Vec<u8>, ImageError> {
+        self.read_small(&blob_path(digest), limit)
+    }
+
+    fn has_blob(&self, digest: &Digest) -> bool {
+        self.contains(&blob_path(digest))
+    }
+}
+
+/// Docker's schema 1 manifests (signed or not): unverifiable layer lists, refused.
+pub const SCHEMA1_TYPES: [&str; 2] = [
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+];
+/// What a client accepts when it fetches a manifest by tag or digest.
+pub const ACCEPTED_MANIFEST_TYPES: [&str; 4] =
+    [INDEX_TYPES[0], INDEX_TYPES[1], MANIFEST_TYPES[0], MANIFEST_TYPES[1]];
 use super::{ImageError, Selection};
 
 const INDEX_TYPES: [&str; 2] =
@@ -46,6 +86,7 @@ pub enum Format {
     DockerOciArchive,
     OciArchive,
     OciLayout,
+    Registry,
 }
 
 /// One layer to apply, in order.
@@ -247,7 +288,12 @@ fn parse_json<T: DeserializeOwned>(name: &str, data: &[u8]) -> Result<T, ImageEr
 }
 
 /// Reads a blob named by a descriptor: size first, then digest, before anything parses it.
-fn read_blob(source: &Source, desc: &Descriptor, what: &str) -> Result<(Digest, Vec<u8>), ImageError> {
+fn read_blob(
+    source: &dyn Blobs,
+    desc: &Descriptor,
+    what: &str,
+    kind: DocKind,
+) -> Result<(Digest, Vec<u8>), ImageError> {
     let digest = Digest::parse(&desc.digest)
         .map_err(|e| ImageError::Descriptor { what: what.into(), why: e.to_string() })?;
     let size = u64::try_from(desc.size).map_err(|_| ImageError::Descriptor {
@@ -258,7 +304,7 @@ fn read_blob(source: &Source, desc: &Descriptor, what: &str) -> Result<(Digest, 
         return Err(ImageError::TooLarge { name: what.into(), size, limit: MAX_JSON });
     }
     let name = blob_path(&digest);
-    let data = source.read_small(&name, MAX_JSON)?;
+    let data = source.read_doc(&digest, kind, MAX_JSON)?;
     if data.len() as u64 != size {
         return Err(ImageError::SizeMismatch { name, expected: size, actual: data.len() as u64 });
     }
@@ -338,6 +384,45 @@ fn resolve_oci(
     finish_oci(source, leaf, format)
 }
 
+/// The image a registry's tag or digest names: `top` is the document the registry returned for
+/// it (already fetched, size-capped and digest-checked by the caller), an index or a manifest.
+/// The platform is chosen as for an archive; attestations are skipped.
+pub fn resolve_top(
+    source: &dyn Blobs,
+    top: &TopDocument,
+    reference: &str,
+    wanted: Option<&Platform>,
+) -> Result<Resolved, ImageError> {
+    if SCHEMA1_TYPES.contains(&top.media_type.as_str()) {
+        return Err(ImageError::NotRunnable(format!(
+            "{reference} is a Docker schema 1 manifest ({}), which no current tool writes and gpurun does not read",
+            top.media_type
+        )));
+    }
+    if !INDEX_TYPES.contains(&top.media_type.as_str()) && !MANIFEST_TYPES.contains(&top.media_type.as_str()) {
+        return Err(ImageError::NotRunnable(format!("{reference} has media type {:?}", top.media_type)));
+    }
+    let desc = Descriptor {
+        media_type: Some(top.media_type.clone()),
+        digest: top.digest.to_string(),
+        size: i64::try_from(top.size).unwrap_or(i64::MAX),
+        annotations: None,
+        platform: None,
+    };
+    let mut walk = Walk::default();
+    collect_leaves(source, desc, None, Some(reference.to_owned()), 0, &mut walk)?;
+    let leaf = choose_platform(source, walk.leaves, wanted)?;
+    finish_oci(source, leaf, Format::Registry)
+}
+
+/// A document fetched by tag or digest, as [`resolve_top`] starts from it.
+#[derive(Debug, Clone)]
+pub struct TopDocument {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+}
+
 /// Keeps the index entries that `--ref` names; without `--ref`, insists on a single image.
 fn choose_reference(top: Vec<Descriptor>, wanted: Option<&str>) -> Result<Vec<Descriptor>, ImageError> {
     let label = |d: &Descriptor| ref_names(d).into_iter().next().unwrap_or_else(|| d.digest.clone());
@@ -372,7 +457,7 @@ struct Walk {
 }
 
 fn collect_leaves(
-    source: &Source,
+    source: &dyn Blobs,
     desc: Descriptor,
     platform: Option<PlatformDoc>,
     reference: Option<String>,
@@ -407,7 +492,7 @@ fn collect_leaves(
     if !walk.expanded.insert(format!("{} {platform:?} {reference:?}", desc.digest)) {
         return Ok(());
     }
-    let (digest, data) = read_blob(source, &desc, "nested index")?;
+    let (digest, data) = read_blob(source, &desc, "nested index", DocKind::Manifest)?;
     let doc: Document = parse_json(&digest.to_string(), &data)?;
     check_document(&doc, &digest.to_string(), true)?;
     check_media_type(&doc, mt, &digest)?;
@@ -420,7 +505,7 @@ fn collect_leaves(
 }
 
 fn choose_platform(
-    source: &Source,
+    source: &dyn Blobs,
     leaves: Vec<Leaf>,
     wanted: Option<&Platform>,
 ) -> Result<Leaf, ImageError> {
@@ -441,7 +526,7 @@ fn choose_platform(
     let Some(leaf) = matching else {
         return Err(ImageError::NoPlatform { wanted: target.to_string(), choices });
     };
-    let present = Digest::parse(&leaf.desc.digest).ok().is_some_and(|d| source.has(&blob_path(&d)));
+    let present = Digest::parse(&leaf.desc.digest).ok().is_some_and(|d| source.has_blob(&d));
     if !present {
         return Err(ImageError::MissingPlatformBlobs(describe(&leaf)));
     }
@@ -476,9 +561,9 @@ fn check_media_type(doc: &Document, expected: &str, digest: &Digest) -> Result<(
     }
 }
 
-fn finish_oci(source: &Source, leaf: Leaf, format: Format) -> Result<Resolved, ImageError> {
+fn finish_oci(source: &dyn Blobs, leaf: Leaf, format: Format) -> Result<Resolved, ImageError> {
     let mt = leaf.desc.media_type.clone().unwrap_or_default();
-    let (digest, data) = read_blob(source, &leaf.desc, "manifest")?;
+    let (digest, data) = read_blob(source, &leaf.desc, "manifest", DocKind::Manifest)?;
     let doc: Document = parse_json(&digest.to_string(), &data)?;
     check_document(&doc, &digest.to_string(), false)?;
     check_media_type(&doc, &mt, &digest)?;
@@ -489,7 +574,7 @@ fn finish_oci(source: &Source, leaf: Leaf, format: Format) -> Result<Resolved, I
         return Err(ImageError::NotRunnable(format!("its config has media type {config_mt:?}")));
     }
     require_blobs(source, &config_desc, doc.layers.as_deref().unwrap_or_default(), &leaf)?;
-    let (id, config_bytes) = read_blob(source, &config_desc, "config")?;
+    let (id, config_bytes) = read_blob(source, &config_desc, "config", DocKind::Blob)?;
     let config = parse_config(&id, &config_bytes)?;
     let descs = doc.layers.unwrap_or_default();
     check_layer_count(descs.len(), &config)?;
@@ -503,7 +588,7 @@ fn finish_oci(source: &Source, leaf: Leaf, format: Format) -> Result<Resolved, I
 /// containerd's `docker save` lists other platforms' manifests but may leave out their config
 /// and layers; say so instead of reporting a missing file.
 fn require_blobs(
-    source: &Source,
+    source: &dyn Blobs,
     config: &Descriptor,
     layers: &[Descriptor],
     leaf: &Leaf,
@@ -513,7 +598,7 @@ fn require_blobs(
     }
     let missing = std::iter::once(config)
         .chain(layers)
-        .any(|d| Digest::parse(&d.digest).is_ok_and(|dg| !source.contains(&blob_path(&dg))));
+        .any(|d| Digest::parse(&d.digest).is_ok_and(|dg| !source.has_blob(&dg)));
     if missing {
         let platform = leaf.platform.as_ref().map_or_else(
             || "this image".to_owned(),

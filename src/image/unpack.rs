@@ -12,6 +12,7 @@ use crate::ui::Ui;
 
 use super::apply::{Applier, Limits};
 use super::select::{self, Resolved};
+use super::source::registry::Options;
 use super::source::{ImageArg, ImageSource};
 use super::{ImageError, LayerInfo, RunConfig, Selection, layer};
 
@@ -104,8 +105,8 @@ pub struct Inspection {
     pub layers: Vec<LayerInfo>,
 }
 
-pub fn inspect(image: &ImageArg, sel: &Selection) -> Result<Inspection, ImageError> {
-    let r = image.open()?.resolve(sel)?;
+pub fn inspect(image: &ImageArg, sel: &Selection, net: &Options) -> Result<Inspection, ImageError> {
+    let r = image.open(net)?.resolve(sel)?;
     Ok(Inspection {
         id: r.id.to_string(),
         format: r.format,

@@ -7,6 +7,7 @@
 //! Adding a kind of source (a registry, a SIF file) is one module here and one [`ImageArg`] arm.
 
 mod archive;
+pub mod registry;
 
 use std::fs;
 use std::io::Read;
@@ -42,28 +43,46 @@ pub enum ImageArg {
     /// A `docker save` or OCI archive, or an image directory (OCI layout, extracted `docker
     /// save`): read in place and unpacked into the cache, keyed by its file identity.
     Local(PathBuf),
+    /// `docker://REF`: an image in an OCI registry, keyed by its reference and manifest digest.
+    Registry(registry::Reference),
 }
 
 impl ImageArg {
-    pub fn classify(arg: &Path) -> ImageArg {
-        match DirKind::of(arg) {
+    pub fn classify(arg: &Path) -> Result<ImageArg, ImageError> {
+        if let Some(text) = arg.to_str().filter(|t| t.starts_with(registry::reference::SCHEME)) {
+            let reference = registry::Reference::parse(text)
+                .map_err(|why| ImageError::BadReference { reference: text.to_string(), why })?;
+            return Ok(ImageArg::Registry(reference));
+        }
+        Ok(match DirKind::of(arg) {
             Some(DirKind::Rootfs) => ImageArg::Rootfs(arg.to_owned()),
             _ => ImageArg::Local(arg.to_owned()),
+        })
+    }
+
+    /// The argument, for messages and records (`docker://` and the canonical reference for a
+    /// registry image).
+    pub fn display(&self) -> String {
+        match self {
+            ImageArg::Rootfs(p) | ImageArg::Local(p) => p.display().to_string(),
+            ImageArg::Registry(r) => format!("{}{r}", registry::reference::SCHEME),
         }
     }
 
-    /// The argument as given.
+    /// The path of a local image (a registry reference has none).
     pub fn path(&self) -> &Path {
         match self {
             ImageArg::Rootfs(p) | ImageArg::Local(p) => p,
+            ImageArg::Registry(_) => Path::new(""),
         }
     }
 
     /// Opens the source to read its image (a root filesystem directory has none).
-    pub fn open(&self) -> Result<Box<dyn ImageSource>, ImageError> {
+    pub fn open(&self, net: &registry::Options) -> Result<Box<dyn ImageSource>, ImageError> {
         match self {
             ImageArg::Rootfs(p) => Err(ImageError::NotAnImage(p.clone())),
             ImageArg::Local(p) => Ok(Box::new(Source::open(p)?)),
+            ImageArg::Registry(r) => Ok(Box::new(registry::RegistrySource::open(r, net)?)),
         }
     }
 

@@ -1,0 +1,303 @@
+//! Registry pulls against real registries: Debian's docker-registry on 127.0.0.1, with TLS from a
+//! test CA, htpasswd (Basic) and a Bearer flow with a token endpoint of the tests' own, and a
+//! plain-HTTP one; images pushed by skopeo from the fixtures (`rootfs-tests/registry/setup.sh`,
+//! run here as root; the unprivileged pass uses the registries the root pass started). Each
+//! pulled image must be byte-for-byte the fixture's: its id (the config digest) is compared, and
+//! every layer's DiffID was verified by the pull itself.
+
+mod support;
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+use support::*;
+
+const BASIC: &str = "127.0.0.1:5443";
+const BEARER: &str = "127.0.0.1:5444";
+const PLAIN: &str = "127.0.0.1:5080";
+const USER: &str = "gpurun-test";
+const DIR: &str = "/run/gpurun-registry";
+
+/// The registries are up (started here when root); `false` after a SKIP line.
+fn registries() -> bool {
+    static UP: OnceLock<Result<(), String>> = OnceLock::new();
+    let state = UP.get_or_init(|| {
+        if is_root() {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("rootfs-tests/registry/setup.sh");
+            let out = output(Command::new(script).arg(fixtures_dir()));
+            if !out.status.success() {
+                return Err(format!("rootfs-tests/registry/setup.sh failed: {}", describe(&out)));
+            }
+        }
+        let up = [BASIC, BEARER, PLAIN].iter().all(|a| std::net::TcpStream::connect(a).is_ok());
+        if up && Path::new(DIR).join("password").is_file() {
+            Ok(())
+        } else {
+            Err("the test registries are not running: run rootfs-tests/registry/setup.sh as root".into())
+        }
+    });
+    match state {
+        Ok(()) => true,
+        Err(e) if is_root() => panic!("{e}"),
+        Err(e) => {
+            skip(e);
+            false
+        }
+    }
+}
+
+fn password() -> String {
+    fs::read_to_string(Path::new(DIR).join("password")).unwrap().trim().to_string()
+}
+
+/// The fixture image's id for `(fixture, ref, platform)`, from fixtures.json.
+fn fixture_id(name: &str, reference: &str, platform: &str) -> String {
+    let path = fixture("fixtures.json").expect("fixtures.json");
+    let doc: Value = serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap();
+    doc["fixtures"][name]["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["ref"] == reference && i["platform"] == platform)
+        .unwrap_or_else(|| panic!("no {name} {reference} {platform} in fixtures.json"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A scratch place: cache, auth file, config home, all private to one test.
+struct Scratch {
+    dir: TempDir,
+}
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        Scratch { dir: TempDir::new(tag) }
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    /// gpurun with this test's cache and auth file, and no credentials from the user's own files.
+    fn gpurun(&self) -> Command {
+        let mut cmd = gpurun(&self.path("cache"));
+        cmd.env("REGISTRY_AUTH_FILE", self.path("auth.json"))
+            .env("HOME", self.dir.path())
+            .env("XDG_CONFIG_HOME", self.path("config"))
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("DOCKER_CONFIG")
+            .stdin(Stdio::null());
+        cmd
+    }
+    fn login(&self, registry: &str, password: &str) -> Output {
+        let mut cmd = self.gpurun();
+        cmd.args(["login", "-u", USER, "--password-stdin", registry])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    }
+    /// `gpurun pull REF`'s printed id.
+    fn pull(&self, args: &[&str]) -> String {
+        let out = run_ok(self.gpurun().arg("pull").args(args), "gpurun pull");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+/// Requests for `path_part` in a registry's access log so far.
+fn requests(log: &str, path_part: &str) -> usize {
+    fs::read_to_string(Path::new(DIR).join(log))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("127.0.0.1 - ") && l.contains(path_part))
+        .count()
+}
+
+#[test]
+fn basic_auth_login_and_every_manifest_kind() {
+    if !registries() || fixture("fixtures.json").is_none() {
+        return;
+    }
+    let s = Scratch::new("reg-basic");
+    let image = format!("docker://{BASIC}/test/oci:latest");
+    let err = run_fails(s.gpurun().args([&image, "true"]), "a pull without credentials");
+    assert!(err.contains("gpurun login 127.0.0.1:5443"), "{err}");
+    let refused = s.login(BASIC, "wrong");
+    assert_eq!(refused.status.code(), Some(125), "{}", describe(&refused));
+    assert!(!s.path("auth.json").exists(), "refused credentials are not stored");
+    let ok = s.login(BASIC, &password());
+    assert!(ok.status.success(), "{}", describe(&ok));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(fs::metadata(s.path("auth.json")).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(
+        !fs::read_to_string(s.path("auth.json")).unwrap().contains(&password()),
+        "stored encoded, as podman does"
+    );
+    let oci = fixture_id("oci-layout", "latest", "linux/amd64");
+    assert_eq!(s.pull(&[&image]), oci, "OCI manifest");
+    assert_eq!(s.pull(&[&format!("{BASIC}/test/docker:v2s2")]), oci, "Docker schema 2 (same config)");
+    assert_eq!(s.pull(&[&format!("{BASIC}/test/zstd:latest")]), oci, "zstd layers");
+    let multi = format!("{BASIC}/test/multi:latest");
+    assert_eq!(s.pull(&[&multi]), fixture_id("oci-multiarch", "latest", "linux/amd64"), "index: this host's");
+    let arm = s.pull(&["--platform", "linux/arm64", &multi]);
+    assert_eq!(arm, fixture_id("oci-multiarch", "latest", "linux/arm64/v8"), "index: --platform");
+    let out = run_ok(s.gpurun().args([&image, "cat", "/etc/group"]), "run the pulled image");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("root:"), "{}", describe(&out));
+    // What gpurun login wrote, skopeo reads.
+    if let Ok(o) = Command::new("skopeo")
+        .args(["inspect", "--authfile"])
+        .arg(s.path("auth.json"))
+        .arg(format!("docker://{BASIC}/test/oci:latest"))
+        .output()
+    {
+        assert!(o.status.success(), "skopeo inspect with gpurun's auth file: {}", describe(&o));
+    }
+    let out = run_ok(s.gpurun().args(["logout", BASIC]), "logout");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Removed"), "{}", describe(&out));
+    let fresh = Scratch::new("reg-basic-out");
+    fs::copy(s.path("auth.json"), fresh.path("auth.json")).unwrap();
+    run_fails(fresh.gpurun().args([&image, "true"]), "a pull after logout");
+}
+
+#[test]
+fn credentials_from_skopeo_and_docker_files() {
+    if !registries() {
+        return;
+    }
+    // skopeo login writes containers' auth.json; gpurun reads it.
+    let s = Scratch::new("reg-skopeo");
+    let mut login = Command::new("skopeo");
+    login
+        .args(["login", "--authfile"])
+        .arg(s.path("auth.json"))
+        .args(["-u", USER, "--password-stdin", BASIC])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = login.spawn().expect("skopeo");
+    child.stdin.take().unwrap().write_all(password().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "skopeo login: {}", describe(&out));
+    run_ok(
+        s.gpurun().args([&format!("docker://{BASIC}/test/oci:latest"), "true"]),
+        "pull with skopeo's login",
+    );
+    // Docker's ~/.docker/config.json, keyed https://HOST.
+    let d = Scratch::new("reg-docker");
+    fs::create_dir_all(d.path(".docker")).unwrap();
+    let auth = base64_encode(&format!("{USER}:{}", password()));
+    fs::write(
+        d.path(".docker/config.json"),
+        format!(r#"{{"auths":{{"https://{BASIC}":{{"auth":"{auth}"}}}}}}"#),
+    )
+    .unwrap();
+    let mut cmd = d.gpurun();
+    cmd.env_remove("REGISTRY_AUTH_FILE").args([&format!("docker://{BASIC}/test/oci:latest"), "true"]);
+    run_ok(&mut cmd, "pull with Docker's config.json");
+}
+
+fn base64_encode(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+#[test]
+fn bearer_tokens_anonymous_and_with_credentials() {
+    if !registries() {
+        return;
+    }
+    let tokens = || fs::read_to_string(Path::new(DIR).join("token-requests.log")).unwrap_or_default();
+    let image = format!("docker://{BEARER}/test/oci:latest");
+    let s = Scratch::new("reg-bearer");
+    let before = tokens().lines().count();
+    run_ok(s.gpurun().args(["pull", &image]), "anonymous Bearer pull");
+    let new: Vec<String> = tokens().lines().skip(before).map(str::to_string).collect();
+    assert!(
+        !new.is_empty() && new.iter().all(|l| l.starts_with("anonymous scope=repository:test/oci:pull")),
+        "{new:?}"
+    );
+    assert!(new.len() <= 2, "one token per scope and run, not per request: {new:?}");
+    let ok = s.login(BEARER, &password());
+    assert!(ok.status.success(), "login through the token endpoint: {}", describe(&ok));
+    let before = tokens().lines().count();
+    run_ok(s.gpurun().args(["pull", &image]), "Bearer pull with credentials");
+    assert!(tokens().lines().skip(before).any(|l| l.starts_with(&format!("{USER} scope="))), "{}", tokens());
+    let bad = Scratch::new("reg-bearer-bad");
+    let auth =
+        format!(r#"{{"auths":{{"{BEARER}":{{"auth":"{}"}}}}}}"#, base64_encode(&format!("{USER}:wrong")));
+    fs::write(bad.path("auth.json"), auth).unwrap();
+    let err = run_fails(bad.gpurun().args(["pull", &image]), "wrong credentials");
+    assert!(err.contains("refused") && !err.contains("wrong"), "names the failure, never the secret: {err}");
+}
+
+#[test]
+fn cached_tags_start_without_the_network() {
+    if !registries() {
+        return;
+    }
+    let s = Scratch::new("reg-warm");
+    assert!(s.login(BASIC, &password()).status.success());
+    // Only this test asks for test/warm: the access log's lines for it are this test's requests.
+    let image = format!("docker://{BASIC}/test/warm:latest");
+    run_ok(s.gpurun().args([&image, "true"]), "first run pulls");
+    let seen = requests("basic.log", "/v2/test/warm/");
+    assert!(seen > 0);
+    run_ok(s.gpurun().args([&image, "true"]), "warm run");
+    assert_eq!(requests("basic.log", "/v2/test/warm/"), seen, "--pull missing: a cached tag sends nothing");
+    run_ok(s.gpurun().args(["--pull", "never", &image, "true"]), "--pull never, cached");
+    let gets = requests("basic.log", "\"GET /v2/test/warm/");
+    run_ok(s.gpurun().args(["--pull", "newer", &image, "true"]), "--pull newer, unchanged tag");
+    assert_eq!(requests("basic.log", "\"GET /v2/test/warm/"), gets, "--pull newer, same digest: no GET");
+    assert!(requests("basic.log", "\"HEAD /v2/test/warm/manifests/latest") > 0, "but a HEAD");
+    let err = run_fails(
+        s.gpurun().args(["--pull", "never", &format!("docker://{BASIC}/test/zstd:other"), "true"]),
+        "--pull never, not cached",
+    );
+    assert!(err.contains("not in the cache") && err.contains("--pull never"), "{err}");
+    // images, rm and prune know pulled images.
+    let out = run_ok(s.gpurun().arg("images"), "images");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&image), "{}", describe(&out));
+    let out = run_ok(s.gpurun().arg("prune"), "prune");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("removed "),
+        "a pulled tag keeps its image: {}",
+        describe(&out)
+    );
+    run_ok(s.gpurun().args(["rm", &image]), "rm docker://REF");
+    run_fails(s.gpurun().args(["--pull", "never", &image, "true"]), "--pull never after rm");
+}
+
+#[test]
+fn plain_http_only_for_insecure_registries() {
+    if !registries() {
+        return;
+    }
+    let s = Scratch::new("reg-plain");
+    let image = format!("docker://{PLAIN}/test/oci:latest");
+    let err = run_fails(s.gpurun().args([&image, "true"]), "HTTPS to a plain-HTTP registry");
+    assert!(err.contains("insecure"), "{err}");
+    fs::create_dir_all(s.path("config/gpurun")).unwrap();
+    fs::write(s.path("config/gpurun/config.toml"), format!("[registry]\ninsecure = [\"{PLAIN}\"]\n"))
+        .unwrap();
+    let id = s.pull(&[&image]);
+    assert_eq!(id, fixture_id("oci-layout", "latest", "linux/amd64"));
+}
+
+#[test]
+fn references_are_checked() {
+    let s = Scratch::new("reg-refs");
+    for bad in [
+        "docker://host/../etc",
+        "docker://host/App",
+        "docker://host/app:bad/tag",
+        "docker://host/app@sha256:00",
+    ] {
+        let err = run_fails(s.gpurun().args([bad, "true"]), bad);
+        assert!(err.contains("docker://[HOST[:PORT]/]NAME"), "{bad}: {err}");
+    }
+}
