@@ -675,7 +675,7 @@ _gpurun() {
             return 0
             ;;
         gpurun__subcmd__pull)
-            opts="-q -v -h --ref --platform --pull --quiet --verbose --cache-dir --help"
+            opts="-o -q -v -h --ref --platform --pull --output --quiet --verbose --cache-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -691,6 +691,14 @@ _gpurun() {
                     ;;
                 --pull)
                     COMPREPLY=($(compgen -W "missing newer always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --cache-dir)

@@ -234,6 +234,7 @@ complete -c gpurun -n "__fish_gpurun_using_subcommand pull" -l pull -d 'When a d
 newer\t'Ask the registry for the tag\'s digest; pull when it changed'
 always\t'Fetch the manifest every time (layers only when not cached)'
 never\t'Never contact the registry; fail when the image is not cached'"
+complete -c gpurun -n "__fish_gpurun_using_subcommand pull" -s o -l output -d 'Write the image to FILE as an OCI archive (which every gpurun command, skopeo and podman accept) instead of the cache: pull once onto a shared filesystem, run it on every node' -r -F
 complete -c gpurun -n "__fish_gpurun_using_subcommand pull" -l cache-dir -d 'Cache directory (default: $GPURUN_CACHE_DIR, else the configuration files\' `cache.dir`, else $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
 complete -c gpurun -n "__fish_gpurun_using_subcommand pull" -s q -l quiet -d 'Print nothing but errors (no progress bar, no warnings)'
 complete -c gpurun -n "__fish_gpurun_using_subcommand pull" -s v -l verbose -d 'More detail on stderr; repeat for debug output'

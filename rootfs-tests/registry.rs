@@ -301,3 +301,155 @@ fn references_are_checked() {
         assert!(err.contains("docker://[HOST[:PORT]/]NAME"), "{bad}: {err}");
     }
 }
+
+/// The fault proxy (127.0.0.1:5081, plain HTTP in front of the plain registry): each fault is
+/// named by the repository (`fault/MODE`), and the proxy logs every request it answered.
+const FAULTS: &str = "127.0.0.1:5081";
+
+fn fault_log() -> Vec<String> {
+    fs::read_to_string(Path::new(DIR).join("fault-requests.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+impl Scratch {
+    /// A configuration that lets this test speak plain HTTP to the fault proxy.
+    fn trust_faults(&self, extra: &str) {
+        fs::create_dir_all(self.path("config/gpurun")).unwrap();
+        let text = format!(
+            "[registry]\ninsecure = [\"{FAULTS}\", \"localhost:5081\", \"{PLAIN}\", \"127.0.0.1:5082\", \"127.0.0.1:5099\"]\n{extra}"
+        );
+        fs::write(self.path("config/gpurun/config.toml"), text).unwrap();
+    }
+}
+
+#[test]
+fn a_cut_download_resumes_where_it_stopped() {
+    if !registries() {
+        return;
+    }
+    let s = Scratch::new("reg-cut");
+    s.trust_faults("");
+    let before = fault_log().len();
+    let id = s.pull(&[&format!("{FAULTS}/fault/cut:latest")]);
+    assert_eq!(id, fixture_id("oci-layout", "latest", "linux/amd64"));
+    // The proxy cut the big layer's download in half; the next request for it asked for the
+    // rest only, from the byte where the cut was.
+    let log: Vec<String> = fault_log().into_iter().skip(before).filter(|l| l.starts_with("cut ")).collect();
+    let cut = log.iter().find(|l| l.starts_with("cut ") && l.contains("status=200-cut")).expect("a cut");
+    let path = cut.split_whitespace().nth(2).unwrap();
+    let sent: u64 = cut.rsplit("bytes=").next().unwrap().parse().unwrap();
+    let resumed = log.iter().find(|l| l.contains(path) && l.contains("status=206"));
+    let resumed = resumed.unwrap_or_else(|| panic!("no ranged request after the cut: {log:#?}"));
+    assert!(resumed.contains(&format!("range=bytes={sent}-")), "{resumed}");
+}
+
+#[test]
+fn retries_redirects_and_refusals() {
+    if !registries() {
+        return;
+    }
+    let oci = fixture_id("oci-layout", "latest", "linux/amd64");
+    // Each pull in a cache of its own, so that every blob is downloaded.
+    let pull = |mode: &str| {
+        let s = Scratch::new(&format!("reg-{mode}"));
+        s.trust_faults("");
+        let auth = format!(r#"{{"auths":{{"{FAULTS}":{{"auth":"{}"}}}}}}"#, base64_encode("u:p"));
+        fs::write(s.path("auth.json"), auth).unwrap();
+        s.pull(&[&format!("{FAULTS}/fault/{mode}:latest")])
+    };
+    // 429 with Retry-After, and 503 for every blob once: retried, then pulled.
+    let before = fault_log().len();
+    assert_eq!(pull("r429"), oci);
+    assert_eq!(pull("r503"), oci);
+    let log: Vec<String> = fault_log().into_iter().skip(before).collect();
+    assert!(log.iter().any(|l| l.starts_with("r429 ") && l.contains("status=429")), "{log:#?}");
+    assert!(log.iter().any(|l| l.starts_with("r503 ") && l.contains("status=503")), "{log:#?}");
+    // A redirect to another host (blob storage) is followed without the credentials.
+    let before = fault_log().len();
+    assert_eq!(pull("redirect"), oci);
+    let log: Vec<String> = fault_log().into_iter().skip(before).collect();
+    assert!(
+        log.iter().any(|l| l.starts_with("redirect ") && l.contains("status=307") && l.contains("auth=yes"))
+    );
+    let direct: Vec<&String> = log.iter().filter(|l| l.starts_with("direct ")).collect();
+    assert!(!direct.is_empty() && direct.iter().all(|l| l.contains("auth=no")), "{direct:#?}");
+    // Bytes that do not match the digest, and a manifest over the cap: refused, nothing kept.
+    let bad = Scratch::new("reg-bad");
+    bad.trust_faults("");
+    let err =
+        run_fails(bad.gpurun().args(["pull", &format!("{FAULTS}/fault/flip:latest")]), "a flipped byte");
+    assert!(err.contains("digest mismatch"), "{err}");
+    let err =
+        run_fails(bad.gpurun().args(["pull", &format!("{FAULTS}/fault/big:latest")]), "a 5 MiB manifest");
+    assert!(err.contains("larger than 4194304 bytes"), "{err}");
+    let images = run_ok(bad.gpurun().args(["images", "--json"]), "images");
+    assert_eq!(String::from_utf8_lossy(&images.stdout).trim(), "[]", "nothing published");
+    assert!(dir_entries(&bad.path("cache/staging")).is_empty(), "no staging left");
+}
+
+#[test]
+fn mirrors_in_order_then_the_registry() {
+    if !registries() {
+        return;
+    }
+    let oci = fixture_id("oci-layout", "latest", "linux/amd64");
+    // A mirror that is down (nothing listens on 5082): the registry itself is asked.
+    let s = Scratch::new("reg-mirror-down");
+    s.trust_faults(&format!("mirrors = {{ \"{PLAIN}\" = [\"127.0.0.1:5082\"] }}\n"));
+    assert_eq!(s.pull(&[&format!("{PLAIN}/test/oci:latest")]), oci);
+    // A registry that is down (5099) behind a mirror that works: the mirror serves it, and the
+    // image is recorded under the name asked for.
+    let m = Scratch::new("reg-mirror-up");
+    m.trust_faults(&format!("mirrors = {{ \"127.0.0.1:5099\" = [\"{PLAIN}\"] }}\n"));
+    assert_eq!(m.pull(&["127.0.0.1:5099/test/oci:latest"]), oci);
+    let out = run_ok(m.gpurun().arg("images"), "images");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("docker://127.0.0.1:5099/test/oci:latest"));
+}
+
+#[test]
+fn pull_to_an_oci_archive() {
+    if !registries() {
+        return;
+    }
+    let s = Scratch::new("reg-export");
+    assert!(s.login(BASIC, &password()).status.success());
+    let out = s.path("multi.tar");
+    let id = s.pull(&[
+        "-o",
+        out.to_str().unwrap(),
+        "--platform",
+        "linux/arm64",
+        &format!("{BASIC}/test/multi:latest"),
+    ]);
+    assert_eq!(id, fixture_id("oci-multiarch", "latest", "linux/arm64/v8"));
+    assert!(
+        !s.path("cache/images").exists() || dir_entries(&s.path("cache/images")).is_empty(),
+        "not into the cache"
+    );
+    // Every gpurun command and skopeo read it; its id is the registry's.
+    let inspect = run_ok(s.gpurun().args(["inspect", "--json"]).arg(&out), "inspect the archive");
+    let doc: Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(doc["id"].as_str(), Some(id.as_str()));
+    assert!(doc["platform"].as_str().is_some_and(|p| p.starts_with("linux/arm64")), "{doc}");
+    if let Ok(o) =
+        Command::new("skopeo").arg("inspect").arg(format!("oci-archive:{}", out.display())).output()
+    {
+        assert!(o.status.success(), "skopeo reads it: {}", describe(&o));
+    }
+    // A failed export leaves no file, not even a partial one.
+    let bad = Scratch::new("reg-export-bad");
+    bad.trust_faults("");
+    let target = bad.path("bad.tar");
+    let err = run_fails(
+        bad.gpurun().args(["pull", "-o"]).arg(&target).arg(format!("{FAULTS}/fault/flip:latest")),
+        "export of corrupt bytes",
+    );
+    assert!(err.contains("digest mismatch"), "{err}");
+    assert!(
+        dir_entries(bad.dir.path()).iter().all(|p| !p.to_string_lossy().contains(".tar")),
+        "no partial file"
+    );
+}

@@ -108,7 +108,11 @@ fn run_image(cli: &Cli, net: &registry::Options, env: &ProcessEnv, ui: &Ui) -> R
 
 /// How to reach registries: the configuration's insecure registries and the environment.
 fn net(settings: &Settings, env: &ProcessEnv) -> registry::Options {
-    registry::Options { insecure: settings.insecure_registries.clone().unwrap_or_default(), env: env.clone() }
+    registry::Options {
+        insecure: settings.insecure_registries.clone().unwrap_or_default(),
+        mirrors: settings.registry_mirrors.clone().unwrap_or_default(),
+        env: env.clone(),
+    }
 }
 
 fn stage<'a>(

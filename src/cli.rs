@@ -320,6 +320,10 @@ pub struct UnpackArgs {
 pub struct PullArgs {
     #[command(flatten)]
     pub select: SelectArgs,
+    /// Write the image to FILE as an OCI archive (which every gpurun command, skopeo and podman
+    /// accept) instead of the cache: pull once onto a shared filesystem, run it on every node.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
     /// The image, `[docker://][HOST[:PORT]/]NAME[:TAG][@DIGEST]`.
     #[arg(value_name = "REF")]
     pub image: String,

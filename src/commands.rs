@@ -79,9 +79,27 @@ pub fn pull(args: &PullArgs, st: &Stage) -> Result<String, CommandError> {
         format!("{}{}", registry::reference::SCHEME, args.image)
     };
     let image = ImageArg::classify(std::path::Path::new(&text))?;
+    if let (Some(out), ImageArg::Registry(reference)) = (&args.output, &image) {
+        return export(reference, &selection(&args.select), out, st);
+    }
     let pull = args.select.pull.unwrap_or(crate::cli::PullPolicy::Always);
     let p = prepare::prepare(&image, &selection(&args.select), &Stage { pull, ..*st })?;
     Ok(format!("sha256:{}\n", p.id.unwrap_or_default()))
+}
+
+/// `gpurun pull REF -o FILE`: the image as an OCI archive; prints its id.
+fn export(
+    reference: &Reference,
+    sel: &Selection,
+    out: &std::path::Path,
+    st: &Stage,
+) -> Result<String, CommandError> {
+    let source = registry::RegistrySource::open(reference, st.net)?;
+    let resolved = image::ImageSource::resolve(&source, sel)?;
+    let tag = reference.tag.as_deref().unwrap_or("latest");
+    let size = registry::export::write_archive(&source, &resolved, out, tag)?;
+    st.ui.info(&format!("wrote {} ({}) as {tag}", out.display(), human(size)));
+    Ok(format!("sha256:{}\n", resolved.id.hex))
 }
 
 /// `gpurun login REGISTRY`: the credentials are checked against the registry, then stored.

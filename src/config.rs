@@ -79,6 +79,8 @@ struct FileDoc {
 struct RegistrySection {
     /// Registries (`host[:port]`) spoken to over plain HTTP.
     insecure: Option<Vec<Spanned<String>>>,
+    /// Registry -> mirrors tried before it.
+    mirrors: Option<BTreeMap<String, Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -122,6 +124,7 @@ pub struct Settings {
     pub nv_libs: Option<Vec<String>>,
     pub nv_bins: Option<Vec<String>>,
     pub insecure_registries: Option<Vec<String>>,
+    pub registry_mirrors: Option<BTreeMap<String, Vec<String>>>,
 }
 
 impl Settings {
@@ -141,6 +144,7 @@ impl Settings {
             nv_libs: over.nv_libs.or(self.nv_libs),
             nv_bins: over.nv_bins.or(self.nv_bins),
             insecure_registries: over.insecure_registries.or(self.insecure_registries),
+            registry_mirrors: over.registry_mirrors.or(self.registry_mirrors),
         }
     }
 }
@@ -186,25 +190,33 @@ pub fn parse(file: &Path, text: &str, env: &BTreeMap<String, String>) -> Result<
         }
         Ok(Some(list.iter().map(|s| s.get_ref().clone()).collect()))
     };
+    let host = |h: &Spanned<String>, what: &str| -> Result<String, ConfigError> {
+        let v = h.get_ref();
+        crate::image::source::registry::Reference::parse(&format!("{v}/x"))
+            .ok()
+            .filter(|r| r.registry == *v)
+            .map(|_| v.clone())
+            .ok_or_else(|| at(Some(h.span()), format!("{what}: {v:?} is not HOST[:PORT]")))
+    };
     let insecure_registries = match &doc.registry.insecure {
         None => None,
-        Some(list) => Some(
-            list.iter()
-                .map(|h| {
-                    let v = h.get_ref();
-                    crate::image::source::registry::Reference::parse(&format!("{v}/x"))
-                        .ok()
-                        .filter(|r| r.registry == *v)
-                        .map(|_| v.clone())
-                        .ok_or_else(|| {
-                            at(Some(h.span()), format!("registry.insecure: {v:?} is not HOST[:PORT]"))
-                        })
+        Some(list) => Some(list.iter().map(|h| host(h, "registry.insecure")).collect::<Result<Vec<_>, _>>()?),
+    };
+    let registry_mirrors = match &doc.registry.mirrors {
+        None => None,
+        Some(map) => Some(
+            map.iter()
+                .map(|(registry, list)| {
+                    let mirrors =
+                        list.iter().map(|h| host(h, "registry.mirrors")).collect::<Result<Vec<_>, _>>()?;
+                    Ok((registry.clone(), mirrors))
                 })
-                .collect::<Result<Vec<_>, ConfigError>>()?,
+                .collect::<Result<BTreeMap<_, _>, ConfigError>>()?,
         ),
     };
     Ok(Settings {
         insecure_registries,
+        registry_mirrors,
         cache_dir,
         binds,
         contain: doc.run.contain,

@@ -10,6 +10,8 @@
 #   127.0.0.1:5444  TLS, Bearer: `auth.silly` challenges with the token endpoint below
 #   127.0.0.1:5445  TLS, the token endpoint (token-server.py: checks Basic credentials when sent)
 #   127.0.0.1:5080  plain HTTP, no auth (for `[registry] insecure`)
+#   127.0.0.1:5081  plain HTTP, fault-proxy.py in front of 5080 (cut connections, 429, 503, bad
+#                   bytes, an oversized manifest, a redirect to another host)
 #
 # All four serve one storage directory. The test CA (made here with openssl) is installed where
 # gpurun, skopeo and podman look for a registry's CA: /etc/containers/certs.d/HOST:PORT/ca.crt.
@@ -122,6 +124,7 @@ start basic 5443 docker-registry serve "$DIR/basic.yml"
 start bearer 5444 docker-registry serve "$DIR/bearer.yml"
 start plain 5080 docker-registry serve "$DIR/plain.yml"
 start token 5445 python3 "$here/token-server.py" 5445 "$DIR/server.crt" "$DIR/server.key" "$DIR/users" "$DIR/token-requests.log"
+start fault 5081 python3 "$here/fault-proxy.py" 5081 5080 "$DIR/fault-requests.log"
 
 # --- images --------------------------------------------------------------------------------
 push() { # SRC DEST [skopeo options]

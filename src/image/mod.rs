@@ -111,7 +111,9 @@ impl ImageError {
             ImageError::Layer { source: L::Digest { .. } | L::Size { .. }, .. }
             | ImageError::DigestMismatch { .. }
             | ImageError::SizeMismatch { .. } => {
-                "the archive is corrupt or truncated; copy or export it again".into()
+                "the data is corrupt or truncated: copy or export the archive again (from a registry: pull again; \
+                 a mirror or proxy on the way may be serving bad data)"
+                    .into()
             }
             ImageError::Archive { why, .. } if why.starts_with(source::TRUNCATED) => {
                 "the archive is corrupt or truncated; copy or export it again".into()

@@ -112,6 +112,11 @@ pub struct Resolved {
     pub id: Digest,
     pub config: ConfigDoc,
     pub layers: Vec<LayerRef>,
+    /// The manifest the image came from (OCI walks only; `docker save`'s legacy format has none):
+    /// its digest, media type and size.
+    pub manifest: Option<(Digest, String, u64)>,
+    /// The config's media type (OCI walks only).
+    pub config_media_type: Option<String>,
 }
 
 impl Resolved {
@@ -582,7 +587,9 @@ fn finish_oci(source: &dyn Blobs, leaf: Leaf, format: Format) -> Result<Resolved
     for (i, (desc, diff_id)) in descs.iter().zip(&config.rootfs.diff_ids).enumerate() {
         layers.push(oci_layer(i, desc, diff_id)?);
     }
-    Ok(Resolved { format, reference: leaf.reference, id, config, layers })
+    let manifest = Some((digest, mt, data.len() as u64));
+    let config_media_type = Some(config_mt.to_string());
+    Ok(Resolved { format, reference: leaf.reference, id, config, layers, manifest, config_media_type })
 }
 
 /// containerd's `docker save` lists other platforms' manifests but may leave out their config
@@ -744,7 +751,15 @@ fn resolve_docker(
         });
     }
     let reference = sel.reference.clone().or_else(|| tags(item).first().cloned());
-    Ok(Resolved { format: Format::DockerArchive, reference, id, config, layers })
+    Ok(Resolved {
+        format: Format::DockerArchive,
+        reference,
+        id,
+        config,
+        layers,
+        manifest: None,
+        config_media_type: None,
+    })
 }
 
 #[cfg(test)]

@@ -39,6 +39,9 @@ const CERTS_D: [&str; 2] = ["/etc/containers/certs.d", "/etc/docker/certs.d"];
 pub struct Options {
     /// `host[:port]` of registries spoken to over plain HTTP.
     pub insecure: Vec<String>,
+    /// Registry (`docker.io`, `host[:port]`) -> its mirrors (`host[:port]`), tried in order
+    /// before it.
+    pub mirrors: std::collections::BTreeMap<String, Vec<String>>,
     /// The process environment (proxies, `SSL_CERT_FILE`, credential files).
     pub env: ProcessEnv,
 }
@@ -140,7 +143,7 @@ impl Client {
     /// `GET /v2/`: the registry answers and accepts the credentials (what `login` checks).
     pub fn ping(&self) -> Result<(), RegistryError> {
         let url = format!("{}/", self.base);
-        let resp = self.send(&url, None, false)?;
+        let resp = self.send(&url, None, false, None)?;
         expect_ok(&url, resp).map(drop)
     }
 
@@ -153,10 +156,12 @@ impl Client {
         limit: u64,
     ) -> Result<(Vec<u8>, String), RegistryError> {
         let url = format!("{}/{}/manifests/{reference}", self.base, self.repository);
-        let resp = expect_ok(&url, self.send(&url, Some(accept), false)?)?;
-        let content_type = header(resp.headers(), "content-type")
-            .map(|c| c.split(';').next().unwrap_or("").trim().to_string());
-        let bytes = read_capped(resp, limit, &url)?;
+        let (bytes, content_type) = again_if_cut(|| {
+            let resp = expect_ok(&url, self.send(&url, Some(accept), false, None)?)?;
+            let content_type = header(resp.headers(), "content-type")
+                .map(|c| c.split(';').next().unwrap_or("").trim().to_string());
+            Ok((read_capped(resp, limit, &url)?, content_type))
+        })?;
         let media_type = content_type
             .filter(|c| c.starts_with("application/vnd."))
             .or_else(|| own_media_type(&bytes))
@@ -167,20 +172,48 @@ impl Client {
     /// `HEAD` of a manifest: the digest the registry names it by (`Docker-Content-Digest`).
     pub fn manifest_digest(&self, reference: &str, accept: &str) -> Result<Option<String>, RegistryError> {
         let url = format!("{}/{}/manifests/{reference}", self.base, self.repository);
-        let resp = expect_ok(&url, self.send(&url, Some(accept), true)?)?;
+        let resp = expect_ok(&url, self.send(&url, Some(accept), true, None)?)?;
         Ok(header(resp.headers(), "docker-content-digest").map(str::to_string))
     }
 
     /// A small blob (a config), at most `limit` bytes.
     pub fn small_blob(&self, digest: &str, limit: u64) -> Result<Vec<u8>, RegistryError> {
         let url = format!("{}/{}/blobs/{digest}", self.base, self.repository);
-        read_capped(expect_ok(&url, self.send(&url, None, false)?)?, limit, &url)
+        again_if_cut(|| read_capped(expect_ok(&url, self.send(&url, None, false, None)?)?, limit, &url))
     }
 
     /// A blob as a stream (layers): the caller's pipeline checks its size and digest.
     pub fn blob(&self, digest: &str) -> Result<ureq::BodyReader<'static>, RegistryError> {
         let url = format!("{}/{}/blobs/{digest}", self.base, self.repository);
-        Ok(expect_ok(&url, self.send(&url, None, false)?)?.into_body().into_reader())
+        Ok(expect_ok(&url, self.send(&url, None, false, None)?)?.into_body().into_reader())
+    }
+
+    /// The rest of a blob from byte `offset` on (`Range: bytes=OFFSET-`), after a connection
+    /// broke: the reader, and how many bytes of it to discard first (all of `offset` when the
+    /// server ignored the range and sent the whole blob again).
+    pub fn blob_from(
+        &self,
+        digest: &str,
+        offset: u64,
+    ) -> Result<(ureq::BodyReader<'static>, u64), RegistryError> {
+        let url = format!("{}/{}/blobs/{digest}", self.base, self.repository);
+        let resp = expect_ok(&url, self.send(&url, None, false, Some(offset))?)?;
+        let skip = if resp.status() == StatusCode::PARTIAL_CONTENT {
+            let start = header(resp.headers(), "content-range")
+                .and_then(|r| r.strip_prefix("bytes "))
+                .and_then(|r| r.split('-').next())
+                .and_then(|n| n.trim().parse::<u64>().ok());
+            if start != Some(offset) {
+                return Err(RegistryError::Transport {
+                    url,
+                    why: format!("asked for bytes {offset}- and got Content-Range {start:?}"),
+                });
+            }
+            0
+        } else {
+            offset
+        };
+        Ok((resp.into_body().into_reader(), skip))
     }
 
     /// One request with the current token; a 401 is answered by (re-)authenticating once, as
@@ -190,6 +223,7 @@ impl Client {
         url: &str,
         accept: Option<&str>,
         head: bool,
+        range_from: Option<u64>,
     ) -> Result<ureq::http::Response<ureq::Body>, RegistryError> {
         let mut authenticated = false;
         let mut attempt = 0;
@@ -201,6 +235,9 @@ impl Client {
             }
             if let Some(a) = &auth {
                 req = req.header("Authorization", a.expose());
+            }
+            if let Some(offset) = range_from {
+                req = req.header("Range", format!("bytes={offset}-"));
             }
             let resp = req.call().map_err(|e| transport(url, e))?;
             let status = resp.status();
@@ -279,6 +316,22 @@ impl Client {
             return Err(fail(format!("token endpoint {realm}: the token is not printable ASCII")));
         }
         Ok(Secret::new(token.to_string()))
+    }
+}
+
+/// A small document is fetched again, twice at most, when its connection broke (a layer blob
+/// resumes instead: see `Resuming`).
+fn again_if_cut<T>(fetch: impl Fn() -> Result<T, RegistryError>) -> Result<T, RegistryError> {
+    let mut tries = 0;
+    loop {
+        match fetch() {
+            Err(RegistryError::Transport { url, why }) if tries < 2 => {
+                tries += 1;
+                tracing::debug!(%url, %why, "fetching again");
+                std::thread::sleep(Duration::from_millis(300 * tries));
+            }
+            other => return other,
+        }
     }
 }
 

@@ -6,9 +6,11 @@
 
 pub mod auth;
 pub mod client;
+pub mod export;
 pub mod reference;
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::sync::Mutex;
 
 pub use client::{Client, Options, RegistryError};
@@ -20,10 +22,14 @@ use crate::image::select::{self, Blobs, DocKind, LayerRef, Platform, Resolved, T
 use crate::image::source::MAX_JSON;
 use crate::image::{ImageError, Selection};
 
-/// One image reference in one registry.
+/// One image reference in one registry, reached through its mirrors first when the
+/// configuration names any.
 pub struct RegistrySource {
     reference: Reference,
-    client: Client,
+    /// The mirrors' clients in order, then the registry's own.
+    clients: Vec<Client>,
+    /// The client the image's manifest came from: every later fetch uses it.
+    client: Mutex<usize>,
     /// Documents fetched by digest in this run (the top one is read again by the walk).
     docs: Mutex<HashMap<String, Vec<u8>>>,
     /// The digest of the document the reference named, once fetched.
@@ -32,10 +38,17 @@ pub struct RegistrySource {
 
 impl RegistrySource {
     pub fn open(reference: &Reference, opts: &Options) -> Result<RegistrySource, ImageError> {
-        let client = Client::new(reference, opts).map_err(|e| registry_error(reference, e))?;
+        let mirrors = opts.mirrors.get(&reference.registry).into_iter().flatten();
+        let endpoints = mirrors.map(|m| Reference { registry: m.clone(), ..reference.clone() });
+        let clients = endpoints
+            .chain([reference.clone()])
+            .map(|r| Client::new(&r, opts))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| registry_error(reference, e))?;
         Ok(RegistrySource {
             reference: reference.clone(),
-            client,
+            clients,
+            client: Mutex::new(0),
             docs: Mutex::new(HashMap::new()),
             top: Mutex::new(None),
         })
@@ -45,10 +58,8 @@ impl RegistrySource {
     /// is one.
     pub fn top(&self) -> Result<TopDocument, ImageError> {
         let accept = select::ACCEPTED_MANIFEST_TYPES.join(", ");
-        let (bytes, media_type) = self
-            .client
-            .manifest(&self.reference.manifest_ref(), &accept, MAX_JSON)
-            .map_err(|e| registry_error(&self.reference, e))?;
+        let (bytes, media_type) =
+            self.first_answer(|c| c.manifest(&self.reference.manifest_ref(), &accept, MAX_JSON))?;
         let algorithm = self.reference.digest.as_ref().map_or(Algorithm::Sha256, |d| d.algorithm);
         let digest = Digest::of(algorithm, &bytes);
         if let Some(expected) = &self.reference.digest
@@ -74,9 +85,31 @@ impl RegistrySource {
     /// The digest the registry names the tag by now, without fetching the document (a `HEAD`).
     pub fn current_digest(&self) -> Result<Option<String>, ImageError> {
         let accept = select::ACCEPTED_MANIFEST_TYPES.join(", ");
-        self.client
-            .manifest_digest(&self.reference.manifest_ref(), &accept)
-            .map_err(|e| registry_error(&self.reference, e))
+        self.first_answer(|c| c.manifest_digest(&self.reference.manifest_ref(), &accept))
+    }
+
+    /// Asks the mirrors in order, then the registry (containers/image's order; Apptainer uses
+    /// only the first mirror), and keeps the client that answered for every later fetch.
+    fn first_answer<T>(&self, ask: impl Fn(&Client) -> Result<T, RegistryError>) -> Result<T, ImageError> {
+        let mut last = None;
+        for (i, client) in self.clients.iter().enumerate() {
+            match ask(client) {
+                Ok(answer) => {
+                    *self.client.lock().expect("not poisoned") = i;
+                    return Ok(answer);
+                }
+                Err(e) if i + 1 < self.clients.len() => {
+                    tracing::debug!(mirror = client.registry(), error = %e, "mirror failed; trying the next");
+                    last = Some(e);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(registry_error(&self.reference, last.expect("the registry itself is always tried")))
+    }
+
+    fn client(&self) -> &Client {
+        &self.clients[*self.client.lock().expect("not poisoned")]
     }
 }
 
@@ -94,8 +127,15 @@ impl ImageSource for RegistrySource {
 
     fn open_layer(&self, layer: &LayerRef) -> Result<Blob<'_>, ImageError> {
         let digest = layer.digest.as_ref().map(ToString::to_string).unwrap_or_else(|| layer.member.clone());
-        let reader = self.client.blob(&digest).map_err(|e| registry_error(&self.reference, e))?;
-        Ok(Box::new(reader))
+        let inner = self.client().blob(&digest).map_err(|e| registry_error(&self.reference, e))?;
+        Ok(Box::new(Resuming {
+            client: self.client(),
+            digest,
+            size: layer.size,
+            offset: 0,
+            inner,
+            resumes: 0,
+        }))
     }
 }
 
@@ -108,9 +148,9 @@ impl Blobs for RegistrySource {
         let bytes = match kind {
             DocKind::Manifest => {
                 let accept = select::ACCEPTED_MANIFEST_TYPES.join(", ");
-                self.client.manifest(&d, &accept, limit).map(|(b, _)| b)
+                self.client().manifest(&d, &accept, limit).map(|(b, _)| b)
             }
-            DocKind::Blob => self.client.small_blob(&d, limit),
+            DocKind::Blob => self.client().small_blob(&d, limit),
         }
         .map_err(|e| registry_error(&self.reference, e))?;
         self.docs.lock().expect("not poisoned").insert(d, bytes.clone());
@@ -119,5 +159,60 @@ impl Blobs for RegistrySource {
 
     fn has_blob(&self, _digest: &Digest) -> bool {
         true
+    }
+}
+
+/// Most times one blob's download is resumed after its connection broke.
+const MAX_RESUMES: u32 = 5;
+
+/// A layer blob that survives broken connections: the bytes received so far stay counted (and
+/// hashed by the pipeline), and the rest is asked for with `Range` from the last byte received,
+/// as containers/image does; what came before the cut is never fetched again.
+struct Resuming<'c> {
+    client: &'c Client,
+    digest: String,
+    /// The descriptor's size: an early end of the body is a cut, not the blob's end.
+    size: u64,
+    offset: u64,
+    inner: ureq::BodyReader<'static>,
+    resumes: u32,
+}
+
+impl Resuming<'_> {
+    fn resume(&mut self, cause: std::io::Error) -> std::io::Result<()> {
+        if self.resumes >= MAX_RESUMES {
+            return Err(cause);
+        }
+        self.resumes += 1;
+        tracing::debug!(digest = %self.digest, offset = self.offset, error = %cause, "resuming the download");
+        std::thread::sleep(std::time::Duration::from_millis(200 << self.resumes));
+        let (mut inner, skip) = self
+            .client
+            .blob_from(&self.digest, self.offset)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        // A server that ignored the range sends the blob from its start again: drop what we have.
+        std::io::copy(&mut std::io::Read::take(&mut inner, skip), &mut std::io::sink())?;
+        self.inner = inner;
+        Ok(())
+    }
+}
+
+impl Read for Resuming<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            match self.inner.read(buf) {
+                Ok(0) if self.offset < self.size => {
+                    let cut =
+                        std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the connection closed early");
+                    self.resume(cut)?;
+                }
+                Ok(n) => {
+                    self.offset += n as u64;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => self.resume(e)?,
+            }
+        }
     }
 }
