@@ -59,6 +59,14 @@ impl Error {
 pub fn main(mut cli: Cli, env: &ProcessEnv) -> Result<u8, Error> {
     let ui = Ui { quiet: cli.global.quiet, verbose: cli.global.verbose };
     // Configuration files and `GPURUN_*` variables fill what the command line left unset.
+    if env.is_not_utf8("GPURUN_CACHE_DIR") {
+        return Err(ConfigError::Env {
+            name: "GPURUN_CACHE_DIR".into(),
+            value: "(not UTF-8)".into(),
+            reason: "gpurun's cache path must be UTF-8".into(),
+        }
+        .into());
+    }
     let vars = config::expansion_env(env);
     let settings = config::load(&vars)?;
     config::apply(&mut cli, &settings, &vars)?;

@@ -345,15 +345,22 @@ fn env_pid_ns(env: &BTreeMap<String, String>) -> Result<Option<PidNsMode>, Confi
 /// Environment: `GPURUN_CONTAIN`, `GPURUN_NO_HOME`, `GPURUN_CLEANENV`, `GPURUN_WRITABLE_TMPFS`
 /// (booleans), `GPURUN_BIND` (comma-separated default binds) and Apptainer's `APPTAINER_BIND`/
 /// `SINGULARITY_BIND` (added to them), `GPURUN_GPUS`, `GPURUN_PID_NS`;
-/// `GPURUN_CACHE_DIR` and the `GPURUN_{ROCM,NV}_{LIBS,BINS}` lists are read where they always
-/// were (clap, run).
+/// `GPURUN_CACHE_DIR` (which must not be empty: an unset `$SCRATCH` in a job script must not
+/// put the cache somewhere else quietly). The `GPURUN_{ROCM,NV}_{LIBS,BINS}` lists are read
+/// by the run stage, from the process environment.
 pub fn apply(cli: &mut Cli, settings: &Settings, env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
     if cli.global.cache_dir.is_none() {
-        cli.global.cache_dir = env
-            .get("GPURUN_CACHE_DIR")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .or(settings.cache_dir.clone());
+        let from_env = match env.get("GPURUN_CACHE_DIR") {
+            Some(v) if v.is_empty() => {
+                return Err(ConfigError::Env {
+                    name: "GPURUN_CACHE_DIR".into(),
+                    value: v.clone(),
+                    reason: "empty: unset it or name a directory".into(),
+                });
+            }
+            v => v.map(PathBuf::from),
+        };
+        cli.global.cache_dir = from_env.or(settings.cache_dir.clone());
     }
     let run = &mut cli.run;
     for (flag, name, file) in [
@@ -528,14 +535,31 @@ mod tests {
         assert!(f(&[("GPURUN_CONFIG", "")]).is_empty());
     }
 
-    /// Parses a command line as if GPURUN_CACHE_DIR were unset (clap reads it for
-    /// --cache-dir, and the test runner sets it for the unprivileged pass).
+    /// Parses a command line, with no --cache-dir unless `args` gives one.
     fn cli(args: &str) -> Cli {
         let mut c = Cli::try_parse_from(std::iter::once("gpurun").chain(args.split_whitespace())).unwrap();
         if !args.contains("--cache-dir") {
             c.global.cache_dir = None;
         }
         c
+    }
+
+    /// GPURUN_CACHE_DIR outranks the files; set but empty (an unset `$SCRATCH` in a job
+    /// script) it is an error, not a quiet fallback to another place.
+    #[test]
+    fn cache_dir_variable() {
+        let files = parse_ok("[cache]\ndir = \"/from-file\"\n");
+        let mut c = cli("IMG true");
+        apply(&mut c, &files, &env(&[("GPURUN_CACHE_DIR", "/from-env")])).unwrap();
+        assert_eq!(c.global.cache_dir, Some(PathBuf::from("/from-env")));
+        let mut c = cli("--cache-dir /flag IMG true");
+        apply(&mut c, &files, &env(&[("GPURUN_CACHE_DIR", "/from-env")])).unwrap();
+        assert_eq!(c.global.cache_dir, Some(PathBuf::from("/flag")));
+        let mut c = cli("IMG true");
+        apply(&mut c, &files, &env(&[])).unwrap();
+        assert_eq!(c.global.cache_dir, Some(PathBuf::from("/from-file")));
+        let e = apply(&mut cli("IMG true"), &files, &env(&[("GPURUN_CACHE_DIR", "")])).unwrap_err();
+        assert!(e.to_string().contains("GPURUN_CACHE_DIR") && e.to_string().contains("empty"), "{e}");
     }
 
     #[test]

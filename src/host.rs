@@ -14,17 +14,32 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// The process environment, taken once at start and passed down (variables whose name or value
 /// is not UTF-8 are left out: none of gpurun's are, and the container's environment is text).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
 pub struct ProcessEnv {
     vars: BTreeMap<String, String>,
+    /// Names of the variables left out because their value is not UTF-8.
+    #[serde(skip)]
+    not_utf8: Vec<String>,
 }
 
 impl ProcessEnv {
     /// The environment of this process, now. Called once, by `main`.
     pub fn capture() -> ProcessEnv {
-        std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .collect()
+        let mut env = ProcessEnv::default();
+        for (k, v) in std::env::vars_os() {
+            match (k.into_string(), v.into_string()) {
+                (Ok(k), Ok(v)) => {
+                    env.vars.insert(k, v);
+                }
+                (Ok(k), Err(_)) => env.not_utf8.push(k),
+                _ => {}
+            }
+        }
+        env
+    }
+
+    /// Whether `name` is set to a value that is not UTF-8 (and so left out).
+    pub fn is_not_utf8(&self, name: &str) -> bool {
+        self.not_utf8.iter().any(|n| n == name)
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -62,7 +77,10 @@ impl<K: Into<String>, V: Into<String>> Extend<(K, V)> for ProcessEnv {
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for ProcessEnv {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> ProcessEnv {
-        ProcessEnv { vars: iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
+        ProcessEnv {
+            vars: iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            not_utf8: Vec::new(),
+        }
     }
 }
 

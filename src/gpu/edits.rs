@@ -153,16 +153,19 @@ fn read_host_libs(host: &HostPaths, warnings: &mut Vec<String>) -> HostLibs {
 /// `AutoDetect` and with `File=/dev/nvidia[0-N]`) of the GPUs this step or job was given.
 pub const SLURM_GPU_VARS: [&str; 2] = ["SLURM_STEP_GPUS", "SLURM_JOB_GPUS"];
 
-/// The vendors' selection variables. In the environment merge a value the host (a scheduler, the
-/// caller) sets for one of these outranks the image's, which is a build-time default
-/// (`NVIDIA_VISIBLE_DEVICES=all` in NVIDIA's images).
-pub const SELECTION_VARS: [&str; 6] = [
+/// The variables by which a scheduler or the caller asks for GPUs: the vendors' selection
+/// variables and `NVIDIA_DRIVER_CAPABILITIES`. In the environment merge a host value outranks
+/// the image's, which is a build-time default (`NVIDIA_VISIBLE_DEVICES=all` and
+/// `NVIDIA_DRIVER_CAPABILITIES=compute,utility` in NVIDIA's images), and passes `--cleanenv` as
+/// `TERM` does: a job's GPU allocation is not the caller's environment to clean away.
+pub const REQUEST_VARS: [&str; 7] = [
     "NVIDIA_VISIBLE_DEVICES",
     "CUDA_VISIBLE_DEVICES",
     "AMD_VISIBLE_DEVICES",
     "ROCR_VISIBLE_DEVICES",
     "HIP_VISIBLE_DEVICES",
     "GPU_DEVICE_ORDINAL",
+    "NVIDIA_DRIVER_CAPABILITIES",
 ];
 
 /// The selector for one vendor and where it came from (for messages and env rewriting):

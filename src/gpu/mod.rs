@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use edits::{GpuRequest, SELECTION_VARS, prepare};
+pub use edits::{GpuRequest, REQUEST_VARS, prepare};
 
 /// Where the host's `/sys`, `/dev`, `/proc` and `/etc` are. Production uses `/`.
 #[derive(Debug, Clone)]

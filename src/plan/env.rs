@@ -6,8 +6,8 @@
 //!
 //! | # | source                                      | notes                                         |
 //! |---|---------------------------------------------|-----------------------------------------------|
-//! | 1 | host environment                            | minus [`HOST_ONLY_VARS`], `GPURUN_*`, [`SET_PREFIXES`] and `--no-env` names; with `--cleanenv` only `TERM` and the proxy variables ([`CLEANENV_KEEP`]) |
-//! | 2 | image `Env`                                 | the image wins over the host, except for the GPU selection variables ([`crate::gpu::SELECTION_VARS`]): there a scheduler's or the caller's value is a choice, the image's (`NVIDIA_VISIBLE_DEVICES=all` in CUDA images) a default |
+//! | 1 | host environment                            | minus [`HOST_ONLY_VARS`], `GPURUN_*`, [`SET_PREFIXES`] and `--no-env` names; with `--cleanenv` only `TERM`, the proxy variables ([`CLEANENV_KEEP`]) and the GPU request variables ([`crate::gpu::REQUEST_VARS`]) |
+//! | 2 | image `Env`                                 | the image wins over the host, except for the GPU request variables ([`crate::gpu::REQUEST_VARS`]): there a scheduler's or the caller's value is a choice, the image's (`NVIDIA_VISIBLE_DEVICES=all` in CUDA images) a default |
 //! | 3 | gpurun: `PATH` (when the image sets none), `HOME`, `GPURUN_CONTAINER` | `HOME` is the caller's home directory (`--home`'s DST); `GPURUN_CONTAINER` the IMAGE, absolute |
 //! | 4 | GPU settings (`NVIDIA_VISIBLE_DEVICES`, renumbered `ROCR_VISIBLE_DEVICES`, CDI `env`) | consistent with the bound GPUs |
 //! | 5 | host `SINGULARITYENV_NAME`, `APPTAINERENV_NAME`, `GPURUN_ENV_NAME` (that order) | sets `NAME`, also with `--cleanenv` |
@@ -23,7 +23,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::gpu::{EnvEdit, SELECTION_VARS};
+use crate::gpu::{EnvEdit, REQUEST_VARS};
 use crate::host::{DEFAULT_PATH, HostFacts};
 use crate::image::RunConfig;
 use crate::request::RunRequest;
@@ -97,7 +97,7 @@ fn layers(
     let mut env = host_rows(req, host);
     for entry in &config.env {
         if let Some((name, value)) = entry.split_once('=')
-            && !(SELECTION_VARS.contains(&name) && env.contains_key(name))
+            && !(REQUEST_VARS.contains(&name) && env.contains_key(name))
         {
             env.insert(name.into(), value.into());
         }
@@ -152,7 +152,7 @@ fn host_rows(req: &RunRequest, host: &HostFacts) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     for (name, value) in &host.env {
         let passes = if req.cleanenv {
-            CLEANENV_KEEP.contains(&name.as_str())
+            CLEANENV_KEEP.contains(&name.as_str()) || REQUEST_VARS.contains(&name.as_str())
         } else {
             !name.starts_with("GPURUN_")
                 && !SET_PREFIXES.iter().any(|p| name.starts_with(p))

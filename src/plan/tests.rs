@@ -115,10 +115,17 @@ fn selection_reads_the_same_merge() {
     assert_eq!(env.get("FOO").map(String::as_str), Some("image"), "other variables: the image wins");
     let plan = build(&RunRequest::default(), &h, &img).unwrap();
     assert_eq!(env_of(&plan, "NVIDIA_VISIBLE_DEVICES").as_deref(), Some("1"), "the workload sees the same");
+    // A job's allocation is no environment to clean away: it passes --cleanenv (review of issue 10).
     let clean = RunRequest { cleanenv: true, ..RunRequest::default() };
     let env = before_gpu(&clean, &h, &img.config);
-    assert_eq!(env.get("NVIDIA_VISIBLE_DEVICES").map(String::as_str), Some("all"), "--cleanenv: host's gone");
-    assert_eq!(env.get("ROCR_VISIBLE_DEVICES"), None);
+    assert_eq!(env.get("NVIDIA_VISIBLE_DEVICES").map(String::as_str), Some("1"), "--cleanenv keeps it");
+    assert_eq!(env.get("ROCR_VISIBLE_DEVICES").map(String::as_str), Some("0"));
+    assert_eq!(env.get("LANG"), None, "other host variables do not pass --cleanenv");
+    // NVIDIA_DRIVER_CAPABILITIES: the host's request outranks the image's default too.
+    h.env.extend([("NVIDIA_DRIVER_CAPABILITIES", "all")]);
+    img.config.env.push("NVIDIA_DRIVER_CAPABILITIES=compute,utility".into());
+    let caps = before_gpu(&RunRequest::default(), &h, &img.config);
+    assert_eq!(caps.get("NVIDIA_DRIVER_CAPABILITIES").map(String::as_str), Some("all"));
     let no_env = RunRequest { no_env: vec!["ROCR_*".into()], ..RunRequest::default() };
     assert_eq!(before_gpu(&no_env, &h, &img.config).get("ROCR_VISIBLE_DEVICES"), None);
     let set =
@@ -128,6 +135,7 @@ fn selection_reads_the_same_merge() {
         Some("0")
     );
     h.env.extend([("GPURUN_ENV_ROCR_VISIBLE_DEVICES", "3")]);
+    let clean = RunRequest { cleanenv: true, ..RunRequest::default() };
     let env = before_gpu(&clean, &h, &img.config);
     assert_eq!(
         env.get("ROCR_VISIBLE_DEVICES").map(String::as_str),
