@@ -199,6 +199,24 @@ fn credentials_from_skopeo_and_docker_files() {
     let mut cmd = d.gpurun();
     cmd.env_remove("REGISTRY_AUTH_FILE").args([&format!("docker://{BASIC}/test/oci:latest"), "true"]);
     run_ok(&mut cmd, "pull with Docker's config.json");
+    // A credential helper named in credHelpers (docker-credential-NAME get: server on stdin,
+    // {"Username","Secret"} on stdout), found on PATH.
+    let h = Scratch::new("reg-helper");
+    fs::create_dir_all(h.path("bin")).unwrap();
+    let helper = h.path("bin/docker-credential-gpuruntest");
+    let script = format!(
+        "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread -r server\n[ \"$server\" = {BASIC} ] || exit 1\n\
+         printf '{{\"ServerURL\":\"%s\",\"Username\":\"{USER}\",\"Secret\":\"{}\"}}' \"$server\"\n",
+        password()
+    );
+    fs::write(&helper, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&helper, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(h.path("auth.json"), format!(r#"{{"credHelpers":{{"{BASIC}":"gpuruntest"}}}}"#)).unwrap();
+    let path = format!("{}:{}", h.path("bin").display(), std::env::var("PATH").unwrap_or_default());
+    let mut cmd = h.gpurun();
+    cmd.env("PATH", path).args([&format!("docker://{BASIC}/test/oci:latest"), "true"]);
+    run_ok(&mut cmd, "pull with a credential helper");
 }
 
 fn base64_encode(text: &str) -> String {
@@ -261,7 +279,12 @@ fn cached_tags_start_without_the_network() {
     assert!(err.contains("not in the cache") && err.contains("--pull never"), "{err}");
     // images, rm and prune know pulled images.
     let out = run_ok(s.gpurun().arg("images"), "images");
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&image), "{}", describe(&out));
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(listing.contains(&image), "{}", describe(&out));
+    assert!(
+        listing.contains(&format!("{BASIC}/test/warm:latest@sha256:")),
+        "reference and digest: {listing}"
+    );
     let out = run_ok(s.gpurun().arg("prune"), "prune");
     assert!(
         !String::from_utf8_lossy(&out.stdout).contains("removed "),
@@ -452,4 +475,59 @@ fn pull_to_an_oci_archive() {
         dir_entries(bad.dir.path()).iter().all(|p| !p.to_string_lossy().contains(".tar")),
         "no partial file"
     );
+}
+
+#[test]
+fn shared_layers_download_once_and_prune_removes_unused_blobs() {
+    if !registries() {
+        return;
+    }
+    let s = Scratch::new("reg-store");
+    assert!(s.login(BASIC, &password()).status.success());
+    // test/sbase is the fixture's "base" image; test/stop is built on it (its first layer).
+    let base = fixture_id("oci-layout", "base", "linux/amd64");
+    let top = fixture_id("oci-layout", "latest", "linux/amd64");
+    assert_eq!(s.pull(&[&format!("{BASIC}/test/sbase:latest")]), base);
+    let shared = fs::read_dir(s.path("cache/blobs/sha256"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect::<Vec<_>>();
+    assert_eq!(shared.len(), 1, "the base image's one layer is in the store: {shared:?}");
+    let shared = shared[0].to_string_lossy().into_owned();
+    // (The log is the registry's since it started: count this pull's requests only.)
+    let shared_gets = || requests("basic.log", &format!("\"GET /v2/test/stop/blobs/sha256:{shared}"));
+    let all_gets = || requests("basic.log", "\"GET /v2/test/stop/blobs/");
+    let (shared_before, all_before) = (shared_gets(), all_gets());
+    assert_eq!(s.pull(&[&format!("{BASIC}/test/stop:latest")]), top);
+    assert_eq!(shared_gets(), shared_before, "the shared layer came from the store");
+    assert!(all_gets() > all_before, "the other layers were downloaded");
+    let stored = dir_entries(&s.path("cache/blobs/sha256")).len();
+    assert!(stored > 1, "the other layers joined it");
+    // prune keeps blobs the cached images use; after `rm` of both, it removes them.
+    let out = run_ok(s.gpurun().arg("prune"), "prune");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("removed blob"), "{}", describe(&out));
+    run_ok(
+        s.gpurun().args([
+            "rm",
+            &format!("docker://{BASIC}/test/sbase:latest"),
+            &format!("docker://{BASIC}/test/stop:latest"),
+        ]),
+        "rm",
+    );
+    let out = run_ok(s.gpurun().arg("prune"), "prune");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).matches("removed blob").count(),
+        stored,
+        "{}",
+        describe(&out)
+    );
+    assert!(dir_entries(&s.path("cache/blobs/sha256")).is_empty());
+    // Without the store, layers stream from the registry and nothing is kept.
+    let off = Scratch::new("reg-nostore");
+    fs::copy(s.path("auth.json"), off.path("auth.json")).unwrap();
+    fs::create_dir_all(off.path("config/gpurun")).unwrap();
+    fs::write(off.path("config/gpurun/config.toml"), "[registry]\nstore = false\n").unwrap();
+    assert_eq!(off.pull(&[&format!("{BASIC}/test/stop:latest")]), top);
+    assert!(dir_entries(&off.path("cache/blobs/sha256")).is_empty(), "no blob kept");
 }

@@ -119,6 +119,8 @@ fn net(settings: &Settings, env: &ProcessEnv) -> registry::Options {
     registry::Options {
         insecure: settings.insecure_registries.clone().unwrap_or_default(),
         mirrors: settings.registry_mirrors.clone().unwrap_or_default(),
+        downloads: settings.registry_downloads.unwrap_or(4),
+        blob_store: settings.registry_store.unwrap_or(true),
         env: env.clone(),
     }
 }

@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::fs;
+use std::path::Path;
 
 use crate::cache::{Cache, CacheError, SourceMemo, TagMemo};
 use crate::cli::{
@@ -378,8 +379,51 @@ pub fn prune(args: &PruneArgs, cache: &Cache, ui: &Ui) -> Result<String, Command
             None => ui.warn(&format!("{} is in use; kept", rec.id)),
         }
     }
+    freed += prune_blobs(cache, &mut out);
     let _ = writeln!(out, "freed {}", human(freed));
     Ok(out)
+}
+
+/// Layer blobs no cached image uses, and downloads whose gpurun is gone. Returns the bytes freed.
+fn prune_blobs(cache: &Cache, out: &mut String) -> u64 {
+    let dir = cache.blobs_dir();
+    let used: BTreeSet<String> = cache
+        .list()
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|r| r.layers.iter().filter_map(|l| l.digest.clone()))
+        .collect();
+    let mut freed = 0;
+    let Ok(algorithms) = fs::read_dir(&dir) else { return 0 };
+    for alg in algorithms.flatten() {
+        let name = alg.file_name().to_string_lossy().into_owned();
+        let Ok(files) = fs::read_dir(alg.path()) else { continue };
+        for f in files.flatten() {
+            let file = f.file_name().to_string_lossy().into_owned();
+            let stale = if name == "tmp" {
+                // HEX.PID.N: in progress while that gpurun lives.
+                file.split('.')
+                    .nth(1)
+                    .and_then(|p| p.parse::<u32>().ok())
+                    .is_none_or(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+            } else {
+                !used.contains(&format!("{name}:{file}"))
+            };
+            if stale {
+                let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+                if fs::remove_file(f.path()).is_ok() {
+                    freed += size;
+                    let _ = writeln!(
+                        out,
+                        "removed blob {name}:{} ({})",
+                        &file[..12.min(file.len())],
+                        human(size)
+                    );
+                }
+            }
+        }
+    }
+    freed
 }
 
 /// Staging directories whose image lock is free belong to killed unpacks.

@@ -81,6 +81,10 @@ struct RegistrySection {
     insecure: Option<Vec<Spanned<String>>>,
     /// Registry -> mirrors tried before it.
     mirrors: Option<BTreeMap<String, Vec<Spanned<String>>>>,
+    /// Layers downloaded at once.
+    downloads: Option<Spanned<i64>>,
+    /// The blob store on or off.
+    store: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,6 +129,8 @@ pub struct Settings {
     pub nv_bins: Option<Vec<String>>,
     pub insecure_registries: Option<Vec<String>>,
     pub registry_mirrors: Option<BTreeMap<String, Vec<String>>>,
+    pub registry_downloads: Option<usize>,
+    pub registry_store: Option<bool>,
 }
 
 impl Settings {
@@ -145,6 +151,8 @@ impl Settings {
             nv_bins: over.nv_bins.or(self.nv_bins),
             insecure_registries: over.insecure_registries.or(self.insecure_registries),
             registry_mirrors: over.registry_mirrors.or(self.registry_mirrors),
+            registry_downloads: over.registry_downloads.or(self.registry_downloads),
+            registry_store: over.registry_store.or(self.registry_store),
         }
     }
 }
@@ -214,9 +222,18 @@ pub fn parse(file: &Path, text: &str, env: &BTreeMap<String, String>) -> Result<
                 .collect::<Result<BTreeMap<_, _>, ConfigError>>()?,
         ),
     };
+    let registry_downloads = match &doc.registry.downloads {
+        None => None,
+        Some(n) if (1..=32).contains(n.get_ref()) => Some(*n.get_ref() as usize),
+        Some(n) => {
+            return Err(at(Some(n.span()), format!("registry.downloads: {} is not 1 to 32", n.get_ref())));
+        }
+    };
     Ok(Settings {
         insecure_registries,
         registry_mirrors,
+        registry_downloads,
+        registry_store: doc.registry.store,
         cache_dir,
         binds,
         contain: doc.run.contain,

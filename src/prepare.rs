@@ -16,6 +16,7 @@ use crate::cli::PullPolicy;
 use crate::image::apply::Limits;
 use crate::image::select::{self, Resolved};
 use crate::image::source::FileIdentity;
+use crate::image::source::registry::prefetch::Prefetch;
 use crate::image::source::registry::{self, Reference, RegistrySource};
 use crate::image::unpack::{layer_infos, run_config};
 use crate::image::{ImageArg, ImageError, ImageSource, RunConfig, Selection};
@@ -153,12 +154,16 @@ fn pulled(image: &ImageArg, r: &Reference, sel: &Selection, st: &Stage) -> Resul
         }
         _ => RegistrySource::open(r, st.net)?,
     };
-    let resolved = source.resolve(sel)?;
+    let mut resolved = source.resolve(sel)?;
     if let Some(w) = select::Platform::foreign_warning(&resolved.platform()) {
         st.ui.warn(&w);
     }
     let digest = source.top_digest().unwrap_or_default();
-    publish(st.cache, &source, &resolved, Path::new(&image.display()), st.limits, st.ui)?;
+    // The record names the tag and the digest it had when pulled (`gpurun images`).
+    if r.digest.is_none() {
+        resolved.reference = Some(format!("{name}@{digest}"));
+    }
+    download_and_publish(&source, &resolved, Path::new(&image.display()), st)?;
     let id = resolved.id.hex.clone();
     let memo = TagMemo { reference: name, platform: sel.platform.clone(), digest, id: id.clone() };
     if let Err(e) = memo.write(&memo_path) {
@@ -171,6 +176,28 @@ fn pulled(image: &ImageArg, r: &Reference, sel: &Selection, st: &Stage) -> Resul
     let mut prepared = cached(st, &id)?;
     prepared.config = run_config(&resolved);
     Ok(prepared)
+}
+
+/// With the blob store, `downloads` workers fetch the layers into it while the unpack reads
+/// them from there (`Prefetch`); without it, layers stream one by one from the registry.
+fn download_and_publish(
+    source: &RegistrySource,
+    resolved: &Resolved,
+    label: &Path,
+    st: &Stage,
+) -> Result<(), PrepareError> {
+    if !st.net.blob_store || st.cache.is_published(&resolved.id.hex) {
+        return publish(st.cache, source, resolved, label, st.limits, st.ui);
+    }
+    let fetch = Prefetch::new(source, resolved, &st.cache.blobs_dir(), *st.ui)?;
+    std::thread::scope(|s| {
+        for _ in 0..st.net.downloads.max(1) {
+            s.spawn(|| fetch.work());
+        }
+        let result = publish(st.cache, &fetch, resolved, label, st.limits, st.ui);
+        fetch.cancel();
+        result
+    })
 }
 
 /// A published image, leased for the run.

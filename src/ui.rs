@@ -2,8 +2,16 @@
 //! stderr is a terminal. Debug logs go through `tracing` and are separate from these.
 
 use std::io::IsTerminal;
+use std::sync::OnceLock;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+/// Every bar of the process draws through one `MultiProgress`, so that the unpack's bar and the
+/// downloads' bars share the terminal instead of overwriting each other.
+fn bars() -> &'static MultiProgress {
+    static BARS: OnceLock<MultiProgress> = OnceLock::new();
+    BARS.get_or_init(MultiProgress::new)
+}
 
 /// User-facing output settings.
 #[derive(Debug, Clone, Copy, Default)]
@@ -25,18 +33,34 @@ impl Ui {
         }
     }
 
-    /// A byte/layer progress bar, hidden unless stderr is a terminal and not `-q`.
-    pub fn progress(&self, total_bytes: u64, layers: usize) -> Progress {
-        if self.quiet || !std::io::stderr().is_terminal() {
-            return Progress { bar: None, layers };
-        }
-        let bar = ProgressBar::new(total_bytes);
+    fn shows_progress(&self) -> bool {
+        !self.quiet && std::io::stderr().is_terminal()
+    }
+
+    fn bar(total_bytes: u64) -> ProgressBar {
+        let bar = bars().add(ProgressBar::new(total_bytes));
         let style =
             ProgressStyle::with_template("{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}")
                 .map(|s| s.progress_chars("=> "))
                 .unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style);
-        Progress { bar: Some(bar), layers }
+        bar
+    }
+
+    /// A byte/layer progress bar, hidden unless stderr is a terminal and not `-q`.
+    pub fn progress(&self, total_bytes: u64, layers: usize) -> Progress {
+        let bar = self.shows_progress().then(|| Ui::bar(total_bytes));
+        Progress { bar, layers }
+    }
+
+    /// One download's bar (bytes, rate), under the same conditions.
+    pub fn download(&self, label: String, total_bytes: u64) -> Progress {
+        let bar = self.shows_progress().then(|| {
+            let bar = Ui::bar(total_bytes);
+            bar.set_prefix(label);
+            bar
+        });
+        Progress { bar, layers: 0 }
     }
 }
 

@@ -17,7 +17,8 @@
 # gpurun, skopeo and podman look for a registry's CA: /etc/containers/certs.d/HOST:PORT/ca.crt.
 # Pushed: test/oci:latest (OCI), test/docker:v2s2 (Docker schema 2), test/multi:latest (a
 # two-platform index), test/zstd:latest (zstd layers), test/warm:latest (only the warm-path test
-# asks for it: it counts requests), from rootfs-tests/images/build.sh's output.
+# asks for it: it counts requests), test/sbase:latest and test/stop:latest (an image and one built
+# on it: the blob-store test), from rootfs-tests/images/build.sh's output.
 set -euo pipefail
 
 log() { echo "registry/setup: $*" >&2; }
@@ -109,6 +110,11 @@ start() { # NAME PORT CMD...
     local name=$1 port=$2
     shift 2
     alive "$DIR/$name.pid" && return 0
+    # Someone else's server on the port would answer in place of ours (with another CA).
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        log "port $port is already in use by another process: stop it (or the registries of another test run)"
+        exit 1
+    fi
     setsid "$@" >"$DIR/$name.log" 2>&1 </dev/null &
     echo $! >"$DIR/$name.pid"
     for _ in $(seq $((WAIT * 4))); do
@@ -139,6 +145,8 @@ if [ ! -e "$DATA/.pushed" ]; then
     push "oci:$fixtures/oci-multiarch:latest" test/multi:latest --all
     push "oci:$fixtures/oci-zstd:latest" test/zstd:latest
     push "oci:$fixtures/oci-layout:latest" test/warm:latest
+    push "oci:$fixtures/oci-layout:base" test/sbase:latest
+    push "oci:$fixtures/oci-layout:latest" test/stop:latest
     touch "$DATA/.pushed"
 fi
 echo "GPURUN_TEST_REGISTRY_DIR=$DIR"

@@ -123,6 +123,11 @@ impl Cache {
     pub fn sources_dir(&self) -> PathBuf {
         self.root.join("sources")
     }
+    /// Layer blobs downloaded from registries, by digest (`blobs/ALG/HEX`, `blobs/tmp/` for
+    /// downloads in progress); made when first used.
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.root.join("blobs")
+    }
     /// Registry references pulled, each with the image id it named ([`TagMemo`]).
     pub fn refs_dir(&self) -> PathBuf {
         self.root.join("refs")

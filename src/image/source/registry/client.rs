@@ -42,6 +42,11 @@ pub struct Options {
     /// Registry (`docker.io`, `host[:port]`) -> its mirrors (`host[:port]`), tried in order
     /// before it.
     pub mirrors: std::collections::BTreeMap<String, Vec<String>>,
+    /// Layers downloaded at once (into the blob store; without the store, one after the other).
+    pub downloads: usize,
+    /// Keep layer blobs in the cache's blob store, so that a layer shared by several images is
+    /// downloaded once (`prune` removes those no cached image uses).
+    pub blob_store: bool,
     /// The process environment (proxies, `SSL_CERT_FILE`, credential files).
     pub env: ProcessEnv,
 }

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod client;
 pub mod export;
+pub mod prefetch;
 pub mod reference;
 
 use std::collections::HashMap;
