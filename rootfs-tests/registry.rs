@@ -69,6 +69,20 @@ fn fixture_id(name: &str, reference: &str, platform: &str) -> String {
         .to_string()
 }
 
+/// The fixture image's layer blob digests (hex).
+fn fixture_layers(name: &str, reference: &str) -> Vec<String> {
+    let path = fixture("fixtures.json").expect("fixtures.json");
+    let doc: Value = serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap();
+    let image =
+        doc["fixtures"][name]["images"].as_array().unwrap().iter().find(|i| i["ref"] == reference).unwrap();
+    image["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string())
+        .collect()
+}
+
 /// A scratch place: cache, auth file, config home, all private to one test.
 struct Scratch {
     dir: TempDir,
@@ -323,6 +337,9 @@ fn references_are_checked() {
         let err = run_fails(s.gpurun().args([bad, "true"]), bad);
         assert!(err.contains("docker://[HOST[:PORT]/]NAME"), "{bad}: {err}");
     }
+    let err =
+        run_fails(s.gpurun().args(["--ref", "x", "docker://host/app", "true"]), "--ref with a registry");
+    assert!(err.contains("--ref x chooses an image inside an archive"), "{err}");
 }
 
 /// The fault proxy (127.0.0.1:5081, plain HTTP in front of the plain registry): each fault is
@@ -515,6 +532,20 @@ fn shared_layers_download_once_and_prune_removes_unused_blobs() {
         ]),
         "rm",
     );
+    // While a pull downloads (it holds the store's lock shared), prune leaves the store alone.
+    {
+        use std::os::fd::AsRawFd;
+        let lock = fs::File::open(s.path("cache/blobs/.lock")).unwrap();
+        // SAFETY: flock on a descriptor we own; it is released when `lock` is dropped.
+        assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_SH) }, 0);
+        let out = run_ok(s.gpurun().arg("prune"), "prune during a pull");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("removed blob"), "{}", describe(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("in use by a running pull"),
+            "{}",
+            describe(&out)
+        );
+    }
     let out = run_ok(s.gpurun().arg("prune"), "prune");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).matches("removed blob").count(),
@@ -530,4 +561,26 @@ fn shared_layers_download_once_and_prune_removes_unused_blobs() {
     fs::write(off.path("config/gpurun/config.toml"), "[registry]\nstore = false\n").unwrap();
     assert_eq!(off.pull(&[&format!("{BASIC}/test/stop:latest")]), top);
     assert!(dir_entries(&off.path("cache/blobs/sha256")).is_empty(), "no blob kept");
+}
+
+#[test]
+fn concurrent_cold_starts_download_once() {
+    if !registries() {
+        return;
+    }
+    let s = Scratch::new("reg-herd");
+    assert!(s.login(BASIC, &password()).status.success());
+    let image = format!("docker://{BASIC}/test/herd:latest");
+    let gets = |hex: &str| requests("basic.log", &format!("\"GET /v2/test/herd/blobs/sha256:{hex}"));
+    let layers: Vec<String> = fixture_layers("oci-layout", "latest");
+    let before: Vec<usize> = layers.iter().map(|l| gets(l)).collect();
+    // Four ranks of a job start together on a cold cache: one downloads and unpacks, the others
+    // wait on the image's lock and find it published.
+    let children: Vec<_> = (0..4).map(|_| s.gpurun().args([&image, "true"]).spawn().unwrap()).collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    for (l, b) in layers.iter().zip(before) {
+        assert_eq!(gets(l) - b, 1, "layer {l} downloaded once");
+    }
 }

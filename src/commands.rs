@@ -5,7 +5,6 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::fs;
-use std::path::Path;
 
 use crate::cache::{Cache, CacheError, SourceMemo, TagMemo};
 use crate::cli::{
@@ -95,6 +94,12 @@ fn export(
     out: &std::path::Path,
     st: &Stage,
 ) -> Result<String, CommandError> {
+    if let Some(other) = &sel.reference {
+        let why = format!(
+            "--ref {other} chooses an image inside an archive; for a registry, name the tag in the reference"
+        );
+        return Err(ImageError::BadReference { reference: reference.to_string(), why }.into());
+    }
     let source = registry::RegistrySource::open(reference, st.net)?;
     let resolved = image::ImageSource::resolve(&source, sel)?;
     let tag = reference.tag.as_deref().unwrap_or("latest");
@@ -379,51 +384,42 @@ pub fn prune(args: &PruneArgs, cache: &Cache, ui: &Ui) -> Result<String, Command
             None => ui.warn(&format!("{} is in use; kept", rec.id)),
         }
     }
-    freed += prune_blobs(cache, &mut out);
+    freed += prune_blobs(cache, &mut out, ui)?;
     let _ = writeln!(out, "freed {}", human(freed));
     Ok(out)
 }
 
-/// Layer blobs no cached image uses, and downloads whose gpurun is gone. Returns the bytes freed.
-fn prune_blobs(cache: &Cache, out: &mut String) -> u64 {
-    let dir = cache.blobs_dir();
-    let used: BTreeSet<String> = cache
-        .list()
-        .unwrap_or_default()
-        .iter()
-        .flat_map(|r| r.layers.iter().filter_map(|l| l.digest.clone()))
-        .collect();
+/// Layer blobs no cached image uses, and leftovers of killed downloads. Only while no pull is
+/// downloading (the store's lock, which pulls on every node sharing the cache hold while they
+/// download): then every temporary file is a leftover. Returns the bytes freed.
+fn prune_blobs(cache: &Cache, out: &mut String, ui: &Ui) -> Result<u64, CommandError> {
+    if !cache.blobs_dir().is_dir() {
+        return Ok(0);
+    }
+    let Some(_lock) = cache.lock_blobs(true)? else {
+        ui.warn("the blob store is in use by a running pull; its blobs are kept");
+        return Ok(0);
+    };
+    let used: BTreeSet<String> =
+        cache.list()?.iter().flat_map(|r| r.layers.iter().filter_map(|l| l.digest.clone())).collect();
     let mut freed = 0;
-    let Ok(algorithms) = fs::read_dir(&dir) else { return 0 };
-    for alg in algorithms.flatten() {
+    for alg in fs::read_dir(cache.blobs_dir()).into_iter().flatten().flatten() {
         let name = alg.file_name().to_string_lossy().into_owned();
-        let Ok(files) = fs::read_dir(alg.path()) else { continue };
-        for f in files.flatten() {
+        for f in fs::read_dir(alg.path()).into_iter().flatten().flatten() {
             let file = f.file_name().to_string_lossy().into_owned();
-            let stale = if name == "tmp" {
-                // HEX.PID.N: in progress while that gpurun lives.
-                file.split('.')
-                    .nth(1)
-                    .and_then(|p| p.parse::<u32>().ok())
-                    .is_none_or(|pid| !Path::new(&format!("/proc/{pid}")).exists())
-            } else {
-                !used.contains(&format!("{name}:{file}"))
-            };
-            if stale {
-                let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-                if fs::remove_file(f.path()).is_ok() {
-                    freed += size;
-                    let _ = writeln!(
-                        out,
-                        "removed blob {name}:{} ({})",
-                        &file[..12.min(file.len())],
-                        human(size)
-                    );
-                }
+            if name != "tmp" && used.contains(&format!("{name}:{file}")) {
+                continue;
+            }
+            let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+            if fs::remove_file(f.path()).is_ok() {
+                freed += size;
+                let short: String = file.chars().take(12).collect();
+                let what = if name == "tmp" { "download leftover" } else { "blob" };
+                let _ = writeln!(out, "removed {what} {short} ({})", human(size));
             }
         }
     }
-    freed
+    Ok(freed)
 }
 
 /// Staging directories whose image lock is free belong to killed unpacks.

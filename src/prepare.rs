@@ -14,6 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::cache::{Cache, CacheError, ImageRecord, SourceMemo, TagMemo};
 use crate::cli::PullPolicy;
 use crate::image::apply::Limits;
+use crate::image::layer::LayerError;
 use crate::image::select::{self, Resolved};
 use crate::image::source::FileIdentity;
 use crate::image::source::registry::prefetch::Prefetch;
@@ -139,18 +140,34 @@ fn local(image: &ImageArg, sel: &Selection, st: &Stage) -> Result<Prepared, Prep
 /// the image is not cached).
 fn pulled(image: &ImageArg, r: &Reference, sel: &Selection, st: &Stage) -> Result<Prepared, PrepareError> {
     let name = r.to_string();
-    let memo_path = st.cache.refs_dir().join(TagMemo::file_name(&name, sel.platform.as_deref()));
+    if let Some(other) = &sel.reference {
+        let why = format!(
+            "--ref {other} chooses an image inside an archive; for a registry, name the tag in the reference"
+        );
+        return Err(ImageError::BadReference { reference: name, why }.into());
+    }
+    // Without --platform the host's platform is part of the key: a cache shared by x86 login
+    // nodes and aarch64 compute nodes keeps one image per architecture for the same tag.
+    let platform = sel.platform.clone().unwrap_or_else(|| select::Platform::host().to_string());
+    let memo_path = st.cache.refs_dir().join(TagMemo::file_name(&name, Some(&platform)));
     let memo = TagMemo::read(&memo_path).ok().filter(|m| m.reference == name && st.cache.is_published(&m.id));
     let source = match (st.pull, &memo) {
         (PullPolicy::Never | PullPolicy::Missing, Some(m)) => return cached(st, &m.id),
         (PullPolicy::Never, None) => return Err(ImageError::NotPulled { reference: name }.into()),
         (PullPolicy::Newer, Some(m)) => {
             let source = RegistrySource::open(r, st.net)?;
-            if source.current_digest()?.as_deref() == Some(m.digest.as_str()) {
-                tracing::debug!(reference = %name, "the tag still names the cached image");
-                return cached(st, &m.id);
+            match source.current_digest() {
+                Ok(d) if d.as_deref() == Some(m.digest.as_str()) => {
+                    tracing::debug!(reference = %name, "the tag still names the cached image");
+                    return cached(st, &m.id);
+                }
+                Ok(_) => source,
+                // As podman does: a registry out of reach is no reason not to run the image we have.
+                Err(e) => {
+                    st.ui.warn(&format!("{}; running the cached image", crate::error_chain(&e)));
+                    return cached(st, &m.id);
+                }
             }
-            source
         }
         _ => RegistrySource::open(r, st.net)?,
     };
@@ -186,18 +203,37 @@ fn download_and_publish(
     label: &Path,
     st: &Stage,
 ) -> Result<(), PrepareError> {
-    if !st.net.blob_store || st.cache.is_published(&resolved.id.hex) {
+    let id = &resolved.id.hex;
+    if !st.net.blob_store || st.cache.is_published(id) {
         return publish(st.cache, source, resolved, label, st.limits, st.ui);
     }
+    // Downloads start only under the image's lock: of N ranks starting together on a cold
+    // cache, one downloads and unpacks, the others wait and find it published.
+    let _lock = st.cache.lock_unpack(id)?;
+    if st.cache.is_published(id) {
+        return Ok(());
+    }
+    // Held while the downloads run: `prune` leaves the store alone meanwhile.
+    let _store = st.cache.lock_blobs(false)?;
     let fetch = Prefetch::new(source, resolved, &st.cache.blobs_dir(), *st.ui)?;
-    std::thread::scope(|s| {
+    let result = std::thread::scope(|s| {
         for _ in 0..st.net.downloads.max(1) {
             s.spawn(|| fetch.work());
         }
-        let result = publish(st.cache, &fetch, resolved, label, st.limits, st.ui);
+        let result = unpack_and_publish(st.cache, &fetch, resolved, label, st.limits, st.ui);
         fetch.cancel();
         result
-    })
+    });
+    if let Err(PrepareError::Image(ImageError::Layer {
+        index,
+        source: LayerError::Digest { .. } | LayerError::Size { .. },
+        ..
+    })) = &result
+    {
+        // A stored blob that no longer matches its digest would fail every later pull.
+        fetch.forget(&resolved.layers[index - 1]);
+    }
+    result
 }
 
 /// A published image, leased for the run.
@@ -209,6 +245,9 @@ fn cached(st: &Stage, id: &str) -> Result<Prepared, PrepareError> {
         path: st.cache.entry_dir(id),
         source: e,
     })?;
+    if let Some(w) = select::Platform::foreign_warning(&rec.platform) {
+        st.ui.warn(&w);
+    }
     Ok(Prepared {
         rootfs: st.cache.rootfs(id),
         config: rec.config,
@@ -237,6 +276,19 @@ fn publish(
     if cache.is_published(id) {
         return Ok(());
     }
+    unpack_and_publish(cache, source, resolved, canon, limits, ui)
+}
+
+/// [`publish`]'s work, under the image's unpack lock.
+fn unpack_and_publish(
+    cache: &Cache,
+    source: &dyn ImageSource,
+    resolved: &Resolved,
+    canon: &Path,
+    limits: Limits,
+    ui: &Ui,
+) -> Result<(), PrepareError> {
+    let id = &resolved.id.hex;
     cache.clean_staging(id)?;
     let catch = crate::interrupt::catch();
     let staging = cache.stage(id)?;

@@ -18,7 +18,7 @@
 # Pushed: test/oci:latest (OCI), test/docker:v2s2 (Docker schema 2), test/multi:latest (a
 # two-platform index), test/zstd:latest (zstd layers), test/warm:latest (only the warm-path test
 # asks for it: it counts requests), test/sbase:latest and test/stop:latest (an image and one built
-# on it: the blob-store test), from rootfs-tests/images/build.sh's output.
+# on it: the blob-store test), test/herd:latest (concurrent starts), from rootfs-tests/images/build.sh's output.
 set -euo pipefail
 
 log() { echo "registry/setup: $*" >&2; }
@@ -147,6 +147,7 @@ if [ ! -e "$DATA/.pushed" ]; then
     push "oci:$fixtures/oci-layout:latest" test/warm:latest
     push "oci:$fixtures/oci-layout:base" test/sbase:latest
     push "oci:$fixtures/oci-layout:latest" test/stop:latest
+    push "oci:$fixtures/oci-layout:latest" test/herd:latest
     touch "$DATA/.pushed"
 fi
 echo "GPURUN_TEST_REGISTRY_DIR=$DIR"

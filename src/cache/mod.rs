@@ -144,6 +144,28 @@ impl Cache {
         self.entry_dir(id).join("rootfs")
     }
 
+    /// A lock on the blob store: shared (`exclusive` false, waiting) while a pull downloads into
+    /// it, exclusive (`true`, not waiting: `None` when busy) while `prune` sweeps it.
+    pub fn lock_blobs(&self, exclusive: bool) -> Result<Option<File>, CacheError> {
+        let dir = self.blobs_dir();
+        make_private_dir(&dir)?;
+        let path = dir.join(".lock");
+        let file =
+            File::options().create(true).truncate(false).write(true).open(&path).map_err(|source| {
+                CacheError::Io { what: "open the blob store lock", path: path.clone(), source }
+            })?;
+        let op = if exclusive {
+            rustix::fs::FlockOperation::NonBlockingLockExclusive
+        } else {
+            rustix::fs::FlockOperation::LockShared
+        };
+        match flock(&file, op) {
+            Ok(()) => Ok(Some(file)),
+            Err(e) if exclusive && e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(source) => Err(CacheError::Io { what: "lock the blob store", path, source }),
+        }
+    }
+
     /// True when the image `id` is published.
     pub fn is_published(&self, id: &str) -> bool {
         self.entry_dir(id).join("image.json").is_file()

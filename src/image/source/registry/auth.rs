@@ -16,6 +16,21 @@ use base64::engine::general_purpose::STANDARD;
 
 use crate::host::ProcessEnv;
 
+/// The longest a credential helper may take.
+const HELPER_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The child's exit status, or `None` when it is still running after `limit`.
+fn wait_for(child: &mut std::process::Child, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+    let start = std::time::Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if start.elapsed() < limit => std::thread::sleep(std::time::Duration::from_millis(20)),
+            _ => return None,
+        }
+    }
+}
+
 /// Auth files are small; a larger one is refused rather than read.
 const MAX_AUTH_FILE: u64 = 1 << 20;
 
@@ -186,23 +201,45 @@ fn helper_get(helper: &str, registry: &str, env: &ProcessEnv) -> Result<Option<C
         return Err(err("the helper's name may hold only letters, digits, - _ .".into()));
     }
     let server = if registry == "docker.io" { "https://index.docker.io/v1/" } else { registry };
-    let mut child = Command::new(format!("docker-credential-{helper}"))
+    let spawned = Command::new(format!("docker-credential-{helper}"))
         .arg("get")
         .env_clear()
         .envs(env.vars())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| err(e.to_string()))?;
+        .spawn();
+    let mut child = match spawned {
+        Ok(c) => c,
+        // A helper named in a config.json copied from another machine ("desktop"): no
+        // credentials from it, rather than no pull at all (public images need none).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tracing::debug!(helper, "credential helper not installed; ignoring it");
+            return Ok(None);
+        }
+        Err(e) => return Err(err(e.to_string())),
+    };
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(server.as_bytes());
     }
-    let mut out = Vec::new();
-    if let Some(stdout) = child.stdout.take() {
-        stdout.take(MAX_AUTH_FILE).read_to_end(&mut out).map_err(|e| err(e.to_string()))?;
-    }
-    let status = child.wait().map_err(|e| err(e.to_string()))?;
+    // Read on a thread and wait with a deadline: a helper that prompts on a keyring, or leaves
+    // a daemon holding its stdout, must not hang every pull.
+    let stdout = child.stdout.take();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        if let Some(s) = stdout {
+            let _ = s.take(MAX_AUTH_FILE).read_to_end(&mut out);
+        }
+        let _ = tx.send(out);
+    });
+    let out = rx.recv_timeout(HELPER_TIME).ok();
+    let status = out.as_ref().and_then(|_| wait_for(&mut child, HELPER_TIME));
+    let (Some(out), Some(status)) = (out, status) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(err(format!("no answer within {HELPER_TIME:?}")));
+    };
     if !status.success() {
         // Helpers exit 1 with "credentials not found in native keychain" for an unknown server.
         return Ok(None);

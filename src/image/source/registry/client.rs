@@ -25,6 +25,8 @@ const MAX_RETRY_WAIT: Duration = Duration::from_secs(60);
 /// No byte for this long on an open connection is a dead connection.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most one small document (a manifest, a config, a token, an error body) may take whole.
+const SMALL_DOCUMENT_TIME: Duration = Duration::from_secs(300);
 /// The system CA bundles, first found wins (Debian/Ubuntu, RHEL/Fedora, SUSE, Alpine/Arch).
 const CA_BUNDLES: [&str; 4] = [
     "/etc/ssl/certs/ca-certificates.crt",
@@ -83,6 +85,17 @@ impl RegistryError {
                  list it in the configuration's [registry] insecure"
             )),
             RegistryError::Transport { why, .. }
+                if ["lookup address", "Connection refused", "timed out", "Timeout", "unreachable"]
+                    .iter()
+                    .any(|w| why.contains(w)) =>
+            {
+                Some(format!(
+                    "cannot reach {registry}: check the name, this machine's network and HTTPS_PROXY/NO_PROXY; \
+                     cluster nodes often reach registries only through a mirror ([registry] mirrors) or not at \
+                     all (pull on a login node: gpurun pull -o FILE.tar)"
+                ))
+            }
+            RegistryError::Transport { why, .. }
                 if why.contains("UnknownIssuer") || why.contains("certificate") =>
             {
                 Some(format!(
@@ -98,6 +111,8 @@ impl RegistryError {
 pub struct Client {
     agent: ureq::Agent,
     base: String,
+    /// `host[:port]` the API is served from.
+    host: String,
     registry: String,
     repository: String,
     creds: Option<Credentials>,
@@ -128,6 +143,7 @@ impl Client {
         Ok(Client {
             agent: config.new_agent(),
             base: format!("{scheme}://{host}/v2"),
+            host: host.to_string(),
             registry: reference.registry.clone(),
             repository: reference.repository.clone(),
             creds,
@@ -190,7 +206,7 @@ impl Client {
     /// A blob as a stream (layers): the caller's pipeline checks its size and digest.
     pub fn blob(&self, digest: &str) -> Result<ureq::BodyReader<'static>, RegistryError> {
         let url = format!("{}/{}/blobs/{digest}", self.base, self.repository);
-        Ok(expect_ok(&url, self.send(&url, None, false, None)?)?.into_body().into_reader())
+        Ok(expect_ok(&url, self.send(&url, None, false, Some(0))?)?.into_body().into_reader())
     }
 
     /// The rest of a blob from byte `offset` on (`Range: bytes=OFFSET-`), after a connection
@@ -203,6 +219,7 @@ impl Client {
     ) -> Result<(ureq::BodyReader<'static>, u64), RegistryError> {
         let url = format!("{}/{}/blobs/{digest}", self.base, self.repository);
         let resp = expect_ok(&url, self.send(&url, None, false, Some(offset))?)?;
+        debug_assert!(offset > 0, "a resume asks for the rest");
         let skip = if resp.status() == StatusCode::PARTIAL_CONTENT {
             let start = header(resp.headers(), "content-range")
                 .and_then(|r| r.strip_prefix("bytes "))
@@ -228,7 +245,7 @@ impl Client {
         url: &str,
         accept: Option<&str>,
         head: bool,
-        range_from: Option<u64>,
+        stream_from: Option<u64>,
     ) -> Result<ureq::http::Response<ureq::Body>, RegistryError> {
         let mut authenticated = false;
         let mut attempt = 0;
@@ -241,12 +258,22 @@ impl Client {
             if let Some(a) = &auth {
                 req = req.header("Authorization", a.expose());
             }
-            if let Some(offset) = range_from {
+            if let Some(offset) = stream_from.filter(|&o| o > 0) {
                 req = req.header("Range", format!("bytes={offset}-"));
+            }
+            // A small document must arrive whole within a bounded time (a registry that drips a
+            // byte a minute would otherwise hold gpurun for days); a layer stream has its own
+            // watchdog on its rate (`Resuming`).
+            if stream_from.is_none() {
+                req = req.config().timeout_global(Some(SMALL_DOCUMENT_TIME)).build();
             }
             let resp = req.call().map_err(|e| transport(url, e))?;
             let status = resp.status();
-            if status == StatusCode::UNAUTHORIZED && !authenticated {
+            // A 401 from where a redirect led (blob storage on another host) is that host's
+            // business: the registry's credentials are never offered to it.
+            let from_registry =
+                ureq::ResponseExt::get_uri(&resp).authority().map(|a| a.as_str()) == Some(self.host.as_str());
+            if status == StatusCode::UNAUTHORIZED && !authenticated && from_registry {
                 let challenge = header(resp.headers(), "www-authenticate").map(str::to_string);
                 self.authenticate(challenge.as_deref())?;
                 authenticated = true;
@@ -288,13 +315,21 @@ impl Client {
     /// `GET realm?service=...&scope=...`, Basic-authenticated when there are credentials.
     fn token(&self, realm: &str, params: &[(String, String)]) -> Result<Secret, RegistryError> {
         let fail = |why: String| RegistryError::Auth { registry: self.registry.clone(), why };
-        if !(realm.starts_with("https://")
-            || realm.starts_with("http://") && self.base.starts_with("http://"))
-        {
+        // Plain HTTP only to the insecure registry itself: credentials in clear text must not
+        // travel to another host it names.
+        let same_host =
+            realm.strip_prefix("http://").and_then(|r| r.split('/').next()) == Some(self.host.as_str());
+        if !(realm.starts_with("https://") || same_host && self.base.starts_with("http://")) {
             return Err(fail(format!("token realm {realm:?} is not https")));
         }
         let scope = format!("repository:{}:pull", self.repository);
-        let mut req = self.agent.get(realm).query("scope", &scope);
+        let mut req = self
+            .agent
+            .get(realm)
+            .query("scope", &scope)
+            .config()
+            .timeout_global(Some(SMALL_DOCUMENT_TIME))
+            .build();
         if let Some((_, service)) = params.iter().find(|(k, _)| k == "service") {
             req = req.query("service", service);
         }

@@ -32,11 +32,18 @@ pub fn write_archive(
         ImageError::NotRunnable("no manifest to write (only registry and OCI images can be exported)".into())
     })?;
     let tmp = temp_name(out);
+    // Ctrl-C, SIGTERM or SIGHUP stop the copy at its next chunk; the partial file goes, then
+    // gpurun dies of the signal.
+    let catch = crate::interrupt::catch();
     let result = write_to(source, resolved, &tmp, &manifest, &media_type, tag);
     match result.and_then(|size| std::fs::rename(&tmp, out).map(|()| size).map_err(|e| io_error(out, e))) {
         Ok(size) => Ok(size),
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
+            if let Some(sig) = crate::interrupt::pending() {
+                drop(catch);
+                crate::interrupt::die_of(sig);
+            }
             Err(e)
         }
     }
@@ -99,6 +106,18 @@ struct Tar {
 
 impl Tar {
     fn header(&mut self, name: &str, size: u64, kind: u8, mode: u32) -> Result<(), ImageError> {
+        // `blobs/sha512/` + 128 hex digits does not fit ustar's 100 bytes: a PAX `path` record
+        // before the entry carries the whole name (readers that know PAX use it).
+        if name.len() > 100 {
+            let record = pax_record("path", name);
+            self.raw_header("././@PaxHeader", record.len() as u64, b'x', 0o644)?;
+            self.write(record.as_bytes())?;
+            self.pad(record.len() as u64)?;
+        }
+        self.raw_header(&name[..name.len().min(100)], size, kind, mode)
+    }
+
+    fn raw_header(&mut self, name: &str, size: u64, kind: u8, mode: u32) -> Result<(), ImageError> {
         let mut h = [0u8; 512];
         h[..name.len()].copy_from_slice(name.as_bytes());
         octal(&mut h[100..108], u64::from(mode));
@@ -154,6 +173,9 @@ impl Tar {
         let mut left = size;
         let read_err = |e: io::Error| ImageError::Read { name: name.to_string(), source: e };
         while left > 0 {
+            if crate::interrupt::pending().is_some() {
+                return Err(read_err(io::Error::new(io::ErrorKind::Interrupted, "interrupted")));
+            }
             let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
             let n = from.read(&mut buf[..want]).map_err(read_err)?;
             if n == 0 {
@@ -194,6 +216,16 @@ impl Tar {
     }
 }
 
+/// One PAX record, `LEN KEY=VALUE\n`, where LEN counts the whole record, its own digits too.
+fn pax_record(key: &str, value: &str) -> String {
+    let body = format!(" {key}={value}\n");
+    let mut len = body.len() + 1;
+    while len.to_string().len() + body.len() != len {
+        len = len.to_string().len() + body.len();
+    }
+    format!("{len}{body}")
+}
+
 /// `value` in octal, NUL-terminated, right-aligned with leading zeros.
 fn octal(field: &mut [u8], value: u64) {
     let digits = field.len() - 1;
@@ -226,6 +258,9 @@ mod tests {
         let mut tar = Tar { out: BufWriter::new(file), path: path.clone(), written: 0 };
         tar.dir("blobs/").unwrap();
         tar.file("index.json", b"{}").unwrap();
+        let long = format!("blobs/sha512/{}", "a".repeat(128));
+        tar.file(&long, b"x").unwrap();
+        assert_eq!(pax_record("path", "abc"), "12 path=abc\n");
         let data = vec![7u8; 1000];
         let digest = Digest::of(crate::image::digest::Algorithm::Sha256, &data);
         tar.stream("blobs/x", 1000, &digest, &mut &data[..]).unwrap();

@@ -23,6 +23,9 @@ use crate::image::select::{self, Blobs, DocKind, LayerRef, Platform, Resolved, T
 use crate::image::source::MAX_JSON;
 use crate::image::{ImageError, Selection};
 
+/// The most index, manifest and config bytes fetched for one image.
+const MAX_METADATA: u64 = 64 << 20;
+
 /// One image reference in one registry, reached through its mirrors first when the
 /// configuration names any.
 pub struct RegistrySource {
@@ -136,14 +139,28 @@ impl ImageSource for RegistrySource {
             offset: 0,
             inner,
             resumes: 0,
+            window: (std::time::Instant::now(), 0),
         }))
     }
 }
 
 impl Blobs for RegistrySource {
     fn read_doc(&self, digest: &Digest, kind: DocKind, limit: u64) -> Result<Vec<u8>, ImageError> {
-        if let Some(bytes) = self.docs.lock().expect("not poisoned").get(&digest.to_string()) {
-            return Ok(bytes.clone());
+        let held: u64 = {
+            let docs = self.docs.lock().expect("not poisoned");
+            if let Some(bytes) = docs.get(&digest.to_string()) {
+                return Ok(bytes.clone());
+            }
+            docs.values().map(|d| d.len() as u64).sum()
+        };
+        // Indexes may nest and list thousands of entries, each up to 4 MiB: what one image's
+        // metadata may add up to is bounded too (real images need kilobytes).
+        if held > MAX_METADATA {
+            return Err(ImageError::TooLarge {
+                name: format!("the metadata of {}", self.reference),
+                size: held,
+                limit: MAX_METADATA,
+            });
         }
         let d = digest.to_string();
         let bytes = match kind {
@@ -177,7 +194,14 @@ struct Resuming<'c> {
     offset: u64,
     inner: ureq::BodyReader<'static>,
     resumes: u32,
+    /// When the current rate window started and the bytes received in it.
+    window: (std::time::Instant, u64),
 }
+
+/// A download slower than this over a whole window counts as cut and is resumed: a registry
+/// that drips bytes (each within the per-read timeout) must not hold gpurun indefinitely.
+const MIN_RATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+const MIN_BYTES_PER_WINDOW: u64 = 64 << 10;
 
 impl Resuming<'_> {
     fn resume(&mut self, cause: std::io::Error) -> std::io::Result<()> {
@@ -209,6 +233,16 @@ impl Read for Resuming<'_> {
                 }
                 Ok(n) => {
                     self.offset += n as u64;
+                    self.window.1 += n as u64;
+                    if self.window.0.elapsed() >= MIN_RATE_WINDOW {
+                        let slow = self.window.1 < MIN_BYTES_PER_WINDOW;
+                        self.window = (std::time::Instant::now(), 0);
+                        if slow {
+                            let why =
+                                format!("less than {MIN_BYTES_PER_WINDOW} bytes in {MIN_RATE_WINDOW:?}");
+                            self.resume(std::io::Error::new(std::io::ErrorKind::TimedOut, why))?;
+                        }
+                    }
                     return Ok(n);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}

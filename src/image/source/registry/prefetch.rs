@@ -98,8 +98,14 @@ impl<'s> Prefetch<'s> {
                 if !matches!(states.get(&key), Some(State::Queued)) {
                     continue; // in the store already, or a second descriptor of the same blob
                 }
-                let tmp = self.dir.join("tmp").join(format!("{}.{}.{i}", digest.hex, std::process::id()));
-                states.insert(key.clone(), State::Running { tmp, written: 0 });
+                // Another pull may have stored it since.
+                let stored = blob_path(&self.dir, &digest);
+                if stored.is_file() {
+                    states.insert(key.clone(), State::Done(stored));
+                    self.changed.notify_all();
+                    continue;
+                }
+                states.insert(key.clone(), State::Running { tmp: self.tmp_name(&digest, i), written: 0 });
             }
             let end = match self.download(i, layer, &digest, &key) {
                 Ok(path) => State::Done(path),
@@ -107,6 +113,25 @@ impl<'s> Prefetch<'s> {
             };
             self.states.lock().expect("not poisoned").insert(key, end);
             self.changed.notify_all();
+        }
+    }
+
+    /// A name no other download uses, on this machine or another sharing the cache: the
+    /// process id alone is not enough (ranks on identical nodes often have the same one).
+    fn tmp_name(&self, digest: &Digest, i: usize) -> PathBuf {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let host = rustix::system::uname().nodename().to_string_lossy().into_owned();
+        let host: String = host.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(64).collect();
+        self.dir.join("tmp").join(format!("{}.{host}.{}.{nanos}.{i}", digest.hex, std::process::id()))
+    }
+
+    /// Removes `layer`'s blob from the store (it failed its check when read).
+    pub fn forget(&self, layer: &LayerRef) {
+        if let Some(d) = &layer.digest {
+            let _ = std::fs::remove_file(blob_path(&self.dir, d));
         }
     }
 
