@@ -171,10 +171,8 @@ fn pulled(image: &ImageArg, r: &Reference, sel: &Selection, st: &Stage) -> Resul
         }
         _ => RegistrySource::open(r, st.net)?,
     };
+    // (A foreign platform is warned about once, by `cached`, from the record.)
     let mut resolved = source.resolve(sel)?;
-    if let Some(w) = select::Platform::foreign_warning(&resolved.platform()) {
-        st.ui.warn(&w);
-    }
     let digest = source.top_digest().unwrap_or_default();
     // The record names the tag and the digest it had when pulled (`gpurun images`).
     if r.digest.is_none() {
