@@ -765,6 +765,27 @@ fn resolve_docker(
 #[cfg(test)]
 mod tests {
 
+    /// What a registry's tag may name: schema 1 and unknown documents are refused by name,
+    /// before anything else is fetched.
+    #[test]
+    fn registry_documents_schema1_refused() {
+        struct Nothing;
+        impl Blobs for Nothing {
+            fn read_doc(&self, d: &Digest, _: DocKind, _: u64) -> Result<Vec<u8>, ImageError> {
+                panic!("nothing may be fetched, asked for {d}")
+            }
+            fn has_blob(&self, _: &Digest) -> bool {
+                true
+            }
+        }
+        let digest = Digest::of(Algorithm::Sha256, b"x");
+        let top = |mt: &str| TopDocument { digest: digest.clone(), media_type: mt.into(), size: 1 };
+        let e = resolve_top(&Nothing, &top(SCHEMA1_TYPES[1]), "host/app:old", None).unwrap_err().to_string();
+        assert!(e.contains("schema 1") && e.contains("host/app:old"), "{e}");
+        let e = resolve_top(&Nothing, &top("text/html"), "host/app:x", None).unwrap_err().to_string();
+        assert!(e.contains("text/html"), "{e}");
+    }
+
     #[test]
     fn foreign_platforms_are_named() {
         let host = Platform::host();
