@@ -107,7 +107,7 @@ _gpurun() {
 
     case "${cmd}" in
         gpurun)
-            opts="-q -v -f -B -c -H -C -e -p -u -s -w -o -n -i -W -h -V --quiet --verbose --cache-dir --ref --platform --pull --rocm --nv --gpus --device --run --pwd --fakeroot --bind --contain --no-home --home --containall --writable-tmpfs --env --no-env --env-file --cleanenv --pid-ns --pid --userns --shell --nvccli --writable --overlay --net --ipc --workdir --hostname --mount --dry-run --help --version exec run shell inspect unpack pull login logout images rm prune gpus doctor help"
+            opts="-q -v -f -B -c -H -C -e -p -u -s -w -o -n -i -W -h -V --quiet --verbose --cache-dir --ref --platform --pull --rocm --nv --gpus --no-gfx-override --device --run --pwd --fakeroot --bind --contain --no-home --home --containall --writable-tmpfs --env --no-env --env-file --cleanenv --pid-ns --pid --userns --shell --nvccli --writable --overlay --net --ipc --workdir --hostname --mount --dry-run --help --version exec run shell inspect unpack pull login logout images rm prune gpus doctor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -231,7 +231,7 @@ _gpurun() {
             return 0
             ;;
         gpurun__subcmd__exec)
-            opts="-f -B -c -H -C -e -p -u -s -w -o -n -i -W -q -v -h --ref --platform --pull --rocm --nv --gpus --device --run --pwd --fakeroot --bind --contain --no-home --home --containall --writable-tmpfs --env --no-env --env-file --cleanenv --pid-ns --pid --userns --shell --nvccli --writable --overlay --net --ipc --workdir --hostname --mount --dry-run --quiet --verbose --cache-dir --help"
+            opts="-f -B -c -H -C -e -p -u -s -w -o -n -i -W -q -v -h --ref --platform --pull --rocm --nv --gpus --no-gfx-override --device --run --pwd --fakeroot --bind --contain --no-home --home --containall --writable-tmpfs --env --no-env --env-file --cleanenv --pid-ns --pid --userns --shell --nvccli --writable --overlay --net --ipc --workdir --hostname --mount --dry-run --quiet --verbose --cache-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -731,7 +731,7 @@ _gpurun() {
             return 0
             ;;
         gpurun__subcmd__run)
-            opts="-f -B -c -H -C -e -p -u -s -w -o -n -i -W -q -v -h --ref --platform --pull --rocm --nv --gpus --device --run --pwd --fakeroot --bind --contain --no-home --home --containall --writable-tmpfs --env --no-env --env-file --cleanenv --pid-ns --pid --userns --shell --nvccli --writable --overlay --net --ipc --workdir --hostname --mount --dry-run --quiet --verbose --cache-dir --help"
+            opts="-f -B -c -H -C -e -p -u -s -w -o -n -i -W -q -v -h --ref --platform --pull --rocm --nv --gpus --no-gfx-override --device --run --pwd --fakeroot --bind --contain --no-home --home --containall --writable-tmpfs --env --no-env --env-file --cleanenv --pid-ns --pid --userns --shell --nvccli --writable --overlay --net --ipc --workdir --hostname --mount --dry-run --quiet --verbose --cache-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -837,7 +837,7 @@ _gpurun() {
             return 0
             ;;
         gpurun__subcmd__shell)
-            opts="-f -B -c -H -C -e -p -u -s -w -o -n -i -W -q -v -h --ref --platform --pull --rocm --nv --gpus --device --run --pwd --fakeroot --bind --contain --no-home --home --containall --writable-tmpfs --env --no-env --env-file --cleanenv --pid-ns --pid --userns --shell --nvccli --writable --overlay --net --ipc --workdir --hostname --mount --dry-run --quiet --verbose --cache-dir --help"
+            opts="-f -B -c -H -C -e -p -u -s -w -o -n -i -W -q -v -h --ref --platform --pull --rocm --nv --gpus --no-gfx-override --device --run --pwd --fakeroot --bind --contain --no-home --home --containall --writable-tmpfs --env --no-env --env-file --cleanenv --pid-ns --pid --userns --shell --nvccli --writable --overlay --net --ipc --workdir --hostname --mount --dry-run --quiet --verbose --cache-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_gpurun_global_optspecs
-    string join \n q/quiet v/verbose cache-dir= ref= platform= pull= rocm nv gpus= device= run pwd= f/fakeroot B/bind= c/contain no-home H/home= C/containall writable-tmpfs env= no-env= env-file= e/cleanenv pid-ns= p/pid u/userns s/shell= nvccli w/writable o/overlay= n/net i/ipc W/workdir= hostname= mount= dry-run h/help V/version
+    string join \n q/quiet v/verbose cache-dir= ref= platform= pull= rocm nv gpus= no-gfx-override device= run pwd= f/fakeroot B/bind= c/contain no-home H/home= C/containall writable-tmpfs env= no-env= env-file= e/cleanenv pid-ns= p/pid u/userns s/shell= nvccli w/writable o/overlay= n/net i/ipc W/workdir= hostname= mount= dry-run h/help V/version
 end
 
 function __fish_gpurun_needs_command
@@ -51,6 +51,7 @@ complete -c gpurun -n "__fish_gpurun_needs_command" -s q -l quiet -d 'Print noth
 complete -c gpurun -n "__fish_gpurun_needs_command" -s v -l verbose -d 'More detail on stderr; repeat for debug output'
 complete -c gpurun -n "__fish_gpurun_needs_command" -l rocm -d 'Bind the host\'s AMD GPUs (/dev/kfd, render nodes) and ROCm userspace'
 complete -c gpurun -n "__fish_gpurun_needs_command" -l nv -d 'Bind the host\'s NVIDIA GPUs and driver userspace'
+complete -c gpurun -n "__fish_gpurun_needs_command" -l no-gfx-override -d 'With --rocm, never set HSA_OVERRIDE_GFX_VERSION for a GPU whose gfx target the image has no code for (by default it runs as the nearest target of its family the image has)'
 complete -c gpurun -n "__fish_gpurun_needs_command" -l run -d 'Pass the arguments after IMAGE to the image\'s ENTRYPOINT in place of its CMD'
 complete -c gpurun -n "__fish_gpurun_needs_command" -s f -l fakeroot -d 'Map yourself to root inside the container (with subordinate ids when /etc/subuid allows)'
 complete -c gpurun -n "__fish_gpurun_needs_command" -s c -l contain -d 'Do not bind $HOME, the current directory or /tmp from the host (empty tmpfs for $HOME and /tmp)'
@@ -106,6 +107,7 @@ complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l mount -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l cache-dir -d 'Cache directory (default: $GPURUN_CACHE_DIR, else the configuration files\' `cache.dir`, else $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
 complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l rocm -d 'Bind the host\'s AMD GPUs (/dev/kfd, render nodes) and ROCm userspace'
 complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l nv -d 'Bind the host\'s NVIDIA GPUs and driver userspace'
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l no-gfx-override -d 'With --rocm, never set HSA_OVERRIDE_GFX_VERSION for a GPU whose gfx target the image has no code for (by default it runs as the nearest target of its family the image has)'
 complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l run -d 'Pass the arguments after IMAGE to the image\'s ENTRYPOINT in place of its CMD'
 complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -s f -l fakeroot -d 'Map yourself to root inside the container (with subordinate ids when /etc/subuid allows)'
 complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -s c -l contain -d 'Do not bind $HOME, the current directory or /tmp from the host (empty tmpfs for $HOME and /tmp)'
@@ -148,6 +150,7 @@ complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l mount -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l cache-dir -d 'Cache directory (default: $GPURUN_CACHE_DIR, else the configuration files\' `cache.dir`, else $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
 complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l rocm -d 'Bind the host\'s AMD GPUs (/dev/kfd, render nodes) and ROCm userspace'
 complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l nv -d 'Bind the host\'s NVIDIA GPUs and driver userspace'
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l no-gfx-override -d 'With --rocm, never set HSA_OVERRIDE_GFX_VERSION for a GPU whose gfx target the image has no code for (by default it runs as the nearest target of its family the image has)'
 complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l run -d 'Pass the arguments after IMAGE to the image\'s ENTRYPOINT in place of its CMD'
 complete -c gpurun -n "__fish_gpurun_using_subcommand run" -s f -l fakeroot -d 'Map yourself to root inside the container (with subordinate ids when /etc/subuid allows)'
 complete -c gpurun -n "__fish_gpurun_using_subcommand run" -s c -l contain -d 'Do not bind $HOME, the current directory or /tmp from the host (empty tmpfs for $HOME and /tmp)'
@@ -190,6 +193,7 @@ complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l mount -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l cache-dir -d 'Cache directory (default: $GPURUN_CACHE_DIR, else the configuration files\' `cache.dir`, else $XDG_CACHE_HOME/gpurun, else ~/.cache/gpurun)' -r -F
 complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l rocm -d 'Bind the host\'s AMD GPUs (/dev/kfd, render nodes) and ROCm userspace'
 complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l nv -d 'Bind the host\'s NVIDIA GPUs and driver userspace'
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l no-gfx-override -d 'With --rocm, never set HSA_OVERRIDE_GFX_VERSION for a GPU whose gfx target the image has no code for (by default it runs as the nearest target of its family the image has)'
 complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l run -d 'Pass the arguments after IMAGE to the image\'s ENTRYPOINT in place of its CMD'
 complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -s f -l fakeroot -d 'Map yourself to root inside the container (with subordinate ids when /etc/subuid allows)'
 complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -s c -l contain -d 'Do not bind $HOME, the current directory or /tmp from the host (empty tmpfs for $HOME and /tmp)'

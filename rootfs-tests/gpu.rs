@@ -82,6 +82,13 @@ impl FakeHost {
         FakeHost { dir, nodes, setup: String::new() }
     }
 
+    /// amdgpu's memory totals of the GPU at `addr` (bytes).
+    fn memory(&self, addr: &str, vram: u64, gtt: u64) {
+        let dev = self.dir.path().join("sys/bus/pci/devices").join(addr);
+        write(&dev.join("mem_info_vram_total"), &format!("{vram}\n"));
+        write(&dev.join("mem_info_gtt_total"), &format!("{gtt}\n"));
+    }
+
     /// The script that sets the fake host up in a private mount namespace and runs `cmd` as `user`.
     fn script(&self, ld_cache: &Path, user: &str, env: &[(&str, &str)], cmd: &[String]) -> String {
         let fake = self.dir.path().display();
@@ -221,12 +228,55 @@ fn dgpu_and_igpu() -> FakeHost {
     ];
     let mut host = FakeHost::new("gpu-apu", &pcis, &kfd);
     host.nodes.push(("kfd".into(), 235, 0, 0o660, RENDER));
+    host.memory("0000:07:00.0", 8 << 30, 16 << 30);
+    host.memory("0000:c8:00.0", 512 << 20, 15_600 << 20);
+    host
+}
+
+/// A Radeon 780M laptop: the Phoenix1 APU (gfx1103) alone, with a 512 MiB carve-out and a GTT
+/// capped at 4 GiB.
+fn apu_alone() -> FakeHost {
+    let pcis = [Pci {
+        addr: "0000:c6:00.0",
+        vendor: 0x1002,
+        device: 0x15bf,
+        class: 0x030000,
+        boot_vga: true,
+        card: 1,
+        render: Some(128),
+    }];
+    let kfd = [KFD_CPU.to_string(), kfd_gpu(128, 0xc600, 110003, 24, 0, 0xcccc)];
+    let mut host = FakeHost::new("gpu-apu-alone", &pcis, &kfd);
+    host.nodes.push(("kfd".into(), 235, 0, 0o660, RENDER));
+    host.memory("0000:c6:00.0", 512 << 20, 4 << 30);
+    host
+}
+
+/// An older Radeon VII (gfx906) beside a Phoenix1 APU: two GPUs of different ISA families.
+fn radeon_vii_and_apu() -> FakeHost {
+    let gpu = |addr, device, card, render| Pci {
+        addr,
+        vendor: 0x1002,
+        device,
+        class: 0x030000,
+        boot_vga: false,
+        card,
+        render: Some(render),
+    };
+    let pcis = [gpu("0000:03:00.0", 0x66af, 1, 128), gpu("0000:c8:00.0", 0x15bf, 2, 129)];
+    let kfd = [
+        KFD_CPU.to_string(),
+        kfd_gpu(128, 0x0300, 90006, 240, 0, 0xdddd),
+        kfd_gpu(129, 0xc800, 110003, 24, 0, 0xeeee),
+    ];
+    let mut host = FakeHost::new("gpu-vii-apu", &pcis, &kfd);
+    host.nodes.push(("kfd".into(), 235, 0, 0o660, RENDER));
     host
 }
 
 /// Everything a scenario run needs: vendor tree, ld cache, images, per-user caches.
 struct Env {
-    _dir: TempDir,
+    dir: TempDir,
     vendor: PathBuf,
     ld_cache: PathBuf,
     busybox_image: PathBuf,
@@ -265,7 +315,7 @@ fn setup() -> Option<Env> {
     let caches = dir.path().join("caches");
     std::fs::create_dir_all(&caches).unwrap();
     std::fs::set_permissions(&caches, std::fs::Permissions::from_mode(0o1777)).unwrap();
-    Some(Env { _dir: dir, vendor, ld_cache, busybox_image, glibc_image, caches })
+    Some(Env { dir, vendor, ld_cache, busybox_image, glibc_image, caches })
 }
 
 /// A fresh machine has neither the groups nor the users: make them here, so no test depends on
@@ -716,6 +766,210 @@ fn host_library_needing_a_newer_glibc_is_skipped() {
             describe(&static_image)
         );
     }
+}
+
+/// A kernel and nothing else, so clang needs neither the HIP headers nor ROCm's device libraries:
+/// the host side registers the offload bundle, which is all the override logic reads.
+const HIP_SOURCE: &str = "#define __global__ __attribute__((global))\n\
+    typedef struct { unsigned x, y, z; } dim3;\n\
+    typedef struct ihipStream_t *hipStream_t;\n\
+    extern \"C\" int hipLaunchKernel(const void *, dim3, dim3, void **, unsigned long, hipStream_t);\n\
+    extern \"C\" __global__ void gpurun_probe(int *p) { *p = 42; }\n";
+
+/// A busybox image whose `/usr/lib/x86_64-linux-gnu/libprobe.so.1` carries real HIP device code
+/// for `targets`, compiled by clang 15 (`--offload-arch`).
+fn hip_image(env: &Env, targets: &[&str]) -> PathBuf {
+    let name = targets.join("-");
+    let root = env.dir.path().join(format!("hip-{name}"));
+    busybox_rootfs(&root).unwrap();
+    let lib_dir = root.join("usr/lib/x86_64-linux-gnu");
+    std::fs::create_dir_all(&lib_dir).unwrap();
+    let src = env.dir.path().join("probe.hip");
+    write(&src, HIP_SOURCE);
+    let mut cmd = Command::new("clang++-15");
+    cmd.args(["-x", "hip", "-nogpulib", "-nogpuinc", "-fPIC", "-shared", "-o"]);
+    cmd.arg(lib_dir.join("libprobe.so.1")).arg(&src);
+    cmd.args(targets.iter().map(|t| format!("--offload-arch={t}")));
+    let out = output(&mut cmd);
+    assert_eq!(out.status.code(), Some(0), "clang++-15 for {name}: {}", describe(&out));
+    chmod_tree(&root);
+    root
+}
+
+const SHOW_HSA: &str = "echo \"HSA=${HSA_OVERRIDE_GFX_VERSION-unset}\"";
+
+/// `gpurun -c --rocm OPTS IMAGE sh -c SHOW_HSA`: the variable's value and gpurun's notices.
+fn hsa(
+    env: &Env,
+    host: &FakeHost,
+    vars: &[(&str, &str)],
+    opts: &[&str],
+    image: &Path,
+) -> (String, Vec<String>) {
+    let mut args = vec!["-c", "--rocm"];
+    args.extend_from_slice(opts);
+    args.extend_from_slice(&[image.to_str().unwrap(), "sh", "-c", SHOW_HSA]);
+    let out = gpurun(env, host, GPU_USER, vars, &args);
+    assert_eq!(out.status.code(), Some(0), "{opts:?} {}: {}", image.display(), describe(&out));
+    let notices = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.starts_with("gpurun: notice:") || l.starts_with("gpurun: warning:"))
+        .map(str::to_string)
+        .collect();
+    (text(&out).trim().to_string(), notices)
+}
+
+/// Issue 15: a Radeon 780M (gfx1103) with images built for other targets. The variable is set
+/// exactly when the image has a target of the GPU's family and not the GPU's own, with one notice;
+/// the user's own value, `--no-gfx-override` and its variable win.
+#[test]
+fn an_apu_runs_as_the_target_its_image_has() {
+    let Some(env) = setup() else { return };
+    let host = apu_alone();
+    let navi31 = hip_image(&env, &["gfx1100"]);
+    let (value, notes) = hsa(&env, &host, &[], &[], &navi31);
+    assert_eq!(value, "HSA=11.0.0");
+    println!("{notes:?}");
+    assert_eq!(notes.len(), 1, "one notice: {notes:?}");
+    assert!(
+        notes[0].contains("GPU 0 (gfx1103, 0000:c6:00.0)") && notes[0].contains("as gfx1100"),
+        "{notes:?}"
+    );
+    let (value, notes) = hsa(&env, &host, &[], &["-q"], &navi31);
+    assert_eq!((value.as_str(), notes.len()), ("HSA=11.0.0", 0), "-q silences the notice only");
+    let own = [("HSA_OVERRIDE_GFX_VERSION", "11.0.2")];
+    assert_eq!(
+        hsa(&env, &host, &own, &[], &navi31),
+        ("HSA=11.0.2".into(), vec![]),
+        "the caller's value wins"
+    );
+    let flag = ["--env", "HSA_OVERRIDE_GFX_VERSION=11.0.1"];
+    assert_eq!(hsa(&env, &host, &[], &flag, &navi31).0, "HSA=11.0.1", "--env wins");
+    assert_eq!(hsa(&env, &host, &[], &["--no-gfx-override"], &navi31), ("HSA=unset".into(), vec![]));
+    let off = [("GPURUN_NO_GFX_OVERRIDE", "1")];
+    assert_eq!(hsa(&env, &host, &off, &[], &navi31), ("HSA=unset".into(), vec![]));
+    // Code for the APU's own target, or for several including it: nothing to do.
+    let own_code = hip_image(&env, &["gfx1030", "gfx1103"]);
+    assert_eq!(hsa(&env, &host, &[], &[], &own_code), ("HSA=unset".into(), vec![]));
+    // Debian's real librocsparse (gfx803 ... gfx90a, gfx1030): nothing of the gfx11 family, so
+    // no override, and a warning naming what the image has.
+    let rocsparse = env.vendor.join("rocsparse");
+    let (value, notes) = hsa(&env, &host, &[], &[], &rocsparse);
+    assert_eq!(value, "HSA=unset");
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(notes[0].starts_with("gpurun: warning:") && notes[0].contains("gfx1030, gfx803"), "{notes:?}");
+    // Without --rocm nothing is read or set.
+    let out = gpurun(&env, &host, GPU_USER, &[], &["-c", navi31.to_str().unwrap(), "sh", "-c", SHOW_HSA]);
+    assert_eq!(text(&out).trim(), "HSA=unset", "{}", describe(&out));
+    // What the user sees of the APU's memory.
+    let table = text(&gpurun(&env, &host, GPU_USER, &[], &["gpus"]));
+    assert!(table.contains("VRAM") && table.contains("512M    4.0G"), "{table}");
+    let rows = gpurun(&env, &host, GPU_USER, &[], &["gpus", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&rows.stdout).expect("gpus --json");
+    assert_eq!(
+        (rows[0]["vram_bytes"].as_u64(), rows[0]["gtt_bytes"].as_u64()),
+        (Some(512 << 20), Some(4 << 30))
+    );
+    assert_eq!(rows[0]["kind"], "integrated");
+    let doctor = text(&gpurun(&env, &host, GPU_USER, &[], &["doctor", "--rocm"]));
+    println!("{doctor}");
+    assert!(doctor.contains("4.0 GiB GTT") && doctor.contains("ttm.pages_limit="), "{doctor}");
+}
+
+/// Issue 15: one override covers every GPU of a process. An RX 7600 (gfx1102) and the Phoenix1
+/// APU share the gfx11 family, so they run one target's code; a Radeon VII (gfx906) with code
+/// of its own beside the APU cannot, and selecting both is refused with what to do.
+#[test]
+fn one_override_for_the_selected_gpus() {
+    let Some(env) = setup() else { return };
+    let host = dgpu_and_igpu();
+    let navi31 = hip_image(&env, &["gfx1100"]);
+    let all = ["--gpus", "all"];
+    let (value, notes) = hsa(&env, &host, &[], &all, &navi31);
+    assert_eq!(value, "HSA=11.0.0");
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(notes[0].contains("gfx1102") && notes[0].contains("gfx1103"), "both GPUs named: {notes:?}");
+    // The dGPU's own target is in the image: the APU runs as it, the dGPU stays itself.
+    let navi3 = hip_image(&env, &["gfx1100", "gfx1102"]);
+    assert_eq!(hsa(&env, &host, &[], &all, &navi3).0, "HSA=11.0.2");
+    assert_eq!(hsa(&env, &host, &[], &[], &navi3), ("HSA=unset".into(), vec![]), "default: the dGPU alone");
+    let host = radeon_vii_and_apu();
+    let vega_navi = hip_image(&env, &["gfx906", "gfx1100"]);
+    let mut args = vec!["-c", "--rocm", "--gpus", "all", vega_navi.to_str().unwrap(), "true"];
+    let refused = gpurun(&env, &host, GPU_USER, &[], &args);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(125), "{}", describe(&refused));
+    assert!(err.contains("GPU 0 (gfx906, 0000:03:00.0)") && err.contains("select one GPU"), "{err}");
+    args[3] = "1";
+    let apu = gpurun(&env, &host, GPU_USER, &[], &args);
+    assert_eq!(apu.status.code(), Some(0), "the APU alone: {}", describe(&apu));
+    assert_eq!(hsa(&env, &host, &[], &["--gpus", "1"], &vega_navi).0, "HSA=11.0.0");
+    assert_eq!(hsa(&env, &host, &[], &["--gpus", "0"], &vega_navi).0, "HSA=unset");
+    let own = [("HSA_OVERRIDE_GFX_VERSION", "11.0.0")];
+    assert_eq!(hsa(&env, &host, &own, &all, &vega_navi).0, "HSA=11.0.0", "the caller decided");
+}
+
+/// Issue 15: a cached image's targets are read once and remembered with it; the warm start reads
+/// the memo, not the image (proved by changing the memo).
+#[test]
+fn device_code_is_remembered_with_the_cached_image() {
+    let Some(env) = setup() else { return };
+    let host = apu_alone();
+    let rootfs = hip_image(&env, &["gfx1100"]);
+    let archive = env.dir.path().join("hip-gfx1100.tar");
+    docker_archive(&rootfs, &archive);
+    chmod_tree(env.dir.path());
+    assert_eq!(hsa(&env, &host, &[], &[], &archive).0, "HSA=11.0.0");
+    let images = env.caches.join(GPU_USER).join("images");
+    let memos: Vec<PathBuf> = std::fs::read_dir(&images)
+        .unwrap()
+        .map(|e| e.unwrap().path().join("device-code.json"))
+        .filter(|p| p.exists())
+        .collect();
+    assert_eq!(memos.len(), 1, "one memo in {}", images.display());
+    let memo = std::fs::read_to_string(&memos[0]).unwrap();
+    assert!(memo.contains("\"gfx1100\""), "{memo}");
+    assert_eq!(hsa(&env, &host, &[], &[], &archive).0, "HSA=11.0.0", "warm");
+    write(&memos[0], &memo.replace("gfx1100", "gfx1103"));
+    assert_eq!(
+        hsa(&env, &host, &[], &[], &archive),
+        ("HSA=unset".into(), vec![]),
+        "the memo is what is read"
+    );
+}
+
+/// A `docker save` archive of `rootfs` (one layer), with the digests a verifier checks.
+fn docker_archive(rootfs: &Path, out: &Path) {
+    let work = out.with_extension("d");
+    std::fs::create_dir_all(&work).unwrap();
+    let layer = work.join("layer.tar");
+    let tar = output(Command::new("tar").arg("-C").arg(rootfs).arg("-cf").arg(&layer).arg("."));
+    assert_eq!(tar.status.code(), Some(0), "tar: {}", describe(&tar));
+    let sha = |p: &Path| {
+        let o = output(Command::new("sha256sum").arg(p));
+        String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap().to_string()
+    };
+    let config = format!(
+        "{{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{{}},\
+         \"rootfs\":{{\"type\":\"layers\",\"diff_ids\":[\"sha256:{}\"]}}}}",
+        sha(&layer)
+    );
+    let config_path = work.join("config.json");
+    write(&config_path, &config);
+    let config_name = format!("{}.json", sha(&config_path));
+    std::fs::rename(&config_path, work.join(&config_name)).unwrap();
+    write(
+        &work.join("manifest.json"),
+        &format!(
+            "[{{\"Config\":\"{config_name}\",\"RepoTags\":[\"probe:latest\"],\"Layers\":[\"layer.tar\"]}}]"
+        ),
+    );
+    let tar = output(Command::new("tar").arg("-C").arg(&work).arg("-cf").arg(out).args([
+        "manifest.json",
+        &config_name,
+        "layer.tar",
+    ]));
+    assert_eq!(tar.status.code(), Some(0), "tar: {}", describe(&tar));
 }
 
 /// Makes a test tree readable (and its directories searchable) by the unprivileged test user.

@@ -100,6 +100,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "all|LIST")]
     pub gpus: Option<String>,
 
+    /// With --rocm, never set HSA_OVERRIDE_GFX_VERSION for a GPU whose gfx target the image has no
+    /// code for (by default it runs as the nearest target of its family the image has).
+    #[arg(long)]
+    pub no_gfx_override: bool,
+
     /// CDI device to add (vendor.com/class=name); repeatable.
     #[arg(long = "device", value_name = "CDI-NAME")]
     pub devices: Vec<String>,

@@ -67,7 +67,7 @@ struct FileDoc {
     #[serde(default)]
     run: RunSection,
     #[serde(default)]
-    rocm: ListSection,
+    rocm: RocmSection,
     #[serde(default)]
     nv: ListSection,
     #[serde(default)]
@@ -105,6 +105,15 @@ struct RunSection {
     pid_ns: Option<PidNsMode>,
 }
 
+/// `[rocm]`: the list keys plus the gfx override switch.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RocmSection {
+    libs: Option<Vec<Spanned<String>>>,
+    bins: Option<Vec<Spanned<String>>>,
+    gfx_override: Option<bool>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListSection {
@@ -125,6 +134,7 @@ pub struct Settings {
     pub pid_ns: Option<PidNsMode>,
     pub rocm_libs: Option<Vec<String>>,
     pub rocm_bins: Option<Vec<String>>,
+    pub gfx_override: Option<bool>,
     pub nv_libs: Option<Vec<String>>,
     pub nv_bins: Option<Vec<String>>,
     pub insecure_registries: Option<Vec<String>>,
@@ -147,6 +157,7 @@ impl Settings {
             pid_ns: over.pid_ns.or(self.pid_ns),
             rocm_libs: over.rocm_libs.or(self.rocm_libs),
             rocm_bins: over.rocm_bins.or(self.rocm_bins),
+            gfx_override: over.gfx_override.or(self.gfx_override),
             nv_libs: over.nv_libs.or(self.nv_libs),
             nv_bins: over.nv_bins.or(self.nv_bins),
             insecure_registries: over.insecure_registries.or(self.insecure_registries),
@@ -244,6 +255,7 @@ pub fn parse(file: &Path, text: &str, env: &BTreeMap<String, String>) -> Result<
         pid_ns: doc.run.pid_ns,
         rocm_libs: names(&doc.rocm.libs, "rocm.libs")?,
         rocm_bins: names(&doc.rocm.bins, "rocm.bins")?,
+        gfx_override: doc.rocm.gfx_override,
         nv_libs: names(&doc.nv.libs, "nv.libs")?,
         nv_bins: names(&doc.nv.bins, "nv.bins")?,
     })
@@ -385,6 +397,7 @@ pub fn apply(cli: &mut Cli, settings: &Settings, env: &BTreeMap<String, String>)
         (&mut run.no_home, "GPURUN_NO_HOME", settings.no_home),
         (&mut run.cleanenv, "GPURUN_CLEANENV", settings.cleanenv),
         (&mut run.writable_tmpfs, "GPURUN_WRITABLE_TMPFS", settings.writable_tmpfs),
+        (&mut run.no_gfx_override, "GPURUN_NO_GFX_OVERRIDE", settings.gfx_override.map(|on| !on)),
     ] {
         if !*flag {
             *flag = env_bool(env, name)?.or(file).unwrap_or(false);
@@ -662,5 +675,24 @@ mod tests {
         let mut c = cli("--nv --gpus 0 img");
         apply(&mut c, &s, &env(&[("GPURUN_GPUS", "all")])).unwrap();
         assert_eq!(c.run.gpus.as_deref(), Some("0"));
+    }
+
+    #[test]
+    fn gfx_override_switch() {
+        let off = parse_ok("[rocm]\ngfx_override = false\n");
+        let mut c = cli("--rocm img");
+        apply(&mut c, &off, &env(&[])).unwrap();
+        assert!(c.run.no_gfx_override, "the file turns it off");
+        let mut c = cli("--rocm img");
+        apply(&mut c, &off, &env(&[("GPURUN_NO_GFX_OVERRIDE", "0")])).unwrap();
+        assert!(!c.run.no_gfx_override, "the variable outranks the file");
+        let mut c = cli("--rocm img");
+        apply(&mut c, &Settings::default(), &env(&[("GPURUN_NO_GFX_OVERRIDE", "1")])).unwrap();
+        assert!(c.run.no_gfx_override);
+        let mut c = cli("--rocm --no-gfx-override img");
+        apply(&mut c, &parse_ok("[rocm]\ngfx_override = true\n"), &env(&[])).unwrap();
+        assert!(c.run.no_gfx_override, "the flag outranks both");
+        let e = parse_err("[rocm]\ngfx_override = \"no\"\n");
+        assert!(e.contains("line 2"), "{e}");
     }
 }

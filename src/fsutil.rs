@@ -124,6 +124,17 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
     }
 }
 
+/// A name part no other process uses, on this machine or another sharing the directory (a cache
+/// on a cluster file system): the host name, the process id and the time in nanoseconds. The
+/// process id alone is not enough: ranks on identical nodes often have the same one.
+pub fn unique_suffix() -> String {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let host = rustix::system::uname().nodename().to_string_lossy().into_owned();
+    let host: String = host.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(64).collect();
+    format!("{host}.{}.{nanos}", std::process::id())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

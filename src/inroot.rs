@@ -94,8 +94,9 @@ impl Root {
         resolve(self.fd.as_fd(), path.as_bytes(), OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC).ok()
     }
 
-    /// Reads the whole regular file at `path`, refusing one larger than `cap` bytes.
-    pub fn read(&self, path: &str, cap: u64) -> Result<Vec<u8>, ReadError> {
+    /// Opens the regular file at `path` for reading, with its size; anything else (a FIFO, a
+    /// device, a directory) is refused without being opened for reading.
+    pub fn open_regular(&self, path: &str) -> Result<(std::fs::File, u64), ReadError> {
         let err_path = || path.to_string();
         let root = || self.path.clone();
         let open_err = |e: Errno| ReadError::Open { root: root(), path: err_path(), source: e.into() };
@@ -105,10 +106,6 @@ impl Root {
         if kind != FileType::RegularFile {
             return Err(ReadError::NotRegular { root: root(), path: err_path(), kind: kind_name(kind) });
         }
-        let size = st.st_size as u64;
-        if size > cap {
-            return Err(ReadError::TooLarge { root: root(), path: err_path(), size, cap });
-        }
         // Reopened by path for reading: an O_PATH descriptor cannot be read. O_NONBLOCK and the
         // inode check keep a node swapped in meanwhile from blocking or being read instead.
         let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
@@ -117,8 +114,19 @@ impl Root {
         if (again.st_dev, again.st_ino) != (st.st_dev, st.st_ino) {
             return Err(ReadError::Changed { root: root(), path: err_path() });
         }
+        Ok((std::fs::File::from(fd), st.st_size as u64))
+    }
+
+    /// Reads the whole regular file at `path`, refusing one larger than `cap` bytes.
+    pub fn read(&self, path: &str, cap: u64) -> Result<Vec<u8>, ReadError> {
+        let err_path = || path.to_string();
+        let root = || self.path.clone();
+        let (file, size) = self.open_regular(path)?;
+        if size > cap {
+            return Err(ReadError::TooLarge { root: root(), path: err_path(), size, cap });
+        }
         let mut bytes = Vec::with_capacity(size as usize);
-        std::fs::File::from(fd).take(cap + 1).read_to_end(&mut bytes).map_err(|source| ReadError::Read {
+        file.take(cap + 1).read_to_end(&mut bytes).map_err(|source| ReadError::Read {
             root: root(),
             path: err_path(),
             source,

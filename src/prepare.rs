@@ -66,6 +66,9 @@ pub struct Prepared {
     pub id: Option<String>,
     /// Held for the life of the run; see the type's documentation.
     pub lease: Option<fs::File>,
+    /// The cache entry's directory, where facts read from the immutable rootfs are memoized
+    /// (`gpu::devcode`); `None` for a plain directory, which is read every time.
+    pub memo_dir: Option<PathBuf>,
 }
 
 /// Returns a runnable rootfs for `image`, unpacking it into the cache if needed.
@@ -87,7 +90,7 @@ fn rootfs_dir(image: &Path, ui: &Ui) -> Result<Prepared, PrepareError> {
             dir.display()
         ));
     }
-    Ok(Prepared { rootfs: dir, config: RunConfig::default(), id: None, lease: None })
+    Ok(Prepared { rootfs: dir, config: RunConfig::default(), id: None, lease: None, memo_dir: None })
 }
 
 /// An archive or image directory, keyed for the warm path by its canonical path, the selection
@@ -128,6 +131,7 @@ fn local(image: &ImageArg, sel: &Selection, st: &Stage) -> Result<Prepared, Prep
     Ok(Prepared {
         rootfs: cache.rootfs(&id),
         config: run_config(&resolved),
+        memo_dir: Some(cache.entry_dir(&id)),
         id: Some(id),
         lease: Some(lease),
     })
@@ -251,6 +255,7 @@ fn cached(st: &Stage, id: &str) -> Result<Prepared, PrepareError> {
         config: rec.config,
         id: Some(id.to_string()),
         lease: Some(lease),
+        memo_dir: Some(st.cache.entry_dir(id)),
     })
 }
 
@@ -329,6 +334,7 @@ fn warm(
     let prepared = Prepared {
         rootfs: cache.rootfs(&memo.id),
         config: rec.config,
+        memo_dir: Some(cache.entry_dir(&memo.id)),
         id: Some(memo.id),
         lease: Some(lease),
     };

@@ -355,6 +355,7 @@ fn gpu_request(args: &RunArgs) -> Result<GpuRequest, RequestError> {
         gpus,
         cdi: args.devices.clone(),
         lists: args.gpu_lists.clone(),
+        gfx_override: !args.no_gfx_override,
     })
 }
 

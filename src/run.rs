@@ -94,9 +94,12 @@ pub fn execute(
 ) -> Result<i32, RunError> {
     let (image, root) = image_info(&prepared)?;
     check_bind_kinds(request, host, &image, &root)?;
-    let gpu = gpu_edits(request, host, &image)?;
+    let gpu = gpu_edits(request, host, &image, &root, prepared.memo_dir.as_deref())?;
     for warning in &gpu.warnings {
         ui.warn(warning);
+    }
+    for notice in &gpu.notices {
+        ui.notice(notice);
     }
     let plan = plan::build(request, host, &image, &gpu, Layout { base: staging.to_owned() })?;
     tracing::debug!(mounts = plan.mounts.len(), cwd = %plan.cwd.display(), "launch plan ready");
@@ -127,7 +130,13 @@ fn keep_lease_across_exec(prepared: &Prepared) -> Result<(), RunError> {
 /// Discovers the host's GPUs and what the image lacks, for `--rocm`, `--nv` and `--device`.
 /// The vendors' selection variables are read from the workload's environment as the one merge
 /// makes it ([`plan::before_gpu`]), Slurm's allocation from the host's.
-fn gpu_edits(request: &RunRequest, host: &HostFacts, image: &ImageInfo) -> Result<GpuEdits, RunError> {
+fn gpu_edits(
+    request: &RunRequest,
+    host: &HostFacts,
+    image: &ImageInfo,
+    root: &Root,
+    memo_dir: Option<&Path>,
+) -> Result<GpuEdits, RunError> {
     if request.gpu.is_empty() {
         return Ok(GpuEdits::default());
     }
@@ -145,6 +154,7 @@ fn gpu_edits(request: &RunRequest, host: &HostFacts, image: &ImageInfo) -> Resul
         env: &env,
         image: &view,
         lists: gpu::edits::ListExtensions::from_env(&host.env).or(&request.gpu.lists),
+        image_targets: &|| gpu::devcode::memoized(root, &lib_dirs, memo_dir),
     };
     let mut edits = gpu::prepare(&request.gpu, &ctx)?;
     edits.warnings.extend(view.warnings.iter().cloned());

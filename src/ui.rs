@@ -27,6 +27,13 @@ impl Ui {
         }
     }
 
+    /// Something gpurun decided on the user's behalf (one line; `-q` silences it).
+    pub fn notice(&self, msg: &str) {
+        if !self.quiet {
+            eprintln!("gpurun: notice: {msg}");
+        }
+    }
+
     pub fn info(&self, msg: &str) {
         if self.verbose > 0 && !self.quiet {
             eprintln!("gpurun: {msg}");

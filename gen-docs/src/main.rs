@@ -87,6 +87,10 @@ fn extra_sections() -> Roff {
         ("GPURUN_GPUS", "default --gpus for --rocm and --nv when no vendor visibility variable selects"),
         ("GPURUN_PID_NS", "default --pid-ns (auto, private or host), above the files"),
         (
+            "GPURUN_NO_GFX_OVERRIDE",
+            "1 acts as --no-gfx-override, 0 undoes the files' rocm.gfx_override = false",
+        ),
+        (
             "OMPI_COMM_WORLD_RANK, PMIX_RANK, PMI_RANK",
             "set by MPI launchers (mpirun, srun --mpi=pmix|pmi2, mpiexec); any of them makes --pid-ns auto \
              choose the host PID namespace",

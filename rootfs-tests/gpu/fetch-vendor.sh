@@ -1,7 +1,12 @@
 #!/bin/sh
 # Fetches the real vendor userspace the fake-GPU-host tests run, without touching the system's apt
 # configuration for the non-free part:
-#   * rocminfo and libhsa-runtime64-1 (Debian main) are installed normally with apt-get;
+#   * rocminfo and libhsa-runtime64-1 (Debian main) are installed normally with apt-get, and so is
+#     clang 15 with lld and the offload bundler (clang-15, lld-15, clang-tools-15), with which the
+#     gfx-override tests build HIP device code for chosen targets;
+#   * librocsparse0 (Debian main: a real ROCm library whose offload bundle carries code for
+#     gfx803, gfx900, gfx906, gfx908, gfx90a and gfx1030) is downloaded and extracted into
+#     DEST/rocsparse, not installed (1.3 GB);
 #   * nvidia-smi, libnvidia-ml1 and libcuda1 (Debian non-free) are downloaded through a PRIVATE
 #     sources list derived from this machine's own /etc/apt/sources.list.d/*.sources (the same
 #     mirrors and suites, with the component non-free added) and extracted with dpkg -x into
@@ -23,7 +28,13 @@ if ! command -v rocminfo >/dev/null 2>&1 || ! ldconfig -p | grep -q 'libhsa-runt
         rocminfo libhsa-runtime64-1 >/dev/null
 fi
 
-if [ -x "$dest/root/usr/bin/nvidia-smi" ] && [ -e "$dest/.complete" ]; then
+if ! command -v clang++-15 >/dev/null 2>&1 || ! command -v ld.lld-15 >/dev/null 2>&1 \
+    || [ ! -x /usr/lib/llvm-15/bin/clang-offload-bundler ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        clang-15 lld-15 clang-tools-15 >/dev/null
+fi
+
+if [ -x "$dest/root/usr/bin/nvidia-smi" ] && [ -e "$dest/.complete" ] && [ -e "$dest/rocsparse/.complete" ]; then
     exit 0
 fi
 
@@ -77,6 +88,18 @@ apt-get $opts -q update >"$apt_dir/update.log" 2>&1 || { cat "$apt_dir/update.lo
 # shellcheck disable=SC2086
 (cd "$apt_dir/debs" && apt-get $opts -q download nvidia-smi libnvidia-ml1 libcuda1 >"$apt_dir/download.log" 2>&1) \
     || { cat "$apt_dir/download.log" >&2; exit 1; }
+mkdir -p "$apt_dir/rocsparse"
+# shellcheck disable=SC2086
+(cd "$apt_dir/rocsparse" && apt-get $opts -q download librocsparse0 >"$apt_dir/download.log" 2>&1) \
+    || { cat "$apt_dir/download.log" >&2; exit 1; }
+rm -rf "$dest/rocsparse"
+dpkg -x "$apt_dir"/rocsparse/librocsparse0_*.deb "$dest/rocsparse"
+rm -f "$apt_dir"/rocsparse/*.deb
+# Laid out as an image root: the library where the image's loader finds it, and busybox to run.
+mkdir -p "$dest/rocsparse/bin"
+cp /bin/busybox "$dest/rocsparse/bin/busybox"
+for applet in sh env; do ln -sf busybox "$dest/rocsparse/bin/$applet"; done
+touch "$dest/rocsparse/.complete"
 mkdir -p "$dest/root"
 for deb in "$apt_dir"/debs/*.deb; do
     dpkg -x "$deb" "$dest/root"

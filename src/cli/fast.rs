@@ -80,6 +80,7 @@ fn option(
         "--rocm" => set(&mut run.rocm),
         "--nv" => set(&mut run.nv),
         "--gpus" => once(&mut run.gpus, value()?),
+        "--no-gfx-override" => set(&mut run.no_gfx_override),
         "--device" => push(&mut run.devices, value()?),
         "--run" => set(&mut run.run),
         "--pwd" => once_path(&mut run.pwd, value()?),

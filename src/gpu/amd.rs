@@ -1,6 +1,5 @@
 //! AMD specifics: the KFD topology (`/sys/class/kfd/kfd/topology/nodes/*/properties`), gfx
-//! target names, which targets are APUs (integrated), the `HSA_OVERRIDE_GFX_VERSION` advice for
-//! targets ROCm does not ship kernels for, and the default ROCm tool and library lists. Parsing
+//! target names, which targets are APUs (integrated), and the default ROCm tool and library lists. Parsing
 //! ([`parse_kfd_properties`]) is pure; [`read_kfd_nodes`] only reads.
 
 use super::HostPaths;
@@ -90,27 +89,6 @@ pub fn is_apu_target(target: &str) -> bool {
     APU_TARGETS.contains(&target)
 }
 
-/// `HSA_OVERRIDE_GFX_VERSION` for targets ROCm builds no kernels for: the nearest supported
-/// target of the same family, as users run them (e.g. the Radeon 780M, gfx1103, as 11.0.0).
-pub const HSA_OVERRIDES: &[(&str, &str)] = &[
-    ("gfx90c", "9.0.0"),
-    ("gfx1031", "10.3.0"),
-    ("gfx1032", "10.3.0"),
-    ("gfx1033", "10.3.0"),
-    ("gfx1034", "10.3.0"),
-    ("gfx1035", "10.3.0"),
-    ("gfx1036", "10.3.0"),
-    ("gfx1101", "11.0.0"),
-    ("gfx1102", "11.0.0"),
-    ("gfx1103", "11.0.0"),
-    ("gfx1150", "11.0.0"),
-    ("gfx1151", "11.0.0"),
-];
-
-pub fn hsa_override(target: &str) -> Option<&'static str> {
-    HSA_OVERRIDES.iter().find(|(t, _)| *t == target).map(|(_, v)| *v)
-}
-
 /// ROCm host tools bound with `--rocm` (Apptainer `etc/rocmliblist.conf`, v1.4.0 and later).
 pub const ROCM_BINARIES: &[&str] = &["rocminfo", "rocm-smi", "amd-smi"];
 
@@ -169,7 +147,5 @@ mod tests {
             assert_eq!(gfx_name(v), name);
             assert_eq!(is_apu_target(name), apu, "{name}");
         }
-        assert_eq!(hsa_override("gfx1103"), Some("11.0.0"));
-        assert_eq!(hsa_override("gfx906"), None);
     }
 }

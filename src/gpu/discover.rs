@@ -56,6 +56,8 @@ pub fn discover(host: &HostPaths) -> Vec<Gpu> {
             unique_id: None,
             nvidia_minor: None,
             uuid: None,
+            vram_bytes: None,
+            gtt_bytes: None,
         };
         if let Some(node) = kfd.iter().find(|n| kfd_matches(n, &gpu)) {
             gpu.gfx_target = node.gfx_target();
@@ -64,6 +66,12 @@ pub fn discover(host: &HostPaths) -> Vec<Gpu> {
         }
         if gpu.vendor == Vendor::Nvidia {
             read_nvidia_proc(host, &mut gpu);
+        }
+        if gpu.vendor == Vendor::Amd {
+            // amdgpu's totals in bytes; an iGPU's usable memory is its GTT (system RAM the driver
+            // lends it), not the small VRAM carve-out.
+            gpu.vram_bytes = read_trim(&dir.join("mem_info_vram_total")).and_then(|t| t.parse().ok());
+            gpu.gtt_bytes = read_trim(&dir.join("mem_info_gtt_total")).and_then(|t| t.parse().ok());
         }
         gpu.kind = classify(&gpu);
         gpus.push(gpu);

@@ -1,12 +1,13 @@
 //! `gpurun doctor [--rocm|--nv]`: checks what a GPU run needs, each with a fix: user namespaces,
 //! the driver modules, the device nodes (and the group to join), the vendor libraries with their
-//! versions, and for integrated AMD GPUs the `HSA_OVERRIDE_GFX_VERSION` to use. Reads only.
+//! versions, and for integrated AMD GPUs the `HSA_OVERRIDE_GFX_VERSION` gpurun applies and their
+//! GTT (the memory they really have) with how to raise it. Reads only.
 
 use std::path::Path;
 
 use super::ldcache::parse_ld_so_cache;
 use super::libs::HostLibs;
-use super::{GpuKind, HostPaths, Vendor, access_hint, amd, check_access};
+use super::{GpuKind, HostPaths, Vendor, access_hint, check_access, gfx};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -128,13 +129,19 @@ fn amd_checks(host: &HostPaths, libs: &HostLibs, all: &[super::Gpu], absent: Sta
             out.push(node_check(host, &node));
         }
         let target = g.gfx_target.as_deref().unwrap_or("unknown gfx target");
-        if let Some(version) = g.gfx_target.as_deref().and_then(amd::hsa_override) {
+        if let Some(version) = g.gfx_target.as_deref().and_then(gfx::usual_override) {
             let status = if g.kind == GpuKind::Integrated { Status::Warn } else { Status::Ok };
             out.push(check(
                 status,
                 format!("GPU {} ({}, {target}) may lack kernels in ROCm builds", g.index, g.pci),
-                Some(format!("run it as a supported target: --env HSA_OVERRIDE_GFX_VERSION={version}")),
+                Some(format!(
+                    "`gpurun --rocm` sets HSA_OVERRIDE_GFX_VERSION={version} (or its family's target the \
+                     image has) when the image has no code for {target}; --no-gfx-override turns that off"
+                )),
             ));
+        }
+        if g.kind == GpuKind::Integrated {
+            out.extend(gtt_check(host, g));
         }
     }
     out.push(lib_check(
@@ -144,6 +151,43 @@ fn amd_checks(host: &HostPaths, libs: &HostLibs, all: &[super::Gpu], absent: Sta
         "ROCm belongs in the image; install rocminfo on the host for `--rocm rocminfo`",
     ));
     out
+}
+
+/// An integrated GPU's memory is its GTT: system memory amdgpu lets it map, by default about
+/// half of RAM on current kernels, less on older ones or where `amdgpu.gttsize` or
+/// `ttm.pages_limit` cap it. Below half of RAM, say how to raise it.
+fn gtt_check(host: &HostPaths, g: &super::Gpu) -> Option<Check> {
+    let gtt = g.gtt_bytes?;
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    let vram = g.vram_bytes.map(|v| format!("{:.1} GiB VRAM carve-out, ", gib(v))).unwrap_or_default();
+    let what = format!(
+        "GPU {} ({}, integrated): {vram}{:.1} GiB GTT, the system memory it can use",
+        g.index,
+        g.pci,
+        gib(gtt)
+    );
+    let ram = mem_total(host);
+    if ram.is_none_or(|r| gtt >= r / 2) {
+        return Some(check(Status::Ok, what, None));
+    }
+    let half_pages = ram.unwrap_or_default() / 2 / 4096;
+    Some(check(
+        Status::Warn,
+        format!("{what}, less than half of the {:.1} GiB of RAM", gib(ram.unwrap_or_default())),
+        Some(format!(
+            "raise it with the kernel parameters ttm.pages_limit={half_pages} ttm.page_pool_size={half_pages} \
+             (4 KiB pages; this is half of RAM), or amdgpu.gttsize=<MiB> where the kernel still honours it, then \
+             reboot; `gpurun gpus` shows the result"
+        )),
+    ))
+}
+
+/// `MemTotal` of the host's `/proc/meminfo`, in bytes.
+fn mem_total(host: &HostPaths) -> Option<u64> {
+    let text = std::fs::read_to_string(host.proc("meminfo")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 fn nvidia_checks(host: &HostPaths, libs: &HostLibs, all: &[super::Gpu], absent: Status) -> Vec<Check> {
@@ -268,5 +312,32 @@ mod tests {
         assert!(text.contains("1 AMD GPU(s) found but the amdgpu driver is not loaded"), "{text}");
         assert!(text.contains("sudo modprobe amdgpu"), "{text}");
         assert!(!text.contains("nvidia-smi exits") && !text.contains("ROCk module"), "{text}");
+    }
+
+    #[test]
+    fn an_apu_with_a_small_gtt_is_told_how_to_raise_it() {
+        let fake = FakeHost::new("apu");
+        fake.pci_gpu("0000:c8:00.0", "0x1002");
+        let dev = fake.0.join("sys/bus/pci/devices/0000:c8:00.0");
+        std::fs::write(dev.join("mem_info_vram_total"), "536870912\n").unwrap();
+        std::fs::write(dev.join("mem_info_gtt_total"), "4294967296\n").unwrap();
+        let node = fake.0.join("sys/class/kfd/kfd/topology/nodes/1");
+        std::fs::create_dir_all(&node).unwrap();
+        std::fs::write(
+            node.join("properties"),
+            "cpu_cores_count 0\nsimd_count 24\nlocation_id 51200\ndomain 0\ngfx_target_version 110003\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(fake.0.join("proc")).unwrap();
+        std::fs::write(fake.0.join("proc/meminfo"), "MemTotal:       32768000 kB\n").unwrap();
+        let (text, _) = render(&run(&fake.host(), true, false));
+        assert!(text.contains("0.5 GiB VRAM carve-out, 4.0 GiB GTT"), "{text}");
+        assert!(text.contains("warn GPU 0 (0000:c8:00.0, integrated)"), "{text}");
+        assert!(text.contains("ttm.pages_limit=4096000"), "{text}");
+        assert!(text.contains("HSA_OVERRIDE_GFX_VERSION=11.0.0"), "{text}");
+        // Half of RAM or more: a plain line.
+        std::fs::write(fake.0.join("proc/meminfo"), "MemTotal:       8000000 kB\n").unwrap();
+        let (text, _) = render(&run(&fake.host(), true, false));
+        assert!(text.contains("ok   GPU 0 (0000:c8:00.0, integrated)") && !text.contains("ttm."), "{text}");
     }
 }

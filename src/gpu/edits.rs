@@ -8,12 +8,12 @@
 //! (`:` or `,` separated sonames prefixes / binary names) are appended to the built-in tables;
 //! the configuration files' `[rocm]` and `[nv]` lists apply where the variable is unset.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use super::libs::{self, BIN_DIR, HostLibs, ImageView, LIB_DIR, Wanted};
 use super::select::{self, Selector};
-use super::{EnvEdit, FileBind, Gpu, GpuEdits, GpuError, HostPaths, Vendor, amd, cdi, nvidia};
+use super::{EnvEdit, FileBind, Gpu, GpuEdits, GpuError, HostPaths, Vendor, amd, cdi, gfx, nvidia};
 use crate::host::ProcessEnv;
 
 /// The GPU part of a run request, validated by `request.rs`.
@@ -29,6 +29,9 @@ pub struct GpuRequest {
     /// Extra list entries from the configuration files (the variables outrank them).
     #[serde(skip)]
     pub lists: ListExtensions,
+    /// `--rocm`: set `HSA_OVERRIDE_GFX_VERSION` for a GPU the image has no code for (off with
+    /// `--no-gfx-override`, `GPURUN_NO_GFX_OVERRIDE`, `[rocm] gfx_override = false`).
+    pub gfx_override: bool,
 }
 
 impl GpuRequest {
@@ -81,6 +84,9 @@ pub struct Context<'a> {
     pub env: &'a BTreeMap<String, String>,
     pub image: &'a dyn ImageView,
     pub lists: ListExtensions,
+    /// The gfx targets the image has GPU code for ([`super::devcode`]); called only when a
+    /// `--rocm` run may need an override, so other runs never scan.
+    pub image_targets: &'a dyn Fn() -> BTreeSet<String>,
 }
 
 /// Host-side roots gathered per vendor, resolved together at the end.
@@ -270,6 +276,9 @@ fn rocm(
     let mut nodes = vec![("/dev/kfd".to_string(), true)];
     nodes.extend(chosen.iter().flat_map(|g| g.nodes()).map(|n| (n.clone(), n.contains("renderD"))));
     add_devices(ctx.host, "--rocm", &nodes, edits)?;
+    if req.gfx_override {
+        gfx_override(ctx, &chosen, edits)?;
+    }
     if origin != "default" {
         // The container sees only the chosen GPUs: every selection variable it inherits (Slurm
         // sets CUDA_VISIBLE_DEVICES, which HIP honours, with host numbering) counts from 0.
@@ -291,6 +300,47 @@ fn rocm(
     roots.wanted.extend(libs::binary_roots(ctx.host, path_var, &bins));
     roots.wanted.extend(libs::library_roots(ctx.host, host_libs, ctx.image, &lib_names, false));
     add_opencl_icds(ctx.host, "amd", edits);
+    Ok(())
+}
+
+/// ROCm's variable that makes every GPU of the process report (and load code for) one target.
+pub const HSA_OVERRIDE: &str = "HSA_OVERRIDE_GFX_VERSION";
+
+/// Sets [`HSA_OVERRIDE`] when the chosen GPUs lack code in the image but a target of their family
+/// has it ([`gfx::decide`]), with one notice line. A value the workload's environment already has
+/// (the caller's, `--env`, the image's) is never replaced.
+fn gfx_override(ctx: &Context, chosen: &[&Gpu], edits: &mut GpuEdits) -> Result<(), GpuError> {
+    if ctx.env.contains_key(HSA_OVERRIDE) {
+        return Ok(());
+    }
+    let selected: Vec<gfx::Selected> = chosen
+        .iter()
+        .filter_map(|g| {
+            let target = g.gfx_target.clone()?;
+            Some(gfx::Selected { label: format!("GPU {} ({target}, {})", g.index, g.pci), target })
+        })
+        .collect();
+    if selected.is_empty() {
+        return Ok(());
+    }
+    let image = (ctx.image_targets)();
+    let decision = gfx::decide(&selected, &image).map_err(|detail| GpuError::GfxOverride { detail })?;
+    let has = image.iter().cloned().collect::<Vec<_>>().join(", ");
+    for gpu in decision.no_code {
+        edits.warnings.push(format!(
+            "the image has GPU code for {has}, none that {gpu} can run: HIP programs will fail on it \
+             with \"invalid device function\" (an image built for its target, or its family's, is needed)"
+        ));
+    }
+    if let Some(o) = decision.apply {
+        edits.notices.push(format!(
+            "{} has no code in this image: running it as {} ({HSA_OVERRIDE}={}; --no-gfx-override turns this off)",
+            o.lacking.join(" and "),
+            o.target,
+            o.version
+        ));
+        edits.env.push(EnvEdit::Set { name: HSA_OVERRIDE.into(), value: o.version });
+    }
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use super::ldcache;
 use super::libs::ImageView;
 
 /// Directories glibc's loader searches without a cache (and Debian's multiarch ones).
-const DEFAULT_DIRS: &[&str] = &[
+pub const DEFAULT_DIRS: &[&str] = &[
     "/lib",
     "/usr/lib",
     "/lib64",

@@ -1,6 +1,7 @@
 //! `gpurun gpus [--json]`: every GPU discovery finds, with what a user needs to pick one (index
-//! per vendor, PCI ids and address, discrete or integrated, DRM nodes, gfx target) and whether
-//! the caller can open its nodes.
+//! per vendor, PCI ids and address, discrete or integrated, DRM nodes, gfx target, AMD's VRAM and
+//! GTT totals: an integrated GPU's usable memory is its GTT) and whether the caller can open its
+//! nodes.
 
 use serde::Serialize;
 
@@ -36,14 +37,14 @@ pub fn render_table(rows: &[Row]) -> String {
         return "no GPUs found (no display-class PCI devices in /sys/bus/pci/devices)\n".into();
     }
     let mut out = format!(
-        "{:<7} {:<4} {:<10} {:<13} {:<11} {:<8} {:<11} {:<8} {}\n",
-        "VENDOR", "IDX", "MODEL", "PCI", "KIND", "CARD", "RENDER", "GFX", "ACCESS"
+        "{:<7} {:<4} {:<10} {:<13} {:<11} {:<8} {:<11} {:<8} {:<7} {:<7} {}\n",
+        "VENDOR", "IDX", "MODEL", "PCI", "KIND", "CARD", "RENDER", "GFX", "VRAM", "GTT", "ACCESS"
     );
     for r in rows {
         let g = &r.gpu;
         let kind = if g.kind == super::GpuKind::Discrete { "discrete" } else { "integrated" };
         out.push_str(&format!(
-            "{:<7} {:<4} {:<10} {:<13} {:<11} {:<8} {:<11} {:<8} {}\n",
+            "{:<7} {:<4} {:<10} {:<13} {:<11} {:<8} {:<11} {:<8} {:<7} {:<7} {}\n",
             g.vendor.name(),
             g.index,
             r.model,
@@ -52,8 +53,29 @@ pub fn render_table(rows: &[Row]) -> String {
             g.card.as_deref().unwrap_or("-"),
             g.render.as_deref().unwrap_or("-"),
             g.gfx_target.as_deref().unwrap_or("-"),
+            size(g.vram_bytes),
+            size(g.gtt_bytes),
             if r.accessible { "yes" } else { "no" },
         ));
     }
     out
+}
+
+/// A byte count as `512M` or `15.6G` (binary units), `-` when unknown.
+fn size(bytes: Option<u64>) -> String {
+    match bytes {
+        None => "-".into(),
+        Some(b) if b >= 1 << 30 => format!("{:.1}G", b as f64 / (1u64 << 30) as f64),
+        Some(b) => format!("{}M", b >> 20),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::size(None), "-");
+        assert_eq!(super::size(Some(512 << 20)), "512M");
+        assert_eq!(super::size(Some(16_743_383_040)), "15.6G");
+    }
 }

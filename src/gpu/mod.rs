@@ -7,15 +7,18 @@
 //!
 //! Submodules: [`discover`] (PCI, DRM, KFD), [`amd`] and [`nvidia`] (vendor tables), [`select`]
 //! (`--gpus` and `*_VISIBLE_DEVICES`), [`ldcache`] and [`elf`] (parsers), [`libs`] (dependency
-//! closure), [`image`] (what the image has), [`cdi`] (Container Device Interface specs),
+//! closure), [`image`] (what the image has), [`devcode`] and [`gfx`] (the gfx targets the image
+//! has code for, and the `HSA_OVERRIDE_GFX_VERSION` a GPU without code in it runs with), [`cdi`] (Container Device Interface specs),
 //! [`doctor`] and [`list`] (the `gpurun doctor` and `gpurun gpus` reports).
 
 pub mod amd;
 pub mod cdi;
+pub mod devcode;
 pub mod discover;
 pub mod doctor;
 pub mod edits;
 pub mod elf;
+pub mod gfx;
 pub mod image;
 pub mod ldcache;
 pub mod libs;
@@ -129,6 +132,10 @@ pub struct Gpu {
     pub nvidia_minor: Option<u32>,
     /// NVIDIA: `GPU-...` from the driver's `/proc` file.
     pub uuid: Option<String>,
+    /// AMD: dedicated memory and GTT (system memory the driver maps for the GPU) in bytes, from
+    /// amdgpu's `mem_info_vram_total` and `mem_info_gtt_total`.
+    pub vram_bytes: Option<u64>,
+    pub gtt_bytes: Option<u64>,
 }
 
 impl Gpu {
@@ -197,6 +204,8 @@ pub struct GpuEdits {
     pub env: Vec<EnvEdit>,
     /// Printed before the run (`gpurun: warning: ...`).
     pub warnings: Vec<String>,
+    /// What gpurun decided for the user, printed before the run unless `-q` (`gpurun: notice: ...`).
+    pub notices: Vec<String>,
 }
 
 impl GpuEdits {
@@ -224,6 +233,8 @@ pub enum GpuError {
     },
     #[error(transparent)]
     Cdi(#[from] cdi::CdiError),
+    #[error("--rocm: the selected GPUs need different HSA_OVERRIDE_GFX_VERSION values: {detail}")]
+    GfxOverride { detail: String },
 }
 
 impl GpuError {
@@ -242,6 +253,11 @@ impl GpuError {
             }
             GpuError::DeviceAccess { hint, .. } => Some(hint.clone()),
             GpuError::Cdi(e) => e.hint(),
+            GpuError::GfxOverride { .. } => Some(
+                "one value covers every GPU of a process: select one GPU (--gpus N; `gpurun gpus` lists \
+                 them), or set HSA_OVERRIDE_GFX_VERSION yourself, or pass --no-gfx-override"
+                    .into(),
+            ),
         }
     }
 }
@@ -297,5 +313,7 @@ pub(crate) fn test_gpu(vendor: Vendor, index: usize, pci: &str, minor: u32, kind
         unique_id: None,
         nvidia_minor: (vendor == Vendor::Nvidia).then_some(index as u32),
         uuid: None,
+        vram_bytes: None,
+        gtt_bytes: None,
     }
 }

@@ -487,6 +487,7 @@ fn gpu_edits_become_ordered_binds_and_env() {
             EnvEdit::Append { name: "LD_LIBRARY_PATH".into(), value: "/.gpurun/lib".into() },
         ],
         warnings: vec![],
+        notices: vec![],
     };
     let req =
         RunRequest { env_vars: vec![("LD_LIBRARY_PATH".into(), "/opt/lib".into())], ..RunRequest::default() };

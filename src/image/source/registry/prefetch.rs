@@ -116,16 +116,9 @@ impl<'s> Prefetch<'s> {
         }
     }
 
-    /// A name no other download uses, on this machine or another sharing the cache: the
-    /// process id alone is not enough (ranks on identical nodes often have the same one).
+    /// A name no other download uses, on this machine or another sharing the cache.
     fn tmp_name(&self, digest: &Digest, i: usize) -> PathBuf {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let host = rustix::system::uname().nodename().to_string_lossy().into_owned();
-        let host: String = host.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(64).collect();
-        self.dir.join("tmp").join(format!("{}.{host}.{}.{nanos}.{i}", digest.hex, std::process::id()))
+        self.dir.join("tmp").join(format!("{}.{}.{i}", digest.hex, crate::fsutil::unique_suffix()))
     }
 
     /// Removes `layer`'s blob from the store (it failed its check when read).
