@@ -907,6 +907,9 @@ fn one_override_for_the_selected_gpus() {
     assert_eq!(hsa(&env, &host, &[], &["--gpus", "0"], &vega_navi).0, "HSA=unset");
     let own = [("HSA_OVERRIDE_GFX_VERSION", "11.0.0")];
     assert_eq!(hsa(&env, &host, &own, &all, &vega_navi).0, "HSA=11.0.0", "the caller decided");
+    // ROCm's per-node form, set by the caller for the APU alone, is left to do its work.
+    let per_node = [("HSA_OVERRIDE_GFX_VERSION_2", "11.0.0")];
+    assert_eq!(hsa(&env, &host, &per_node, &all, &vega_navi), ("HSA=unset".into(), vec![]));
 }
 
 /// Issue 15: a cached image's targets are read once and remembered with it; the warm start reads

@@ -91,7 +91,12 @@ impl Root {
 
     /// Opens the directory at `path` for listing; `None` when it is missing or not a directory.
     pub fn open_dir(&self, path: &str) -> Option<OwnedFd> {
-        resolve(self.fd.as_fd(), path.as_bytes(), OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC).ok()
+        self.try_open_dir(path).ok()
+    }
+
+    /// [`Root::open_dir`] with the reason it could not be opened.
+    pub fn try_open_dir(&self, path: &str) -> Result<OwnedFd, Errno> {
+        resolve(self.fd.as_fd(), path.as_bytes(), OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC)
     }
 
     /// Opens the regular file at `path` for reading, with its size; anything else (a FIFO, a

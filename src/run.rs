@@ -154,11 +154,20 @@ fn gpu_edits(
         env: &env,
         image: &view,
         lists: gpu::edits::ListExtensions::from_env(&host.env).or(&request.gpu.lists),
-        image_targets: &|| gpu::devcode::memoized(root, &lib_dirs, memo_dir),
+        image_targets: &|| gpu::devcode::memoized(root, &image_lib_dirs(image), memo_dir),
     };
     let mut edits = gpu::prepare(&request.gpu, &ctx)?;
     edits.warnings.extend(view.warnings.iter().cloned());
     Ok(edits)
+}
+
+/// The absolute directories of the image's own `LD_LIBRARY_PATH` (its configuration's, not this
+/// run's): what the device-code scan, whose answer is remembered with the image, may read.
+fn image_lib_dirs(image: &ImageInfo) -> Vec<String> {
+    let value = image.config.env.iter().rev().find_map(|e| e.strip_prefix("LD_LIBRARY_PATH="));
+    value
+        .map(|v| v.split(':').filter(|d| d.starts_with('/')).map(str::to_string).collect())
+        .unwrap_or_default()
 }
 
 /// The image settings plus its `/etc/passwd` and `/etc/group`, read with `RESOLVE_IN_ROOT` so an

@@ -15,6 +15,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use rustix::fs::FileType;
+use rustix::io::Errno;
 
 use super::gfx;
 use crate::inroot::Root;
@@ -23,16 +24,25 @@ use crate::inroot::Root;
 const LIBRARY_SUBDIRS: &[&str] = &["rocblas/library", "hipblaslt/library", "hipsparselt/library"];
 /// MIOpen's kernel databases (`gfx1030_36.kdb`), below a ROCm prefix or `/usr`.
 const MIOPEN_DB: &str = "share/miopen/db";
-/// Bounds on one scan: directory entries looked at per directory, ELF files opened, bytes of
-/// section headers and of one bundle's start read.
-const MAX_ENTRIES: usize = 20_000;
+/// Bounds on one scan, whatever the image holds: `/opt/rocm*` prefixes and the image's own
+/// library directories considered, directories listed, entries read in all, ELF files opened,
+/// and bytes of section headers and of one bundle's start read. A directory reached twice (a
+/// symlinked `/opt/rocm`) is listed once.
+const MAX_PREFIXES: usize = 8;
+const MAX_EXTRA_DIRS: usize = 16;
+const MAX_DIRS: usize = 256;
+const MAX_ENTRIES: usize = 50_000;
 const MAX_ELF_FILES: usize = 4_096;
 const MAX_SECTION_HEADERS: u64 = 4_096;
 const BUNDLE_HEAD: u64 = 64 << 10;
+/// A compressed bundle's start is read further: zstd emits nothing of a block until it has the
+/// whole block, up to 128 KiB compressed.
+const COMPRESSED_HEAD: u64 = 512 << 10;
 const MAX_BUNDLE_ENTRIES: u64 = 1_024;
-/// The memo's name in a cache entry, and its format version.
+/// The memo's name in a cache entry, and its format version (raised whenever the scan's rules
+/// change, so an older memo is scanned again).
 pub const MEMO_NAME: &str = "device-code.json";
-const MEMO_VERSION: u32 = 1;
+const MEMO_VERSION: u32 = 2;
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Memo {
@@ -42,13 +52,17 @@ struct Memo {
 
 /// The image's targets, from `memo_dir`'s memo when it has one, else scanned and remembered there
 /// (a cache entry the caller cannot write, such as a shared one, is scanned every time).
-pub fn memoized(root: &Root, extra_lib_dirs: &[String], memo_dir: Option<&Path>) -> BTreeSet<String> {
+/// `image_lib_dirs` are the image's own `LD_LIBRARY_PATH` entries (from its configuration, not
+/// the run's environment, so the answer belongs to the image). A scan cut short by an error of
+/// this machine (too many open files) is used but not remembered.
+pub fn memoized(root: &Root, image_lib_dirs: &[String], memo_dir: Option<&Path>) -> BTreeSet<String> {
     let memo = memo_dir.map(|d| d.join(MEMO_NAME));
     if let Some(found) = memo.as_deref().and_then(read_memo) {
         return found;
     }
-    let targets = scan(root, extra_lib_dirs);
+    let (targets, complete) = scan(root, image_lib_dirs);
     if let Some(path) = &memo
+        && complete
         && let Err(e) = write_memo(path, &targets)
     {
         tracing::debug!(path = %path.display(), error = %e, "device-code memo not written");
@@ -72,63 +86,111 @@ fn write_memo(path: &Path, targets: &BTreeSet<String>) -> std::io::Result<()> {
     })
 }
 
-/// Scans the image: the default library directories, `extra_lib_dirs` (its `LD_LIBRARY_PATH`)
-/// and every `/opt/rocm*` prefix.
-pub fn scan(root: &Root, extra_lib_dirs: &[String]) -> BTreeSet<String> {
-    let mut prefixes = vec!["/usr".to_string()];
-    prefixes.extend(rocm_prefixes(root));
-    let mut lib_dirs: Vec<String> = super::image::DEFAULT_DIRS.iter().map(|d| d.to_string()).collect();
-    lib_dirs.extend(extra_lib_dirs.iter().cloned());
-    for p in prefixes.iter().skip(1) {
+/// Scans the image: every `/opt/rocm*` prefix first (so the budgets go to ROCm), then the default
+/// library directories and `image_lib_dirs`. Returns the targets and whether the scan was
+/// complete (no error of this machine's, no budget exhausted).
+pub fn scan(root: &Root, image_lib_dirs: &[String]) -> (BTreeSet<String>, bool) {
+    let mut scan = Scan {
+        root,
+        targets: BTreeSet::new(),
+        seen: BTreeSet::new(),
+        dirs: MAX_DIRS,
+        entries: MAX_ENTRIES,
+        elf_files: MAX_ELF_FILES,
+        complete: true,
+    };
+    let rocm: Vec<String> = scan
+        .list("/opt")
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("rocm"))
+        .take(MAX_PREFIXES)
+        .map(|(name, _)| format!("/opt/{name}"))
+        .collect();
+    let mut lib_dirs: Vec<String> = Vec::new();
+    for p in &rocm {
         lib_dirs.extend([format!("{p}/lib"), format!("{p}/lib64")]);
     }
-    lib_dirs.dedup();
-    let mut scan = Scan { root, targets: BTreeSet::new(), elf_budget: MAX_ELF_FILES };
+    lib_dirs.extend(super::image::DEFAULT_DIRS.iter().map(|d| d.to_string()));
+    lib_dirs.extend(image_lib_dirs.iter().take(MAX_EXTRA_DIRS).cloned());
     for dir in &lib_dirs {
         scan.library_dir(dir);
     }
-    for p in &prefixes {
+    for p in rocm.iter().map(String::as_str).chain(["/usr"]) {
         scan.names_in(&format!("{p}/{MIOPEN_DB}"));
     }
-    scan.targets
-}
-
-/// `/opt/rocm` and the versioned `/opt/rocm-6.2.0` prefixes ROCm installs.
-fn rocm_prefixes(root: &Root) -> Vec<String> {
-    list(root, "/opt")
-        .into_iter()
-        .filter(|(name, kind)| name.starts_with("rocm") && *kind != FileType::RegularFile)
-        .map(|(name, _)| format!("/opt/{name}"))
-        .collect()
-}
-
-/// The entries of a directory of the image (names and types as the directory says; at most
-/// [`MAX_ENTRIES`]); empty when it is missing.
-fn list(root: &Root, dir: &str) -> Vec<(String, FileType)> {
-    let Some(fd) = root.open_dir(dir) else { return Vec::new() };
-    let Ok(iter) = rustix::fs::Dir::read_from(&fd) else { return Vec::new() };
-    iter.flatten()
-        .take(MAX_ENTRIES)
-        .filter_map(|e| {
-            let name = e.file_name().to_str().ok()?.to_string();
-            (name != "." && name != "..").then_some((name, e.file_type()))
-        })
-        .collect()
+    (scan.targets, scan.complete)
 }
 
 struct Scan<'a> {
     root: &'a Root,
     targets: BTreeSet<String>,
-    elf_budget: usize,
+    /// (device, inode) of every directory listed.
+    seen: BTreeSet<(u64, u64)>,
+    /// What is left of the budgets.
+    dirs: usize,
+    entries: usize,
+    elf_files: usize,
+    complete: bool,
 }
 
 impl Scan<'_> {
+    /// The entries of a directory of the image (names and types as the directory says); empty
+    /// when it is missing, was listed already, or a budget is spent.
+    fn list(&mut self, dir: &str) -> Vec<(String, FileType)> {
+        if self.dirs == 0 || self.entries == 0 {
+            self.complete = false;
+            return Vec::new();
+        }
+        let fd = match self.root.try_open_dir(dir) {
+            Ok(fd) => fd,
+            // What the image decides: the directory is not there, or not one.
+            Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::ACCESS | Errno::XDEV) => {
+                return Vec::new();
+            }
+            Err(e) => {
+                tracing::debug!(dir, error = %e, "device-code scan incomplete");
+                self.complete = false;
+                return Vec::new();
+            }
+        };
+        let Ok(st) = rustix::fs::fstat(&fd) else { return Vec::new() };
+        if !self.seen.insert((st.st_dev, st.st_ino)) {
+            return Vec::new();
+        }
+        self.dirs -= 1;
+        let Ok(iter) = rustix::fs::Dir::read_from(&fd) else {
+            self.complete = false;
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for entry in iter {
+            let Ok(e) = entry else {
+                self.complete = false;
+                break;
+            };
+            if self.entries == 0 {
+                self.complete = false;
+                break;
+            }
+            self.entries -= 1;
+            let Ok(name) = e.file_name().to_str() else { continue };
+            if name != "." && name != ".." {
+                out.push((name.to_string(), e.file_type()));
+            }
+        }
+        out
+    }
+
     /// A library directory: its shared libraries' bundles, and the code-object directories below.
     fn library_dir(&mut self, dir: &str) {
-        for (name, kind) in list(self.root, dir) {
+        for (name, kind) in self.list(dir) {
             let lib = name.starts_with("lib") && name.contains(".so");
-            if lib && matches!(kind, FileType::RegularFile | FileType::Unknown) && self.elf_budget > 0 {
-                self.elf_budget -= 1;
+            if lib && matches!(kind, FileType::RegularFile | FileType::Unknown) {
+                if self.elf_files == 0 {
+                    self.complete = false;
+                    break;
+                }
+                self.elf_files -= 1;
                 self.bundle_of(&format!("{dir}/{name}"));
             }
         }
@@ -136,7 +198,7 @@ impl Scan<'_> {
             self.names_in(&format!("{dir}/{sub}"));
         }
         // Debian's rocBLAS keeps its library under a version directory (rocblas/5.3.3/library).
-        for (name, kind) in list(self.root, &format!("{dir}/rocblas")) {
+        for (name, kind) in self.list(&format!("{dir}/rocblas")) {
             if kind == FileType::Directory && name != "library" {
                 self.names_in(&format!("{dir}/rocblas/{name}/library"));
             }
@@ -145,7 +207,7 @@ impl Scan<'_> {
 
     /// The targets named by the files of a directory.
     fn names_in(&mut self, dir: &str) {
-        for (name, _) in list(self.root, dir) {
+        for (name, _) in self.list(dir) {
             self.targets.extend(gfx::targets_in(&name));
         }
     }
@@ -209,7 +271,9 @@ fn hip_fatbin_head(file: &File, size: u64) -> std::io::Result<Option<Vec<u8>>> {
         let Some((name, offset, len)) = section(i) else { continue };
         let name = names.get(name as usize..).unwrap_or_default();
         if name.starts_with(b".hip_fatbin\0") {
-            return read_at(file, size, offset, len.min(BUNDLE_HEAD)).map(Some);
+            let magic = read_at(file, size, offset, len.min(4))?;
+            let head = if magic == COMPRESSED_MAGIC { COMPRESSED_HEAD } else { BUNDLE_HEAD };
+            return read_at(file, size, offset, len.min(head)).map(Some);
         }
     }
     Ok(None)
@@ -363,8 +427,9 @@ mod tests {
         std::fs::create_dir_all(&debian).unwrap();
         std::fs::write(debian.join("Kernels.so-000-gfx1030.hsaco"), "").unwrap();
         let root = Root::open(&dir).unwrap();
-        let found: Vec<String> = scan(&root, &[]).into_iter().collect();
-        assert_eq!(found, ["gfx1030", "gfx1100", "gfx90a", "gfx942"]);
+        let (found, complete) = scan(&root, &[]);
+        assert!(complete);
+        assert_eq!(found.into_iter().collect::<Vec<_>>(), ["gfx1030", "gfx1100", "gfx90a", "gfx942"]);
         // Memoized: a second call reads the memo, not the tree.
         let memo_dir = dir.join("entry");
         std::fs::create_dir(&memo_dir).unwrap();
@@ -372,6 +437,33 @@ mod tests {
         std::fs::remove_dir_all(dir.join("opt")).unwrap();
         assert_eq!(memoized(&root, &[], Some(&memo_dir)).len(), 4);
         assert_eq!(memoized(&root, &[], None).len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Symlinks that multiply directories (prefixes, version directories, LD_LIBRARY_PATH
+    /// entries all reaching one directory) cost one listing each, and the budgets end the rest.
+    #[test]
+    fn a_tree_built_to_multiply_work_is_bounded() {
+        let dir = std::env::temp_dir().join(format!("gpurun-devcode-mult-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let lib = dir.join("opt/rocm-6.2.0/lib");
+        let shared = dir.join("shared");
+        std::fs::create_dir_all(&shared).unwrap();
+        for i in 0..300 {
+            std::fs::write(shared.join(format!("Kernels.so-{i:03}-gfx1100.hsaco")), "").unwrap();
+        }
+        std::fs::create_dir_all(lib.join("rocblas")).unwrap();
+        for i in 0..300 {
+            std::fs::create_dir_all(lib.join(format!("rocblas/v{i}"))).unwrap();
+            std::os::unix::fs::symlink("/shared", lib.join(format!("rocblas/v{i}/library"))).unwrap();
+            std::os::unix::fs::symlink("/opt/rocm-6.2.0", dir.join(format!("opt/rocm{i}"))).unwrap();
+        }
+        let root = Root::open(&dir).unwrap();
+        let extra: Vec<String> = (0..1000).map(|i| format!("/opt/rocm{}/lib", i % 300)).collect();
+        let started = std::time::Instant::now();
+        let (found, _) = scan(&root, &extra);
+        assert_eq!(found.into_iter().collect::<Vec<_>>(), ["gfx1100"]);
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

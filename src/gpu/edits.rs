@@ -310,7 +310,9 @@ pub const HSA_OVERRIDE: &str = "HSA_OVERRIDE_GFX_VERSION";
 /// has it ([`gfx::decide`]), with one notice line. A value the workload's environment already has
 /// (the caller's, `--env`, the image's) is never replaced.
 fn gfx_override(ctx: &Context, chosen: &[&Gpu], edits: &mut GpuEdits) -> Result<(), GpuError> {
-    if ctx.env.contains_key(HSA_OVERRIDE) {
+    // Also ROCm's per-node form, HSA_OVERRIDE_GFX_VERSION_<KFD node>, which the caller may have
+    // set for one GPU of several.
+    if ctx.env.keys().any(|k| k.starts_with(HSA_OVERRIDE)) {
         return Ok(());
     }
     let selected: Vec<gfx::Selected> = chosen
@@ -333,8 +335,13 @@ fn gfx_override(ctx: &Context, chosen: &[&Gpu], edits: &mut GpuEdits) -> Result<
         ));
     }
     if let Some(o) = decision.apply {
+        let moved = match o.moved.as_slice() {
+            [] => String::new(),
+            m => format!(", and {} with it", m.join(" and ")),
+        };
         edits.notices.push(format!(
-            "{} has no code in this image: running it as {} ({HSA_OVERRIDE}={}; --no-gfx-override turns this off)",
+            "{} has no code in this image: running it as {}{moved} ({HSA_OVERRIDE}={}; --no-gfx-override turns \
+             this off)",
             o.lacking.join(" and "),
             o.target,
             o.version

@@ -23,7 +23,11 @@ pub const FAMILIES: &[Family] = &[
         members: &["gfx900", "gfx902", "gfx904", "gfx906", "gfx909", "gfx90c"],
         runs_as: &["gfx900"],
     },
-    Family { generic: "gfx9-4-generic", members: &["gfx940", "gfx941", "gfx942"], runs_as: &["gfx942"] },
+    Family {
+        generic: "gfx9-4-generic",
+        members: &["gfx940", "gfx941", "gfx942", "gfx950"],
+        runs_as: &["gfx942"],
+    },
     Family {
         generic: "gfx10-1-generic",
         members: &["gfx1010", "gfx1011", "gfx1012", "gfx1013"],
@@ -45,10 +49,12 @@ pub const FAMILIES: &[Family] = &[
 /// Every target name gpurun recognises in file names and bundle ids (LLVM's AMDGPU processors
 /// that ROCm has built for, plus the families' generic names). Longest-prefix matching against
 /// this list reads MIOpen's `gfx90a6e.kdb` (gfx90a, 110 CUs in hex) as gfx90a, not gfx90a6e.
-const OTHER_TARGETS: &[&str] = &[
-    "gfx700", "gfx701", "gfx702", "gfx801", "gfx802", "gfx803", "gfx805", "gfx810", "gfx908", "gfx90a",
-    "gfx950",
-];
+const OTHER_TARGETS: &[&str] =
+    &["gfx700", "gfx701", "gfx702", "gfx801", "gfx802", "gfx803", "gfx805", "gfx810", "gfx908", "gfx90a"];
+
+/// Family members that run their family's generic code but are never run as another target:
+/// gfx950 (MI350) adds to gfx942's ISA, and an image for it carries its own code.
+const NEVER_OVERRIDDEN: &[&str] = &["gfx950"];
 
 pub fn family_of(target: &str) -> Option<&'static Family> {
     FAMILIES.iter().find(|f| f.members.contains(&target))
@@ -108,7 +114,7 @@ pub fn need(target: &str, image: &BTreeSet<String>, prefer: &BTreeSet<String>) -
     if image.contains(target) || family.is_some_and(|f| image.contains(f.generic)) {
         return Need::Native;
     }
-    let Some(family) = family else { return Need::NoCode };
+    let Some(family) = family.filter(|_| !NEVER_OVERRIDDEN.contains(&target)) else { return Need::NoCode };
     let mut candidates = family.runs_as.iter().filter(|t| **t != target && image.contains(**t));
     let first = candidates.clone().next();
     match candidates.find(|t| prefer.contains(**t)).or(first) {
@@ -132,6 +138,8 @@ pub struct Override {
     pub version: String,
     /// The GPUs without code of their own (labels).
     pub lacking: Vec<String>,
+    /// GPUs of the family with code of their own that run as `target` too (labels).
+    pub moved: Vec<String>,
 }
 
 /// What [`decide`] found.
@@ -179,22 +187,23 @@ pub fn decide(gpus: &[Selected], image: &BTreeSet<String>) -> Result<Decision, S
     }
     let Some(target) = run_as else { return Ok(out) };
     let family = family_of(target).map(|f| f.members).unwrap_or_default();
-    if let Some((g, _)) =
-        gpus.iter().zip(&needs).find(|(g, n)| **n == Need::Native && !family.contains(&g.target.as_str()))
-    {
+    // Every GPU of the process runs as `target`: one outside its family (with code of its own or
+    // none) would be handed code for another ISA.
+    let runs_as_target = |t: &str| t == target || (family.contains(&t) && !NEVER_OVERRIDDEN.contains(&t));
+    if let Some(g) = gpus.iter().find(|g| !runs_as_target(&g.target)) {
         return Err(format!(
-            "{} has code in the image as it is, while another selected GPU must run as {target}",
+            "{} is not of {target}'s family, and another selected GPU must run as {target}",
             g.label
         ));
     }
-    let lacking = gpus
-        .iter()
-        .zip(&needs)
-        .filter(|(_, n)| matches!(n, Need::RunAs(_)))
-        .map(|(g, _)| g.label.clone())
-        .collect();
+    let labels = |pick: &dyn Fn(&Selected, &Need) -> bool| -> Vec<String> {
+        gpus.iter().zip(&needs).filter(|(g, n)| pick(g, n)).map(|(g, _)| g.label.clone()).collect()
+    };
+    let lacking = labels(&|_, n| matches!(n, Need::RunAs(_)));
+    let moved = labels(&|g, n| *n == Need::Native && g.target != target);
+    out.no_code.clear();
     let version = hsa_version(target).unwrap_or_default();
-    out.apply = Some(Override { target, version, lacking });
+    out.apply = Some(Override { target, version, lacking, moved });
     Ok(out)
 }
 
@@ -280,9 +289,21 @@ mod tests {
         // No code for its family: a warning, no override.
         let d = decide(std::slice::from_ref(&apu), &set(&["gfx906"])).unwrap();
         assert_eq!((d.apply, d.no_code.len()), (None, 1));
-        // An MI50 with its own code beside an APU that must be overridden: refused.
-        let e = decide(&[mi50, apu.clone()], &set(&["gfx906", "gfx1100"])).unwrap_err();
+        // An MI50 with its own code beside an APU that must be overridden: refused; without
+        // code of its own too (it would be handed gfx11 code).
+        let e = decide(&[mi50.clone(), apu.clone()], &set(&["gfx906", "gfx1100"])).unwrap_err();
         assert!(e.contains("GPU 2 (gfx906)") && e.contains("gfx1100"), "{e}");
+        let e = decide(&[mi50, apu.clone()], &set(&["gfx1100"])).unwrap_err();
+        assert!(e.contains("GPU 2 (gfx906)"), "{e}");
+        // A family member with its own code that runs as the override is named.
+        let strix = gpu("GPU 4 (gfx1150)", "gfx1150");
+        let o = decide(&[strix, apu.clone()], &set(&["gfx1100", "gfx1150"])).unwrap().apply.unwrap();
+        assert_eq!((o.target, o.moved.as_slice()), ("gfx1100", ["GPU 4 (gfx1150)".to_string()].as_slice()));
+        // gfx950 is recognised, runs the family's generic code, and is never overridden.
+        let mi350 = gpu("GPU 5 (gfx950)", "gfx950");
+        assert_eq!(need("gfx950", &set(&["gfx9-4-generic"]), &BTreeSet::new()), Need::Native);
+        assert_eq!(need("gfx950", &set(&["gfx942"]), &BTreeSet::new()), Need::NoCode);
+        assert_eq!(decide(&[mi350], &set(&["gfx942"])).unwrap().no_code.len(), 1);
         // Two GPUs needing two different overrides.
         let rembrandt = gpu("GPU 3 (gfx1035)", "gfx1035");
         let e = decide(&[apu, rembrandt], &set(&["gfx1030", "gfx1100"])).unwrap_err();

@@ -254,8 +254,9 @@ impl GpuError {
             GpuError::DeviceAccess { hint, .. } => Some(hint.clone()),
             GpuError::Cdi(e) => e.hint(),
             GpuError::GfxOverride { .. } => Some(
-                "one value covers every GPU of a process: select one GPU (--gpus N; `gpurun gpus` lists \
-                 them), or set HSA_OVERRIDE_GFX_VERSION yourself, or pass --no-gfx-override"
+                "HSA_OVERRIDE_GFX_VERSION covers every GPU of a process: select one GPU (--gpus N; \
+                 `gpurun gpus` lists them), or set the value yourself (recent ROCm also reads \
+                 HSA_OVERRIDE_GFX_VERSION_<KFD node> for one GPU), or pass --no-gfx-override"
                     .into(),
             ),
         }
