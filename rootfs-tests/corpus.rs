@@ -31,7 +31,7 @@ use std::time::Duration;
 use gpurun::image::digest::{Algorithm, Hasher};
 use serde_json::Value;
 
-use support::{TempDir, gpurun, is_root, run_limited, skip};
+use support::{Kernel, TempDir, gpurun_on, is_root, run_limited, skip};
 
 /// The one host path the corpus's escaping entries aim at; see make_corpus.py.
 const SENTINEL: &str = "/tmp/gpurun-sentinel";
@@ -664,7 +664,7 @@ fn case_lock() -> MutexGuard<'static, ()> {
 
 /// Runs one case; returns what went wrong (empty when it passed). With
 /// `GPURUN_CORPUS_VERBOSE` set, every case's exit status, time and stderr are printed.
-fn run_case(corpus: &Corpus, case: &Value) -> Vec<String> {
+fn run_case(corpus: &Corpus, case: &Value, kernel: Kernel) -> Vec<String> {
     let _guard = case_lock();
     let mut problems = Vec::new();
     let s = |k: &str| case.get(k).and_then(Value::as_str);
@@ -688,7 +688,7 @@ fn run_case(corpus: &Corpus, case: &Value) -> Vec<String> {
     };
     let cache = tmp.path().join("cache");
     let image = corpus.dir.join(s("image").unwrap_or_default());
-    let mut cmd = gpurun(&cache);
+    let mut cmd = gpurun_on(&cache, kernel);
     let dry_run = s("stage") == Some("dry-run");
     if dry_run {
         cmd.arg("--dry-run");
@@ -873,7 +873,7 @@ fn run_case(corpus: &Corpus, case: &Value) -> Vec<String> {
 
 /// Runs every case that `select` picks (and `GPURUN_CORPUS_FILTER` lets through) and fails
 /// with the list of all failing cases.
-fn run_all(what: &str, select: impl Fn(&Value) -> bool) {
+fn run_all(what: &str, kernel: Kernel, select: impl Fn(&Value) -> bool) {
     let corpus = match corpus() {
         Ok(c) => c,
         Err(reason) => return skip(&reason),
@@ -900,7 +900,7 @@ fn run_all(what: &str, select: impl Fn(&Value) -> bool) {
     let mut failed = Vec::new();
     for case in &cases {
         let name = case["name"].as_str().unwrap_or("?");
-        let problems = run_case(corpus, case);
+        let problems = run_case(corpus, case, kernel);
         println!("{} {name}", if problems.is_empty() { "ok  " } else { "FAIL" });
         if !problems.is_empty() {
             failed.push(format!(
@@ -937,17 +937,31 @@ fn is_unpack(c: &Value) -> bool {
 /// Every quick unpack case: hostile layers, hostile archives, legitimate edge cases.
 #[test]
 fn corpus_unpack() {
-    run_all("corpus_unpack", |c| is_unpack(c) && !is_slow(c));
+    run_all("corpus_unpack", Kernel::Host, |c| is_unpack(c) && !is_slow(c));
 }
 
 /// The bombs and the whiteout flood: caps, peak memory and time bounds.
 #[test]
 fn corpus_unpack_slow() {
-    run_all("corpus_unpack_slow", |c| is_unpack(c) && is_slow(c));
+    run_all("corpus_unpack_slow", Kernel::Host, |c| is_unpack(c) && is_slow(c));
 }
 
 /// A12: image-config values the run stage must refuse (`gpurun --dry-run IMAGE true`).
 #[test]
 fn corpus_run_config() {
-    run_all("corpus_run_config", |c| !is_unpack(c));
+    run_all("corpus_run_config", Kernel::Host, |c| !is_unpack(c));
+}
+
+/// Issue 12: the quick unpack cases again with every system call added after Linux 4.18 failing
+/// (no `openat2`: the in-root walk in userspace resolves every path), as on RHEL 8.
+#[test]
+fn corpus_unpack_on_4_18() {
+    run_all("corpus_unpack_on_4_18", Kernel::As4_18, |c| is_unpack(c) && !is_slow(c));
+}
+
+/// Issue 12: the run-configuration cases on a 4.18 feature set (image files read in-root
+/// without `openat2`).
+#[test]
+fn corpus_run_config_on_4_18() {
+    run_all("corpus_run_config_on_4_18", Kernel::As4_18, |c| !is_unpack(c));
 }

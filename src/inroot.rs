@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
+mod walk;
+
 /// An image root directory, held open so every lookup starts from the same directory.
 #[derive(Debug)]
 pub struct Root {
@@ -151,14 +153,39 @@ impl Root {
 /// The one in-root resolution, for the unpacker's writes as for every read: `path` (absolute or
 /// relative; empty is the root) is opened with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`,
 /// so `..` and absolute symlinks stop at the root. Retried on `EAGAIN`, which the kernel returns
-/// when a concurrent rename could have let `..` escape.
+/// when a concurrent rename could have let `..` escape. Where the kernel has no `openat2` (before
+/// 5.6) the same resolution is done by [`walk`], one component at a time.
 pub fn resolve(root: BorrowedFd<'_>, path: &[u8], flags: OFlags) -> Result<OwnedFd, Errno> {
+    resolve_scoped(root, path, flags, walk::Scope::InRoot)
+}
+
+/// [`resolve`] with `RESOLVE_BENEATH`: a path that would leave `dir` (`..` above it, an absolute
+/// path or symlink) fails with `EXDEV` instead of stopping at it.
+pub fn resolve_beneath(dir: BorrowedFd<'_>, path: &[u8], flags: OFlags) -> Result<OwnedFd, Errno> {
+    resolve_scoped(dir, path, flags, walk::Scope::Beneath)
+}
+
+fn resolve_scoped(
+    root: BorrowedFd<'_>,
+    path: &[u8],
+    flags: OFlags,
+    scope: walk::Scope,
+) -> Result<OwnedFd, Errno> {
+    if !openat2_available(root) {
+        return walk::resolve(root, path, flags, scope);
+    }
     let mut rel = path;
-    while let [b'/', rest @ ..] = rel {
+    while scope == walk::Scope::InRoot
+        && let [b'/', rest @ ..] = rel
+    {
         rel = rest;
     }
     let rel: &[u8] = if rel.is_empty() { b"." } else { rel };
-    let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+    let how = ResolveFlags::NO_MAGICLINKS
+        | match scope {
+            walk::Scope::InRoot => ResolveFlags::IN_ROOT,
+            walk::Scope::Beneath => ResolveFlags::BENEATH,
+        };
     let flags = flags | OFlags::CLOEXEC;
     let mut tries = 0;
     loop {
@@ -167,4 +194,24 @@ pub fn resolve(root: BorrowedFd<'_>, path: &[u8], flags: OFlags) -> Result<Owned
             other => return other,
         }
     }
+}
+
+/// Whether this kernel (and any seccomp filter around gpurun) lets `openat2` run, asked once per
+/// process: `ENOSYS` before Linux 5.6, `EPERM` under container runtimes' older default filters.
+fn openat2_available(any_dir: BorrowedFd<'_>) -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        let probe = rustix::fs::openat2(
+            any_dir,
+            ".",
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT,
+        );
+        let available = !matches!(probe, Err(Errno::NOSYS | Errno::PERM));
+        if !available {
+            tracing::debug!("openat2 unavailable: resolving paths in userspace");
+        }
+        available
+    })
 }

@@ -21,7 +21,29 @@ pub const PID_NS_VARS: [&str; 4] = ["GPURUN_PID_NS", "OMPI_COMM_WORLD_RANK", "PM
 /// A `gpurun` command with its cache in `cache`, no inherited verbosity, and the default PID
 /// namespace even when the tests themselves run under an MPI launcher.
 pub fn gpurun(cache: &Path) -> Command {
-    let mut cmd = Command::new(gpurun_bin());
+    gpurun_on(cache, Kernel::Host)
+}
+
+/// Which kernel a test's `gpurun` sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// This machine's, as it is.
+    Host,
+    /// This machine's with every system call added after Linux 4.18 failing with ENOSYS
+    /// (`old-kernel.c`, a seccomp filter): RHEL 8's feature set.
+    As4_18,
+}
+
+/// [`gpurun`] on `kernel`.
+pub fn gpurun_on(cache: &Path, kernel: Kernel) -> Command {
+    let mut cmd = match kernel {
+        Kernel::Host => Command::new(gpurun_bin()),
+        Kernel::As4_18 => {
+            let mut cmd = Command::new(old_kernel_helper());
+            cmd.arg(gpurun_bin());
+            cmd
+        }
+    };
     cmd.env("GPURUN_CACHE_DIR", cache).env_remove("RUST_LOG");
     for var in PID_NS_VARS {
         cmd.env_remove(var);
@@ -296,4 +318,20 @@ pub fn processes_with(needle: &str) -> Vec<u32> {
                 .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
         })
         .collect()
+}
+
+/// `rootfs-tests/support/old-kernel.c`, compiled once per test process with the system's `cc`.
+pub fn old_kernel_helper() -> PathBuf {
+    static HELPER: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    HELPER
+        .get_or_init(|| {
+            let dir = std::env::temp_dir().join(format!("gpurun-old-kernel-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let out = dir.join("old-kernel");
+            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("rootfs-tests/support/old-kernel.c");
+            let built = output(Command::new("cc").args(["-O2", "-Wall", "-o"]).arg(&out).arg(&src));
+            assert!(built.status.success(), "cc old-kernel.c: {}", describe(&built));
+            out
+        })
+        .clone()
 }

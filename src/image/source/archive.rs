@@ -180,15 +180,10 @@ impl Source {
         let clean = String::from_utf8_lossy(&clean).into_owned();
         // O_NONBLOCK: a FIFO planted in the layout must not block the open (it is refused
         // below as not a regular file); on regular files the flag changes nothing.
-        let fd = rustix::fs::openat2(
-            dir,
-            clean.as_str(),
-            rustix::fs::OFlags::RDONLY
-                | rustix::fs::OFlags::NONBLOCK
-                | rustix::fs::OFlags::NOCTTY
-                | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-            rustix::fs::ResolveFlags::BENEATH | rustix::fs::ResolveFlags::NO_MAGICLINKS,
+        let fd = crate::inroot::resolve_beneath(
+            std::os::fd::AsFd::as_fd(dir),
+            clean.as_bytes(),
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY,
         )
         .map_err(|e| ImageError::Member {
             archive: path.clone(),
