@@ -293,6 +293,95 @@ fn rootfs_is_read_only_and_unchanged() {
     assert_eq!(before, listing(&fs.root()), "the rootfs changed");
 }
 
+/// Issue 12: on a 4.18 feature set (every system call added after Linux 4.18 fails with ENOSYS:
+/// no mount_setattr, openat2, clone3, close_range), the run path still works: binds made
+/// read-only by a bind remount that keeps the host mount's locked flags, a read-only root,
+/// --contain, --writable-tmpfs, exit codes.
+#[test]
+fn runs_on_a_4_18_feature_set() {
+    let Some(fs) = setup("old-kernel") else { return };
+    let old = |opts: &[&str], command: &[&str]| {
+        let mut cmd = support::gpurun_on(fs.cache.path(), support::Kernel::As4_18);
+        output(cmd.args(opts).arg(fs.root()).args(command).stdin(Stdio::null()))
+    };
+    // On /dev/shm where there is one: a tmpfs the host mounts nosuid,nodev, flags a user
+    // namespace cannot clear, which the remount must therefore repeat.
+    let shm = Path::new("/dev/shm");
+    let data =
+        if shm.is_dir() { TempDir::new_in(shm, "old-kernel-data") } else { TempDir::new("old-kernel-data") };
+    std::fs::write(data.path().join("in.txt"), "from host").unwrap();
+    let ro = format!("{}:/ro:ro", data.path().display());
+    // The bind is read-only, and keeps what the host's mount had (here /tmp's nosuid/nodev, if
+    // it has them): compared with the same bind made read-write.
+    let opts_of = |spec: &str| {
+        let out =
+            old(&["-B", spec], &["sh", "-c", "touch /ro/x 2>/dev/null; grep ' /ro ' /proc/self/mountinfo"]);
+        assert_eq!(out.status.code(), Some(0), "{spec}: {}", describe(&out));
+        let line = String::from_utf8_lossy(&out.stdout).to_string();
+        let opts = line.split(' ').nth(5).unwrap_or_default().to_string();
+        opts.split(',').map(str::to_string).collect::<Vec<_>>()
+    };
+    let ro_opts = opts_of(&ro);
+    assert!(!data.path().join("x").exists(), "wrote through a :ro bind");
+    let rw_opts = opts_of(&format!("{}:/ro", data.path().display()));
+    assert!(ro_opts.contains(&"ro".to_string()), "{ro_opts:?}");
+    assert!(rw_opts.contains(&"rw".to_string()), "{rw_opts:?}");
+    for kept in rw_opts.iter().filter(|o| *o != "rw") {
+        assert!(ro_opts.contains(kept), "{kept} lost by the read-only remount: {ro_opts:?} vs {rw_opts:?}");
+    }
+    let out = old(&[], &["sh", "-c", "echo x > /newfile"]);
+    assert_ne!(out.status.code(), Some(0), "root writable: {}", describe(&out));
+    assert_eq!(old(&[], &["sh", "-c", "exit 7"]).status.code(), Some(7));
+    assert_eq!(old(&[], &["no-such-command"]).status.code(), Some(127));
+    let contained = old(&["--contain"], &["sh", "-c", "echo x > /tmp/p && cat /tmp/p"]);
+    assert_eq!(stdout(&contained), "x", "{}", describe(&contained));
+    let tmpfs = old(&["--writable-tmpfs"], &["sh", "-c", "echo w > /new && cat /new"]);
+    assert_eq!(stdout(&tmpfs), "w", "{}", describe(&tmpfs));
+}
+
+/// Issue 12: in a user namespace the kernel locks the flags of a mount inherited from the host
+/// (nosuid, nodev, noexec, the atime mode), and a bind remount that omits one fails with EPERM.
+/// As root: a tmpfs mounted nosuid,nodev,noexec,noatime in a private mount namespace, bound
+/// `:ro` by the unprivileged `gpurun-test` on a 4.18 feature set (no mount_setattr).
+#[test]
+fn a_read_only_bind_keeps_the_locked_flags_on_4_18() {
+    if !support::needs_root("mounting a tmpfs with locked flags needs root; CI runs this as root") {
+        return;
+    }
+    let Some(fs) = setup("locked") else { return };
+    let locked = fs.dir.path().join("locked");
+    let cache = fs.dir.path().join("user-cache");
+    std::fs::create_dir_all(&locked).unwrap();
+    std::fs::create_dir_all(&cache).unwrap();
+    let helper = support::old_kernel_helper();
+    for p in [fs.dir.path(), helper.parent().unwrap()] {
+        output(Command::new("chmod").arg("-R").arg("a+rX").arg(p));
+    }
+    output(Command::new("chmod").arg("1777").arg(&cache));
+    let cache = cache.join("gpurun-test");
+    let script = format!(
+        "set -e\nid gpurun-test >/dev/null 2>&1 || useradd -M -s /bin/sh gpurun-test\n\
+         mount -t tmpfs -o nosuid,nodev,noexec,noatime,mode=1777 locked {locked}\n\
+         echo hi > {locked}/f\n\
+         exec setpriv --reuid=gpurun-test --regid=gpurun-test --clear-groups -- env HOME=/tmp \
+         GPURUN_CACHE_DIR={cache} {helper} {gpurun} -B {locked}:/ro:ro {root} \
+         sh -c 'cat /ro/f; touch /ro/x 2>/dev/null && echo WROTE; grep \" /ro \" /proc/self/mountinfo'\n",
+        locked = locked.display(),
+        cache = cache.display(),
+        helper = helper.display(),
+        gpurun = support::gpurun_bin().display(),
+        root = fs.root().display(),
+    );
+    let out = output(Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("hi\n") && !text.contains("WROTE"), "{text}");
+    let opts = text.lines().last().unwrap_or_default().split(' ').nth(5).unwrap_or_default().to_string();
+    for flag in ["ro", "nosuid", "nodev", "noexec", "noatime"] {
+        assert!(opts.split(',').any(|o| o == flag), "{flag} missing from {opts}: {text}");
+    }
+}
+
 #[test]
 fn binds() {
     let Some(fs) = setup("binds") else { return };

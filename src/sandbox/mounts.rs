@@ -148,7 +148,11 @@ fn mount_hint(op: &MountOp, layout: &Layout, err: &std::io::Error) -> Option<Str
              create it on the host or choose another destination",
             inside(target, layout)
         )),
-        MountOp::ReadOnly { .. } if errno == Some(libc::ENOSYS) => Some("read-only bind mounts need Linux 5.12 or later (mount_setattr)".into()),
+        MountOp::ReadOnly { .. } if errno == Some(libc::EPERM) => Some(
+            "the kernel refused to make a mount read-only with the flags it carries from the host; \
+             `gpurun doctor` shows what this kernel supports"
+                .into(),
+        ),
         _ => None,
     }
 }

@@ -65,26 +65,11 @@ impl Sys for Linux {
     }
 
     fn make_read_only(&mut self, target: &Path, recursive: bool) -> io::Result<()> {
-        // mount_setattr only adds MOUNT_ATTR_RDONLY. A MS_REMOUNT|MS_BIND|MS_RDONLY remount would
-        // have to repeat every locked flag (nosuid, nodev, ...) inherited from the host or fail
-        // with EPERM inside a user namespace, and it cannot recurse.
-        let path = std::ffi::CString::new(target.as_os_str().as_encoded_bytes())
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
-        let flags = if recursive { libc::AT_RECURSIVE } else { 0 };
-        // SAFETY: `path` is a valid NUL-terminated string and `attr` a valid mount_attr whose size
-        // we pass; the kernel only reads both for the duration of the call.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_mount_setattr,
-                libc::AT_FDCWD,
-                path.as_ptr(),
-                flags as libc::c_uint,
-                &attr as *const MountAttr,
-                std::mem::size_of::<MountAttr>(),
-            )
-        };
-        if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+        match mount_setattr_rdonly(target, recursive) {
+            // Before Linux 5.12: a bind remount per mount, repeating each one's locked flags.
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => remount_read_only(target, recursive),
+            other => other,
+        }
     }
 
     fn pivot_root(&mut self, new_root: &Path, put_old: &Path) -> io::Result<()> {
@@ -117,5 +102,113 @@ impl Sys for Linux {
 
     fn symlink(&mut self, target: &Path, link: &Path) -> io::Result<()> {
         std::os::unix::fs::symlink(target, link)
+    }
+}
+
+/// `mount_setattr(MOUNT_ATTR_RDONLY)` (Linux 5.12): only adds read-only, whatever other flags the
+/// mount has, and recurses with `AT_RECURSIVE`.
+fn mount_setattr_rdonly(target: &Path, recursive: bool) -> io::Result<()> {
+    let path = std::ffi::CString::new(target.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    let flags = if recursive { libc::AT_RECURSIVE } else { 0 };
+    // SAFETY: `path` is a valid NUL-terminated string and `attr` a valid mount_attr whose size
+    // we pass; the kernel only reads both for the duration of the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            flags as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// The older way: `MS_REMOUNT | MS_BIND | MS_RDONLY` on `target` and, when `recursive`, on every
+/// mount below it (from `/proc/self/mountinfo`). Inside a user namespace the kernel refuses
+/// (EPERM) a remount that would clear a flag it locked on a mount inherited from the host
+/// (nosuid, nodev, noexec and the atime mode), so each mount's own flags, read with statvfs,
+/// are passed again.
+fn remount_read_only(target: &Path, recursive: bool) -> io::Result<()> {
+    let mut targets = vec![target.to_path_buf()];
+    if recursive {
+        targets.extend(mounts_below(target)?);
+    }
+    for t in targets {
+        let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | kept_flags(&t)?;
+        nix::mount::mount(None::<&str>, &t, None::<&str>, flags, None::<&str>).map_err(io::Error::from)?;
+    }
+    Ok(())
+}
+
+/// The flags of the mount at `path` a bind remount must repeat.
+fn kept_flags(path: &Path) -> io::Result<MsFlags> {
+    use nix::sys::statvfs::FsFlags;
+    let st = nix::sys::statvfs::statvfs(path).map_err(io::Error::from)?.flags();
+    let mut ms = MsFlags::empty();
+    for (fs, m) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        ms.set(m, st.contains(fs));
+    }
+    // Neither noatime nor relatime is strictatime, which a remount must then ask for by name
+    // (the kernel's default is relatime).
+    if !st.intersects(FsFlags::ST_NOATIME | FsFlags::ST_RELATIME) {
+        ms |= MsFlags::MS_STRICTATIME;
+    }
+    Ok(ms)
+}
+
+/// The mount points strictly below `dir`, from `/proc/self/mountinfo` (its fifth field, with the
+/// kernel's octal escapes of space, tab, newline and backslash undone).
+fn mounts_below(dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
+    use std::os::unix::ffi::OsStrExt;
+    let text = std::fs::read("/proc/self/mountinfo")?;
+    let mut out = Vec::new();
+    for line in text.split(|&b| b == b'\n') {
+        let Some(field) = line.split(|&b| b == b' ').nth(4) else { continue };
+        let path = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&unescape_mountinfo(field)));
+        if path != dir && path.starts_with(dir) {
+            out.push(path);
+        }
+    }
+    Ok(out)
+}
+
+fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        let octal = field
+            .get(i + 1..i + 4)
+            .filter(|d| field[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                out.push(d.iter().fold(0u8, |n, c| n.wrapping_mul(8).wrapping_add(c - b'0')));
+                i += 4;
+            }
+            None => {
+                out.push(field[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(super::unescape_mountinfo(br"/a\040b\011c\134d"), b"/a b\tc\\d");
+        assert_eq!(super::unescape_mountinfo(br"/plain\0"), b"/plain\\0");
     }
 }
