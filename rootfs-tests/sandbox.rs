@@ -337,6 +337,11 @@ fn runs_on_a_4_18_feature_set() {
     assert_eq!(stdout(&contained), "x", "{}", describe(&contained));
     let tmpfs = old(&["--writable-tmpfs"], &["sh", "-c", "echo w > /new && cat /new"]);
     assert_eq!(stdout(&tmpfs), "w", "{}", describe(&tmpfs));
+    // doctor names what this kernel lacks and what gpurun does instead.
+    let mut doctor = support::gpurun_on(fs.cache.path(), support::Kernel::As4_18);
+    let doctor = stdout(&output(doctor.arg("doctor")));
+    assert!(doctor.contains("no openat2: paths in images resolved in userspace"), "{doctor}");
+    assert!(doctor.contains("no mount_setattr: read-only binds by remount"), "{doctor}");
 }
 
 /// Issue 12: in a user namespace the kernel locks the flags of a mount inherited from the host

@@ -196,6 +196,13 @@ fn resolve_scoped(
     }
 }
 
+/// Whether this kernel (and any seccomp filter around gpurun) lets `openat2` run (for `gpurun
+/// doctor`).
+pub fn openat2_supported() -> bool {
+    rustix::fs::open("/", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .is_ok_and(|root| openat2_available(root.as_fd()))
+}
+
 /// Whether this kernel (and any seccomp filter around gpurun) lets `openat2` run, asked once per
 /// process: `ENOSYS` before Linux 5.6, `EPERM` under container runtimes' older default filters.
 fn openat2_available(any_dir: BorrowedFd<'_>) -> bool {

@@ -37,7 +37,7 @@ fn read(path: &Path) -> Option<String> {
 pub fn run(host: &HostPaths, rocm: bool, nv: bool) -> Vec<Check> {
     let named = rocm || nv;
     let (rocm, nv) = if named { (rocm, nv) } else { (true, true) };
-    let mut out = vec![userns(host)];
+    let mut out = vec![userns(host), kernel()];
     let libs = HostLibs::new(
         std::fs::read(host.path("/etc/ld.so.cache"))
             .ok()
@@ -77,6 +77,38 @@ fn userns(host: &HostPaths) -> Check {
         );
     }
     check(Status::Ok, "user namespaces available", None)
+}
+
+/// The kernel features gpurun uses past Linux 4.18, and what it does without each (README,
+/// "Kernel requirements").
+fn kernel() -> Check {
+    let release = rustix::system::uname().release().to_string_lossy().into_owned();
+    let version: Vec<u32> = release.split(['.', '-']).take(2).filter_map(|p| p.parse().ok()).collect();
+    let at_least = |major: u32, minor: u32| version.as_slice() >= [major, minor].as_slice();
+    let mut notes = Vec::new();
+    if !crate::inroot::openat2_supported() {
+        notes.push("no openat2: paths in images resolved in userspace".to_string());
+    }
+    if !crate::sys::mount_setattr_supported() {
+        notes.push("no mount_setattr: read-only binds by remount".to_string());
+    }
+    let short = release.split('-').next().unwrap_or(&release).to_string();
+    if !at_least(5, 11) {
+        return check(
+            Status::Warn,
+            format!(
+                "kernel {short}: {}overlayfs in user namespaces arrived in 5.11",
+                notes.iter().map(|n| format!("{n}; ")).collect::<String>()
+            ),
+            Some(
+                "unprivileged runs need overlayfs in a user namespace, which older kernels refuse unless \
+                 the distribution backported it (RHEL 8 did); as root every run works"
+                    .into(),
+            ),
+        );
+    }
+    let what = if notes.is_empty() { "every feature gpurun uses".to_string() } else { notes.join("; ") };
+    check(Status::Ok, format!("kernel {short}: {what}"), None)
 }
 
 fn node_check(host: &HostPaths, node: &str) -> Check {

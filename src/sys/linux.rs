@@ -105,6 +105,17 @@ impl Sys for Linux {
     }
 }
 
+/// Whether the kernel has `mount_setattr` (Linux 5.12): asked with a descriptor that cannot be
+/// valid, so it answers EBADF when it has the call and ENOSYS when not, and changes nothing.
+pub fn mount_setattr_supported() -> bool {
+    // SAFETY: a null path and attribute pointer with size 0 and dirfd -1: the kernel rejects the
+    // call before reading either.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_mount_setattr, -1, std::ptr::null::<libc::c_char>(), 0, 0usize, 0usize)
+    };
+    rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS)
+}
+
 /// `mount_setattr(MOUNT_ATTR_RDONLY)` (Linux 5.12): only adds read-only, whatever other flags the
 /// mount has, and recurses with `AT_RECURSIVE`.
 fn mount_setattr_rdonly(target: &Path, recursive: bool) -> io::Result<()> {

@@ -13,7 +13,7 @@ use std::io;
 use std::path::Path;
 
 pub use fake::{Call, Recording};
-pub use linux::Linux;
+pub use linux::{Linux, mount_setattr_supported};
 
 /// Mount flags the sandbox uses, as a small closed set so the fake can record them readably.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
