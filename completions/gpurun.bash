@@ -107,7 +107,7 @@ _gpurun() {
 
     case "${cmd}" in
         gpurun)
-            opts="-q -v -f -B -c -H -C -e -p -u -s -w -o -n -i -W -h -V --quiet --verbose --cache-dir --ref --platform --pull --rocm --nv --gpus --no-gfx-override --device --run --pwd --fakeroot --bind --contain --no-home --home --containall --writable-tmpfs --env --no-env --env-file --cleanenv --pid-ns --pid --userns --shell --nvccli --writable --overlay --net --ipc --workdir --hostname --mount --dry-run --help --version exec run shell inspect unpack pull login logout images rm prune gpus doctor help"
+            opts="-q -v -f -B -c -H -C -e -p -u -s -w -o -n -i -W -h -V --quiet --verbose --cache-dir --ref --platform --pull --rocm --nv --gpus --no-gfx-override --device --run --pwd --fakeroot --bind --contain --no-home --home --containall --writable-tmpfs --env --no-env --env-file --cleanenv --pid-ns --root-mode --pid --userns --shell --nvccli --writable --overlay --net --ipc --workdir --hostname --mount --dry-run --help --version exec run shell inspect unpack pull login logout images rm prune gpus doctor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -173,6 +173,10 @@ _gpurun() {
                     COMPREPLY=($(compgen -W "auto private host" -- "${cur}"))
                     return 0
                     ;;
+                --root-mode)
+                    COMPREPLY=($(compgen -W "auto overlay bind" -- "${cur}"))
+                    return 0
+                    ;;
                 --shell)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -231,7 +235,7 @@ _gpurun() {
             return 0
             ;;
         gpurun__subcmd__exec)
-            opts="-f -B -c -H -C -e -p -u -s -w -o -n -i -W -q -v -h --ref --platform --pull --rocm --nv --gpus --no-gfx-override --device --run --pwd --fakeroot --bind --contain --no-home --home --containall --writable-tmpfs --env --no-env --env-file --cleanenv --pid-ns --pid --userns --shell --nvccli --writable --overlay --net --ipc --workdir --hostname --mount --dry-run --quiet --verbose --cache-dir --help"
+            opts="-f -B -c -H -C -e -p -u -s -w -o -n -i -W -q -v -h --ref --platform --pull --rocm --nv --gpus --no-gfx-override --device --run --pwd --fakeroot --bind --contain --no-home --home --containall --writable-tmpfs --env --no-env --env-file --cleanenv --pid-ns --root-mode --pid --userns --shell --nvccli --writable --overlay --net --ipc --workdir --hostname --mount --dry-run --quiet --verbose --cache-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -291,6 +295,10 @@ _gpurun() {
                     ;;
                 --pid-ns)
                     COMPREPLY=($(compgen -W "auto private host" -- "${cur}"))
+                    return 0
+                    ;;
+                --root-mode)
+                    COMPREPLY=($(compgen -W "auto overlay bind" -- "${cur}"))
                     return 0
                     ;;
                 --shell)
@@ -731,7 +739,7 @@ _gpurun() {
             return 0
             ;;
         gpurun__subcmd__run)
-            opts="-f -B -c -H -C -e -p -u -s -w -o -n -i -W -q -v -h --ref --platform --pull --rocm --nv --gpus --no-gfx-override --device --run --pwd --fakeroot --bind --contain --no-home --home --containall --writable-tmpfs --env --no-env --env-file --cleanenv --pid-ns --pid --userns --shell --nvccli --writable --overlay --net --ipc --workdir --hostname --mount --dry-run --quiet --verbose --cache-dir --help"
+            opts="-f -B -c -H -C -e -p -u -s -w -o -n -i -W -q -v -h --ref --platform --pull --rocm --nv --gpus --no-gfx-override --device --run --pwd --fakeroot --bind --contain --no-home --home --containall --writable-tmpfs --env --no-env --env-file --cleanenv --pid-ns --root-mode --pid --userns --shell --nvccli --writable --overlay --net --ipc --workdir --hostname --mount --dry-run --quiet --verbose --cache-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -791,6 +799,10 @@ _gpurun() {
                     ;;
                 --pid-ns)
                     COMPREPLY=($(compgen -W "auto private host" -- "${cur}"))
+                    return 0
+                    ;;
+                --root-mode)
+                    COMPREPLY=($(compgen -W "auto overlay bind" -- "${cur}"))
                     return 0
                     ;;
                 --shell)
@@ -837,7 +849,7 @@ _gpurun() {
             return 0
             ;;
         gpurun__subcmd__shell)
-            opts="-f -B -c -H -C -e -p -u -s -w -o -n -i -W -q -v -h --ref --platform --pull --rocm --nv --gpus --no-gfx-override --device --run --pwd --fakeroot --bind --contain --no-home --home --containall --writable-tmpfs --env --no-env --env-file --cleanenv --pid-ns --pid --userns --shell --nvccli --writable --overlay --net --ipc --workdir --hostname --mount --dry-run --quiet --verbose --cache-dir --help"
+            opts="-f -B -c -H -C -e -p -u -s -w -o -n -i -W -q -v -h --ref --platform --pull --rocm --nv --gpus --no-gfx-override --device --run --pwd --fakeroot --bind --contain --no-home --home --containall --writable-tmpfs --env --no-env --env-file --cleanenv --pid-ns --root-mode --pid --userns --shell --nvccli --writable --overlay --net --ipc --workdir --hostname --mount --dry-run --quiet --verbose --cache-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -897,6 +909,10 @@ _gpurun() {
                     ;;
                 --pid-ns)
                     COMPREPLY=($(compgen -W "auto private host" -- "${cur}"))
+                    return 0
+                    ;;
+                --root-mode)
+                    COMPREPLY=($(compgen -W "auto overlay bind" -- "${cur}"))
                     return 0
                     ;;
                 --shell)

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_gpurun_global_optspecs
-    string join \n q/quiet v/verbose cache-dir= ref= platform= pull= rocm nv gpus= no-gfx-override device= run pwd= f/fakeroot B/bind= c/contain no-home H/home= C/containall writable-tmpfs env= no-env= env-file= e/cleanenv pid-ns= p/pid u/userns s/shell= nvccli w/writable o/overlay= n/net i/ipc W/workdir= hostname= mount= dry-run h/help V/version
+    string join \n q/quiet v/verbose cache-dir= ref= platform= pull= rocm nv gpus= no-gfx-override device= run pwd= f/fakeroot B/bind= c/contain no-home H/home= C/containall writable-tmpfs env= no-env= env-file= e/cleanenv pid-ns= root-mode= p/pid u/userns s/shell= nvccli w/writable o/overlay= n/net i/ipc W/workdir= hostname= mount= dry-run h/help V/version
 end
 
 function __fish_gpurun_needs_command
@@ -42,6 +42,9 @@ complete -c gpurun -n "__fish_gpurun_needs_command" -l env-file -d 'Read NAME=VA
 complete -c gpurun -n "__fish_gpurun_needs_command" -l pid-ns -d 'PID namespace: `private` (an init is PID 1), `host` (no init: gpurun execs the command in place, as it would run outside a container), or `auto` (the default): `host` when gpurun is started as an MPI rank (OMPI_COMM_WORLD_RANK, PMIX_RANK or PMI_RANK is set), else `private`' -r -f -a "auto\t'`host` for an MPI rank, `private` otherwise'
 private\t'A new PID namespace with gpurun\'s init as PID 1'
 host\t'The host\'s PID namespace; gpurun execs the command in place'"
+complete -c gpurun -n "__fish_gpurun_needs_command" -l root-mode -d 'How the container root is made: `overlay` (overlayfs over the image, the default where the kernel allows it in a user namespace: Linux 5.11), `bind` (a tmpfs of read-only binds of the image\'s directories: older kernels, or a cache on a filesystem overlayfs refuses as a lower layer), or `auto` (the default: `bind` only where overlay cannot work)' -r -f -a "auto\t'`overlay` where the kernel allows it (as root, or Linux 5.11 and later), else `bind`'
+overlay\t'overlayfs with the image as its read-only lower layer'
+bind\t'A tmpfs of read-only binds of the image\'s directories'"
 complete -c gpurun -n "__fish_gpurun_needs_command" -s s -l shell -d 'The shell of `gpurun shell` (default: $APPTAINER_SHELL, $SINGULARITY_SHELL, else /bin/sh)' -r
 complete -c gpurun -n "__fish_gpurun_needs_command" -s o -l overlay -r
 complete -c gpurun -n "__fish_gpurun_needs_command" -s W -l workdir -r
@@ -99,6 +102,9 @@ complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l env-file -d 'Read
 complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l pid-ns -d 'PID namespace: `private` (an init is PID 1), `host` (no init: gpurun execs the command in place, as it would run outside a container), or `auto` (the default): `host` when gpurun is started as an MPI rank (OMPI_COMM_WORLD_RANK, PMIX_RANK or PMI_RANK is set), else `private`' -r -f -a "auto\t'`host` for an MPI rank, `private` otherwise'
 private\t'A new PID namespace with gpurun\'s init as PID 1'
 host\t'The host\'s PID namespace; gpurun execs the command in place'"
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l root-mode -d 'How the container root is made: `overlay` (overlayfs over the image, the default where the kernel allows it in a user namespace: Linux 5.11), `bind` (a tmpfs of read-only binds of the image\'s directories: older kernels, or a cache on a filesystem overlayfs refuses as a lower layer), or `auto` (the default: `bind` only where overlay cannot work)' -r -f -a "auto\t'`overlay` where the kernel allows it (as root, or Linux 5.11 and later), else `bind`'
+overlay\t'overlayfs with the image as its read-only lower layer'
+bind\t'A tmpfs of read-only binds of the image\'s directories'"
 complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -s s -l shell -d 'The shell of `gpurun shell` (default: $APPTAINER_SHELL, $SINGULARITY_SHELL, else /bin/sh)' -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -s o -l overlay -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -s W -l workdir -r
@@ -142,6 +148,9 @@ complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l env-file -d 'Read 
 complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l pid-ns -d 'PID namespace: `private` (an init is PID 1), `host` (no init: gpurun execs the command in place, as it would run outside a container), or `auto` (the default): `host` when gpurun is started as an MPI rank (OMPI_COMM_WORLD_RANK, PMIX_RANK or PMI_RANK is set), else `private`' -r -f -a "auto\t'`host` for an MPI rank, `private` otherwise'
 private\t'A new PID namespace with gpurun\'s init as PID 1'
 host\t'The host\'s PID namespace; gpurun execs the command in place'"
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l root-mode -d 'How the container root is made: `overlay` (overlayfs over the image, the default where the kernel allows it in a user namespace: Linux 5.11), `bind` (a tmpfs of read-only binds of the image\'s directories: older kernels, or a cache on a filesystem overlayfs refuses as a lower layer), or `auto` (the default: `bind` only where overlay cannot work)' -r -f -a "auto\t'`overlay` where the kernel allows it (as root, or Linux 5.11 and later), else `bind`'
+overlay\t'overlayfs with the image as its read-only lower layer'
+bind\t'A tmpfs of read-only binds of the image\'s directories'"
 complete -c gpurun -n "__fish_gpurun_using_subcommand run" -s s -l shell -d 'The shell of `gpurun shell` (default: $APPTAINER_SHELL, $SINGULARITY_SHELL, else /bin/sh)' -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand run" -s o -l overlay -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand run" -s W -l workdir -r
@@ -185,6 +194,9 @@ complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l env-file -d 'Rea
 complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l pid-ns -d 'PID namespace: `private` (an init is PID 1), `host` (no init: gpurun execs the command in place, as it would run outside a container), or `auto` (the default): `host` when gpurun is started as an MPI rank (OMPI_COMM_WORLD_RANK, PMIX_RANK or PMI_RANK is set), else `private`' -r -f -a "auto\t'`host` for an MPI rank, `private` otherwise'
 private\t'A new PID namespace with gpurun\'s init as PID 1'
 host\t'The host\'s PID namespace; gpurun execs the command in place'"
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l root-mode -d 'How the container root is made: `overlay` (overlayfs over the image, the default where the kernel allows it in a user namespace: Linux 5.11), `bind` (a tmpfs of read-only binds of the image\'s directories: older kernels, or a cache on a filesystem overlayfs refuses as a lower layer), or `auto` (the default: `bind` only where overlay cannot work)' -r -f -a "auto\t'`overlay` where the kernel allows it (as root, or Linux 5.11 and later), else `bind`'
+overlay\t'overlayfs with the image as its read-only lower layer'
+bind\t'A tmpfs of read-only binds of the image\'s directories'"
 complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -s s -l shell -d 'The shell of `gpurun shell` (default: $APPTAINER_SHELL, $SINGULARITY_SHELL, else /bin/sh)' -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -s o -l overlay -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -s W -l workdir -r

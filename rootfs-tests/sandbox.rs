@@ -387,6 +387,66 @@ fn a_read_only_bind_keeps_the_locked_flags_on_4_18() {
     }
 }
 
+/// Issue 12: the root assembled from binds (`--root-mode bind`, what a kernel without overlayfs
+/// in user namespaces gets): the image's tree as with an overlay, read-only and unchanged,
+/// generated accounts, mount points made at any depth and through an image symlink without
+/// writing the image, --writable-tmpfs refused with what to do; also on a 4.18 feature set.
+#[test]
+fn root_assembled_from_binds() {
+    let Some(fs) = setup("bind-root") else { return };
+    let root = fs.root();
+    std::fs::create_dir_all(root.join("var/lib/deep")).unwrap();
+    std::fs::write(root.join("var/lib/deep/kept"), "image file").unwrap();
+    std::os::unix::fs::symlink("/run", root.join("var/run")).unwrap();
+    std::fs::write(root.join("top-file"), "top").unwrap();
+    let before = listing(&root);
+    let data = TempDir::new("bind-root-data");
+    std::fs::write(data.path().join("in.txt"), "from host").unwrap();
+    let d = data.path().display();
+    for kernel in [support::Kernel::Host, support::Kernel::As4_18] {
+        let bind = |opts: &[&str], command: &[&str]| {
+            let mut cmd = support::gpurun_on(fs.cache.path(), kernel);
+            cmd.arg("--root-mode").arg("bind").args(opts).arg(&root).args(command).stdin(Stdio::null());
+            output(&mut cmd)
+        };
+        let opts = [
+            "-B".to_string(),
+            format!("{d}:/var/lib/deep/new/place:ro"),
+            "-B".into(),
+            format!("{d}:/var/run/sock"),
+            "-B".into(),
+            format!("{d}/in.txt:/etc/extra.conf"),
+        ];
+        let opts: Vec<&str> = opts.iter().map(String::as_str).collect();
+        let script = "cat /var/lib/deep/kept /top-file /var/lib/deep/new/place/in.txt /var/run/sock/in.txt \
+                      /etc/extra.conf; echo; id -un; ls /bin/sh; \
+                      for p in / /bin /etc /var /var/lib/deep /var/lib/deep/new/place; do \
+                      touch $p/w 2>/dev/null && echo \"wrote $p\"; done; \
+                      echo ok > /var/run/sock/out";
+        let out = bind(&opts, &["sh", "-c", script]);
+        assert_eq!(out.status.code(), Some(0), "{kernel:?}: {}", describe(&out));
+        let text = stdout(&out);
+        assert!(
+            text.starts_with(
+                "image filetopfrom hostfrom hostfrom host
+"
+            ),
+            "{kernel:?}: {text}"
+        );
+        assert!(text.contains(&host_id("-un")) && text.contains("/bin/sh"), "{kernel:?}: {text}");
+        assert!(!text.contains("wrote"), "{kernel:?}: writable: {text}");
+        assert_eq!(std::fs::read_to_string(data.path().join("out")).unwrap(), "ok\n", "rw bind");
+        std::fs::remove_file(data.path().join("out")).unwrap();
+        assert_eq!(bind(&[], &["sh", "-c", "exit 9"]).status.code(), Some(9));
+        let contained = bind(&["--contain"], &["sh", "-c", "echo x > /tmp/p && cat /tmp/p"]);
+        assert_eq!(stdout(&contained), "x", "{kernel:?}: {}", describe(&contained));
+        let refused = bind(&["--writable-tmpfs"], &["true"]);
+        assert_eq!(refused.status.code(), Some(125), "{}", describe(&refused));
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("--writable-tmpfs needs an overlay root"));
+    }
+    assert_eq!(before, listing(&root), "the image changed");
+}
+
 #[test]
 fn binds() {
     let Some(fs) = setup("binds") else { return };

@@ -170,6 +170,13 @@ pub struct RunArgs {
     #[arg(long = "pid-ns", value_name = "MODE", value_enum)]
     pub pid_ns: Option<PidNsMode>,
 
+    /// How the container root is made: `overlay` (overlayfs over the image, the default where
+    /// the kernel allows it in a user namespace: Linux 5.11), `bind` (a tmpfs of read-only binds
+    /// of the image's directories: older kernels, or a cache on a filesystem overlayfs refuses as
+    /// a lower layer), or `auto` (the default: `bind` only where overlay cannot work).
+    #[arg(long = "root-mode", value_name = "MODE", value_enum)]
+    pub root_mode: Option<RootMode>,
+
     /// Apptainer's --pid: the same as --pid-ns private.
     #[arg(long = "pid", short = 'p', conflicts_with = "pid_ns")]
     pub pid: bool,
@@ -249,6 +256,21 @@ pub enum PidNsMode {
     Private,
     /// The host's PID namespace; gpurun execs the command in place.
     Host,
+}
+
+/// `--root-mode`, the `[run] root_mode` key and `GPURUN_ROOT_MODE`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum RootMode {
+    /// `overlay` where the kernel allows it (as root, or Linux 5.11 and later), else `bind`.
+    #[default]
+    Auto,
+    /// overlayfs with the image as its read-only lower layer.
+    Overlay,
+    /// A tmpfs of read-only binds of the image's directories.
+    Bind,
 }
 
 #[derive(Debug, Subcommand)]

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::cli::{Cli, PidNsMode};
+use crate::cli::{Cli, PidNsMode, RootMode};
 use crate::gpu::edits::ListExtensions;
 use crate::host::ProcessEnv;
 
@@ -103,6 +103,7 @@ struct RunSection {
     writable_tmpfs: Option<bool>,
     gpus: Option<Spanned<String>>,
     pid_ns: Option<PidNsMode>,
+    root_mode: Option<RootMode>,
 }
 
 /// `[rocm]`: the list keys plus the gfx override switch.
@@ -132,6 +133,7 @@ pub struct Settings {
     pub writable_tmpfs: Option<bool>,
     pub gpus: Option<String>,
     pub pid_ns: Option<PidNsMode>,
+    pub root_mode: Option<RootMode>,
     pub rocm_libs: Option<Vec<String>>,
     pub rocm_bins: Option<Vec<String>>,
     pub gfx_override: Option<bool>,
@@ -155,6 +157,7 @@ impl Settings {
             writable_tmpfs: over.writable_tmpfs.or(self.writable_tmpfs),
             gpus: over.gpus.or(self.gpus),
             pid_ns: over.pid_ns.or(self.pid_ns),
+            root_mode: over.root_mode.or(self.root_mode),
             rocm_libs: over.rocm_libs.or(self.rocm_libs),
             rocm_bins: over.rocm_bins.or(self.rocm_bins),
             gfx_override: over.gfx_override.or(self.gfx_override),
@@ -253,6 +256,7 @@ pub fn parse(file: &Path, text: &str, env: &BTreeMap<String, String>) -> Result<
         writable_tmpfs: doc.run.writable_tmpfs,
         gpus: doc.run.gpus.map(|g| g.into_inner()),
         pid_ns: doc.run.pid_ns,
+        root_mode: doc.run.root_mode,
         rocm_libs: names(&doc.rocm.libs, "rocm.libs")?,
         rocm_bins: names(&doc.rocm.bins, "rocm.bins")?,
         gfx_override: doc.rocm.gfx_override,
@@ -360,6 +364,21 @@ fn env_bool(env: &BTreeMap<String, String>, name: &str) -> Result<Option<bool>, 
     }
 }
 
+/// A `GPURUN_ROOT_MODE` value: auto, overlay or bind (any case); unset or empty is `None`.
+fn env_root_mode(env: &BTreeMap<String, String>) -> Result<Option<RootMode>, ConfigError> {
+    let Some(value) = env.get("GPURUN_ROOT_MODE").filter(|v| !v.trim().is_empty()) else { return Ok(None) };
+    match value.trim().to_ascii_lowercase().as_str() {
+        "auto" => Ok(Some(RootMode::Auto)),
+        "overlay" => Ok(Some(RootMode::Overlay)),
+        "bind" => Ok(Some(RootMode::Bind)),
+        _ => Err(ConfigError::Env {
+            name: "GPURUN_ROOT_MODE".into(),
+            value: value.clone(),
+            reason: "expected auto, overlay or bind".into(),
+        }),
+    }
+}
+
 /// A `GPURUN_PID_NS` value: auto, private or host (any case); unset or empty is `None`.
 fn env_pid_ns(env: &BTreeMap<String, String>) -> Result<Option<PidNsMode>, ConfigError> {
     let Some(value) = env.get("GPURUN_PID_NS").filter(|v| !v.trim().is_empty()) else { return Ok(None) };
@@ -406,6 +425,9 @@ pub fn apply(cli: &mut Cli, settings: &Settings, env: &BTreeMap<String, String>)
     // -p and -C (Apptainer's) ask for a private PID namespace on the command line.
     if run.pid_ns.is_none() && !run.pid && !run.containall {
         run.pid_ns = env_pid_ns(env)?.or(settings.pid_ns);
+    }
+    if run.root_mode.is_none() {
+        run.root_mode = env_root_mode(env)?.or(settings.root_mode);
     }
     let list = |v: &String| v.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect::<Vec<_>>();
     let mut defaults = match env.get("GPURUN_BIND") {

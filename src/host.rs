@@ -138,6 +138,17 @@ pub struct HostFacts {
     pub proc_read_only: Vec<PathBuf>,
     /// Subordinate id ranges and the setuid helpers, when `--fakeroot` can use them.
     pub subids: Option<SubIds>,
+    /// Whether the kernel mounts overlayfs in a user namespace (Linux 5.11; by version, which
+    /// costs nothing: a distribution backport such as RHEL 8's is used with `--root-mode overlay`).
+    pub overlay_in_userns: bool,
+}
+
+/// The running kernel's release (`6.1.0-18-amd64`) and whether it is at least `major.minor`.
+pub fn kernel_at_least(major: u32, minor: u32) -> (String, bool) {
+    let release = rustix::system::uname().release().to_string_lossy().into_owned();
+    let version: Vec<u32> = release.split(['.', '-']).take(2).filter_map(|p| p.parse().ok()).collect();
+    let at_least = version.as_slice() >= [major, minor].as_slice();
+    (release, at_least)
 }
 
 /// Subordinate ids from `/etc/subuid` and `/etc/subgid`, with `newuidmap`/`newgidmap`.
@@ -202,6 +213,7 @@ impl HostFacts {
             pmix_server_tmpdir,
             proc_read_only: Vec::new(),
             subids,
+            overlay_in_userns: kernel_at_least(5, 11).1,
         }
     }
 }

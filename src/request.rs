@@ -42,6 +42,8 @@ pub struct RunRequest {
     pub contain: bool,
     pub no_home: bool,
     pub writable_tmpfs: bool,
+    /// `--root-mode`: how the container root is made (see `plan::RootKind`).
+    pub root_mode: crate::cli::RootMode,
     /// `--env-file` contents, file by file, line by line.
     pub env_file_vars: Vec<(String, String)>,
     /// `--env` values, in command-line order.
@@ -219,6 +221,7 @@ impl RunRequest {
             contain: args.contain || args.containall,
             no_home: args.no_home,
             writable_tmpfs: args.writable_tmpfs,
+            root_mode: args.root_mode.unwrap_or_default(),
             env_file_vars,
             env_vars,
             cleanenv: args.cleanenv || args.containall,

@@ -86,6 +86,7 @@ fn extra_sections() -> Roff {
         ),
         ("GPURUN_GPUS", "default --gpus for --rocm and --nv when no vendor visibility variable selects"),
         ("GPURUN_PID_NS", "default --pid-ns (auto, private or host), above the files"),
+        ("GPURUN_ROOT_MODE", "default --root-mode (auto, overlay or bind), above the files"),
         (
             "GPURUN_NO_GFX_OVERRIDE",
             "1 acts as --no-gfx-override, 0 undoes the files' rocm.gfx_override = false",

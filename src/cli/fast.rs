@@ -11,7 +11,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use super::{Cli, GlobalArgs, PidNsMode, RunArgs};
+use super::{Cli, GlobalArgs, PidNsMode, RootMode, RunArgs};
 
 /// Subcommand names and aliases: a first positional argument with one of these names is not an
 /// IMAGE for clap either.
@@ -105,6 +105,15 @@ fn option(
         "-e" | "--cleanenv" => set(&mut run.cleanenv),
         "-C" | "--containall" => set(&mut run.containall),
         "--dry-run" => set(&mut run.dry_run),
+        "--root-mode" => {
+            let mode = match value()?.as_str() {
+                "auto" => RootMode::Auto,
+                "overlay" => RootMode::Overlay,
+                "bind" => RootMode::Bind,
+                _ => return None,
+            };
+            run.root_mode.replace(mode).is_none()
+        }
         "--pid-ns" => {
             let mode = match value()?.as_str() {
                 "auto" => PidNsMode::Auto,

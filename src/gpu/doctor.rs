@@ -82,9 +82,7 @@ fn userns(host: &HostPaths) -> Check {
 /// The kernel features gpurun uses past Linux 4.18, and what it does without each (README,
 /// "Kernel requirements").
 fn kernel() -> Check {
-    let release = rustix::system::uname().release().to_string_lossy().into_owned();
-    let version: Vec<u32> = release.split(['.', '-']).take(2).filter_map(|p| p.parse().ok()).collect();
-    let at_least = |major: u32, minor: u32| version.as_slice() >= [major, minor].as_slice();
+    let (release, overlay) = crate::host::kernel_at_least(5, 11);
     let mut notes = Vec::new();
     if !crate::inroot::openat2_supported() {
         notes.push("no openat2: paths in images resolved in userspace".to_string());
@@ -93,18 +91,11 @@ fn kernel() -> Check {
         notes.push("no mount_setattr: read-only binds by remount".to_string());
     }
     let short = release.split('-').next().unwrap_or(&release).to_string();
-    if !at_least(5, 11) {
-        return check(
-            Status::Warn,
-            format!(
-                "kernel {short}: {}overlayfs in user namespaces arrived in 5.11",
-                notes.iter().map(|n| format!("{n}; ")).collect::<String>()
-            ),
-            Some(
-                "unprivileged runs need overlayfs in a user namespace, which older kernels refuse unless \
-                 the distribution backported it (RHEL 8 did); as root every run works"
-                    .into(),
-            ),
+    if !overlay {
+        notes.push(
+            "no overlayfs in user namespaces (5.11): roots assembled from binds, without \
+             --writable-tmpfs"
+                .into(),
         );
     }
     let what = if notes.is_empty() { "every feature gpurun uses".to_string() } else { notes.join("; ") };

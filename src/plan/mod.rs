@@ -38,6 +38,7 @@ mod types;
 
 use std::path::Path;
 
+use crate::cli::RootMode;
 use crate::gpu::GpuEdits;
 use crate::host::HostFacts;
 use crate::image::RunConfig;
@@ -65,6 +66,7 @@ pub fn build(
     let cwd = mounts::working_dir(req, host, &image.config, &specs);
     let make_dir =
         image.workdir_missing && image.config.working_dir.as_deref().is_some_and(|w| cwd == Path::new(w));
+    let root = root_kind(req, host, user_namespace.is_some())?;
     let mounts = mounts::ops(
         &specs,
         &mounts::Inputs {
@@ -73,6 +75,7 @@ pub fn build(
             layout: &layout,
             accounts: &Accounts::new(host, &who),
             userns: user_namespace.is_some(),
+            root,
             symlinks: &gpu.symlinks,
             make_dir: make_dir.then_some(cwd.as_path()),
         },
@@ -90,6 +93,7 @@ pub fn build(
         user_namespace,
         pid_ns: req.pid_ns.clone(),
         layout,
+        root,
         mounts,
         argv,
         env: env::merge(req, host, &image.config, &who.home, &gpu.env),
@@ -101,6 +105,24 @@ pub fn build(
         no_new_privs: true,
         switch_user,
     })
+}
+
+/// The root an overlay where the kernel allows one (as real root always; in a user namespace
+/// from Linux 5.11), else bind assembly; `--root-mode` decides when given. `--writable-tmpfs`
+/// needs the overlay.
+fn root_kind(req: &RunRequest, host: &HostFacts, userns: bool) -> Result<RootKind, PlanError> {
+    let (kind, why) = match req.root_mode {
+        RootMode::Overlay => (RootKind::Overlay, ""),
+        RootMode::Bind => (RootKind::Bind, "--root-mode bind"),
+        RootMode::Auto if userns && !host.overlay_in_userns => {
+            (RootKind::Bind, "this kernel refuses overlayfs in a user namespace (before Linux 5.11)")
+        }
+        RootMode::Auto => (RootKind::Overlay, ""),
+    };
+    if kind == RootKind::Bind && req.writable_tmpfs {
+        return Err(PlanError::WritableTmpfsWithoutOverlay { why });
+    }
+    Ok(kind)
 }
 
 /// Network, UTS and IPC stay the host's; the PID namespace is private unless asked otherwise.

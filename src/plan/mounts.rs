@@ -28,7 +28,7 @@ use crate::request::{PidNamespace, RunRequest};
 
 use super::accounts::{Accounts, group_with_caller, passwd_with_caller};
 use super::identity::Identity;
-use super::{ImageInfo, Layout, MountOp};
+use super::{ImageInfo, Layout, MountOp, MountPointSpec, RootKind};
 
 /// Directories whose host copy is never bound as the working directory (they are the image's).
 const SYSTEM_DIRS: &[&str] = &[
@@ -254,6 +254,8 @@ pub(super) struct Inputs<'a> {
     pub accounts: &'a Accounts,
     /// The root is an overlay in a user namespace (`userxattr`).
     pub userns: bool,
+    /// Overlay or bind assembly.
+    pub root: RootKind,
     /// CDI `create-symlinks` links, (target, link).
     pub symlinks: &'a [(PathBuf, PathBuf)],
     /// The image's WorkingDir, to be made (see [`Ops::working_dir`]).
@@ -382,13 +384,18 @@ impl<'a> Ops<'a> {
     /// created below a mount must exist before it freezes) and the pivot.
     fn finish(mut self, specs: &[Spec], inputs: &Inputs) -> Vec<MountOp> {
         let layout = self.layout;
-        self.staged.push(MountOp::Overlay {
-            lower: inputs.image.rootfs.clone(),
-            upper: layout.upper(),
-            work: layout.work(),
-            target: layout.root(),
-            userxattr: inputs.userns,
-        });
+        match inputs.root {
+            RootKind::Overlay => self.staged.push(MountOp::Overlay {
+                lower: inputs.image.rootfs.clone(),
+                upper: layout.upper(),
+                work: layout.work(),
+                target: layout.root(),
+                userxattr: inputs.userns,
+            }),
+            RootKind::Bind => {
+                self.staged = bind_assembly(std::mem::take(&mut self.staged), &inputs.image.rootfs, layout);
+            }
+        }
         self.staged.append(&mut self.mounts);
         if !inputs.req.writable_tmpfs {
             self.staged.push(MountOp::ReadOnly { target: layout.root(), recursive: false });
@@ -397,9 +404,59 @@ impl<'a> Ops<'a> {
             let recursive = matches!(spec.what, What::Bind { recursive: true, .. });
             self.staged.push(MountOp::ReadOnly { target: layout.in_root(&spec.dest), recursive });
         }
+        if inputs.root == RootKind::Bind {
+            self.staged.push(MountOp::FreezeAssembly);
+        }
         self.staged.push(MountOp::PivotRoot { new_root: layout.root() });
         self.staged
     }
+}
+
+/// The staged operations for bind assembly instead of an overlay: what the overlay path makes in
+/// its upper layer becomes the mount points of one [`MountOp::AssembleRoot`] right after the root
+/// directory is made (the sandbox opens image directories as needed); generated files are written
+/// to the staging tmpfs and bound read-only onto their place after it; symlinks go into
+/// directories the assembly made gpurun's own.
+fn bind_assembly(staged: Vec<MountOp>, image: &Path, layout: &Layout) -> Vec<MountOp> {
+    let upper = layout.upper();
+    let files = layout.base.join("files");
+    let container = |p: &Path| p.strip_prefix(&upper).ok().map(|r| Path::new("/").join(r));
+    let (mut before, mut after) = (Vec::new(), vec![MountOp::Mkdir { path: files.clone(), mode: 0o755 }]);
+    let (mut mount_points, mut writable) = (Vec::new(), Vec::new());
+    for op in staged {
+        match op {
+            MountOp::Mkdir { path, .. } if path == upper || path == layout.work() => {}
+            MountOp::Mkdir { ref path, mode } | MountOp::CreateFile { ref path, mode }
+                if container(path).is_some() =>
+            {
+                let kind = if matches!(op, MountOp::Mkdir { .. }) { NodeKind::Dir } else { NodeKind::File };
+                mount_points.push(MountPointSpec { path: container(path).unwrap_or_default(), kind, mode });
+            }
+            MountOp::WriteFile { ref path, ref contents, mode } if container(path).is_some() => {
+                let at = container(path).unwrap_or_default();
+                let file = files.join(format!("{}", after.len()));
+                let target = layout.in_root(&at);
+                mount_points.push(MountPointSpec { path: at, kind: NodeKind::File, mode: 0o644 });
+                after.push(MountOp::WriteFile { path: file.clone(), contents: contents.clone(), mode });
+                after.push(MountOp::Bind { source: file, target: target.clone(), recursive: false });
+                after.push(MountOp::ReadOnly { target, recursive: false });
+            }
+            MountOp::Symlink { ref target, ref link } if container(link).is_some() => {
+                let at = container(link).unwrap_or_default();
+                writable.push(at.parent().unwrap_or(Path::new("/")).to_path_buf());
+                after.push(MountOp::Symlink { target: target.clone(), link: layout.in_root(&at) });
+            }
+            other => before.push(other),
+        }
+    }
+    before.push(MountOp::AssembleRoot {
+        image: image.to_path_buf(),
+        target: layout.root(),
+        mount_points,
+        writable,
+    });
+    before.append(&mut after);
+    before
 }
 
 /// Whether a mount of `specs` other than one at `path` itself contains `path`.

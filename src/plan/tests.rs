@@ -44,6 +44,7 @@ fn host() -> HostFacts {
         pmix_server_tmpdir: None,
         proc_read_only: vec!["/proc/sys".into(), "/proc/sysrq-trigger".into()],
         subids: None,
+        overlay_in_userns: true,
     }
 }
 
@@ -671,4 +672,65 @@ fn group_file_gets_the_callers_group() {
     );
     assert_eq!(group_with_caller(None, "users", 100), "users:x:100:\n");
     assert_eq!(group_with_caller(Some("users:x:100:bob\n"), "users", 100), "users:x:100:bob\n");
+}
+
+/// Issue 12: where overlayfs cannot be used, the root is assembled from binds: the upper layer's
+/// nodes become the assembly's mount points, generated files are bound onto theirs, every opened
+/// directory is frozen before the pivot; `--writable-tmpfs` is refused; root keeps the overlay.
+#[test]
+fn bind_assembly_replaces_the_overlay() {
+    let old_kernel = HostFacts { overlay_in_userns: false, ..host() };
+    let plan = build(&RunRequest::default(), &old_kernel, &image()).unwrap();
+    assert_eq!(plan.root, RootKind::Bind);
+    let ops = &plan.mounts;
+    assert!(!ops.iter().any(|op| matches!(op, MountOp::Overlay { .. })), "{ops:#?}");
+    let assemble = index(ops, |op| matches!(op, MountOp::AssembleRoot { .. }));
+    let MountOp::AssembleRoot { mount_points, target, image: from, .. } = &ops[assemble] else {
+        unreachable!()
+    };
+    assert_eq!(
+        (target.as_path(), from.as_path()),
+        (Path::new("/staging/newroot"), Path::new("/cache/rootfs"))
+    );
+    let point = |p: &str| mount_points.iter().find(|m| m.path == Path::new(p)).map(|m| m.kind);
+    assert_eq!(point("/etc/passwd"), Some(NodeKind::File));
+    assert_eq!(point("/home/alice"), Some(NodeKind::Dir));
+    assert_eq!(point("/scratch/job"), Some(NodeKind::Dir));
+    let passwd = index(
+        ops,
+        |op| matches!(op, MountOp::Bind { target, .. } if target == Path::new("/staging/newroot/etc/passwd")),
+    );
+    assert!(passwd > assemble, "generated files are bound after the assembly");
+    let home = index(
+        ops,
+        |op| matches!(op, MountOp::Bind { target, .. } if target == Path::new("/staging/newroot/home/alice")),
+    );
+    let freeze = index(ops, |op| matches!(op, MountOp::FreezeAssembly));
+    let pivot = index(ops, |op| matches!(op, MountOp::PivotRoot { .. }));
+    assert!(home < freeze && freeze < pivot, "{ops:#?}");
+    assert!(!ops.iter().any(|op| op_path(op).is_some_and(|p| p.starts_with("/staging/upper"))), "{ops:#?}");
+    let writable = RunRequest { writable_tmpfs: true, ..RunRequest::default() };
+    assert!(matches!(
+        build(&writable, &old_kernel, &image()),
+        Err(PlanError::WritableTmpfsWithoutOverlay { .. })
+    ));
+    let as_root = HostFacts { uid: 0, gid: 0, ..old_kernel.clone() };
+    assert_eq!(build(&RunRequest::default(), &as_root, &image()).unwrap().root, RootKind::Overlay);
+    let forced = RunRequest { root_mode: crate::cli::RootMode::Bind, ..RunRequest::default() };
+    assert_eq!(build(&forced, &host(), &image()).unwrap().root, RootKind::Bind);
+    let overlay = RunRequest { root_mode: crate::cli::RootMode::Overlay, ..RunRequest::default() };
+    assert_eq!(build(&overlay, &old_kernel, &image()).unwrap().root, RootKind::Overlay);
+}
+
+fn op_path(op: &MountOp) -> Option<&Path> {
+    match op {
+        MountOp::Mkdir { path, .. } | MountOp::CreateFile { path, .. } | MountOp::WriteFile { path, .. } => {
+            Some(path)
+        }
+        MountOp::Symlink { link, .. } => Some(link),
+        MountOp::Bind { target, .. } | MountOp::Tmpfs { target, .. } | MountOp::ReadOnly { target, .. } => {
+            Some(target)
+        }
+        _ => None,
+    }
 }

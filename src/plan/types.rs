@@ -5,6 +5,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::host::NodeKind;
 use crate::image::RunConfig;
 use crate::request::PidNsChoice;
 
@@ -58,6 +59,8 @@ pub struct LaunchPlan {
     pub pid_ns: PidNsChoice,
     /// Where the container is assembled before the final pivot.
     pub layout: Layout,
+    /// How the root is made: overlay or bind assembly.
+    pub root: RootKind,
     /// Mount operations, applied in order by the PID namespace's init (by gpurun itself in the
     /// host PID namespace).
     pub mounts: Vec<MountOp>,
@@ -179,6 +182,36 @@ pub enum MountOp {
     PivotRoot {
         new_root: PathBuf,
     },
+    /// Bind assembly (no overlayfs): a tmpfs at `target` holding read-only binds of the image's
+    /// top-level directories and files and copies of its symlinks, with `mount_points` made
+    /// (opening the image directories that lack them) and every directory of `writable` made
+    /// gpurun's own (`sandbox::assemble`).
+    AssembleRoot {
+        image: PathBuf,
+        target: PathBuf,
+        mount_points: Vec<MountPointSpec>,
+        writable: Vec<PathBuf>,
+    },
+    /// Bind assembly: every image directory opened on the way made read-only again.
+    FreezeAssembly,
+}
+
+/// A node bind assembly makes in the container (a container path).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MountPointSpec {
+    pub path: PathBuf,
+    pub kind: NodeKind,
+    pub mode: u32,
+}
+
+/// How the container root is made, resolved from [`crate::cli::RootMode`] for this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RootKind {
+    /// overlayfs: the image as lower layer, a tmpfs upper layer for mount points and files.
+    Overlay,
+    /// A tmpfs of read-only binds of the image (`MountOp::AssembleRoot`).
+    Bind,
 }
 
 /// The image's settings and the account files it ships, read by the caller (in-root).
@@ -201,6 +234,8 @@ pub enum PlanError {
     BadUser { spec: String, why: String },
     #[error("the image's User {spec:?} is uid {uid} gid {gid}, which the user namespace does not map")]
     UserNotMapped { spec: String, uid: u32, gid: u32 },
+    #[error("--writable-tmpfs needs an overlay root, and this run's root is assembled from binds ({why})")]
+    WritableTmpfsWithoutOverlay { why: &'static str },
 }
 
 impl PlanError {
@@ -213,6 +248,12 @@ impl PlanError {
             PlanError::UserNotMapped { .. } => Some(
                 "--fakeroot maps only root unless /etc/subuid and /etc/subgid give you a range (and newuidmap/\
                  newgidmap are installed); ask for one, or run without --fakeroot to run as yourself"
+                    .into(),
+            ),
+            PlanError::WritableTmpfsWithoutOverlay { .. } => Some(
+                "run without --writable-tmpfs (bind a writable host directory with -B instead), or use \
+                 --root-mode overlay where the kernel allows overlayfs in a user namespace (5.11, or a \
+                 distribution backport such as RHEL 8's), or run as root"
                     .into(),
             ),
         }

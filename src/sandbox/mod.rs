@@ -18,6 +18,7 @@
 //! In the host PID namespace (a plan without [`Namespace::Pid`]) there is no process at all:
 //! gpurun applies the mounts itself and execs the workload in place ([`inplace`]).
 
+mod assemble;
 mod idmap;
 mod inplace;
 pub mod mounts;

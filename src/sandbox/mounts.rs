@@ -7,11 +7,20 @@ use crate::plan::{Layout, MountOp};
 use crate::sys::{MountFlags, Propagation, Sys};
 
 use super::SandboxError;
+use super::assemble::Assembly;
 
 /// Applies `ops` in order; the first failure stops and names the step.
 pub fn apply(sys: &mut dyn Sys, ops: &[MountOp], layout: &Layout) -> Result<(), SandboxError> {
+    let mut assembly = Assembly::default();
     for op in ops {
-        apply_one(sys, op).map_err(|source| SandboxError::Mount {
+        let done = match op {
+            MountOp::AssembleRoot { image, target, mount_points, writable } => {
+                assembly.build(sys, image, target, mount_points, writable)
+            }
+            MountOp::FreezeAssembly => assembly.freeze(sys),
+            _ => apply_one(sys, op),
+        };
+        done.map_err(|source| SandboxError::Mount {
             step: describe(op, layout),
             hint: mount_hint(op, layout, &source),
             source,
@@ -68,6 +77,8 @@ fn apply_one(sys: &mut dyn Sys, op: &MountOp) -> std::io::Result<()> {
         }
         MountOp::ReadOnly { target, recursive } => sys.make_read_only(target, *recursive),
         MountOp::PivotRoot { new_root } => pivot_into(sys, new_root),
+        // Applied by `apply`, which keeps the assembly's state between the two.
+        MountOp::AssembleRoot { .. } | MountOp::FreezeAssembly => Ok(()),
     }
 }
 
@@ -127,6 +138,10 @@ pub fn describe(op: &MountOp, layout: &Layout) -> String {
         MountOp::Devpts { target } => format!("mount a new devpts on {}", inside(target)),
         MountOp::ReadOnly { target, .. } => format!("make {} read-only", inside(target)),
         MountOp::PivotRoot { .. } => "pivot into the container root".into(),
+        MountOp::AssembleRoot { image, .. } => {
+            format!("assemble the container root from binds of the image {}", image.display())
+        }
+        MountOp::FreezeAssembly => "make the assembled root's directories read-only".into(),
     }
 }
 

@@ -21,6 +21,7 @@ pub enum Call {
     CreateFile(PathBuf, u32),
     WriteFile(PathBuf, Vec<u8>, u32),
     Symlink(PathBuf, PathBuf),
+    Remove(PathBuf),
 }
 
 /// Records calls in order; `fail_at` makes the call with that index fail with `EPERM`.
@@ -87,5 +88,8 @@ impl Sys for Recording {
     }
     fn symlink(&mut self, target: &Path, link: &Path) -> io::Result<()> {
         self.record(Call::Symlink(target.into(), link.into()))
+    }
+    fn remove(&mut self, path: &Path) -> io::Result<()> {
+        self.record(Call::Remove(path.into()))
     }
 }

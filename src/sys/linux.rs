@@ -103,6 +103,19 @@ impl Sys for Linux {
     fn symlink(&mut self, target: &Path, link: &Path) -> io::Result<()> {
         std::os::unix::fs::symlink(target, link)
     }
+
+    fn remove(&mut self, path: &Path) -> io::Result<()> {
+        // EINVAL: not a mount point, which is fine.
+        match nix::mount::umount2(path, MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if std::fs::symlink_metadata(path)?.is_dir() {
+            std::fs::remove_dir(path)
+        } else {
+            std::fs::remove_file(path)
+        }
+    }
 }
 
 /// Whether the kernel has `mount_setattr` (Linux 5.12): asked with a descriptor that cannot be

@@ -66,4 +66,7 @@ pub trait Sys {
     fn write_file(&mut self, path: &Path, contents: &[u8], mode: u32) -> io::Result<()>;
     /// `symlink(2)`: a link at `link` pointing to `target`.
     fn symlink(&mut self, target: &Path, link: &Path) -> io::Result<()>;
+    /// Removes the node at `path` (a symlink, file or empty directory), detaching a mount on it
+    /// first.
+    fn remove(&mut self, path: &Path) -> io::Result<()>;
 }
