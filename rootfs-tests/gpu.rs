@@ -920,7 +920,7 @@ fn device_code_is_remembered_with_the_cached_image() {
     let host = apu_alone();
     let rootfs = hip_image(&env, &["gfx1100"]);
     let archive = env.dir.path().join("hip-gfx1100.tar");
-    docker_archive(&rootfs, &archive);
+    support::docker_archive(&[&rootfs], &archive);
     chmod_tree(env.dir.path());
     assert_eq!(hsa(&env, &host, &[], &[], &archive).0, "HSA=11.0.0");
     let images = env.caches.join(GPU_USER).join("images");
@@ -939,40 +939,6 @@ fn device_code_is_remembered_with_the_cached_image() {
         ("HSA=unset".into(), vec![]),
         "the memo is what is read"
     );
-}
-
-/// A `docker save` archive of `rootfs` (one layer), with the digests a verifier checks.
-fn docker_archive(rootfs: &Path, out: &Path) {
-    let work = out.with_extension("d");
-    std::fs::create_dir_all(&work).unwrap();
-    let layer = work.join("layer.tar");
-    let tar = output(Command::new("tar").arg("-C").arg(rootfs).arg("-cf").arg(&layer).arg("."));
-    assert_eq!(tar.status.code(), Some(0), "tar: {}", describe(&tar));
-    let sha = |p: &Path| {
-        let o = output(Command::new("sha256sum").arg(p));
-        String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap().to_string()
-    };
-    let config = format!(
-        "{{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{{}},\
-         \"rootfs\":{{\"type\":\"layers\",\"diff_ids\":[\"sha256:{}\"]}}}}",
-        sha(&layer)
-    );
-    let config_path = work.join("config.json");
-    write(&config_path, &config);
-    let config_name = format!("{}.json", sha(&config_path));
-    std::fs::rename(&config_path, work.join(&config_name)).unwrap();
-    write(
-        &work.join("manifest.json"),
-        &format!(
-            "[{{\"Config\":\"{config_name}\",\"RepoTags\":[\"probe:latest\"],\"Layers\":[\"layer.tar\"]}}]"
-        ),
-    );
-    let tar = output(Command::new("tar").arg("-C").arg(&work).arg("-cf").arg(out).args([
-        "manifest.json",
-        &config_name,
-        "layer.tar",
-    ]));
-    assert_eq!(tar.status.code(), Some(0), "tar: {}", describe(&tar));
 }
 
 /// Makes a test tree readable (and its directories searchable) by the unprivileged test user.

@@ -399,6 +399,11 @@ fn root_assembled_from_binds() {
     std::fs::write(root.join("var/lib/deep/kept"), "image file").unwrap();
     std::os::unix::fs::symlink("/run", root.join("var/run")).unwrap();
     std::fs::write(root.join("top-file"), "top").unwrap();
+    // A link to another top-level directory, replaced by a directory for a mount point below it:
+    // the directory it pointed to must stay whole.
+    std::fs::create_dir_all(root.join("usr")).unwrap();
+    std::fs::write(root.join("usr/hello"), "still here").unwrap();
+    std::os::unix::fs::symlink("usr", root.join("data2")).unwrap();
     let before = listing(&root);
     let data = TempDir::new("bind-root-data");
     std::fs::write(data.path().join("in.txt"), "from host").unwrap();
@@ -438,6 +443,23 @@ fn root_assembled_from_binds() {
         assert_eq!(std::fs::read_to_string(data.path().join("out")).unwrap(), "ok\n", "rw bind");
         std::fs::remove_file(data.path().join("out")).unwrap();
         assert_eq!(bind(&[], &["sh", "-c", "exit 9"]).status.code(), Some(9));
+        let through = format!("{d}:/data2/x");
+        let kept = bind(&["-B", &through], &["cat", "/usr/hello"]);
+        assert_eq!(stdout(&kept), "still here", "{kernel:?}: {}", describe(&kept));
+        // A writable bind over an image directory stays writable.
+        let etc = format!("{d}:/etc");
+        let rw = bind(&["-B", &etc], &["sh", "-c", "touch /etc/w && echo written"]);
+        assert_eq!(stdout(&rw), "written", "{kernel:?}: {}", describe(&rw));
+        std::fs::remove_file(data.path().join("w")).unwrap();
+        // The cache lies below the bound /tmp: the staging tree must not be reachable through it.
+        for mode in ["bind", "overlay"] {
+            let staging = fs.cache.path().join("mnt");
+            let probe = format!("ls -A {} | wc -l", staging.display());
+            let mut cmd = support::gpurun_on(fs.cache.path(), kernel);
+            cmd.args(["--root-mode", mode]).arg(&root).args(["sh", "-c", &probe]).stdin(Stdio::null());
+            let seen = output(&mut cmd);
+            assert_eq!(stdout(&seen), "0", "{mode}: the staging tree shows inside: {}", describe(&seen));
+        }
         let contained = bind(&["--contain"], &["sh", "-c", "echo x > /tmp/p && cat /tmp/p"]);
         assert_eq!(stdout(&contained), "x", "{kernel:?}: {}", describe(&contained));
         let refused = bind(&["--writable-tmpfs"], &["true"]);

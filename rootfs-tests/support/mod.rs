@@ -335,3 +335,45 @@ pub fn old_kernel_helper() -> PathBuf {
         })
         .clone()
 }
+
+/// A `docker save` archive of one layer per directory of `layers` (in order), with the digests a
+/// verifier checks, made with the system's `tar` and `sha256sum`.
+pub fn docker_archive(layers: &[&Path], out: &Path) {
+    let work = out.with_extension("d");
+    std::fs::create_dir_all(&work).unwrap();
+    let sha = |p: &Path| {
+        let o = output(Command::new("sha256sum").arg(p));
+        String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap().to_string()
+    };
+    let mut names = Vec::new();
+    let mut diff_ids = Vec::new();
+    for (i, dir) in layers.iter().enumerate() {
+        let name = format!("layer{i}.tar");
+        let layer = work.join(&name);
+        let tar = output(Command::new("tar").arg("-C").arg(dir).arg("-cf").arg(&layer).arg("."));
+        assert_eq!(tar.status.code(), Some(0), "tar: {}", describe(&tar));
+        diff_ids.push(format!("\"sha256:{}\"", sha(&layer)));
+        names.push(name);
+    }
+    let config = format!(
+        "{{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{{}},\
+         \"rootfs\":{{\"type\":\"layers\",\"diff_ids\":[{}]}}}}",
+        diff_ids.join(",")
+    );
+    let config_path = work.join("config.json");
+    std::fs::write(&config_path, &config).unwrap();
+    let config_name = format!("{}.json", sha(&config_path));
+    std::fs::rename(&config_path, work.join(&config_name)).unwrap();
+    let layer_list = names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(",");
+    std::fs::write(
+        work.join("manifest.json"),
+        format!(
+            "[{{\"Config\":\"{config_name}\",\"RepoTags\":[\"test:latest\"],\"Layers\":[{layer_list}]}}]"
+        ),
+    )
+    .unwrap();
+    let mut tar = Command::new("tar");
+    tar.arg("-C").arg(&work).arg("-cf").arg(out).arg("manifest.json").arg(&config_name).args(&names);
+    let tar = output(&mut tar);
+    assert_eq!(tar.status.code(), Some(0), "tar: {}", describe(&tar));
+}

@@ -2,12 +2,13 @@
 //! from the root descriptor one component at a time, each opened `O_PATH | O_NOFOLLOW` relative
 //! to the directory before it, with the semantics of `RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS`:
 //!
-//! * `..` is resolved by gpurun, never by the kernel: the walk keeps the names of the
-//!   directories it is in, and `..` drops the last and opens the rest again from the root (each
-//!   `O_NOFOLLOW | O_DIRECTORY`; one that is no longer a directory starts the walk over), staying
-//!   at the root when there is none. A directory renamed meanwhile cannot lead `..` out of the
-//!   root (the attack `openat2` answers with `EAGAIN`), and a deep path holds two descriptors, not
-//!   one per level;
+//! * `..` never leaves the root and never goes where the walk did not come from: the walk keeps
+//!   the names and the identities (device, inode) of the directories it went through; `..` is
+//!   the kernel's `..` only when that is the directory recorded one level up (one open, however
+//!   deep), else the recorded names are opened again from the root (each `O_NOFOLLOW |
+//!   O_DIRECTORY`; one that is no longer a directory starts the walk over). At the root it stays
+//!   there. A directory renamed meanwhile cannot lead `..` out (the attack `openat2` answers with
+//!   `EAGAIN`), and a deep path holds two descriptors, not one per level;
 //! * a symlink's target is read (`readlinkat` on the link itself) and walked from the root when
 //!   absolute, from the link's directory otherwise; a magic link's text (`pipe:[1]`,
 //!   `/proc/..`) is only text, walked inside the root like any other;
@@ -73,18 +74,27 @@ fn walk(root: BorrowedFd<'_>, path: &[u8], flags: OFlags, scope: Scope) -> Resul
     if scope == Scope::Beneath && path.starts_with(b"/") {
         return Err(Errno::XDEV);
     }
+    if path.len() >= PATH_MAX {
+        return Err(Errno::NAMETOOLONG);
+    }
     let mut cur = open_path(root, b".")?;
-    // The names of the directories from the root down to `cur`.
+    // The names of the directories from the root down to `cur`, and the identity (device,
+    // inode) of each directory on the way, the root's first.
     let mut names: Vec<Vec<u8>> = Vec::new();
+    let mut ids: Vec<(u64, u64)> = vec![id(&cur)?];
     let mut links = 0;
     while let Some(name) = queue.pop_front() {
         match name.as_slice() {
             b"." => continue,
             b".." => {
-                if names.pop().is_none() && scope == Scope::Beneath {
-                    return Err(Errno::XDEV);
+                if names.pop().is_none() {
+                    if scope == Scope::Beneath {
+                        return Err(Errno::XDEV);
+                    }
+                    continue;
                 }
-                cur = reopen_from_root(root, &names)?;
+                ids.pop();
+                cur = parent(root, &cur, &names, ids.last().copied())?;
                 continue;
             }
             _ => {}
@@ -107,6 +117,7 @@ fn walk(root: BorrowedFd<'_>, path: &[u8], flags: OFlags, scope: Scope) -> Resul
                 }
                 cur = open_path(root, b".")?;
                 names.clear();
+                ids.truncate(1);
             }
             for c in components(&target).into_iter().rev() {
                 queue.push_front(c);
@@ -119,11 +130,37 @@ fn walk(root: BorrowedFd<'_>, path: &[u8], flags: OFlags, scope: Scope) -> Resul
         if kind != FileType::Directory {
             return Err(Errno::NOTDIR);
         }
+        ids.push(id(&node)?);
         cur = node;
         names.push(name);
     }
     // The path ended at a directory (empty, `.`, `..`, or a trailing `/`).
     reopen_dir(cur, flags)
+}
+
+/// The kernel's limit on a path's length, with its NUL (`PATH_MAX`): longer is `ENAMETOOLONG`.
+const PATH_MAX: usize = 4096;
+
+fn id(fd: &OwnedFd) -> Result<(u64, u64), Errno> {
+    let st = rustix::fs::fstat(fd)?;
+    Ok((st.st_dev, st.st_ino))
+}
+
+/// The parent of `cur`: its `..` when that is the directory the walk came through (one open,
+/// whatever the depth), else the names from the root again (a directory moved meanwhile).
+fn parent(
+    root: BorrowedFd<'_>,
+    cur: &OwnedFd,
+    names: &[Vec<u8>],
+    expected: Option<(u64, u64)>,
+) -> Result<OwnedFd, Errno> {
+    let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    if let Ok(up) = rustix::fs::openat(cur, "..", flags, Mode::empty())
+        && Some(id(&up)?) == expected
+    {
+        return Ok(up);
+    }
+    reopen_from_root(root, names)
 }
 
 /// The directory `names` (plain names, each found a directory by this walk) below the root,
@@ -191,6 +228,7 @@ mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
     use std::path::Path;
+    use std::time::Duration;
 
     /// The same question to openat2 and to the walk: same answer (the file's inode, or errno).
     fn both(
@@ -315,6 +353,35 @@ mod tests {
         let up = format!("{deep}/../../d");
         assert!(
             resolve(root.as_fd(), up.as_bytes(), OFlags::PATH | OFlags::DIRECTORY, Scope::InRoot).is_ok()
+        );
+        drop(cur);
+        std::process::Command::new("rm").arg("-rf").arg(&dir).status().unwrap();
+    }
+
+    /// `..` costs one open however deep the walk is: links full of `..` on a deep tree (each
+    /// would otherwise reopen every level from the root) end in ELOOP in milliseconds.
+    #[test]
+    fn dotdot_is_cheap_on_deep_trees() {
+        let dir = std::env::temp_dir().join(format!("gpurun-walk-dotdot-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let root = rustix::fs::open(&dir, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let mut cur = rustix::fs::open(&dir, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        for _ in 0..2000 {
+            rustix::fs::mkdirat(&cur, "d", 0o755.into()).unwrap();
+            cur = rustix::fs::openat(&cur, "d", OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        }
+        let up_and_down = format!("{}{}u", "../".repeat(800), "d/".repeat(800));
+        rustix::fs::symlinkat(up_and_down.as_str(), &cur, "u").unwrap();
+        rustix::fs::symlinkat("d/".repeat(2000).trim_end_matches('/'), &root, "top").unwrap();
+        let started = std::time::Instant::now();
+        let got = resolve(root.as_fd(), b"top/u/x", OFlags::PATH, Scope::InRoot);
+        assert_eq!(got.err(), Some(Errno::LOOP));
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        let long = "a/".repeat(2100);
+        assert_eq!(
+            resolve(root.as_fd(), long.as_bytes(), OFlags::PATH, Scope::InRoot).err(),
+            Some(Errno::NAMETOOLONG)
         );
         drop(cur);
         std::process::Command::new("rm").arg("-rf").arg(&dir).status().unwrap();

@@ -396,6 +396,7 @@ impl<'a> Ops<'a> {
                 self.staged = bind_assembly(std::mem::take(&mut self.staged), &inputs.image.rootfs, layout);
             }
         }
+        self.staged.push(MountOp::Unbindable { target: layout.base.clone() });
         self.staged.append(&mut self.mounts);
         if !inputs.req.writable_tmpfs {
             self.staged.push(MountOp::ReadOnly { target: layout.root(), recursive: false });
@@ -403,9 +404,6 @@ impl<'a> Ops<'a> {
         for spec in specs.iter().filter(|s| s.read_only) {
             let recursive = matches!(spec.what, What::Bind { recursive: true, .. });
             self.staged.push(MountOp::ReadOnly { target: layout.in_root(&spec.dest), recursive });
-        }
-        if inputs.root == RootKind::Bind {
-            self.staged.push(MountOp::FreezeAssembly);
         }
         self.staged.push(MountOp::PivotRoot { new_root: layout.root() });
         self.staged
@@ -456,6 +454,9 @@ fn bind_assembly(staged: Vec<MountOp>, image: &Path, layout: &Layout) -> Vec<Mou
         writable,
     });
     before.append(&mut after);
+    // Nothing writes into the opened directories after this (later mounts bring their own
+    // tmpfs), and freezing by path before the user's mounts cannot reach one of theirs.
+    before.push(MountOp::FreezeAssembly);
     before
 }
 

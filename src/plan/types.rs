@@ -135,6 +135,12 @@ pub enum MountOp {
     Staging {
         target: PathBuf,
     },
+    /// Make the staging tmpfs unbindable once the root is made: the cache often lies below a
+    /// directory the container binds recursively (`~/.cache` below `$HOME`), and a copy of the
+    /// staging tree there would let the workload write into its own root.
+    Unbindable {
+        target: PathBuf,
+    },
     Mkdir {
         path: PathBuf,
         mode: u32,

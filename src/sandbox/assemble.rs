@@ -21,7 +21,7 @@
 //! on the way was found to be a real directory) and of the tree being built.
 
 use std::collections::BTreeSet;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
@@ -120,8 +120,11 @@ impl Assembly {
                 open.insert(dir);
             }
         }
+        // A directory for new symlinks is opened itself when the image has it through real
+        // directories all the way (a symlink on the way is replaced by a directory of ours).
         for w in writable {
-            if fits(kind_of(&below(image, w))?, true) {
+            let spec = MountPointSpec { path: w.clone(), kind: NodeKind::Dir, mode: 0o755 };
+            if first_misfit_parent(image, &spec)?.is_none() {
                 open.insert(w.clone());
             }
         }
@@ -191,7 +194,7 @@ fn make(sys: &mut dyn Sys, root: &Path, p: &MountPointSpec) -> io::Result<()> {
 
 fn tmpfs(sys: &mut dyn Sys, target: &Path, mode: u32) -> io::Result<()> {
     let flags = MountFlags { nosuid: true, nodev: true, ..MountFlags::default() };
-    sys.mount("tmpfs", target, Some("tmpfs"), flags, Some(&format!("mode={mode:o}")))
+    sys.mount(OsStr::new("tmpfs"), target, Some("tmpfs"), flags, Some(&format!("mode={mode:o}")))
 }
 
 /// Fills `target` (a fresh tmpfs) with the entries of the image directory `source`: directories
@@ -220,12 +223,6 @@ fn fill(sys: &mut dyn Sys, source: &Path, target: &Path) -> io::Result<()> {
 
 fn bind_read_only(sys: &mut dyn Sys, source: &Path, target: &Path) -> io::Result<()> {
     let flags = MountFlags { bind: true, ..MountFlags::default() };
-    let Some(source_str) = source.to_str() else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{} has a name that is not UTF-8, which bind assembly cannot bind", source.display()),
-        ));
-    };
-    sys.mount(source_str, target, None, flags, None)?;
+    sys.mount(source.as_os_str(), target, None, flags, None)?;
     sys.make_read_only(target, false)
 }

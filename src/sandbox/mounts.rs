@@ -1,6 +1,7 @@
 //! Applies the plan's mount operations, in order, through the [`Sys`] seam. It decides nothing:
 //! every ordering rule lives in the planner. Runs inside the new mount and PID namespaces.
 
+use std::ffi::OsStr;
 use std::path::Path;
 
 use crate::plan::{Layout, MountOp};
@@ -29,17 +30,14 @@ pub fn apply(sys: &mut dyn Sys, ops: &[MountOp], layout: &Layout) -> Result<(), 
     Ok(())
 }
 
-fn path_str(path: &Path) -> &str {
-    path.to_str().unwrap_or("")
-}
-
 fn apply_one(sys: &mut dyn Sys, op: &MountOp) -> std::io::Result<()> {
     let nosuid_nodev = MountFlags { nosuid: true, nodev: true, ..MountFlags::default() };
     match op {
         MountOp::MakePrivate { target } => sys.set_propagation(target, Propagation::RecursivePrivate),
         MountOp::Staging { target } => {
-            sys.mount("tmpfs", target, Some("tmpfs"), nosuid_nodev, Some("mode=755"))
+            sys.mount(OsStr::new("tmpfs"), target, Some("tmpfs"), nosuid_nodev, Some("mode=755"))
         }
+        MountOp::Unbindable { target } => sys.set_propagation(target, Propagation::Unbindable),
         MountOp::Mkdir { path, mode } => sys.mkdir(path, *mode),
         MountOp::CreateFile { path, mode } => sys.create_file(path, *mode),
         MountOp::WriteFile { path, contents, mode } => sys.write_file(path, contents.as_bytes(), *mode),
@@ -56,24 +54,34 @@ fn apply_one(sys: &mut dyn Sys, op: &MountOp) -> std::io::Result<()> {
                 // Documentation/filesystems/overlayfs.rst "Permission model").
                 data.push_str(",userxattr");
             }
-            sys.mount("overlay", target, Some("overlay"), MountFlags::default(), Some(&data))
+            sys.mount(OsStr::new("overlay"), target, Some("overlay"), MountFlags::default(), Some(&data))
         }
         MountOp::Bind { source, target, recursive } => {
             let flags = MountFlags { bind: true, recursive: *recursive, ..MountFlags::default() };
-            sys.mount(path_str(source), target, None, flags, None)
+            sys.mount(source.as_os_str(), target, None, flags, None)
         }
-        MountOp::Tmpfs { target, mode } => {
-            sys.mount("tmpfs", target, Some("tmpfs"), nosuid_nodev, Some(&format!("mode={mode:o}")))
-        }
+        MountOp::Tmpfs { target, mode } => sys.mount(
+            OsStr::new("tmpfs"),
+            target,
+            Some("tmpfs"),
+            nosuid_nodev,
+            Some(&format!("mode={mode:o}")),
+        ),
         MountOp::Proc { target } => {
             let flags = MountFlags { noexec: true, ..nosuid_nodev };
-            sys.mount("proc", target, Some("proc"), flags, None)
+            sys.mount(OsStr::new("proc"), target, Some("proc"), flags, None)
         }
         MountOp::Devpts { target } => {
             // newinstance: a private pty namespace; no gid= because the tty group is usually not
             // mapped in the user namespace (devpts(5)).
             let flags = MountFlags { nosuid: true, noexec: true, ..MountFlags::default() };
-            sys.mount("devpts", target, Some("devpts"), flags, Some("newinstance,ptmxmode=0666,mode=0620"))
+            sys.mount(
+                OsStr::new("devpts"),
+                target,
+                Some("devpts"),
+                flags,
+                Some("newinstance,ptmxmode=0666,mode=0620"),
+            )
         }
         MountOp::ReadOnly { target, recursive } => sys.make_read_only(target, *recursive),
         MountOp::PivotRoot { new_root } => pivot_into(sys, new_root),
@@ -121,6 +129,7 @@ pub fn describe(op: &MountOp, layout: &Layout) -> String {
             format!("make the mount tree at {} private", target.display())
         }
         MountOp::Staging { target } => format!("mount the staging tmpfs on {}", target.display()),
+        MountOp::Unbindable { target } => format!("make the staging tmpfs {} unbindable", target.display()),
         MountOp::Mkdir { path, .. } => format!("create mount point directory {}", inside(path)),
         MountOp::CreateFile { path, .. } => format!("create mount point file {}", inside(path)),
         MountOp::WriteFile { path, .. } => format!("write generated file {}", inside(path)),

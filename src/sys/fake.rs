@@ -48,14 +48,14 @@ impl Sys for Recording {
     }
     fn mount(
         &mut self,
-        source: &str,
+        source: &std::ffi::OsStr,
         target: &Path,
         fstype: Option<&str>,
         flags: MountFlags,
         data: Option<&str>,
     ) -> io::Result<()> {
         self.record(Call::Mount {
-            source: source.into(),
+            source: source.to_string_lossy().into_owned(),
             target: target.into(),
             fstype: fstype.map(Into::into),
             flags,

@@ -48,7 +48,7 @@ impl Sys for Linux {
 
     fn mount(
         &mut self,
-        source: &str,
+        source: &std::ffi::OsStr,
         target: &Path,
         fstype: Option<&str>,
         flags: MountFlags,
@@ -60,14 +60,18 @@ impl Sys for Linux {
     fn set_propagation(&mut self, target: &Path, propagation: Propagation) -> io::Result<()> {
         let flags = match propagation {
             Propagation::RecursivePrivate => MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            Propagation::Unbindable => MsFlags::MS_UNBINDABLE,
         };
         nix::mount::mount(None::<&str>, target, None::<&str>, flags, None::<&str>).map_err(io::Error::from)
     }
 
     fn make_read_only(&mut self, target: &Path, recursive: bool) -> io::Result<()> {
         match mount_setattr_rdonly(target, recursive) {
-            // Before Linux 5.12: a bind remount per mount, repeating each one's locked flags.
-            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => remount_read_only(target, recursive),
+            // Before Linux 5.12 (or under a seccomp filter that answers EPERM for system calls it
+            // does not know): a bind remount per mount, repeating each one's locked flags.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
+                remount_read_only(target, recursive)
+            }
             other => other,
         }
     }
@@ -105,28 +109,30 @@ impl Sys for Linux {
     }
 
     fn remove(&mut self, path: &Path) -> io::Result<()> {
+        let meta = std::fs::symlink_metadata(path)?;
+        if meta.file_type().is_symlink() {
+            return std::fs::remove_file(path);
+        }
+        // UMOUNT_NOFOLLOW: a node swapped for a symlink meanwhile never names another mount;
         // EINVAL: not a mount point, which is fine.
-        match nix::mount::umount2(path, MntFlags::MNT_DETACH) {
+        match nix::mount::umount2(path, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW) {
             Ok(()) | Err(nix::errno::Errno::EINVAL) => {}
             Err(e) => return Err(e.into()),
         }
-        if std::fs::symlink_metadata(path)?.is_dir() {
-            std::fs::remove_dir(path)
-        } else {
-            std::fs::remove_file(path)
-        }
+        if meta.is_dir() { std::fs::remove_dir(path) } else { std::fs::remove_file(path) }
     }
 }
 
-/// Whether the kernel has `mount_setattr` (Linux 5.12): asked with a descriptor that cannot be
-/// valid, so it answers EBADF when it has the call and ENOSYS when not, and changes nothing.
+/// Whether the kernel has `mount_setattr` (Linux 5.12): asked with an attribute size of 0, which
+/// it rejects (EINVAL) before looking at anything else when it has the call; ENOSYS when not,
+/// EPERM under a seccomp filter that blocks it. Changes nothing.
 pub fn mount_setattr_supported() -> bool {
-    // SAFETY: a null path and attribute pointer with size 0 and dirfd -1: the kernel rejects the
-    // call before reading either.
+    // SAFETY: size 0 makes the kernel return EINVAL before it dereferences the null path or
+    // attribute pointer.
     let rc = unsafe {
         libc::syscall(libc::SYS_mount_setattr, -1, std::ptr::null::<libc::c_char>(), 0, 0usize, 0usize)
     };
-    rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS)
+    rc == 0 || !matches!(io::Error::last_os_error().raw_os_error(), Some(libc::ENOSYS | libc::EPERM))
 }
 
 /// `mount_setattr(MOUNT_ATTR_RDONLY)` (Linux 5.12): only adds read-only, whatever other flags the
@@ -173,6 +179,10 @@ fn kept_flags(path: &Path) -> io::Result<MsFlags> {
     use nix::sys::statvfs::FsFlags;
     let st = nix::sys::statvfs::statvfs(path).map_err(io::Error::from)?.flags();
     let mut ms = MsFlags::empty();
+    // nosymfollow (5.10) is no locked flag, but a remount without it would clear it.
+    if st.bits() & ST_NOSYMFOLLOW != 0 {
+        ms |= MsFlags::from_bits_retain(MS_NOSYMFOLLOW);
+    }
     for (fs, m) in [
         (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
         (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
@@ -191,16 +201,23 @@ fn kept_flags(path: &Path) -> io::Result<MsFlags> {
     Ok(ms)
 }
 
+/// `<linux/mount.h>` and `<sys/statvfs.h>` values for nosymfollow (Linux 5.10), which not every
+/// libc exports.
+const MS_NOSYMFOLLOW: libc::c_ulong = 256;
+const ST_NOSYMFOLLOW: libc::c_ulong = 0x2000;
+
 /// The mount points strictly below `dir`, from `/proc/self/mountinfo` (its fifth field, with the
-/// kernel's octal escapes of space, tab, newline and backslash undone).
+/// kernel's octal escapes of space, tab, newline and backslash undone). `dir` is made canonical
+/// first: mountinfo names mount points by their canonical paths.
 fn mounts_below(dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
     use std::os::unix::ffi::OsStrExt;
+    let dir = std::fs::canonicalize(dir)?;
     let text = std::fs::read("/proc/self/mountinfo")?;
     let mut out = Vec::new();
     for line in text.split(|&b| b == b'\n') {
         let Some(field) = line.split(|&b| b == b' ').nth(4) else { continue };
         let path = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&unescape_mountinfo(field)));
-        if path != dir && path.starts_with(dir) {
+        if path != dir && path.starts_with(&dir) {
             out.push(path);
         }
     }

@@ -30,6 +30,9 @@ pub struct MountFlags {
 pub enum Propagation {
     /// `MS_REC | MS_PRIVATE`: nothing propagates in or out.
     RecursivePrivate,
+    /// `MS_UNBINDABLE`: a recursive bind of a directory above it leaves it (and what is below it)
+    /// out.
+    Unbindable,
 }
 
 /// What the sandbox asks of the kernel. Paths are absolute in the caller's current mount view.
@@ -38,10 +41,11 @@ pub trait Sys {
     fn unshare(&mut self, flags: libc::c_int) -> io::Result<()>;
     /// Writes `contents` to an existing file such as `/proc/self/uid_map` (no create, no truncate).
     fn write_proc(&mut self, path: &Path, contents: &str) -> io::Result<()>;
-    /// `mount(2)` of a filesystem or bind; `source` is a path for binds, a name otherwise.
+    /// `mount(2)` of a filesystem or bind; `source` is a path for binds (any bytes), a name
+    /// otherwise.
     fn mount(
         &mut self,
-        source: &str,
+        source: &std::ffi::OsStr,
         target: &Path,
         fstype: Option<&str>,
         flags: MountFlags,
