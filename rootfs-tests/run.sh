@@ -128,7 +128,7 @@ is_root=""
 if [[ -n $is_root ]]; then
     cat <<'EOF'
 As root this suite changes the machine (README "Testing"): it installs Debian packages (about 200:
-build tools, umoci, skopeo, Slurm, MariaDB, Open MPI, docker-registry), creates users gpurun-test
+build tools, umoci, skopeo, Slurm, MariaDB, Open MPI, docker-registry, qemu), creates users gpurun-test
 and gpurun-nogpu and groups render and video, starts MariaDB, munged, slurmdbd, slurmctld and
 slurmd, and three registries on 127.0.0.1 (ports 5443, 5444, 5445, 5080) whose test CA it puts in
 /etc/containers/certs.d/127.0.0.1:544[345]/; it stops the daemons again at the end
@@ -155,6 +155,9 @@ command -v skopeo >/dev/null || need+=(skopeo)
 [[ -x /bin/busybox ]] || need+=(busybox-static)
 command -v python3 >/dev/null || need+=(python3)
 command -v zstd >/dev/null || need+=(zstd)
+# The VM tests (rootfs-tests/vm.rs) boot Debian's older kernels.
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+command -v strip >/dev/null || need+=(binutils)
 command -v cc >/dev/null || need+=(gcc libc6-dev)
 command -v runuser >/dev/null || need+=(util-linux)
 command -v useradd >/dev/null || need+=(passwd)
