@@ -138,9 +138,106 @@ pub struct HostFacts {
     pub proc_read_only: Vec<PathBuf>,
     /// Subordinate id ranges and the setuid helpers, when `--fakeroot` can use them.
     pub subids: Option<SubIds>,
-    /// Whether the kernel mounts overlayfs in a user namespace (Linux 5.11; by version, which
-    /// costs nothing: a distribution backport such as RHEL 8's is used with `--root-mode overlay`).
-    pub overlay_in_userns: bool,
+    /// Whether the kernel mounts overlayfs in a user namespace, and with the `userxattr` option
+    /// ([`overlay_in_userns`]).
+    pub overlay_in_userns: UsernsOverlay,
+}
+
+/// overlayfs in a user namespace: Linux 5.11 has it with `userxattr`; older kernels refuse it,
+/// unless a distribution backported it (RHEL 8), possibly without that option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsernsOverlay {
+    #[default]
+    UserXattr,
+    Plain,
+    No,
+}
+
+/// Which [`UsernsOverlay`] this kernel offers: by version from 5.11 (free), else by trying it
+/// once in a child process (a user and mount namespace of its own, a tmpfs, an overlay on it),
+/// which older kernels cost about a millisecond per run.
+pub fn overlay_in_userns() -> UsernsOverlay {
+    if kernel_at_least(5, 11).1 {
+        return UsernsOverlay::UserXattr;
+    }
+    match probe_overlay() {
+        Some(0) => UsernsOverlay::UserXattr,
+        Some(1) => UsernsOverlay::Plain,
+        _ => UsernsOverlay::No,
+    }
+}
+
+/// Forks a child that tries the overlay mount; its exit status says what worked (0: with
+/// `userxattr`, 1: without, 2: neither or something before it failed).
+fn probe_overlay() -> Option<i32> {
+    use std::ffi::CString;
+    let (uid, gid) = (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
+    // Everything the child needs is made before the fork: it only makes system calls.
+    let maps = [
+        (CString::new("/proc/self/setgroups").ok()?, CString::new("deny").ok()?),
+        (CString::new("/proc/self/uid_map").ok()?, CString::new(format!("0 {uid} 1")).ok()?),
+        (CString::new("/proc/self/gid_map").ok()?, CString::new(format!("0 {gid} 1")).ok()?),
+    ];
+    let base = if Path::new("/tmp").is_dir() { "/tmp" } else { "/" };
+    let dir = |name: &str| CString::new(format!("{}/{name}", base.trim_end_matches('/'))).ok();
+    let (l, u, w, m) = (dir("l")?, dir("u")?, dir("w")?, dir("m")?);
+    let base = CString::new(base).ok()?;
+    let tmpfs = CString::new("tmpfs").ok()?;
+    let overlay = CString::new("overlay").ok()?;
+    let opts = |extra: &str| {
+        let text = format!(
+            "lowerdir={},upperdir={},workdir={}{extra}",
+            l.to_string_lossy(),
+            u.to_string_lossy(),
+            w.to_string_lossy()
+        );
+        CString::new(text).ok()
+    };
+    let (with, without) = (opts(",userxattr")?, opts("")?);
+    // SAFETY: the child only makes raw system calls on data prepared above and ends with _exit,
+    // so the fork is sound even if another thread held a lock; the parent only waits for it.
+    match unsafe { nix::unistd::fork() }.ok()? {
+        nix::unistd::ForkResult::Child => {
+            // SAFETY: plain system calls on valid NUL-terminated strings owned by this process.
+            let code = unsafe {
+                let step = |ok: bool| if ok { Ok(()) } else { Err(()) };
+                let run = || -> Result<i32, ()> {
+                    step(libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) == 0)?;
+                    for (path, text) in &maps {
+                        let fd = libc::open(path.as_ptr(), libc::O_WRONLY);
+                        step(fd >= 0)?;
+                        let n = libc::write(fd, text.as_ptr().cast(), text.as_bytes().len());
+                        libc::close(fd);
+                        step(n >= 0)?;
+                    }
+                    step(
+                        libc::mount(tmpfs.as_ptr(), base.as_ptr(), tmpfs.as_ptr(), 0, std::ptr::null()) == 0,
+                    )?;
+                    for d in [&l, &u, &w, &m] {
+                        step(libc::mkdir(d.as_ptr(), 0o755) == 0)?;
+                    }
+                    let mount = |o: &CString| {
+                        libc::mount(overlay.as_ptr(), m.as_ptr(), overlay.as_ptr(), 0, o.as_ptr().cast()) == 0
+                    };
+                    Ok(if mount(&with) {
+                        0
+                    } else if mount(&without) {
+                        1
+                    } else {
+                        2
+                    })
+                };
+                run().unwrap_or(2)
+            };
+            // SAFETY: ends the child without running the parent's destructors or atexit hooks.
+            unsafe { libc::_exit(code) }
+        }
+        nix::unistd::ForkResult::Parent { child } => match nix::sys::wait::waitpid(child, None).ok()? {
+            nix::sys::wait::WaitStatus::Exited(_, code) => Some(code),
+            _ => None,
+        },
+    }
 }
 
 /// The running kernel's release (`6.1.0-18-amd64`) and whether it is at least `major.minor`.
@@ -213,7 +310,8 @@ impl HostFacts {
             pmix_server_tmpdir,
             proc_read_only: Vec::new(),
             subids,
-            overlay_in_userns: kernel_at_least(5, 11).1,
+            // Only a run in a user namespace asks (root mounts overlayfs anyway).
+            overlay_in_userns: if uid == 0 { UsernsOverlay::UserXattr } else { overlay_in_userns() },
         }
     }
 }
@@ -301,6 +399,23 @@ pub fn userns_hint() -> String {
 
 #[cfg(test)]
 mod tests {
+
+    /// The probe forks, tries, and answers; on a kernel that has overlayfs in user namespaces
+    /// (and where this process may make one) it finds it with `userxattr`.
+    #[test]
+    fn overlay_probe_answers() {
+        let got = super::probe_overlay();
+        let userns = std::process::Command::new("unshare")
+            .args(["-U", "-m", "true"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if super::kernel_at_least(5, 11).1 && userns {
+            assert_eq!(got, Some(0));
+        } else {
+            assert!(matches!(got, Some(0..=2) | None), "{got:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

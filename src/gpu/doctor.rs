@@ -82,7 +82,7 @@ fn userns(host: &HostPaths) -> Check {
 /// The kernel features gpurun uses past Linux 4.18, and what it does without each (README,
 /// "Kernel requirements").
 fn kernel() -> Check {
-    let (release, overlay) = crate::host::kernel_at_least(5, 11);
+    let (release, _) = crate::host::kernel_at_least(5, 11);
     let mut notes = Vec::new();
     if !crate::inroot::openat2_supported() {
         notes.push("no openat2: paths in images resolved in userspace".to_string());
@@ -91,7 +91,11 @@ fn kernel() -> Check {
         notes.push("no mount_setattr: read-only binds by remount".to_string());
     }
     let short = release.split('-').next().unwrap_or(&release).to_string();
-    if !overlay {
+    let overlay = crate::host::overlay_in_userns();
+    if overlay == crate::host::UsernsOverlay::Plain {
+        notes.push("overlayfs in user namespaces without userxattr (a distribution backport): used".into());
+    }
+    if overlay == crate::host::UsernsOverlay::No {
         notes.push(
             "no overlayfs in user namespaces (5.11): roots assembled from binds, without \
              --writable-tmpfs"

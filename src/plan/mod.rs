@@ -40,7 +40,7 @@ use std::path::Path;
 
 use crate::cli::RootMode;
 use crate::gpu::GpuEdits;
-use crate::host::HostFacts;
+use crate::host::{HostFacts, UsernsOverlay};
 use crate::image::RunConfig;
 use crate::request::{BindSpec, PidNamespace, RunRequest};
 
@@ -74,7 +74,7 @@ pub fn build(
             image,
             layout: &layout,
             accounts: &Accounts::new(host, &who),
-            userns: user_namespace.is_some(),
+            userxattr: user_namespace.is_some() && host.overlay_in_userns == UsernsOverlay::UserXattr,
             root,
             symlinks: &gpu.symlinks,
             make_dir: make_dir.then_some(cwd.as_path()),
@@ -114,7 +114,7 @@ fn root_kind(req: &RunRequest, host: &HostFacts, userns: bool) -> Result<RootKin
     let (kind, why) = match req.root_mode {
         RootMode::Overlay => (RootKind::Overlay, ""),
         RootMode::Bind => (RootKind::Bind, "--root-mode bind"),
-        RootMode::Auto if userns && !host.overlay_in_userns => {
+        RootMode::Auto if userns && host.overlay_in_userns == UsernsOverlay::No => {
             (RootKind::Bind, "this kernel refuses overlayfs in a user namespace (before Linux 5.11)")
         }
         RootMode::Auto => (RootKind::Overlay, ""),

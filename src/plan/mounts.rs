@@ -252,8 +252,8 @@ pub(super) struct Inputs<'a> {
     pub image: &'a ImageInfo,
     pub layout: &'a Layout,
     pub accounts: &'a Accounts,
-    /// The root is an overlay in a user namespace (`userxattr`).
-    pub userns: bool,
+    /// The overlay is mounted with `userxattr` (in a user namespace, where the kernel knows it).
+    pub userxattr: bool,
     /// Overlay or bind assembly.
     pub root: RootKind,
     /// CDI `create-symlinks` links, (target, link).
@@ -390,7 +390,7 @@ impl<'a> Ops<'a> {
                 upper: layout.upper(),
                 work: layout.work(),
                 target: layout.root(),
-                userxattr: inputs.userns,
+                userxattr: inputs.userxattr,
             }),
             RootKind::Bind => {
                 self.staged = bind_assembly(std::mem::take(&mut self.staged), &inputs.image.rootfs, layout);

@@ -44,7 +44,7 @@ fn host() -> HostFacts {
         pmix_server_tmpdir: None,
         proc_read_only: vec!["/proc/sys".into(), "/proc/sysrq-trigger".into()],
         subids: None,
-        overlay_in_userns: true,
+        overlay_in_userns: crate::host::UsernsOverlay::UserXattr,
     }
 }
 
@@ -679,7 +679,7 @@ fn group_file_gets_the_callers_group() {
 /// directory is frozen before the pivot; `--writable-tmpfs` is refused; root keeps the overlay.
 #[test]
 fn bind_assembly_replaces_the_overlay() {
-    let old_kernel = HostFacts { overlay_in_userns: false, ..host() };
+    let old_kernel = HostFacts { overlay_in_userns: crate::host::UsernsOverlay::No, ..host() };
     let plan = build(&RunRequest::default(), &old_kernel, &image()).unwrap();
     assert_eq!(plan.root, RootKind::Bind);
     let ops = &plan.mounts;
@@ -717,6 +717,11 @@ fn bind_assembly_replaces_the_overlay() {
     assert_eq!(build(&RunRequest::default(), &as_root, &image()).unwrap().root, RootKind::Overlay);
     let forced = RunRequest { root_mode: crate::cli::RootMode::Bind, ..RunRequest::default() };
     assert_eq!(build(&forced, &host(), &image()).unwrap().root, RootKind::Bind);
+    // A backport without userxattr (RHEL 8): the overlay, without that option.
+    let backport = HostFacts { overlay_in_userns: crate::host::UsernsOverlay::Plain, ..host() };
+    let plan = build(&RunRequest::default(), &backport, &image()).unwrap();
+    assert_eq!(plan.root, RootKind::Overlay);
+    assert!(plan.mounts.iter().any(|op| matches!(op, MountOp::Overlay { userxattr: false, .. })));
     let overlay = RunRequest { root_mode: crate::cli::RootMode::Overlay, ..RunRequest::default() };
     assert_eq!(build(&overlay, &old_kernel, &image()).unwrap().root, RootKind::Overlay);
 }
