@@ -264,7 +264,8 @@ pub enum PidNsMode {
 )]
 #[serde(rename_all = "lowercase")]
 pub enum RootMode {
-    /// `overlay` where the kernel allows it (as root, or Linux 5.11 and later), else `bind`.
+    /// `overlay` where the kernel allows it (as root; in a user namespace from Linux 5.11, or on an
+    /// older kernel that says so when asked once per run), else `bind`.
     #[default]
     Auto,
     /// overlayfs with the image as its read-only lower layer.
