@@ -22,6 +22,7 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(600);
 /// Every check `init.sh` runs; each must print `VMTEST PASS <name>`.
 const CHECKS: &[&str] = &[
     "identity",
+    "glibc-image",
     "exit-code",
     "signal",
     "read-only-root",
@@ -94,6 +95,20 @@ fn busybox_root(root: &Path) {
 fn images(tree: &Path, work: &Path) {
     let images = tree.join("images");
     busybox_root(&images.join("busybox"));
+    // A glibc image: busybox plus this machine's glibc and a dynamically linked tool (the stand-in
+    // for a Debian image that rootfs-tests/gpu.rs also uses: a debootstrapped one is too large
+    // for an initramfs booted under TCG).
+    let glibc = images.join("glibc");
+    busybox_root(&glibc);
+    for lib in ["/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2"] {
+        let real = std::fs::canonicalize(lib).unwrap();
+        let at = glibc.join(lib.trim_start_matches('/'));
+        std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+        std::fs::copy(&real, &at).unwrap();
+    }
+    std::fs::create_dir_all(glibc.join("usr/bin")).unwrap();
+    std::fs::copy("/usr/bin/true", glibc.join("usr/bin/true")).unwrap();
+    std::fs::copy("/usr/bin/printenv", glibc.join("usr/bin/printenv")).unwrap();
     // Two layers: the second replaces a file and whites another out.
     let (l1, l2) = (work.join("l1"), work.join("l2"));
     busybox_root(&l1);

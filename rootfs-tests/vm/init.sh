@@ -49,6 +49,7 @@ G=/gpurun/gpurun
 IMG=/images/busybox
 
 check identity "uid=1000" "$G -c $IMG id"
+check glibc-image "glibc-ran" "$G -c /images/glibc /usr/bin/true && $G -c --env MARK=glibc-ran /images/glibc /usr/bin/printenv MARK"
 check exit-code "code=7" "$G -c $IMG sh -c 'exit 7'; echo code=\$?"
 check signal "code=143" "$G -c $IMG sh -c 'kill -TERM \$\$'; echo code=\$?"
 check read-only-root "Read-only file system" "$G -c $IMG touch /new"
