@@ -159,7 +159,8 @@ fn mount_hint(op: &MountOp, layout: &Layout, err: &std::io::Error) -> Option<Str
     match op {
         MountOp::Overlay { .. } => Some(
             "unprivileged overlayfs needs Linux 5.11 or later, and the image directory must be on a \
-             filesystem overlayfs accepts as a lower layer (local disk works; some FUSE and NFS setups do not)"
+             filesystem overlayfs accepts as a lower layer (local disk works; some FUSE and NFS setups do not); \
+             --root-mode bind assembles the root from binds instead"
                 .into(),
         ),
         MountOp::Proc { .. } if errno == Some(libc::EPERM) => Some(
