@@ -101,14 +101,7 @@ fn slurm() -> bool {
             _ => Err("no idle Slurm node: run rootfs-tests/hpc/setup.sh as root".into()),
         }
     });
-    match state {
-        Ok(()) => true,
-        Err(e) if is_root() => panic!("{e}"),
-        Err(e) => {
-            skip(e);
-            false
-        }
-    }
+    support::service_up(state)
 }
 
 /// `program args` as the test user (when root) in `cwd`, with gpurun's cache in `cache`.

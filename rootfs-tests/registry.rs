@@ -40,14 +40,7 @@ fn registries() -> bool {
             Err("the test registries are not running: run rootfs-tests/registry/setup.sh as root".into())
         }
     });
-    match state {
-        Ok(()) => true,
-        Err(e) if is_root() => panic!("{e}"),
-        Err(e) => {
-            skip(e);
-            false
-        }
-    }
+    support::service_up(state)
 }
 
 fn password() -> String {

@@ -78,12 +78,9 @@ if [ -f /etc/apt/sources.list ]; then
 fi
 [ -s "$sources" ] || { echo "fetch-vendor: no apt sources found on this machine" >&2; exit 1; }
 
-opts="-o Dir::Etc::SourceList=$sources -o Dir::Etc::SourceParts=/dev/null \
-      -o Dir::State::Lists=$apt_dir/lists -o Dir::Cache::Archives=$apt_dir/archives \
-      -o Dir::Cache::pkgcache=$apt_dir/pkgcache.bin -o Dir::Cache::srcpkgcache=$apt_dir/srcpkgcache.bin \
-      -o Debug::NoLocking=1"
-# shellcheck disable=SC2086
-apt-get $opts -q update >"$apt_dir/update.log" 2>&1 || { cat "$apt_dir/update.log" >&2; exit 1; }
+# shellcheck source=rootfs-tests/support/private-apt.sh
+. "$(dirname "$0")/../support/private-apt.sh"
+private_apt_update "$apt_dir" "$sources" || exit 1
 # apt-get download writes into the current directory.
 # shellcheck disable=SC2086
 (cd "$apt_dir/debs" && apt-get $opts -q download nvidia-smi libnvidia-ml1 libcuda1 >"$apt_dir/download.log" 2>&1) \

@@ -377,3 +377,17 @@ pub fn docker_archive(layers: &[&Path], out: &Path) {
     let tar = output(&mut tar);
     assert_eq!(tar.status.code(), Some(0), "tar: {}", describe(&tar));
 }
+
+/// Whether a service the tests start themselves (a registry, a Slurm cluster) is up, from the
+/// outcome of starting or finding it: as root, where the test started it, a failure is a test
+/// failure; otherwise a SKIP line (a failure under `GPURUN_TEST_NO_SKIP`) and `false`.
+pub fn service_up(state: &Result<(), String>) -> bool {
+    match state {
+        Ok(()) => true,
+        Err(e) if is_root() => panic!("{e}"),
+        Err(e) => {
+            skip(e);
+            false
+        }
+    }
+}

@@ -58,12 +58,9 @@ for uri in $uris; do
     done
 done
 [ -s "$sources" ] || { echo "fetch-kernels: no Debian archive found in this machine's apt sources" >&2; exit 1; }
-opts="-o Dir::Etc::SourceList=$sources -o Dir::Etc::SourceParts=/dev/null \
-      -o Dir::State::Lists=$apt_dir/lists -o Dir::Cache::Archives=$apt_dir/archives \
-      -o Dir::Cache::pkgcache=$apt_dir/pkgcache.bin -o Dir::Cache::srcpkgcache=$apt_dir/srcpkgcache.bin \
-      -o Debug::NoLocking=1"
-# shellcheck disable=SC2086
-apt-get $opts -q update >"$apt_dir/update.log" 2>&1 || { cat "$apt_dir/update.log" >&2; exit 1; }
+# shellcheck source=rootfs-tests/support/private-apt.sh
+. "$(dirname "$0")/../support/private-apt.sh"
+private_apt_update "$apt_dir" "$sources" || exit 1
 for suite in $suites; do
     # The metapackage of the suite names the versioned kernel package.
     # shellcheck disable=SC2086
