@@ -129,6 +129,7 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
 /// Without a PID namespace in the plan gpurun becomes the workload: this returns only when it
 /// could not be started.
 pub fn launch(plan: &LaunchPlan) -> Result<i32, SandboxError> {
+    wait_single_threaded();
     if !plan.namespaces.contains(&Namespace::Pid) {
         return inplace::exec(plan);
     }
@@ -209,6 +210,26 @@ impl Drop for InitStack {
         // (its only user, the init, has exited and been reaped by `relay`).
         unsafe { libc::munmap(self.base, self.len) };
     }
+}
+
+/// The threads of the preparation (layer downloads, a credential helper's reader, the HTTP
+/// client's name lookups) have done their work by now, but one may not have finished exiting,
+/// and `unshare(CLONE_NEWUSER)` refuses a process with more than one thread (EINVAL). Waits,
+/// briefly and bounded, until this is the only thread; if one is really stuck the unshare then
+/// fails and says so.
+fn wait_single_threaded() {
+    let threads = || {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Field 20 (num_threads), counted after the command name's closing parenthesis.
+        stat.rsplit_once(')')?.1.split_whitespace().nth(17)?.parse::<u64>().ok()
+    };
+    for _ in 0..2000 {
+        if threads().is_none_or(|n| n <= 1) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    tracing::debug!(threads = ?threads(), "still more than one thread before the sandbox");
 }
 
 /// Starts the PID-namespace init with `clone(CLONE_VM)` on a stack of its own. A `fork` would

@@ -226,7 +226,7 @@ fn helper_get(helper: &str, registry: &str, env: &ProcessEnv) -> Result<Option<C
     // a daemon holding its stdout, must not hang every pull.
     let stdout = child.stdout.take();
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         let mut out = Vec::new();
         if let Some(s) = stdout {
             let _ = s.take(MAX_AUTH_FILE).read_to_end(&mut out);
@@ -235,6 +235,10 @@ fn helper_get(helper: &str, registry: &str, env: &ProcessEnv) -> Result<Option<C
     });
     let out = rx.recv_timeout(HELPER_TIME).ok();
     let status = out.as_ref().and_then(|_| wait_for(&mut child, HELPER_TIME));
+    // Joined when it has answered (it is ending): the sandbox later needs a single thread.
+    if out.is_some() {
+        let _ = reader.join();
+    }
     let (Some(out), Some(status)) = (out, status) else {
         let _ = child.kill();
         let _ = child.wait();
