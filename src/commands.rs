@@ -198,7 +198,16 @@ fn read_stdin_password() -> Result<String, CommandError> {
 }
 
 pub fn inspect(args: &InspectArgs, net: &registry::Options) -> Result<String, CommandError> {
-    let i = image::inspect(&ImageArg::classify(&args.image)?, &selection(&args.select), net)?;
+    let arg = ImageArg::classify(&args.image)?;
+    if let ImageArg::Squash(path) = &arg {
+        let i = image::unpack::inspect_squash(path)?;
+        return Ok(if args.json {
+            serde_json::to_string_pretty(&i).unwrap_or_default() + "\n"
+        } else {
+            squash_text(&i)
+        });
+    }
+    let i = image::inspect(&arg, &selection(&args.select), net)?;
     if args.json {
         return Ok(serde_json::to_string_pretty(&i).unwrap_or_default() + "\n");
     }
@@ -236,6 +245,58 @@ pub fn inspect(args: &InspectArgs, net: &registry::Options) -> Result<String, Co
         );
     }
     Ok(out)
+}
+
+/// `inspect`'s text for a SIF or SquashFS file.
+fn squash_text(i: &image::unpack::SquashInspection) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Id:          {}", i.id.as_deref().unwrap_or("-"));
+    let _ = writeln!(out, "Format:      {}", i.format);
+    if let Some(sb) = &i.squashfs {
+        let _ = writeln!(
+            out,
+            "SquashFS:    {} compression, {} blocks, {} inodes, {}",
+            sb.compression.name(),
+            human(u64::from(sb.block_size)),
+            sb.inode_count,
+            human(sb.bytes_used)
+        );
+    }
+    if let Some(why) = &i.not_runnable {
+        let _ = writeln!(out, "Runnable:    no: {why}");
+    }
+    if let Some(sif) = &i.sif {
+        let _ = writeln!(out, "SIF:         version {}, {}, uuid {}", sif.version, sif.arch, sif.uuid);
+        let _ = writeln!(out, "Created:     {} (unix time)", sif.created);
+        let _ = writeln!(out, "Objects:");
+        for o in &sif.objects {
+            let mut what = o.kind.clone();
+            if let Some(p) = &o.partition {
+                what = format!("{what} ({}, {}, {})", p.fs, p.kind, p.arch);
+            }
+            if let Some(s) = &o.signature {
+                what = format!("{what} ({}, {}, entity {}, signs {})", s.format, s.hash, s.entity, s.signs);
+            }
+            if let Some(f) = &o.sbom_format {
+                what = format!("{what} ({f})");
+            }
+            let group = o.group.map(|g| format!("group {g}")).unwrap_or_else(|| "-".into());
+            let _ = writeln!(out, "  {:>3}  {:<8} {:>10}  {what}", o.id, group, human(o.size));
+        }
+    }
+    if let Some(labels) = i.labels.as_ref().and_then(|l| l.as_object()) {
+        let _ = writeln!(out, "Labels:");
+        for (k, v) in labels {
+            let _ = writeln!(out, "  {k}={}", v.as_str().map(String::from).unwrap_or_else(|| v.to_string()));
+        }
+    }
+    if let Some(d) = &i.definition {
+        let _ = writeln!(out, "Definition:");
+        for line in d.lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    out
 }
 
 pub fn images(args: &ImagesArgs, cache: &Cache) -> Result<String, CommandError> {

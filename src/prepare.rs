@@ -16,9 +16,10 @@ use crate::cli::PullPolicy;
 use crate::image::apply::Limits;
 use crate::image::layer::LayerError;
 use crate::image::select::{self, Resolved};
-use crate::image::source::FileIdentity;
 use crate::image::source::registry::prefetch::Prefetch;
 use crate::image::source::registry::{self, Reference, RegistrySource};
+use crate::image::source::{FileIdentity, SquashSource};
+use crate::image::squash::{self, Extraction};
 use crate::image::unpack::{layer_infos, run_config};
 use crate::image::{ImageArg, ImageError, ImageSource, RunConfig, Selection};
 use crate::ui::Ui;
@@ -77,6 +78,12 @@ pub fn prepare(image: &ImageArg, sel: &Selection, st: &Stage) -> Result<Prepared
         ImageArg::Rootfs(dir) => rootfs_dir(dir, st.ui),
         ImageArg::Local(_) => local(image, sel, st),
         ImageArg::Registry(r) => pulled(image, r, sel, st),
+        ImageArg::Squash(path) => {
+            if sel.reference.is_some() || sel.platform.is_some() {
+                st.ui.warn("--ref and --platform choose inside an archive; a SIF or SquashFS image holds one, which runs");
+            }
+            squash(image, path, st)
+        }
     }
 }
 
@@ -90,7 +97,122 @@ fn rootfs_dir(image: &Path, ui: &Ui) -> Result<Prepared, PrepareError> {
             dir.display()
         ));
     }
-    Ok(Prepared { rootfs: dir, config: RunConfig::default(), id: None, lease: None, memo_dir: None })
+    let mut config = RunConfig::default();
+    // An Apptainer sandbox directory (`apptainer build --sandbox`) runs with its conventions.
+    if let Ok(root) = crate::inroot::Root::open(&dir) {
+        crate::image::apptainer::apply(&root, &mut config);
+    }
+    Ok(Prepared { rootfs: dir, config, id: None, lease: None, memo_dir: None })
+}
+
+/// A SIF or SquashFS file. Its warm path is the archives' (the memo of its identity). Cold, its
+/// id is known only once its bytes are hashed, so the lock and the staging tree are keyed by the
+/// memo's name until the extraction ends; the tree is then published under the id, unless
+/// another path with the same bytes published it first.
+fn squash(image: &ImageArg, path: &Path, st: &Stage) -> Result<Prepared, PrepareError> {
+    let cache = st.cache;
+    let (canon, identity) = image.identify()?;
+    let memo_name = SourceMemo::file_name(&canon, None, None);
+    let memo_path = cache.sources_dir().join(&memo_name);
+    if let Some((p, _)) = warm(cache, &memo_path, &identity)? {
+        return Ok(p);
+    }
+    let key = format!("squash-{}", memo_name.trim_end_matches(".json"));
+    let _lock = cache.lock_unpack(&key)?;
+    if let Some((p, _)) = warm(cache, &memo_path, &identity)? {
+        return Ok(p); // another start extracted it while we waited
+    }
+    let source = SquashSource::open(path)?;
+    let fs = source.image()?;
+    cache.clean_staging(&key)?;
+    let catch = crate::interrupt::catch();
+    let staging = cache.stage(&key)?;
+    let extracted = extract_squash(&source, fs, &staging.rootfs(), st);
+    let (extraction, config) = match extracted {
+        Ok(done) => done,
+        Err(e) => {
+            drop(staging);
+            if let Some(sig) = crate::interrupt::pending() {
+                drop(catch);
+                crate::interrupt::die_of(sig);
+            }
+            return Err(e);
+        }
+    };
+    let id = extraction.digest.hex.clone();
+    let record = squash_record(&source, &canon, &id, config, extraction.bytes_written);
+    {
+        let _publishing = cache.lock_unpack(&id)?;
+        if !cache.is_published(&id) {
+            cache.publish(staging, &id, &record)?;
+            tracing::debug!(%id, "published");
+        }
+    }
+    drop(catch);
+    if let Some(sig) = crate::interrupt::pending() {
+        crate::interrupt::die_of(sig);
+    }
+    let memo = SourceMemo { path: canon, reference: None, platform: None, identity, id: id.clone() };
+    if let Err(e) = memo.write(&memo_path) {
+        st.ui.warn(&format!("could not remember the image for fast restarts ({}): {e}", memo_path.display()));
+    }
+    cached(st, &id)
+}
+
+/// Extracts the file system into `dest` and reads its Apptainer conventions.
+fn extract_squash(
+    source: &SquashSource,
+    fs: std::sync::Arc<crate::image::squash::Image>,
+    dest: &Path,
+    st: &Stage,
+) -> Result<(Extraction, RunConfig), PrepareError> {
+    use rustix::fs::{Mode, OFlags};
+    let open_err = |e: rustix::io::Errno| ImageError::Open { path: dest.to_owned(), source: e.into() };
+    let need = fs.sb.bytes_used;
+    if let Ok(v) = rustix::fs::statvfs(dest) {
+        let have = v.f_bavail.saturating_mul(v.f_frsize);
+        if need > have {
+            return Err(ImageError::NoSpace { path: dest.to_owned(), need, have }.into());
+        }
+    }
+    let root = rustix::fs::open(dest, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(open_err)?;
+    let progress = st.ui.progress(source.region.1, 1);
+    let extraction = squash::extract(fs, source.region, root, st.limits, &|n| progress.inc(n))
+        .map_err(ImageError::from)?;
+    progress.finish();
+    for line in extraction.warnings.lines() {
+        st.ui.warn(&line);
+    }
+    let mut config = RunConfig::default();
+    let root =
+        crate::inroot::Root::open(dest).map_err(|e| ImageError::Open { path: dest.to_owned(), source: e })?;
+    crate::image::apptainer::apply(&root, &mut config);
+    Ok((extraction, config))
+}
+
+fn squash_record(source: &SquashSource, canon: &Path, id: &str, config: RunConfig, size: u64) -> ImageRecord {
+    let platform = match &source.sif {
+        Some(sif) if sif.arch != "unknown" => format!("linux/{}", sif.arch),
+        _ => select::Platform::host().to_string(),
+    };
+    let format = if source.sif.is_some() { "sif" } else { "squashfs" };
+    ImageRecord {
+        id: id.to_string(),
+        source: canon.to_owned(),
+        reference: None,
+        platform,
+        format: format.into(),
+        config,
+        layers: vec![crate::image::LayerInfo {
+            digest: Some(format!("sha256:{id}")),
+            diff_id: format!("sha256:{id}"),
+            size: source.region.1,
+            media_type: Some("squashfs".into()),
+        }],
+        size,
+        created: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+    }
 }
 
 /// An archive or image directory, keyed for the warm path by its canonical path, the selection

@@ -36,6 +36,8 @@ pub struct RunRequest {
     pub command: Vec<String>,
     /// `--run`: `command` replaces CMD after the ENTRYPOINT.
     pub run_entrypoint: bool,
+    /// Apptainer's `exec` verb chose run mode (it requires a command for Apptainer images).
+    pub exec_verb: bool,
     pub pwd: Option<PathBuf>,
     pub fakeroot: bool,
     pub binds: Vec<BindSpec>,
@@ -215,6 +217,7 @@ impl RunRequest {
             image,
             command,
             run_entrypoint: args.run || args.verb == Some(Verb::Run),
+            exec_verb: args.verb == Some(Verb::Exec),
             pwd: args.pwd.clone(),
             fakeroot: args.fakeroot,
             binds,

@@ -4,11 +4,13 @@
 //! anything from the image and must not touch any path outside the cache.
 
 pub mod apply;
+pub mod apptainer;
 pub mod digest;
 pub mod layer;
 pub mod runconfig;
 pub mod select;
 pub mod source;
+pub mod squash;
 pub mod tar;
 pub mod unpack;
 
@@ -69,6 +71,10 @@ pub enum ImageError {
     NotPulled { reference: String },
     #[error("layer {index}/{count} ({digest}): {source}")]
     Layer { index: usize, count: usize, digest: String, source: layer::LayerError },
+    #[error(transparent)]
+    Sif(#[from] source::sif::SifError),
+    #[error(transparent)]
+    Squash(#[from] squash::SquashError),
     #[error("not enough space for the image in {path}: about {need} bytes needed, {have} free")]
     NoSpace { path: PathBuf, need: u64, have: u64 },
 }
@@ -80,7 +86,7 @@ impl ImageError {
         let space = NO_SPACE_HINT;
         Some(match self {
             ImageError::Open { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                "check the path; IMAGE is a `docker save` or OCI archive, an OCI layout or a rootfs directory"
+                "check the path; IMAGE is a `docker save` or OCI archive, an OCI layout, a SIF or SquashFS file, or a rootfs directory"
                     .into()
             }
             ImageError::Registry { hint, .. } => return hint.clone(),

@@ -78,6 +78,7 @@ pub fn run_config(r: &Resolved) -> RunConfig {
         user: c.user.filter(|u| !u.is_empty()),
         labels: c.labels.unwrap_or_default(),
         stop_signal: c.stop_signal,
+        apptainer: None,
     }
 }
 
@@ -115,4 +116,96 @@ pub fn inspect(image: &ImageArg, sel: &Selection, net: &Options) -> Result<Inspe
         config: run_config(&r),
         layers: layer_infos(&r),
     })
+}
+
+/// What `gpurun inspect` shows of a SIF or SquashFS file: its id (the SHA-256 of the file
+/// system's bytes, read once), the SquashFS superblock, and for a SIF every data object with the
+/// definition file, labels and environment it carries.
+#[derive(Debug, serde::Serialize)]
+pub struct SquashInspection {
+    /// `None` when gpurun cannot run the image (`not_runnable` says why).
+    pub id: Option<String>,
+    pub format: &'static str,
+    pub squashfs: Option<super::squash::Superblock>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_runnable: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sif: Option<super::source::sif::Sif>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub definition: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+}
+
+pub fn inspect_squash(path: &Path) -> Result<SquashInspection, ImageError> {
+    let file =
+        std::fs::File::open(path).map_err(|e| ImageError::Open { path: path.to_owned(), source: e })?;
+    let mut head = [0u8; 64];
+    let n = std::os::unix::fs::FileExt::read_at(&file, &mut head, 0)
+        .map_err(|e| ImageError::Open { path: path.to_owned(), source: e })?;
+    let mut sif = if super::source::sif::is_sif(&head[..n]) {
+        Some(super::source::sif::Sif::read(&file, path)?)
+    } else {
+        None
+    };
+    let text = |kind: &str| -> Option<String> {
+        let sif = sif.as_ref()?;
+        let o = sif.of_type(kind).next()?;
+        sif.small_object(&file, o).map(|b| String::from_utf8_lossy(&b).into_owned())
+    };
+    let (definition, environment) = (text("deffile"), text("env"));
+    let labels = text("labels").and_then(|t| serde_json::from_str(&t).ok());
+    if let Some(sif) = sif.as_mut() {
+        sif.describe_signatures(&file);
+    }
+    // What gpurun would run, and its id; a SIF it cannot run is still described.
+    let runnable = super::source::SquashSource::open(path).and_then(|s| Ok((s.image()?, s.region)));
+    let (squashfs, id, not_runnable) = match runnable {
+        Ok((fs, region)) => (Some(fs.sb.clone()), Some(hash_region(&file, path, region)?), None),
+        Err(e) if sif.is_some() => (None, None, Some(crate::error_chain(&e))),
+        Err(e) => return Err(e),
+    };
+    Ok(SquashInspection {
+        id,
+        format: if sif.is_some() { "sif" } else { "squashfs" },
+        squashfs,
+        not_runnable,
+        sif,
+        definition,
+        labels,
+        environment,
+    })
+}
+
+/// SHA-256 of `len` bytes at `offset`: the image id of a SquashFS file system.
+fn hash_region(file: &std::fs::File, path: &Path, (offset, len): (u64, u64)) -> Result<String, ImageError> {
+    use super::digest::{Algorithm, Hasher};
+    use std::io::Read;
+    let mut h = Hasher::new(Algorithm::Sha256);
+    let read_err = |e| ImageError::Read { name: path.display().to_string(), source: e };
+    let mut part = std::io::BufReader::with_capacity(1 << 20, PartReader { file, at: offset }).take(len);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = part.read(&mut buf).map_err(read_err)?;
+        if n == 0 {
+            return Ok(h.finish().hex);
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+/// Sequential reads by offset from a shared file.
+struct PartReader<'a> {
+    file: &'a std::fs::File,
+    at: u64,
+}
+
+impl std::io::Read for PartReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = std::os::unix::fs::FileExt::read_at(self.file, buf, self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
 }

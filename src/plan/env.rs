@@ -20,7 +20,7 @@
 //! allocation is the exception: it describes the job, not the workload's environment, and
 //! `gpu` reads it from the host.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::gpu::{EnvEdit, REQUEST_VARS};
@@ -94,7 +94,22 @@ fn layers(
     home: &Path,
     gpu: &[EnvEdit],
 ) -> BTreeMap<String, String> {
+    layers_with_forced(req, host, config, home, gpu).0
+}
+
+/// [`layers`], and the names whose value must win over the image's: set by rows 3 to 7, or a
+/// GPU request variable the host set (row 2's exception). An Apptainer image's env scripts run
+/// after this merge, in the container; these are exported again after them.
+fn layers_with_forced(
+    req: &RunRequest,
+    host: &HostFacts,
+    config: &RunConfig,
+    home: &Path,
+    gpu: &[EnvEdit],
+) -> (BTreeMap<String, String>, BTreeSet<String>) {
     let mut env = host_rows(req, host);
+    let mut forced: BTreeSet<String> =
+        REQUEST_VARS.iter().filter(|v| env.contains_key(**v)).map(|v| v.to_string()).collect();
     for entry in &config.env {
         if let Some((name, value)) = entry.split_once('=')
             && !(REQUEST_VARS.contains(&name) && env.contains_key(name))
@@ -103,19 +118,33 @@ fn layers(
         }
     }
     env.entry("PATH".into()).or_insert_with(|| DEFAULT_PATH.into());
-    env.insert("HOME".into(), home.display().to_string());
+    let mut set = |env: &mut BTreeMap<String, String>, name: &str, value: String| {
+        forced.insert(name.to_string());
+        env.insert(name.to_string(), value);
+    };
+    set(&mut env, "HOME", home.display().to_string());
     // The marker that a process runs in gpurun (as Apptainer sets APPTAINER_CONTAINER): the
     // image as given, made absolute against the caller's directory.
     let image = match &host.cwd {
         Some(cwd) if req.image.is_relative() => cwd.join(&req.image),
         _ => req.image.clone(),
     };
-    env.insert(CONTAINER_VAR.into(), image.display().to_string());
+    set(&mut env, CONTAINER_VAR, image.display().to_string());
+    if config.apptainer.is_some() {
+        // What Apptainer sets, which images' scripts read.
+        let name = image.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        for (var, value) in [
+            ("APPTAINER_CONTAINER", image.display().to_string()),
+            ("SINGULARITY_CONTAINER", image.display().to_string()),
+            ("APPTAINER_NAME", name.clone()),
+            ("SINGULARITY_NAME", name),
+        ] {
+            set(&mut env, var, value);
+        }
+    }
     for edit in gpu {
         match edit {
-            EnvEdit::Set { name, value } => {
-                env.insert(name.clone(), value.clone());
-            }
+            EnvEdit::Set { name, value } => set(&mut env, name, value.clone()),
             EnvEdit::Unset { name } => {
                 env.remove(name);
             }
@@ -126,12 +155,12 @@ fn layers(
     for prefix in SET_PREFIXES {
         for (name, value) in &host.env {
             if let Some(inner) = name.strip_prefix(prefix).filter(|n| !n.is_empty()) {
-                env.insert(inner.into(), value.clone());
+                set(&mut env, inner, value.clone());
             }
         }
     }
     for (name, value) in req.env_file_vars.iter().chain(&req.env_vars) {
-        env.insert(name.clone(), value.clone());
+        set(&mut env, name, value.clone());
     }
     for edit in gpu {
         if let EnvEdit::Append { name, value } = edit {
@@ -144,7 +173,34 @@ fn layers(
             }
         }
     }
-    env
+    (env, forced)
+}
+
+/// For an Apptainer image with env scripts and a shell: the argv that sources the scripts, then
+/// exports again what wins over the image (rows 3 to 7 and the GPU request variables) and the
+/// GPU search paths (row 8), then execs `argv`. Otherwise `argv` itself.
+pub(super) fn apptainer_argv(
+    argv: Vec<String>,
+    req: &RunRequest,
+    host: &HostFacts,
+    config: &RunConfig,
+    home: &Path,
+    gpu: &[EnvEdit],
+) -> Vec<String> {
+    let Some(a) = &config.apptainer else { return argv };
+    let Some(shell) = a.shell.as_ref().filter(|_| !a.env_scripts.is_empty()) else { return argv };
+    let (env, forced) = layers_with_forced(req, host, config, home, gpu);
+    let forced: Vec<(String, String)> =
+        forced.into_iter().filter_map(|n| env.get(&n).map(|v| (n.clone(), v.clone()))).collect();
+    let appends: Vec<(String, String)> = gpu
+        .iter()
+        .filter_map(|e| match e {
+            EnvEdit::Append { name, value } => Some((name.clone(), value.clone())),
+            _ => None,
+        })
+        .collect();
+    let program = crate::image::apptainer::wrapper(&a.env_scripts, &forced, &appends);
+    [shell.clone(), "-c".into(), program, "gpurun".into()].into_iter().chain(argv).collect()
 }
 
 /// Row 1: what passes from the host.

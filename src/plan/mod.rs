@@ -62,6 +62,7 @@ pub fn build(
     let argv = argv(req, &image.config)?;
     let user_namespace = identity::user_namespace(req, host);
     let who = identity::identity(req, host, image, user_namespace.as_ref())?;
+    let argv = env::apptainer_argv(argv, req, host, &image.config, &who.home, &gpu.env);
     let specs = mounts::specs(req, host, &who, gpu);
     let cwd = mounts::working_dir(req, host, &image.config, &specs);
     let make_dir =
@@ -154,6 +155,10 @@ pub fn binds_onto_image<'r>(
 /// OCI conversion rules: COMMAND replaces ENTRYPOINT and CMD; `--run` keeps the ENTRYPOINT and
 /// replaces only CMD; no COMMAND runs ENTRYPOINT + CMD.
 pub fn argv(req: &RunRequest, config: &RunConfig) -> Result<Vec<String>, PlanError> {
+    // `apptainer exec IMAGE` without a command is an error there; the runscript is `run`'s.
+    if config.apptainer.is_some() && req.exec_verb && req.command.is_empty() {
+        return Err(PlanError::ExecNeedsCommand);
+    }
     let argv: Vec<String> = if req.run_entrypoint {
         let tail = if req.command.is_empty() { &config.cmd } else { &req.command };
         config.entrypoint.iter().chain(tail).cloned().collect()

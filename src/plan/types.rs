@@ -236,6 +236,8 @@ pub struct ImageInfo {
 pub enum PlanError {
     #[error("no COMMAND given and the image has no ENTRYPOINT or CMD")]
     NoCommand,
+    #[error("exec needs a COMMAND")]
+    ExecNeedsCommand,
     #[error("the image's User {spec:?}: {why}")]
     BadUser { spec: String, why: String },
     #[error("the image's User {spec:?} is uid {uid} gid {gid}, which the user namespace does not map")]
@@ -248,6 +250,9 @@ impl PlanError {
     pub fn hint(&self) -> Option<String> {
         match self {
             PlanError::NoCommand => Some("name a command after IMAGE, e.g. `gpurun IMAGE /bin/sh`".into()),
+            PlanError::ExecNeedsCommand => {
+                Some("name one (`gpurun exec IMAGE /bin/sh`), or run the image's runscript with `gpurun run IMAGE`".into())
+            }
             PlanError::BadUser { .. } => {
                 Some("the image's /etc/passwd and /etc/group must name it; run without --fakeroot to run as yourself".into())
             }

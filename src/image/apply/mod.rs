@@ -24,6 +24,30 @@ use rustix::io::Errno;
 use crate::host::ProcessEnv;
 use crate::image::tar::{Entry, Kind, TarError, TarSource, TarStream};
 
+/// Entries and their data, in order: a layer's tar stream, or a SquashFS image walked in
+/// directory order (`image::squash`). Everything written into a staging root goes through the
+/// [`Applier`], whatever the format, so the in-root rules and limits are one set.
+pub trait EntryStream {
+    /// The next entry; `None` at the end.
+    fn next_entry(&mut self) -> Result<Option<Entry>, ApplyError>;
+    /// The current entry's next data bytes (empty at its end).
+    fn data(&mut self) -> Result<&[u8], ApplyError>;
+    /// Marks `n` bytes of [`EntryStream::data`] as read.
+    fn consume(&mut self, n: usize);
+}
+
+impl<R: TarSource> EntryStream for TarStream<R> {
+    fn next_entry(&mut self) -> Result<Option<Entry>, ApplyError> {
+        Ok(TarStream::next_entry(self)?)
+    }
+    fn data(&mut self) -> Result<&[u8], ApplyError> {
+        Ok(TarStream::data(self)?)
+    }
+    fn consume(&mut self, n: usize) {
+        TarStream::consume(self, n);
+    }
+}
+
 pub use paths::{MAX_COMPONENT, MAX_DEPTH};
 pub use warnings::Warnings;
 
@@ -138,7 +162,7 @@ impl Applier {
     }
 
     /// Applies one layer; the stream is left just after its end-of-archive marker.
-    pub fn apply_layer<R: TarSource>(&mut self, tar: &mut TarStream<R>) -> Result<(), ApplyError> {
+    pub fn apply_layer<S: EntryStream>(&mut self, tar: &mut S) -> Result<(), ApplyError> {
         self.upper.clear();
         self.opaqued.clear();
         self.parent_cache = None;
@@ -158,7 +182,7 @@ impl Applier {
         Ok(())
     }
 
-    fn apply_entry<R: TarSource>(&mut self, e: &Entry, tar: &mut TarStream<R>) -> Result<(), ApplyError> {
+    fn apply_entry<S: EntryStream>(&mut self, e: &Entry, tar: &mut S) -> Result<(), ApplyError> {
         let parts = paths::components(&e.path).map_err(|why| entry_err(&e.path, why.to_string()))?;
         let Some((leaf, parent)) = parts.split_last() else {
             return match e.kind {
@@ -261,12 +285,12 @@ impl Applier {
         create(dir).map_err(|err| errno_err(&e.path, what, err))
     }
 
-    fn regular<R: TarSource>(
+    fn regular<S: EntryStream>(
         &mut self,
         e: &Entry,
         parent: &[&[u8]],
         leaf: &[u8],
-        tar: &mut TarStream<R>,
+        tar: &mut S,
     ) -> Result<(), ApplyError> {
         let flags = OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = self.create_replacing(e, parent, leaf, "creating file", |dir| {
@@ -282,11 +306,11 @@ impl Applier {
         Ok(())
     }
 
-    fn write_data<R: TarSource>(
+    fn write_data<S: EntryStream>(
         &mut self,
         e: &Entry,
         mut file: &File,
-        tar: &mut TarStream<R>,
+        tar: &mut S,
     ) -> Result<(), ApplyError> {
         loop {
             let chunk = tar.data()?;
@@ -301,13 +325,13 @@ impl Applier {
     }
 
     /// Old-GNU sparse: data segments written at their offsets, holes left as holes.
-    fn write_sparse<R: TarSource>(
+    fn write_sparse<S: EntryStream>(
         &mut self,
         e: &Entry,
         file: &File,
         real: u64,
         segments: &[crate::image::tar::SparseSegment],
-        tar: &mut TarStream<R>,
+        tar: &mut S,
     ) -> Result<(), ApplyError> {
         if real > self.limits.max_layer_bytes {
             return Err(ApplyError::Limit(format!(

@@ -5,13 +5,16 @@
 //! theirs to do: the decode pipeline (`layer`) and the prepare stage (`crate::prepare`) do it.
 //!
 //! Adding a kind of source (a registry, a SIF file) is one module here and one [`ImageArg`] arm.
+//! SquashFS images (plain or a SIF's partition) have no layers: [`SquashSource`] locates the
+//! file system, and `image::squash` extracts it through the same Applier.
 
 mod archive;
 pub mod registry;
+pub mod sif;
 
-use std::fs;
+use std::fs::{self, File};
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -45,6 +48,9 @@ pub enum ImageArg {
     Local(PathBuf),
     /// `docker://REF`: an image in an OCI registry, keyed by its reference and manifest digest.
     Registry(registry::Reference),
+    /// An Apptainer SIF file or a plain SquashFS image (`.sqsh`, `.squashfs`, `.sqfs`): extracted
+    /// into the cache, keyed by its file identity, its id the SHA-256 of the file system's bytes.
+    Squash(PathBuf),
 }
 
 impl ImageArg {
@@ -56,6 +62,7 @@ impl ImageArg {
         }
         Ok(match DirKind::of(arg) {
             Some(DirKind::Rootfs) => ImageArg::Rootfs(arg.to_owned()),
+            None if SquashSource::sniff(arg) => ImageArg::Squash(arg.to_owned()),
             _ => ImageArg::Local(arg.to_owned()),
         })
     }
@@ -64,7 +71,7 @@ impl ImageArg {
     /// registry image).
     pub fn display(&self) -> String {
         match self {
-            ImageArg::Rootfs(p) | ImageArg::Local(p) => p.display().to_string(),
+            ImageArg::Rootfs(p) | ImageArg::Local(p) | ImageArg::Squash(p) => p.display().to_string(),
             ImageArg::Registry(r) => format!("{}{r}", registry::reference::SCHEME),
         }
     }
@@ -72,7 +79,7 @@ impl ImageArg {
     /// The path of a local image (a registry reference has none).
     pub fn path(&self) -> &Path {
         match self {
-            ImageArg::Rootfs(p) | ImageArg::Local(p) => p,
+            ImageArg::Rootfs(p) | ImageArg::Local(p) | ImageArg::Squash(p) => p,
             ImageArg::Registry(_) => Path::new(""),
         }
     }
@@ -81,6 +88,8 @@ impl ImageArg {
     pub fn open(&self, net: &registry::Options) -> Result<Box<dyn ImageSource>, ImageError> {
         match self {
             ImageArg::Rootfs(p) => Err(ImageError::NotAnImage(p.clone())),
+            // Has no layers to open: `squash::extract` reads it (`crate::prepare`).
+            ImageArg::Squash(p) => Err(ImageError::NotAnImage(p.clone())),
             ImageArg::Local(p) => Ok(Box::new(Source::open(p)?)),
             ImageArg::Registry(r) => Ok(Box::new(registry::RegistrySource::open(r, net)?)),
         }
@@ -95,6 +104,47 @@ impl ImageArg {
         let canon = fs::canonicalize(image).map_err(open_err)?;
         let meta = fs::metadata(identity_probe(&canon)).map_err(open_err)?;
         Ok((canon, FileIdentity::of(&meta)))
+    }
+}
+
+/// Where a SquashFS file system lies: a whole `.sqsh` file, or a SIF's system partition.
+pub struct SquashSource {
+    pub path: PathBuf,
+    pub file: File,
+    /// The SIF's header and descriptors, for a SIF file.
+    pub sif: Option<sif::Sif>,
+    /// (offset, length) of the file system in the file: what the image id hashes.
+    pub region: (u64, u64),
+}
+
+impl SquashSource {
+    /// Whether `path` is a regular file that starts like a SIF or a SquashFS image.
+    pub fn sniff(path: &Path) -> bool {
+        let mut head = [0u8; 64];
+        let Ok(file) = File::open(path) else { return false };
+        let Ok(n) = file.read_at(&mut head, 0) else { return false };
+        sif::is_sif(&head[..n]) || head[..n].starts_with(b"hsqs")
+    }
+
+    pub fn open(path: &Path) -> Result<SquashSource, ImageError> {
+        let file = File::open(path).map_err(|e| ImageError::Open { path: path.to_owned(), source: e })?;
+        let len = file.metadata().map_err(|e| ImageError::Open { path: path.to_owned(), source: e })?.len();
+        let mut head = [0u8; 64];
+        let n =
+            file.read_at(&mut head, 0).map_err(|e| ImageError::Open { path: path.to_owned(), source: e })?;
+        if !sif::is_sif(&head[..n]) {
+            return Ok(SquashSource { path: path.to_owned(), file, sif: None, region: (0, len) });
+        }
+        let sif = sif::Sif::read(&file, path)?;
+        let region = sif.system_partition()?;
+        Ok(SquashSource { path: path.to_owned(), file, sif: Some(sif), region })
+    }
+
+    /// The file system, opened (its superblock and tables read and checked).
+    pub fn image(&self) -> Result<std::sync::Arc<crate::image::squash::Image>, ImageError> {
+        let file =
+            self.file.try_clone().map_err(|e| ImageError::Open { path: self.path.clone(), source: e })?;
+        Ok(crate::image::squash::Image::open(file, &self.path, self.region.0, self.region.1)?)
     }
 }
 
