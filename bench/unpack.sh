@@ -37,14 +37,6 @@ fi
 need=()
 command -v debootstrap >/dev/null || need+=(debootstrap)
 
-# The machine's own Debian mirror (deb822 .sources first, then one-line sources.list).
-mirror_from_apt_sources() {
-    local uri
-    uri=$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v security | head -n1)
-    [[ -n $uri ]] || uri=$(awk '$1 == "deb" && $0 !~ /security/ { for (i = 2; i <= NF; i++) if ($i ~ /:\/\//) { print $i; exit } }' \
-        /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | head -n1)
-    printf '%s' "$uri"
-}
 command -v umoci >/dev/null || need+=(umoci)
 command -v skopeo >/dev/null || need+=(skopeo)
 [[ -x /usr/bin/time ]] || need+=(time)
@@ -59,38 +51,10 @@ echo "bench: cargo rustc --release --bin gpurun -- -C target-feature=+crt-static
 (cd "$repo" && cargo rustc --release --locked --quiet --bin gpurun -- -C target-feature=+crt-static)
 
 # ---------------------------------------------------------------------------------------------
-# The image (cached in DIR/image).
+# The image (cached in DIR/image; bench/image.sh).
 img=$dir/image
-if [[ ! -f $img/done ]]; then
-    rm -rf "$img"
-    mkdir -p "$img"
-    : "${DEBOOTSTRAP_MIRROR:=$(mirror_from_apt_sources)}"
-    echo "bench: debootstrap (minbase bookworm + python3 numpy gcc g++ perl git), a few minutes"
-    debootstrap --variant=minbase --include=python3,python3-numpy,gcc,g++,perl,git \
-        bookworm "$img/rootfs" ${DEBOOTSTRAP_MIRROR:+"$DEBOOTSTRAP_MIRROR"} >"$img/debootstrap.log" 2>&1 \
-        || { tail -20 "$img/debootstrap.log"; exit 1; }
-    rm -rf "$img/rootfs/var/cache/apt/archives/"*.deb
-    # Images carry an empty /dev (the runtime provides one); debootstrap leaves device nodes.
-    find "$img/rootfs/dev" -mindepth 1 -delete
-    echo "bench: umoci: one gzip layer"
-    umoci init --layout "$img/oci"
-    umoci new --image "$img/oci:bench"
-    umoci unpack --image "$img/oci:bench" "$img/bundle" >/dev/null
-    rmdir "$img/bundle/rootfs"
-    mv "$img/rootfs" "$img/bundle/rootfs"
-    umoci repack --image "$img/oci:bench" "$img/bundle"
-    umoci config --image "$img/oci:bench" --config.cmd /bin/bash >/dev/null
-    (cd "$img/bundle/rootfs" && find . -mindepth 1 | wc -l) >"$img/files"
-    du -sb "$img/bundle/rootfs" | cut -f1 >"$img/bytes"
-    rm -rf "$img/bundle"
-    echo "bench: skopeo: oci-archive"
-    skopeo --insecure-policy copy -q "oci:$img/oci:bench" "oci-archive:$img/bench.tar:bench"
-    # The layer blob itself, for GNU tar.
-    manifest=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"][7:])' "$img/oci/index.json")
-    layer=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["layers"][0]["digest"][7:])' "$img/oci/blobs/sha256/$manifest")
-    ln -f "$img/oci/blobs/sha256/$layer" "$img/layer.tar.gz"
-    touch "$img/done"
-fi
+source "$repo/bench/image.sh"
+build_bench_image "$img"
 chmod -R a+rX "$img"
 
 # ---------------------------------------------------------------------------------------------

@@ -185,6 +185,7 @@ step release cargo rustc --release --locked --bin gpurun -- -C target-feature=+c
 export GPURUN_BIN=$repo/target/release/gpurun
 if [[ -n $is_root ]]; then
     step fixtures rootfs-tests/images/build.sh "$fixtures"
+    step squash-fixtures rootfs-tests/squash/build.sh "$fixtures/squash"
 else
     skipped_step "fixtures: building the fixture images needs root (setuid and 0000 source files); run rootfs-tests/images/build.sh $fixtures as root"
 fi

@@ -190,8 +190,9 @@ impl Sif {
         Some(buf)
     }
 
-    /// Fills in each signature's format from its bytes: a legacy PGP clear-signed message, or
-    /// a DSSE envelope (JSON).
+    /// Fills in each signature's format from its bytes: PGP clear-signed (legacy ones, from
+    /// SingularityCE before 3.6, sign a "SIFHASH" text; newer ones a JSON metadata document),
+    /// or a DSSE envelope (JSON).
     pub fn describe_signatures(&mut self, file: &File) {
         let formats: Vec<String> = self
             .objects
@@ -199,7 +200,7 @@ impl Sif {
             .map(|o| match o.raw_type {
                 DATA_SIGNATURE => match self.small_object(file, o) {
                     Some(b) if b.starts_with(b"-----BEGIN PGP SIGNED MESSAGE") => {
-                        "pgp-clearsign (legacy)".into()
+                        if b.windows(7).any(|w| w == b"SIFHASH") { "pgp (legacy)" } else { "pgp" }.into()
                     }
                     Some(b) if b.trim_ascii_start().starts_with(b"{") => "dsse".into(),
                     _ => "unknown".into(),

@@ -57,35 +57,73 @@ impl Decoder {
     }
 
     /// Decodes `input` into `out` (cleared first), which receives at most `max` bytes: more is
-    /// an error, never an allocation.
+    /// an error, never an allocation. zstd and zlib write into `out`'s spare capacity, so a
+    /// reused buffer costs no zeroing.
     pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>, max: usize) -> Result<(), String> {
         out.clear();
-        out.resize(max, 0);
-        let n = match self.codec {
-            Codec::Gzip => self.zlib(input, out)?,
+        match self.codec {
+            Codec::Gzip => return self.zlib(input, out, max),
             Codec::Zstd => {
+                out.reserve_exact(max);
                 let d = match &mut self.zstd {
                     Some(d) => d,
                     None => self.zstd.insert(zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?),
                 };
-                d.decompress_to_buffer(input, out.as_mut_slice()).map_err(|e| format!("zstd: {e}"))?
+                // At most `max` bytes of the spare capacity: the output's bound.
+                let n = d
+                    .decompress_to_buffer(input, &mut SpareCapacity { vec: out, max })
+                    .map_err(|e| format!("zstd: {e}"))?;
+                debug_assert_eq!(n, out.len());
+                return Ok(());
             }
+            _ => {}
+        }
+        out.resize(max, 0);
+        let n = match self.codec {
             Codec::Lz4 => lz4_flex::block::decompress_into(input, out).map_err(|e| format!("lz4: {e}"))?,
             Codec::Xz => xz(input, out)?,
             Codec::Lzo => lzo1x_decompress(input, out)?,
+            Codec::Gzip | Codec::Zstd => unreachable!("handled above"),
         };
         out.truncate(n);
         Ok(())
     }
 
-    fn zlib(&mut self, input: &[u8], out: &mut [u8]) -> Result<usize, String> {
+    fn zlib(&mut self, input: &[u8], out: &mut Vec<u8>, max: usize) -> Result<(), String> {
         let z = self.zlib.get_or_insert_with(|| Decompress::new(true));
         z.reset(true);
-        match z.decompress(input, out, FlushDecompress::Finish) {
-            Ok(Status::StreamEnd) => Ok(z.total_out() as usize),
+        out.reserve_exact(max);
+        // decompress_vec writes into the spare capacity, which may exceed `max`: cap it by
+        // checking the stream ended within `max` bytes.
+        match z.decompress_vec(input, out, FlushDecompress::Finish) {
+            Ok(Status::StreamEnd) if out.len() <= max => Ok(()),
             Ok(_) => Err("gzip: the block does not end within its size".into()),
             Err(e) => Err(format!("gzip: {e}")),
         }
+    }
+}
+
+/// A `Vec`'s spare capacity, at most `max` bytes of it, as zstd's output buffer.
+struct SpareCapacity<'a> {
+    vec: &'a mut Vec<u8>,
+    max: usize,
+}
+
+// SAFETY: as zstd-safe's own implementation for Vec<u8>: the buffer is the Vec's allocation,
+// `capacity` never exceeds it, and `filled_until` sets a length zstd has written up to.
+unsafe impl zstd::zstd_safe::WriteBuf for SpareCapacity<'_> {
+    fn as_slice(&self) -> &[u8] {
+        self.vec.as_slice()
+    }
+    fn capacity(&self) -> usize {
+        self.vec.capacity().min(self.max)
+    }
+    fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.vec.as_mut_ptr()
+    }
+    unsafe fn filled_until(&mut self, n: usize) {
+        // SAFETY: zstd initialized the first `n` bytes, and n <= capacity() <= the allocation.
+        unsafe { self.vec.set_len(n) };
     }
 }
 

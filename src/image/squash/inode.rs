@@ -69,7 +69,8 @@ pub struct Walk {
     img: Arc<Image>,
     meta: Meta,
     stack: Vec<Frame>,
-    entered: HashSet<u64>,
+    /// Listings entered, by (metadata block, offset).
+    entered: HashSet<(u64, usize)>,
     /// First path of each multiply linked non-directory inode, by inode reference.
     links: HashMap<u64, Vec<u8>>,
     limits: Limits,
@@ -94,7 +95,7 @@ impl Walk {
         let Node::Dir { listing, len } = root.node else {
             return Err(walk.img.bad("the root inode is not a directory"));
         };
-        walk.enter(Vec::new(), root_ref, listing, len)?;
+        walk.enter(Vec::new(), listing, len)?;
         Ok(walk)
     }
 
@@ -152,7 +153,7 @@ impl Walk {
         let file = match ino.node {
             Node::Dir { listing, len } => {
                 entry.kind = Kind::Directory;
-                self.enter(entry.path.clone(), iref, listing, len)?;
+                self.enter(entry.path.clone(), listing, len)?;
                 None
             }
             Node::File(plan) => {
@@ -188,9 +189,12 @@ impl Walk {
         Ok(Item { entry, file })
     }
 
-    /// Reads a directory's listing and pushes it; each directory inode is entered once.
-    fn enter(&mut self, path: Vec<u8>, iref: u64, listing: Cursor, len: u32) -> Result<(), SquashError> {
-        if !self.entered.insert(iref) {
+    /// Reads a directory's listing and pushes it; each listing is entered once, whichever
+    /// inode or entry leads to it (an entry naming an ancestor, or two directory inodes sharing
+    /// a listing, would make the tree a graph).
+    fn enter(&mut self, path: Vec<u8>, listing: Cursor, len: u32) -> Result<(), SquashError> {
+        // (Empty listings hold nothing to loop through, and empty directories may share one.)
+        if len > 3 && !self.entered.insert((listing.block, listing.offset)) {
             return Err(self
                 .img
                 .bad(format!("directory {:?} is reached twice: the directory table loops", show(&path))));

@@ -24,6 +24,19 @@ const MAX_PENDING: usize = 512;
 /// Decoded fragment blocks kept: files that share one come one after another.
 const FRAGMENT_CACHE: usize = 8;
 
+/// Block buffers written out and ready for reuse: a fresh 128 KiB allocation per block would
+/// be an mmap, page faults and zeroing each time.
+type Pool = Mutex<Vec<Vec<u8>>>;
+
+fn recycle(pool: &Pool, chunk: Chunk) {
+    if let Ok(buf) = Arc::try_unwrap(chunk.buf)
+        && let Ok(mut p) = pool.lock()
+        && p.len() < MAX_INFLIGHT
+    {
+        p.push(buf);
+    }
+}
+
 /// What an extraction made.
 #[derive(Debug)]
 pub struct Extraction {
@@ -151,6 +164,7 @@ struct Stream {
     submit: usize,
     inflight: usize,
     current: Option<Chunk>,
+    pool: Arc<Pool>,
     started: bool,
     /// The reader's error, kept whole (the Applier sees only its text).
     failure: Option<SquashError>,
@@ -162,11 +176,12 @@ impl Stream {
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         let fragments = Arc::new(Mutex::new(VecDeque::new()));
+        let pool = Arc::new(Mutex::new(Vec::new()));
         let n = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
         let workers = (0..n)
             .map(|_| {
-                let (img, rx, fragments) = (img.clone(), rx.clone(), fragments.clone());
-                std::thread::spawn(move || worker(&img, &rx, &fragments))
+                let (img, rx, fragments, pool) = (img.clone(), rx.clone(), fragments.clone(), pool.clone());
+                std::thread::spawn(move || worker(&img, &rx, &fragments, &pool))
             })
             .collect();
         Ok(Stream {
@@ -179,6 +194,7 @@ impl Stream {
             submit: 0,
             inflight: 0,
             current: None,
+            pool,
             started: false,
             failure: None,
         })
@@ -249,7 +265,9 @@ impl EntryStream for Stream {
             }
         }
         self.started = true;
-        self.current = None;
+        if let Some(c) = self.current.take() {
+            recycle(&self.pool, c);
+        }
         if let Err(e) = self.fill() {
             return Err(self.fail(e));
         }
@@ -263,8 +281,10 @@ impl EntryStream for Stream {
             {
                 return Err(self.fail(e));
             }
+            if let Some(c) = self.current.take() {
+                recycle(&self.pool, c);
+            }
             let Some(rx) = self.pending.front_mut().and_then(|p| p.chunks.pop_front()) else {
-                self.current = None;
                 return Ok(&[]);
             };
             self.inflight -= 1;
@@ -304,7 +324,7 @@ impl Drop for Stream {
 
 type Fragments = Mutex<VecDeque<(u32, Arc<Vec<u8>>)>>;
 
-fn worker(img: &Image, jobs: &Mutex<Receiver<Job>>, fragments: &Fragments) {
+fn worker(img: &Image, jobs: &Mutex<Receiver<Job>>, fragments: &Fragments, pool: &Pool) {
     let mut decoder = Decoder::new(img.sb.compression);
     let mut raw = Vec::new();
     loop {
@@ -316,8 +336,14 @@ fn worker(img: &Image, jobs: &Mutex<Receiver<Job>>, fragments: &Fragments) {
             }
         };
         let reply = match job.work {
-            Work::Block { at, word, expect } => read_block(img, &mut decoder, &mut raw, at, word, expect)
-                .map(|buf| Chunk { start: 0, end: buf.len(), buf: Arc::new(buf) }),
+            Work::Block { at, word, expect } => {
+                let out = pool.lock().ok().and_then(|mut p| p.pop()).unwrap_or_default();
+                read_block(img, &mut decoder, &mut raw, out, at, word, expect).map(|buf| Chunk {
+                    start: 0,
+                    end: buf.len(),
+                    buf: Arc::new(buf),
+                })
+            }
             Work::Tail { fragment, offset, len } => {
                 tail(img, &mut decoder, &mut raw, fragments, fragment, offset, len)
             }
@@ -331,6 +357,7 @@ fn read_block(
     img: &Image,
     dec: &mut Decoder,
     raw: &mut Vec<u8>,
+    mut out: Vec<u8>,
     at: u64,
     word: u32,
     expect: usize,
@@ -338,13 +365,12 @@ fn read_block(
     let len = (word & !STORED) as usize;
     raw.resize(len, 0);
     img.read_into(at, raw, "data block").map_err(|e| e.to_string())?;
-    let out = if word & STORED != 0 {
-        raw.clone()
+    if word & STORED != 0 {
+        out.clear();
+        out.extend_from_slice(raw);
     } else {
-        let mut out = Vec::new();
         dec.decode(raw, &mut out, expect).map_err(|e| format!("data block at {at}: {e}"))?;
-        out
-    };
+    }
     if out.len() != expect {
         return Err(format!("data block at {at} holds {} bytes, the file needs {expect}", out.len()));
     }

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Builds rootfs-tests/sif/gensif.go against Debian's copy of the SIF reference implementation
+# Builds rootfs-tests/squash/gensif.go against Debian's copy of the SIF reference implementation
 # (golang-github-sylabs-sif-dev), offline: GOPATH mode over /usr/share/gocode, with the module's
-# /v2 import path linked in. Usage: build.sh OUT_BINARY
+# /v2 import path linked in. Usage: build-gensif.sh OUT_BINARY
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-out=${1:?usage: build.sh OUT_BINARY}
+out=${1:?usage: build-gensif.sh OUT_BINARY}
 src=/usr/share/gocode/src/github.com/sylabs/sif
-[[ -d $src ]] || { echo "build.sh: $src missing: apt-get install golang-go golang-github-sylabs-sif-dev" >&2; exit 1; }
+[[ -d $src ]] || { echo "build-gensif.sh: $src missing: apt-get install golang-go golang-github-sylabs-sif-dev" >&2; exit 1; }
 gopath=$(mktemp -d)
 trap 'rm -rf "$gopath"' EXIT
 mkdir -p "$gopath/src/github.com/sylabs/sif" "$gopath/src/gensif"
