@@ -30,12 +30,13 @@ for tool in debootstrap umoci skopeo mksquashfs squashfuse; do
     command -v "$tool" >/dev/null || need+=("$tool")
 done
 [[ -x /usr/bin/time ]] || need+=(time)
+command -v fusermount3 >/dev/null || need+=(fuse3)
 if ((${#need[@]})); then
     pkgs=("${need[@]/mksquashfs/squashfs-tools}")
     echo "bench: apt-get install ${pkgs[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null
-    apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${pkgs[@]}" fuse3 >/dev/null
+    apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${pkgs[@]}" >/dev/null
 fi
 echo "bench: cargo rustc --release --bin gpurun -- -C target-feature=+crt-static"
 (cd "$repo" && cargo rustc --release --locked --quiet --bin gpurun -- -C target-feature=+crt-static)
@@ -84,7 +85,7 @@ as_user() { runuser -u "$bench_user" -- env -i PATH=/usr/bin:/bin:/usr/sbin:/sbi
 fuse_as=root
 if [[ $(stat -c %a /dev/fuse) == 666 ]]; then fuse_as=$bench_user; fi
 as_fuse() { if [[ $fuse_as == root ]]; then "$@"; else as_user "$@"; fi; }
-wipe() { chmod -R u+rwX "$1" 2>/dev/null; rm -rf "$1"; }
+wipe() { chmod -R u+rwX "$1" 2>/dev/null || true; rm -rf "$1"; }
 timed() {
     local file=$1 who=$2
     shift 2
@@ -106,7 +107,7 @@ fuse_read() {
     mkdir -p "$scratch/mnt"
     squashfuse "$1" "$scratch/mnt"
     tar -C "$scratch/mnt" -cf - . | cat >/dev/null
-    fusermount3 -u "$scratch/mnt" 2>/dev/null || fusermount -u "$scratch/mnt"
+    fusermount3 -u "$scratch/mnt" 2>/dev/null || umount "$scratch/mnt"
 }
 export -f fuse_read
 report=()

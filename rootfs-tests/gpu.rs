@@ -281,6 +281,8 @@ struct Env {
     ld_cache: PathBuf,
     busybox_image: PathBuf,
     glibc_image: PathBuf,
+    /// The glibc rootfs as an Apptainer-built SquashFS image, whose env script sets its own PATH.
+    apptainer_image: PathBuf,
     caches: PathBuf,
 }
 
@@ -312,10 +314,11 @@ fn setup() -> Option<Env> {
     let ld_cache = build_ld_cache(dir.path(), &vendor.join("root/usr/lib/x86_64-linux-gnu/nvidia/current"));
     let busybox_image = busybox_rootfs(&dir.path().join("busybox"))?;
     let glibc_image = glibc_rootfs(&dir.path().join("glibc"))?;
+    let apptainer_image = apptainer_squashfs(dir.path())?;
     let caches = dir.path().join("caches");
     std::fs::create_dir_all(&caches).unwrap();
     std::fs::set_permissions(&caches, std::fs::Permissions::from_mode(0o1777)).unwrap();
-    Some(Env { dir, vendor, ld_cache, busybox_image, glibc_image, caches })
+    Some(Env { dir, vendor, ld_cache, busybox_image, glibc_image, apptainer_image, caches })
 }
 
 /// A fresh machine has neither the groups nor the users: make them here, so no test depends on
@@ -416,6 +419,32 @@ fn glibc_rootfs(root: &Path) -> Option<PathBuf> {
     Some(root.to_path_buf())
 }
 
+/// The glibc rootfs with Apptainer's `/.singularity.d`, as a SquashFS image: its env script sets
+/// a PATH without `/.gpurun/bin` and `NVIDIA_VISIBLE_DEVICES=all`, which gpurun must correct
+/// after the script, so the GPU tools stay found and the selection stays gpurun's.
+fn apptainer_squashfs(dir: &Path) -> Option<PathBuf> {
+    let root = glibc_rootfs(&dir.join("apptainer-root"))?;
+    let env = root.join(".singularity.d/env");
+    std::fs::create_dir_all(&env).unwrap();
+    std::fs::write(
+        env.join("10-docker2singularity.sh"),
+        "export PATH=/usr/local/bin:/usr/bin:/bin\nexport NVIDIA_VISIBLE_DEVICES=all\n",
+    )
+    .unwrap();
+    let image = dir.join("apptainer.sqsh");
+    let made = output(Command::new("mksquashfs").arg(&root).arg(&image).args([
+        "-noappend",
+        "-quiet",
+        "-no-progress",
+    ]));
+    if !made.status.success() {
+        skip(&format!("mksquashfs (squashfs-tools) failed or is missing: {}", describe(&made)));
+        return None;
+    }
+    std::fs::set_permissions(&image, std::fs::Permissions::from_mode(0o644)).unwrap();
+    Some(image)
+}
+
 /// Runs `gpurun ARGS` as `user` on the fake host.
 fn gpurun(env: &Env, host: &FakeHost, user: &str, vars: &[(&str, &str)], args: &[&str]) -> Output {
     gpurun_with_cache(env, &env.ld_cache, host, user, vars, args)
@@ -509,7 +538,7 @@ fn mixed_amd_nvidia_server() {
         let amd = inside(&env, &host, user, &job, &["--rocm"], &show_cuda);
         assert!(amd.starts_with("card2 renderD129 \nkfd \nROCR=0 "), "SLURM_JOB_GPUS=1: {amd}");
         assert!(amd.ends_with("CUDA=0"), "{amd}");
-        for image in [&env.busybox_image, &env.glibc_image] {
+        for image in [&env.busybox_image, &env.glibc_image, &env.apptainer_image] {
             let out = gpurun(&env, &host, user, &[], &["-c", "--rocm", image.to_str().unwrap(), "rocminfo"]);
             println!("{user} {} rocminfo: {}", image.display(), describe(&out));
             assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
@@ -519,6 +548,23 @@ fn mixed_amd_nvidia_server() {
             assert_eq!(out.status.code(), Some(9), "{}", describe(&out));
             assert!(text(&out).contains("couldn't communicate with the NVIDIA driver"), "{}", describe(&out));
         }
+        // The Apptainer image's env script set PATH and NVIDIA_VISIBLE_DEVICES=all: gpurun's
+        // selection and search path win over it, as over an OCI image's Env.
+        let probe = "echo NV=$NVIDIA_VISIBLE_DEVICES PATH=$PATH";
+        let seen = |image: &Path| {
+            let out = gpurun(
+                &env,
+                &host,
+                user,
+                &[],
+                &["-c", "--nv", "--gpus", "1", image.to_str().unwrap(), "sh", "-c", probe],
+            );
+            assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+            text(&out).trim().to_string()
+        };
+        let (oci, apptainer) = (seen(&env.glibc_image), seen(&env.apptainer_image));
+        assert_eq!(oci.split(' ').next(), apptainer.split(' ').next(), "{user}: {oci} / {apptainer}");
+        assert!(apptainer.ends_with("PATH=/usr/local/bin:/usr/bin:/bin:/.gpurun/bin"), "{user}: {apptainer}");
         let listing = gpurun(&env, &host, user, &[], &["gpus", "--json"]);
         let rows: serde_json::Value = serde_json::from_slice(&listing.stdout).expect("gpus --json");
         let rows = rows.as_array().unwrap();

@@ -590,3 +590,29 @@ fn concurrent_cold_starts_of_one_sif_share_one_extraction() {
     assert_eq!(dir_entries(&cache.join("images")).len(), 1);
     assert!(dir_entries(&cache.join("staging")).is_empty());
 }
+
+#[test]
+fn binds_contain_and_writable_tmpfs_work_as_for_any_image() {
+    let Some(sif) = squash_fixture("app.sif") else { return };
+    let tmp = TempDir::new("squash-options");
+    let cache = tmp.path().join("cache");
+    let data = tmp.path().join("data");
+    fs::create_dir_all(&data).expect("mkdir");
+    fs::write(data.join("x"), "bound\n").expect("write");
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let script = "cat /data/x; ls -A \"$HOME\" | wc -l; echo new > /special/created && cat /special/created";
+    let out = run_ok(
+        gpurun(&cache)
+            .args(["exec", "--contain", "--writable-tmpfs", "-B"])
+            .arg(format!("{}:/data:ro", data.display()))
+            .arg(&sif)
+            .args(["sh", "-c", script]),
+        "exec --contain --writable-tmpfs -B",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    assert_eq!(lines, ["bound", "0", "new"], "bind, an empty contained HOME, a writable overlay: {text}");
+    // The cached tree is not written.
+    let rootfs = unpack(&cache, &sif);
+    assert!(!rootfs.join("special/created").exists());
+}

@@ -197,7 +197,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// The image: a `docker save` or OCI archive, an OCI layout directory, or a rootfs directory.
+    /// The image: a `docker save` or OCI archive, an OCI layout directory, docker://REF, a SIF or
+    /// SquashFS file, or a rootfs directory.
     #[arg(value_name = "IMAGE")]
     pub image: Option<PathBuf>,
 

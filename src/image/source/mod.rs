@@ -120,6 +120,10 @@ pub struct SquashSource {
 impl SquashSource {
     /// Whether `path` is a regular file that starts like a SIF or a SquashFS image.
     pub fn sniff(path: &Path) -> bool {
+        // Only a regular file is opened: opening a FIFO would wait for a writer.
+        if !fs::metadata(path).is_ok_and(|m| m.is_file()) {
+            return false;
+        }
         let mut head = [0u8; 64];
         let Ok(file) = File::open(path) else { return false };
         let Ok(n) = file.read_at(&mut head, 0) else { return false };

@@ -390,7 +390,7 @@ impl Walk {
         if count > MAX_XATTRS {
             return Err(img.bad(format!("an inode claims {count} xattrs")));
         }
-        let mut cur = Cursor { block: start + (xref >> 16), offset: (xref & 0xffff) as usize };
+        let mut cur = Cursor { block: start.saturating_add(xref >> 16), offset: (xref & 0xffff) as usize };
         let mut out = Vec::new();
         for _ in 0..count {
             let h = self.meta_read(&mut cur, 4, "xattr")?;
@@ -409,7 +409,8 @@ impl Walk {
                     return Err(img.bad("an out-of-line xattr reference is not 8 bytes"));
                 }
                 let vref = le64(&self.meta_read(&mut cur, 8, "xattr reference")?, 0);
-                let mut vcur = Cursor { block: start + (vref >> 16), offset: (vref & 0xffff) as usize };
+                let mut vcur =
+                    Cursor { block: start.saturating_add(vref >> 16), offset: (vref & 0xffff) as usize };
                 self.xattr_value(&mut vcur)?
             } else {
                 self.xattr_value(&mut cur)?

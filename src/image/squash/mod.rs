@@ -251,7 +251,7 @@ impl Image {
         }
         let head = self.read(self.sb.xattr_table, 16, "xattr id table")?;
         let (start, count) = (le64(&head, 0), le32(&head, 8) as usize);
-        let raw = self.load_table(meta, self.sb.xattr_table + 16, count, 16, "xattr id")?;
+        let raw = self.load_table(meta, self.sb.xattr_table.saturating_add(16), count, 16, "xattr id")?;
         Ok(Some((start, (0..count).map(|i| (le64(&raw, i * 16), le32(&raw, i * 16 + 8))).collect())))
     }
 
