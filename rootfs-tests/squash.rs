@@ -616,3 +616,91 @@ fn binds_contain_and_writable_tmpfs_work_as_for_any_image() {
     let rootfs = unpack(&cache, &sif);
     assert!(!rootfs.join("special/created").exists());
 }
+
+/// `rootfs-tests/squash/craft.py KIND OUT ARGS...`: a hostile image that attacks the reader's
+/// resource bounds (see the script).
+fn craft(dir: &Path, kind: &str, args: &[&str]) -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("rootfs-tests/squash/craft.py");
+    let out = dir.join(format!("{kind}.sqsh"));
+    run_ok(Command::new("python3").arg(&script).arg(kind).arg(&out).args(args), &format!("craft.py {kind}"));
+    fs::set_permissions(&out, fs::Permissions::from_mode(0o644)).expect("chmod");
+    out
+}
+
+/// Runs `gpurun unpack IMAGE`: it must end within a minute, with a peak RSS under `rss_mib`
+/// (above this test process's own, which the kernel charges the child with at exec).
+fn bounded(image: &Path, rss_mib: i64) -> Limited {
+    let tmp = TempDir::new("squash-bounded");
+    let run = run_limited(
+        gpurun(&tmp.path().join("cache")).args(["-q", "unpack"]).arg(image),
+        Duration::from_secs(60),
+    );
+    assert!(!run.timed_out, "{}: gpurun ran past a minute", image.display());
+    let rss = run.max_rss_kib.max(run.parent_max_rss_kib) / 1024;
+    assert!(rss < rss_mib.max(run.parent_max_rss_kib / 1024 + 1), "{}: {rss} MiB peak RSS", image.display());
+    run
+}
+
+#[test]
+fn resource_attacks_end_quickly_in_bounded_memory() {
+    let tmp = TempDir::new("squash-bombs");
+    // 6 names for one inode whose block list is 4M holes (a 16 GiB sparse file): read once.
+    let links = craft(tmp.path(), "hardlinks", &["4000000", "6"]);
+    let run = bounded(&links, 160);
+    assert!(run.output.status.success(), "{}", describe(&run.output));
+    // 32 files, each with 1024 xattrs of 64 KiB all sharing one stored value: refused.
+    let xattrs = craft(tmp.path(), "xattrs", &["32", "1024"]);
+    let run = bounded(&xattrs, 64);
+    assert!(
+        String::from_utf8_lossy(&run.output.stderr).contains("xattrs exceed"),
+        "{}",
+        describe(&run.output)
+    );
+    // 100 nested listings sharing 200,000 names: refused once the names read pass the limit.
+    let deep = craft(tmp.path(), "deep", &["200000", "100"]);
+    let run = bounded(&deep, 160);
+    assert!(
+        String::from_utf8_lossy(&run.output.stderr).contains("listings name more than"),
+        "{}",
+        describe(&run.output)
+    );
+    // Names that would be whiteouts in a layer are ordinary files here: all 2,000 written.
+    let wh = craft(tmp.path(), "whiteouts", &["2000"]);
+    let cache = tmp.path().join("wh-cache");
+    let rootfs = unpack(&cache, &wh);
+    let files = dir_entries(&rootfs);
+    assert_eq!(files.len(), 2000);
+    assert!(files.iter().all(|f| f.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".wh.f"))));
+    assert_eq!(fs::metadata(&files[0]).expect("stat").len(), 32 * 4096);
+}
+
+#[test]
+fn a_copy_at_another_path_uses_the_cached_tree() {
+    let Some(sif) = squash_fixture("app.sif") else { return };
+    let tmp = TempDir::new("squash-copy");
+    let cache = tmp.path().join("cache");
+    let rootfs = unpack(&cache, &sif);
+    // As `sbcast` stages a job's SIF to each node's disk: a new path, inode and mtime.
+    let copy = tmp.path().join("copy.sif");
+    fs::copy(&sif, &copy).expect("copy");
+    let out = run_ok(
+        gpurun(&cache).args(["-q", "unpack"]).arg(&copy).env("GPURUN_LOG", "gpurun=debug"),
+        "unpack copy",
+    );
+    assert_eq!(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()), rootfs);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!log.contains("published"), "the copy was extracted again: {log}");
+    // APPTAINERENV_ names sh cannot assign do not break the env scripts' wrapper (the shell
+    // itself drops them from the command's environment).
+    let env = run_ok(
+        gpurun(&cache)
+            .arg("exec")
+            .arg(&copy)
+            .arg("env")
+            .env("APPTAINERENV_A.B", "1")
+            .env("APPTAINERENV_OK_NAME", "2"),
+        "exec env with APPTAINERENV_A.B",
+    );
+    let env = env_of(&String::from_utf8_lossy(&env.stdout));
+    assert_eq!(env.get("OK_NAME").map(String::as_str), Some("2"));
+}

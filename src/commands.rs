@@ -247,6 +247,12 @@ pub fn inspect(args: &InspectArgs, net: &registry::Options) -> Result<String, Co
     Ok(out)
 }
 
+/// `text` with control characters (an image's escape sequences would drive the terminal) shown
+/// as `?`; tabs stay.
+fn printable(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() && c != '\t' { '?' } else { c }).collect()
+}
+
 /// `inspect`'s text for a SIF or SquashFS file.
 fn squash_text(i: &image::unpack::SquashInspection) -> String {
     let mut out = String::new();
@@ -287,13 +293,14 @@ fn squash_text(i: &image::unpack::SquashInspection) -> String {
     if let Some(labels) = i.labels.as_ref().and_then(|l| l.as_object()) {
         let _ = writeln!(out, "Labels:");
         for (k, v) in labels {
-            let _ = writeln!(out, "  {k}={}", v.as_str().map(String::from).unwrap_or_else(|| v.to_string()));
+            let v = v.as_str().map(String::from).unwrap_or_else(|| v.to_string());
+            let _ = writeln!(out, "  {}={}", printable(k), printable(&v));
         }
     }
     if let Some(d) = &i.definition {
         let _ = writeln!(out, "Definition:");
         for line in d.lines() {
-            let _ = writeln!(out, "  {line}");
+            let _ = writeln!(out, "  {}", printable(line));
         }
     }
     out

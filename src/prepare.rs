@@ -74,6 +74,19 @@ pub struct Prepared {
 
 /// Returns a runnable rootfs for `image`, unpacking it into the cache if needed.
 pub fn prepare(image: &ImageArg, sel: &Selection, st: &Stage) -> Result<Prepared, PrepareError> {
+    let prepared = prepare_image(image, sel, st)?;
+    if let Some(a) = &prepared.config.apptainer
+        && a.shell.is_none()
+        && !a.env_scripts.is_empty()
+    {
+        st.ui.warn(
+            "the image has /.singularity.d/env scripts but no /bin/sh to source them: they are not run",
+        );
+    }
+    Ok(prepared)
+}
+
+fn prepare_image(image: &ImageArg, sel: &Selection, st: &Stage) -> Result<Prepared, PrepareError> {
     match image {
         ImageArg::Rootfs(dir) => rootfs_dir(dir, st.ui),
         ImageArg::Local(_) => local(image, sel, st),
@@ -123,6 +136,9 @@ fn squash(image: &ImageArg, path: &Path, st: &Stage) -> Result<Prepared, Prepare
         return Ok(p); // another start extracted it while we waited
     }
     let source = SquashSource::open(path)?;
+    if let Some(p) = already_cached(&source, &canon, &identity, &memo_path, st)? {
+        return Ok(p);
+    }
     let fs = source.image()?;
     cache.clean_staging(&key)?;
     let catch = crate::interrupt::catch();
@@ -140,10 +156,19 @@ fn squash(image: &ImageArg, path: &Path, st: &Stage) -> Result<Prepared, Prepare
         }
     };
     let id = extraction.digest.hex.clone();
+    // The id and the tree come from two reads of the file: both are this content only if the
+    // file did not change meanwhile (a SIF rebuilt in place by someone else).
+    if image.identify()?.1 != identity {
+        drop(staging);
+        let why = "changed while gpurun read it; run again once it is complete".to_string();
+        return Err(ImageError::Archive { path: path.to_owned(), why }.into());
+    }
     let record = squash_record(&source, &canon, &id, config, extraction.bytes_written);
     {
         let _publishing = cache.lock_unpack(&id)?;
-        if !cache.is_published(&id) {
+        if cache.is_published(&id) {
+            drop(staging); // the same bytes came in by another path first
+        } else {
             cache.publish(staging, &id, &record)?;
             tracing::debug!(%id, "published");
         }
@@ -157,6 +182,42 @@ fn squash(image: &ImageArg, path: &Path, st: &Stage) -> Result<Prepared, Prepare
         st.ui.warn(&format!("could not remember the image for fast restarts ({}): {e}", memo_path.display()));
     }
     cached(st, &id)
+}
+
+/// When a cached SIF or SquashFS image has this file system's size, the file may be a copy of
+/// it (the same SIF at another path, or staged to each node's local disk): its bytes are hashed
+/// first, and a published id is used without extracting anything. Otherwise `None`: the id is
+/// hashed during the extraction.
+fn already_cached(
+    source: &SquashSource,
+    canon: &Path,
+    identity: &FileIdentity,
+    memo_path: &Path,
+    st: &Stage,
+) -> Result<Option<Prepared>, PrepareError> {
+    let size = source.region.1;
+    let candidates = st.cache.list()?;
+    let same_size = candidates.iter().any(|r| {
+        matches!(r.format.as_str(), "sif" | "squashfs") && r.layers.first().is_some_and(|l| l.size == size)
+    });
+    if !same_size {
+        return Ok(None);
+    }
+    let id = crate::image::unpack::hash_region(&source.file, &source.path, source.region)?;
+    if !st.cache.is_published(&id) {
+        return Ok(None);
+    }
+    let memo = SourceMemo {
+        path: canon.to_owned(),
+        reference: None,
+        platform: None,
+        identity: identity.clone(),
+        id: id.clone(),
+    };
+    if let Err(e) = memo.write(memo_path) {
+        st.ui.warn(&format!("could not remember the image for fast restarts ({}): {e}", memo_path.display()));
+    }
+    cached(st, &id).map(Some)
 }
 
 /// Extracts the file system into `dest` and reads its Apptainer conventions.

@@ -97,6 +97,8 @@ head -c 3000000 /dev/urandom >"$X/blockdir/multiblock"
 printf 'a tail in a fragment\n' >"$X/fragdir/tail"
 printf 'one\n' >"$X/names/q1"
 printf 'two\n' >"$X/names/q2"
+# A layer's whiteout name, which in a file system is just a name.
+printf 'not a whiteout\n' >"$X/.wh.not-a-whiteout"
 : >"$X/empty"
 for i in $(seq 1 400); do printf 'small file %d\n' "$i" >"$X/many/f$i"; done
 mkfifo "$X/fifo"

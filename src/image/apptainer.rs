@@ -8,7 +8,8 @@
 //!   (the plan wraps the argv; `plan::env` re-exports what must win over them). Sourcing, not
 //!   evaluating their common forms, because `%environment` sections are shell: `source` of
 //!   conda's activation scripts, conditionals and `$VAR` expansions of the runtime environment
-//!   are common in them. The limit: an image without `/bin/sh` cannot source them (gpurun warns);
+//!   are common in them. The limit: an image without `/bin/sh` cannot source them (`prepare`
+//!   warns);
 //!   Apptainer evaluates them with an embedded interpreter instead.
 
 use std::collections::BTreeMap;
@@ -60,10 +61,10 @@ fn env_scripts(root: &Root) -> Vec<String> {
         .filter_map(|n| String::from_utf8(n).ok())
         .filter(|n| n.ends_with(".sh") && !n.contains(['\'', '\n']))
         .map(|n| format!("/.singularity.d/env/{n}"))
-        .filter(|p| root.file_type(p) == Some(FileType::RegularFile))
-        .take(MAX_SCRIPTS)
         .collect();
     scripts.sort();
+    scripts.retain(|p| root.file_type(p) == Some(FileType::RegularFile));
+    scripts.truncate(MAX_SCRIPTS);
     scripts
 }
 

@@ -180,7 +180,11 @@ pub fn inspect_squash(path: &Path) -> Result<SquashInspection, ImageError> {
 }
 
 /// SHA-256 of `len` bytes at `offset`: the image id of a SquashFS file system.
-fn hash_region(file: &std::fs::File, path: &Path, (offset, len): (u64, u64)) -> Result<String, ImageError> {
+pub fn hash_region(
+    file: &std::fs::File,
+    path: &Path,
+    (offset, len): (u64, u64),
+) -> Result<String, ImageError> {
     use super::digest::{Algorithm, Hasher};
     use std::io::Read;
     let mut h = Hasher::new(Algorithm::Sha256);

@@ -190,12 +190,17 @@ pub(super) fn apptainer_argv(
     let Some(a) = &config.apptainer else { return argv };
     let Some(shell) = a.shell.as_ref().filter(|_| !a.env_scripts.is_empty()) else { return argv };
     let (env, forced) = layers_with_forced(req, host, config, home, gpu);
-    let forced: Vec<(String, String)> =
-        forced.into_iter().filter_map(|n| env.get(&n).map(|v| (n.clone(), v.clone()))).collect();
+    // Only shell names can be exported (and quoted safely); a host APPTAINERENV_A.B sets a
+    // variable no sh script can change anyway.
+    let forced: Vec<(String, String)> = forced
+        .into_iter()
+        .filter(|n| is_shell_name(n))
+        .filter_map(|n| env.get(&n).map(|v| (n.clone(), v.clone())))
+        .collect();
     let appends: Vec<(String, String)> = gpu
         .iter()
         .filter_map(|e| match e {
-            EnvEdit::Append { name, value } => Some((name.clone(), value.clone())),
+            EnvEdit::Append { name, value } if is_shell_name(name) => Some((name.clone(), value.clone())),
             _ => None,
         })
         .collect();
@@ -223,4 +228,11 @@ fn host_rows(req: &RunRequest, host: &HostFacts) -> BTreeMap<String, String> {
         }
     }
     env
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`: a name sh can assign.
+fn is_shell_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }

@@ -143,6 +143,9 @@ pub struct Applier {
     pub warnings: Warnings,
     /// Bytes of file data written so far.
     pub bytes_written: u64,
+    /// OCI whiteouts (`.wh.NAME`, `.wh..wh..opq`) are layer bookkeeping; a single file system
+    /// (a SquashFS image) has none, and such names in it are ordinary files.
+    whiteouts: bool,
 }
 
 impl Applier {
@@ -158,7 +161,14 @@ impl Applier {
             parent_cache: None,
             warnings: Warnings::default(),
             bytes_written: 0,
+            whiteouts: true,
         }
+    }
+
+    /// An Applier for one file system, not layers: `.wh.` names are written as they are.
+    pub fn without_whiteouts(mut self) -> Applier {
+        self.whiteouts = false;
+        self
     }
 
     /// Applies one layer; the stream is left just after its end-of-archive marker.
@@ -190,18 +200,10 @@ impl Applier {
                 _ => Err(entry_err(&e.path, "refusing to change the type of the root directory")),
             };
         };
-        if parts.iter().any(|p| p.starts_with(b".wh..wh.")) {
-            if *leaf == b".wh..wh..opq" && !parent.iter().any(|p| p.starts_with(b".wh.")) {
-                return self.opaque(&e.path, parent);
-            }
-            self.warnings.aufs_meta += 1; // AUFS bookkeeping (.wh..wh.plnk, .wh..wh.aufs): not content.
-            return Ok(());
-        }
-        if parent.iter().any(|p| p.starts_with(b".wh.")) {
-            return Err(entry_err(&e.path, "a whiteout name is used as a directory"));
-        }
-        if let Some(target) = leaf.strip_prefix(b".wh.") {
-            return self.whiteout(&e.path, parent, target);
+        if self.whiteouts
+            && let Some(done) = self.layer_bookkeeping(&e.path, leaf, parent, &parts)
+        {
+            return done;
         }
         match e.kind {
             Kind::Regular | Kind::GnuSparse => self.regular(e, parent, leaf, tar),
@@ -219,6 +221,29 @@ impl Applier {
             }
             Kind::LongName | Kind::LongLink | Kind::Pax | Kind::PaxGlobal => Ok(()),
         }
+    }
+
+    /// Whiteouts and AUFS metadata: `Some` (the entry's whole result) when the entry is layer
+    /// bookkeeping rather than content.
+    fn layer_bookkeeping(
+        &mut self,
+        path: &[u8],
+        leaf: &[u8],
+        parent: &[&[u8]],
+        parts: &[&[u8]],
+    ) -> Option<Result<(), ApplyError>> {
+        if parts.iter().any(|p| p.starts_with(b".wh..wh.")) {
+            if leaf == b".wh..wh..opq" && !parent.iter().any(|p| p.starts_with(b".wh.")) {
+                return Some(self.opaque(path, parent));
+            }
+            self.warnings.aufs_meta += 1; // AUFS bookkeeping (.wh..wh.plnk, .wh..wh.aufs): not content.
+            return Some(Ok(()));
+        }
+        if parent.iter().any(|p| p.starts_with(b".wh.")) {
+            return Some(Err(entry_err(path, "a whiteout name is used as a directory")));
+        }
+        let target = leaf.strip_prefix(b".wh.")?;
+        Some(self.whiteout(path, parent, target))
     }
 
     /// The directory that will hold an entry, created (0700) if missing, resolved in-root.

@@ -165,12 +165,19 @@ impl Sif {
     /// The primary system partition: (offset, size). Refuses what gpurun cannot run, saying why.
     pub fn system_partition(&self) -> Result<(u64, u64), SifError> {
         let bad = |why: String| SifError { path: self.path.clone(), why };
-        let parts: Vec<&Object> = self.objects.iter().filter(|o| o.raw_type == DATA_PARTITION).collect();
-        let primary = parts.iter().find(|o| o.partition.as_ref().is_some_and(|p| p.kind == "primary system"));
-        let Some(o) = primary.or(parts.first()) else {
-            return Err(bad("the SIF has no partition to run".into()));
+        let parts = || self.objects.iter().filter_map(|o| o.partition.as_ref().map(|p| (o, p)));
+        let Some((o, p)) = parts().find(|(_, p)| p.kind == "primary system") else {
+            let kinds: Vec<String> =
+                parts().map(|(o, p)| format!("{} ({}, {})", o.id, p.fs, p.kind)).collect();
+            return Err(bad(if kinds.is_empty() {
+                "the SIF has no partition to run".into()
+            } else {
+                format!(
+                    "the SIF has no primary system partition to run (its partitions: {})",
+                    kinds.join(", ")
+                )
+            }));
         };
-        let p = o.partition.as_ref().expect("partitions have partition data");
         match p.fs.as_str() {
             "squashfs" => Ok((o.offset, o.size)),
             "encrypted squashfs" => Err(bad(

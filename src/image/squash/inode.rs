@@ -17,6 +17,11 @@ const NO_XATTR: u32 = u32::MAX;
 const MAX_LINK: usize = 4095;
 const MAX_XATTR_VALUE: usize = 65536;
 const MAX_XATTRS: u32 = 1024;
+/// Names and values of one inode's xattrs together, at most (Linux's XATTR_LIST_MAX and
+/// XATTR_SIZE_MAX together): walked entries carry them until written.
+const MAX_XATTR_BYTES: usize = 128 << 10;
+/// Linux's XATTR_NAME_MAX.
+const MAX_XATTR_NAME: usize = 255;
 /// A stored (uncompressed) data block or fragment has this bit in its size word.
 pub const STORED: u32 = 1 << 24;
 
@@ -24,8 +29,10 @@ pub const STORED: u32 = 1 << 24;
 #[derive(Debug, Clone)]
 pub struct FilePlan {
     pub size: u64,
-    /// (image offset, size word) per block; a size of 0 is a hole.
-    pub blocks: Vec<(u64, u32)>,
+    /// Image offset of the first block; each block follows the one before.
+    pub start: u64,
+    /// Size word per block (stored size, [`STORED`] when not compressed); 0 is a hole.
+    pub words: Vec<u32>,
     /// (fragment index, offset in it, length).
     pub tail: Option<(u32, u32, u32)>,
 }
@@ -36,9 +43,19 @@ pub struct Item {
     pub file: Option<FilePlan>,
 }
 
+/// A file inode's fixed part; its block list is read only for the first of its names.
+struct FileHead {
+    start: u64,
+    size: u64,
+    fragment: u32,
+    offset: u32,
+    /// Where the block list starts.
+    words: Cursor,
+}
+
 enum Node {
     Dir { listing: Cursor, len: u32 },
-    File(FilePlan),
+    File(FileHead),
     Symlink(Vec<u8>),
     Device(Kind),
     Fifo,
@@ -76,6 +93,10 @@ pub struct Walk {
     limits: Limits,
     entries: u64,
     data: u64,
+    /// Names read from listings, and their bytes, over the whole walk: listings are read whole
+    /// before their entries count, and hostile listings may share their bytes.
+    listed: u64,
+    listed_bytes: usize,
 }
 
 impl Walk {
@@ -89,6 +110,8 @@ impl Walk {
             limits,
             entries: 0,
             data: 0,
+            listed: 0,
+            listed_bytes: 0,
         };
         let root_ref = walk.img.sb.root_inode;
         let root = walk.inode(root_ref)?;
@@ -142,7 +165,9 @@ impl Walk {
             dev_major: 0,
             dev_minor: 0,
         };
-        if !matches!(ino.node, Node::Dir { .. }) && ino.nlink > 1 {
+        // Hard links: for what the Applier creates (a device or socket is skipped, so a second
+        // name cannot link to it); checked before a file's block list is read.
+        if matches!(ino.node, Node::File(_) | Node::Symlink(_) | Node::Fifo) && ino.nlink > 1 {
             if let Some(first) = self.links.get(&iref) {
                 entry.kind = Kind::HardLink;
                 entry.link = first.clone();
@@ -156,7 +181,8 @@ impl Walk {
                 self.enter(entry.path.clone(), listing, len)?;
                 None
             }
-            Node::File(plan) => {
+            Node::File(head) => {
+                let plan = self.file_plan(head)?;
                 self.data = self.data.saturating_add(plan.size);
                 if self.data > self.limits.max_layer_bytes.min(self.limits.max_image_bytes) {
                     return Err(self.img.bad(format!(
@@ -234,6 +260,18 @@ impl Walk {
                     .checked_sub(8 + name_len)
                     .ok_or_else(|| bad(&self.img, "listing overruns its size".into()))?;
                 check_name(&name).map_err(|why| bad(&self.img, format!("entry {:?}: {why}", show(&name))))?;
+                self.listed += 1;
+                self.listed_bytes += name.len();
+                if self.listed > self.limits.max_entries || self.listed_bytes > super::MAX_METADATA {
+                    return Err(bad(
+                        &self.img,
+                        format!(
+                            "listings name more than {} entries or {} bytes (raise GPURUN_MAX_ENTRIES if the image is genuine)",
+                            self.limits.max_entries,
+                            super::MAX_METADATA
+                        ),
+                    ));
+                }
                 if out.last().is_some_and(|(prev, _)| prev.as_slice() >= name.as_slice()) {
                     return Err(bad(
                         &self.img,
@@ -289,7 +327,7 @@ impl Walk {
                     xattr = le32(&b, 36);
                     (le64(&b, 0), le64(&b, 8), le32(&b, 28), le32(&b, 32), le32(&b, 24))
                 };
-                (Node::File(self.file_plan(&mut cur, start, size, frag, offset)?), nlink)
+                (Node::File(FileHead { start, size, fragment: frag, offset, words: cur }), nlink)
             }
             3 | 10 => {
                 let b = self.meta_read(&mut cur, 8, "symlink inode")?;
@@ -326,14 +364,8 @@ impl Walk {
     }
 
     /// A file's block list, checked to lie inside the image, and its fragment tail.
-    fn file_plan(
-        &mut self,
-        cur: &mut Cursor,
-        start: u64,
-        size: u64,
-        frag: u32,
-        offset: u32,
-    ) -> Result<FilePlan, SquashError> {
+    fn file_plan(&mut self, head: FileHead) -> Result<FilePlan, SquashError> {
+        let FileHead { start, size, fragment: frag, offset, words: mut cur } = head;
         let img = self.img.clone();
         let bs = u64::from(img.sb.block_size);
         let has_tail = frag != NO_FRAGMENT && !size.is_multiple_of(bs);
@@ -341,10 +373,10 @@ impl Walk {
         if size > self.limits.max_layer_bytes {
             return Err(img.bad(format!("a file claims {size} bytes (GPURUN_MAX_LAYER_BYTES)")));
         }
-        let mut blocks = Vec::new();
+        let mut words = Vec::new();
         let mut at = start;
         for _ in 0..count {
-            let word = le32(&self.meta_read(cur, 4, "block list")?, 0);
+            let word = le32(&self.meta_read(&mut cur, 4, "block list")?, 0);
             let len = u64::from(word & !STORED);
             if len > bs || word & !(STORED | 0x00ff_ffff) != 0 {
                 return Err(img.bad(format!("a data block of {len} bytes (block size {bs})")));
@@ -352,7 +384,7 @@ impl Walk {
             if at.checked_add(len).is_none_or(|end| end > img.sb.bytes_used) {
                 return Err(img.bad(format!("a data block at {at} is past the end of the image")));
             }
-            blocks.push((at, word));
+            words.push(word);
             at += len;
         }
         let tail = if has_tail {
@@ -372,7 +404,7 @@ impl Walk {
         } else {
             None
         };
-        Ok(FilePlan { size, blocks, tail })
+        Ok(FilePlan { size, start, words, tail })
     }
 
     /// An inode's extended attributes, as full names ("user.x") and values.
@@ -392,9 +424,13 @@ impl Walk {
         }
         let mut cur = Cursor { block: start.saturating_add(xref >> 16), offset: (xref & 0xffff) as usize };
         let mut out = Vec::new();
+        let mut total = 0usize;
         for _ in 0..count {
             let h = self.meta_read(&mut cur, 4, "xattr")?;
             let (kind, name_len) = (le16(&h, 0), usize::from(le16(&h, 2)));
+            if name_len > MAX_XATTR_NAME {
+                return Err(img.bad(format!("an xattr name of {name_len} bytes")));
+            }
             let prefix: &[u8] = match kind & 0xff {
                 0 => b"user.",
                 1 => b"trusted.",
@@ -415,6 +451,10 @@ impl Walk {
             } else {
                 self.xattr_value(&mut cur)?
             };
+            total += name.len() + value.len();
+            if total > MAX_XATTR_BYTES {
+                return Err(img.bad(format!("an inode's xattrs exceed {MAX_XATTR_BYTES} bytes")));
+            }
             out.push((name, value));
         }
         Ok(out)
@@ -432,12 +472,12 @@ impl Walk {
 /// A file with holes (blocks of size 0) as an old-GNU sparse map over its stored data, so that
 /// the Applier leaves the holes as holes; `None` when it has none.
 fn sparse_map(plan: &FilePlan, block_size: u32) -> Option<(u64, Vec<SparseSegment>)> {
-    if !plan.blocks.iter().any(|&(_, w)| w & !STORED == 0) {
+    if !plan.words.iter().any(|&w| w & !STORED == 0) {
         return None;
     }
     let bs = u64::from(block_size);
     let mut segs: Vec<SparseSegment> = Vec::new();
-    for (i, &(_, w)) in plan.blocks.iter().enumerate() {
+    for (i, &w) in plan.words.iter().enumerate() {
         if w & !STORED == 0 {
             continue;
         }
@@ -449,7 +489,7 @@ fn sparse_map(plan: &FilePlan, block_size: u32) -> Option<(u64, Vec<SparseSegmen
         }
     }
     if let Some((_, _, len)) = plan.tail {
-        let offset = plan.blocks.len() as u64 * bs;
+        let offset = plan.words.len() as u64 * bs;
         match segs.last_mut() {
             Some(s) if s.offset + s.len == offset => s.len += u64::from(len),
             _ => segs.push(SparseSegment { offset, len: u64::from(len) }),

@@ -28,9 +28,9 @@ pub use stream::{Extraction, extract};
 
 use crate::image::apply::ApplyError;
 
-/// Decoded metadata (inode, directory, fragment, id and xattr tables) kept in memory at most:
-/// a metadata block may decode to 8 KiB from 3 bytes, so a small hostile image could otherwise
-/// ask for gigabytes. 256 MiB covers several million files.
+/// Metadata (inode, directory, fragment, id and xattr tables) decoded in all, at most: a
+/// metadata block may decode to 8 KiB from 3 bytes, so a small hostile image could otherwise
+/// ask for gigabytes of work. 256 MiB covers several million files.
 pub const MAX_METADATA: usize = 256 << 20;
 const META_BLOCK: usize = 8192;
 const MAGIC: &[u8; 4] = b"hsqs";
@@ -145,6 +145,12 @@ pub struct Image {
 impl Image {
     /// Opens the SquashFS at `base` in `file`, which must hold it within `len` bytes.
     pub fn open(file: File, path: &Path, base: u64, len: u64) -> Result<Arc<Image>, SquashError> {
+        if len < 96 {
+            return Err(SquashError::Bad {
+                path: path.to_owned(),
+                why: format!("not a SquashFS image: {len} bytes, too short for a superblock"),
+            });
+        }
         let mut raw = [0u8; 96];
         file.read_exact_at(&mut raw, base).map_err(|e| SquashError::Io {
             path: path.to_owned(),
@@ -275,14 +281,19 @@ struct Cursor {
     offset: usize,
 }
 
-/// Decoded metadata blocks by image offset, with the offset of the block after each; the total
-/// kept is capped by [`MAX_METADATA`].
+/// Decoded metadata blocks by image offset, with the offset of the block after each. At most
+/// [`META_CACHE`] blocks are kept (the walk reads tables mostly in order); every decode counts
+/// against [`MAX_METADATA`], which bounds the work a hostile image can ask for.
 #[derive(Default)]
 struct Meta {
     blocks: HashMap<u64, (Arc<Vec<u8>>, u64)>,
-    bytes: usize,
+    order: std::collections::VecDeque<u64>,
+    decoded: usize,
     decoder: Option<codec::Decoder>,
 }
+
+/// Decoded metadata blocks kept (16 MiB).
+const META_CACHE: usize = 2048;
 
 impl Meta {
     fn block(&mut self, img: &Image, at: u64, what: &str) -> Result<(Arc<Vec<u8>>, u64), SquashError> {
@@ -305,12 +316,18 @@ impl Meta {
                 .map_err(|e| img.bad(format!("{what}: metadata block at {at}: {e}")))?;
             out
         };
-        self.bytes += data.len();
-        if self.bytes > MAX_METADATA {
+        self.decoded += data.len().max(1);
+        if self.decoded > MAX_METADATA {
             return Err(img.bad(format!("more than {MAX_METADATA} bytes of metadata: refusing the image")));
         }
         let next = at + 2 + size as u64;
         let data = Arc::new(data);
+        if self.order.len() == META_CACHE
+            && let Some(old) = self.order.pop_front()
+        {
+            self.blocks.remove(&old);
+        }
+        self.order.push_back(at);
         self.blocks.insert(at, (data.clone(), next));
         Ok((data, next))
     }

@@ -81,7 +81,7 @@ fn apply_all(img: &Arc<Image>, root: OwnedFd, limits: Limits) -> Result<(u64, Wa
         | ApplyError::Io { .. }
         | ApplyError::Tar(_) => SquashError::Apply { path: img.path.clone(), source },
     };
-    let mut applier = Applier::new(root, limits);
+    let mut applier = Applier::new(root, limits).without_whiteouts();
     let mut stream = Stream::new(img.clone(), limits)?;
     let applied = applier.apply_layer(&mut stream);
     if let Some(e) = stream.failure.take() {
@@ -141,6 +141,8 @@ struct Pending {
     entry: Entry,
     plan: Option<FilePlan>,
     next_block: usize,
+    /// Image offset of block `next_block`.
+    next_at: u64,
     tail_sent: bool,
     chunks: VecDeque<Receiver<Reply>>,
 }
@@ -149,7 +151,7 @@ impl Pending {
     fn unsubmitted(&self) -> bool {
         self.plan
             .as_ref()
-            .is_some_and(|p| self.next_block < p.blocks.len() || (p.tail.is_some() && !self.tail_sent))
+            .is_some_and(|p| self.next_block < p.words.len() || (p.tail.is_some() && !self.tail_sent))
     }
 }
 
@@ -215,11 +217,12 @@ impl Stream {
                     continue;
                 }
                 let plan = p.plan.as_ref().expect("unsubmitted implies a plan");
-                let work = if p.next_block < plan.blocks.len() {
-                    let (at, word) = plan.blocks[p.next_block];
+                let work = if p.next_block < plan.words.len() {
+                    let (at, word) = (p.next_at, plan.words[p.next_block]);
                     let bs = u64::from(self.img.sb.block_size);
                     let expect = bs.min(plan.size - p.next_block as u64 * bs) as usize;
                     p.next_block += 1;
+                    p.next_at += u64::from(word & !STORED); // in the image: checked by the walk
                     if word & !STORED == 0 {
                         continue; // a hole: nothing stored, nothing written
                     }
@@ -244,6 +247,7 @@ impl Stream {
                 None => self.walked_all = true,
                 Some(Item { entry, file }) => self.pending.push_back(Pending {
                     entry,
+                    next_at: file.as_ref().map_or(0, |p| p.start),
                     plan: file,
                     next_block: 0,
                     tail_sent: false,
@@ -258,9 +262,16 @@ impl Stream {
 impl EntryStream for Stream {
     fn next_entry(&mut self) -> Result<Option<Entry>, ApplyError> {
         if self.started {
-            // Whatever of the last entry's data was not read is dropped.
+            // Whatever of the last entry's data was not read is dropped, once decoded: a job
+            // still queued counts as in flight until its reply, or the queue could grow
+            // without bound behind entries the Applier skips.
             if let Some(done) = self.pending.pop_front() {
-                self.inflight -= done.chunks.len();
+                for rx in done.chunks {
+                    if let Ok(Ok(chunk)) = rx.recv() {
+                        recycle(&self.pool, chunk);
+                    }
+                    self.inflight -= 1;
+                }
                 self.submit = self.submit.saturating_sub(1);
             }
         }
