@@ -204,7 +204,9 @@ fn already_cached(
         return Ok(None);
     }
     let id = crate::image::unpack::hash_region(&source.file, &source.path, source.region)?;
-    if !st.cache.is_published(&id) {
+    // The id must be a SquashFS image's (a partition's bytes could in theory be an OCI config).
+    let record = ImageRecord::read(&st.cache.entry_dir(&id).join("image.json"));
+    if !record.is_ok_and(|r| matches!(r.format.as_str(), "sif" | "squashfs")) {
         return Ok(None);
     }
     let memo = SourceMemo {

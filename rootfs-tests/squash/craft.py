@@ -10,6 +10,8 @@ resource bounds, not its parsing. Used by rootfs-tests/squash.rs.
                                     long, sharing the same compressed data
   craft.py deep OUT M L             L nested directories whose listings are suffixes of one byte
                                     stream ending in M names
+  craft.py tinyblocks OUT N V       N files sharing one V-byte xattr value stored in 1-byte
+                                    metadata blocks (more blocks than the reader caches)
 """
 import struct
 import sys
@@ -28,13 +30,21 @@ def meta(data, compress=True):
             out += struct.pack('<H', len(chunk) | 0x8000) + chunk
     return bytes(out), starts
 
+def meta1(data):
+    """One stored 1-byte metadata block per byte: only a table's last block may be short."""
+    out = bytearray(); starts = []
+    for b in data:
+        starts.append(len(out)); out += struct.pack('<H', 1 | 0x8000) + bytes([b])
+    return bytes(out), starts
+
+
 def ref(starts, off):
     return (starts[off // 8192] << 16) | (off % 8192)
 
 def hdr(t, ino, mode=0o644):
     return struct.pack('<HHHHII', t, mode, 0, 0, 0, ino)
 
-def build(out, entries_fn, nfile_inodes, file_inode_fn, xattr_kv=None, xattr_ids=None, log=12, data=b''):
+def build(out, entries_fn, nfile_inodes, file_inode_fn, xattr_kv=None, xattr_ids=None, log=12, data=b'', tiny_kv=False):
     """entries_fn(file_refs) -> list of (name, ref); single root dir listing."""
     # inode table decoded: file inodes first, then root dir inode (ext dir)
     inodes = bytearray(); file_offs = []
@@ -58,11 +68,17 @@ def build(out, entries_fn, nfile_inodes, file_inode_fn, xattr_kv=None, xattr_ids
                 d += struct.pack('<HhHH', r & 0xffff, 0, 2, len(name) - 1) + name
             i = j
         return bytes(d)
-    lsize = len(listing(placeholder))
-    inodes += hdr(8, 1, 0o755) + struct.pack('<IIIIHHI', 2, lsize + 3, 0, 0, 0, 0, 0xffffffff)
-    itab, istarts = meta(bytes(inodes), True)
-    frefs = [ref(istarts, o) for o in file_offs]
-    lst = listing(entries_fn(frefs))
+    # The listing's size depends on how many headers the inode blocks need, which depends on
+    # the root inode's size field: iterate to the fixed point.
+    lsize = len(listing(placeholder)); base = bytes(inodes)
+    for _ in range(10):
+        inodes = bytearray(base) + hdr(8, 1, 0o755) + struct.pack('<IIIIHHI', 2, lsize + 3, 0, 0, 0, 0, 0xffffffff)
+        itab, istarts = meta(bytes(inodes), True)
+        frefs = [ref(istarts, o) for o in file_offs]
+        lst = listing(entries_fn(frefs))
+        if len(lst) == lsize:
+            break
+        lsize = len(lst)
     assert len(lst) == lsize, (len(lst), lsize)
     dtab, _ = meta(lst, False)
     root_ref = ref(istarts, root_off)
@@ -75,9 +91,12 @@ def build(out, entries_fn, nfile_inodes, file_inode_fn, xattr_kv=None, xattr_ids
     xattr_table = 0xffffffffffffffff
     flags = 0x0200
     if xattr_kv is not None:
-        kv, kstarts = meta(xattr_kv(lambda off: None), True)  # first pass to get starts
-        kvdata = xattr_kv(lambda off: ref(kstarts, off))
-        kv, kstarts2 = meta(kvdata, True); assert kstarts2 == kstarts
+        if tiny_kv:
+            kv, _ = meta1(xattr_kv(lambda off: None))
+        else:
+            kv, kstarts = meta(xattr_kv(lambda off: None), True)  # first pass to get starts
+            kvdata = xattr_kv(lambda off: ref(kstarts, off))
+            kv, kstarts2 = meta(kvdata, True); assert kstarts2 == kstarts
         kv_start = len(img); img += kv
         ids, _ = meta(xattr_ids(), True)
         ids_at = len(img); img += ids
@@ -172,5 +191,17 @@ def deep(argv):
     img += b'\0' * ((-len(img)) % 4096)
     open(out, 'wb').write(img)
 
+def tinyblocks(argv):
+    N = int(argv[1]); V = int(argv[2])
+    def finode(i):
+        return hdr(9, 2 + i) + struct.pack('<QQQIIII', 96, 0, 0, 1, 0xffffffff, 0, 0)
+    def kv(r):
+        return struct.pack('<HH', 0, 1) + b'a' + struct.pack('<I', V) + b'x' * V
+    def ids():
+        return struct.pack('<QII', 0, 1, 0)
+    build(argv[0], lambda refs: [(b'f%05d' % k, refs[k]) for k in range(N)], N, finode, kv, ids, tiny_kv=True)
+
+
 if __name__ == "__main__":
-    {"hardlinks": hardlinks, "xattrs": xattrs, "whiteouts": whiteouts, "deep": deep}[sys.argv[1]](sys.argv[2:])
+    commands = {"hardlinks": hardlinks, "xattrs": xattrs, "whiteouts": whiteouts, "deep": deep, "tinyblocks": tinyblocks}
+    commands[sys.argv[1]](sys.argv[2:])

@@ -97,6 +97,8 @@ pub struct Walk {
     /// before their entries count, and hostile listings may share their bytes.
     listed: u64,
     listed_bytes: usize,
+    /// Bytes of the paths kept in `links`.
+    links_bytes: usize,
 }
 
 impl Walk {
@@ -112,6 +114,7 @@ impl Walk {
             data: 0,
             listed: 0,
             listed_bytes: 0,
+            links_bytes: 0,
         };
         let root_ref = walk.img.sb.root_inode;
         let root = walk.inode(root_ref)?;
@@ -149,7 +152,6 @@ impl Walk {
             )));
         }
         let ino = self.inode(iref)?;
-        let xattrs = self.xattrs(ino.xattr)?;
         let mut entry = Entry {
             path,
             link: Vec::new(),
@@ -160,7 +162,7 @@ impl Walk {
             mtime: i64::from(ino.mtime),
             mtime_nsec: 0,
             size: 0,
-            xattrs,
+            xattrs: Vec::new(),
             sparse: None,
             dev_major: 0,
             dev_minor: 0,
@@ -173,8 +175,19 @@ impl Walk {
                 entry.link = first.clone();
                 return Ok(Item { entry, file: None });
             }
+            self.links_bytes += entry.path.len();
+            if self.links_bytes > super::MAX_METADATA {
+                return Err(self.img.bad(format!(
+                    "the first names of hard-linked files exceed {} bytes",
+                    super::MAX_METADATA
+                )));
+            }
             self.links.insert(iref, entry.path.clone());
         }
+        // Xattrs are written like data and count against the same limit.
+        entry.xattrs = self.xattrs(ino.xattr)?;
+        let xattr_bytes: usize = entry.xattrs.iter().map(|(n, v)| n.len() + v.len()).sum();
+        self.charge(xattr_bytes as u64)?;
         let file = match ino.node {
             Node::Dir { listing, len } => {
                 entry.kind = Kind::Directory;
@@ -183,13 +196,7 @@ impl Walk {
             }
             Node::File(head) => {
                 let plan = self.file_plan(head)?;
-                self.data = self.data.saturating_add(plan.size);
-                if self.data > self.limits.max_layer_bytes.min(self.limits.max_image_bytes) {
-                    return Err(self.img.bad(format!(
-                        "more than {} bytes of file data (GPURUN_MAX_LAYER_BYTES, GPURUN_MAX_IMAGE_BYTES)",
-                        self.limits.max_layer_bytes.min(self.limits.max_image_bytes)
-                    )));
-                }
+                self.charge(plan.size)?;
                 entry.size = plan.size;
                 entry.sparse = sparse_map(&plan, self.img.sb.block_size);
                 Some(plan)
@@ -213,6 +220,18 @@ impl Walk {
             }
         };
         Ok(Item { entry, file })
+    }
+
+    /// Counts `bytes` of file data or xattrs against the image's limits.
+    fn charge(&mut self, bytes: u64) -> Result<(), SquashError> {
+        self.data = self.data.saturating_add(bytes);
+        let cap = self.limits.max_layer_bytes.min(self.limits.max_image_bytes);
+        if self.data > cap {
+            return Err(self.img.bad(format!(
+                "more than {cap} bytes of file data and xattrs (GPURUN_MAX_LAYER_BYTES, GPURUN_MAX_IMAGE_BYTES)"
+            )));
+        }
+        Ok(())
     }
 
     /// Reads a directory's listing and pushes it; each listing is entered once, whichever

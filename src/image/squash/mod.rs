@@ -350,6 +350,16 @@ impl Meta {
             out.extend_from_slice(&block[cur.offset..cur.offset + take]);
             cur.offset += take;
             if cur.offset == block.len() {
+                // Only a table's last block is short: data that goes on past a short block is
+                // forged (as unsquashfs also says), and would let a cycle of tiny blocks defeat
+                // the cache at the cost of one decode per byte.
+                if out.len() < len && block.len() < META_BLOCK {
+                    return Err(img.bad(format!(
+                        "{what}: metadata block at {} is {} bytes, and the data goes on past it",
+                        cur.block,
+                        block.len()
+                    )));
+                }
                 *cur = Cursor { block: next, offset: 0 };
             }
         }
