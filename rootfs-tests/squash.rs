@@ -228,6 +228,14 @@ fn a_sif_runs_its_runscript_as_apptainer_run_does() {
     // `apptainer exec IMAGE` without a command is an error, and so it is here.
     let err = run_fails(gpurun(&cache).arg("exec").arg(&sif), "gpurun exec app.sif");
     assert!(err.contains("exec needs a COMMAND") && err.contains("gpurun run IMAGE"), "{err}");
+    // A gpurun option after IMAGE is the command's: gpurun's own hint, not the shell's.
+    let bad = output(gpurun(&cache).arg(&sif).args(["--nv", "true"]));
+    assert_eq!(bad.status.code(), Some(127), "{}", describe(&bad));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("before IMAGE"), "{}", describe(&bad));
+    let missing = output(gpurun(&cache).arg("exec").arg(&sif).arg("no-such-command"));
+    assert_eq!(missing.status.code(), Some(127), "{}", describe(&missing));
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("no-such-command: command not found in the container (PATH=/opt/app/bin:"), "{err}");
     // exec runs the command, after the env scripts.
     let tool = run_sif(&cache, &["exec", "apptool"], &[]);
     assert_eq!(tool.trim(), "tool on PATH");
@@ -240,17 +248,29 @@ fn env_scripts_then_apptainerenv_and_env_as_apptainer_orders_them() {
     }
     let tmp = TempDir::new("squash-env");
     let cache = tmp.path().join("cache");
-    let env =
-        env_of(&run_sif(&cache, &["exec", "env"], &[("APP_OVERRIDDEN", "host value"), ("HOST_ONLY", "h")]));
+    let env = env_of(&run_sif(
+        &cache,
+        &["exec", "env"],
+        &[("APP_OVERRIDDEN", "host value"), ("HOST_ONLY", "h"), ("APP_DEFAULTED", "host value")],
+    ));
     assert_eq!(env["APP_OVERRIDDEN"], "image value", "the image's scripts win over the host: {env:?}");
+    // Docker ENV as Apptainer converts it (`${K:-v}`): the scripts run without the host's
+    // variables, which come back only where the scripts set nothing.
+    assert_eq!(env["APP_DEFAULTED"], "image default", "{env:?}");
     assert_eq!(env["APP_COMPOSED"], "docker layer+environment");
     assert_eq!(env["APP_ACTIVATED"], "yes, by a sourced file");
     assert_eq!(env["APP_SAW_NAME"], "app.sif", "APPTAINER_NAME is set before the scripts run");
     assert_eq!(env["HOST_ONLY"], "h");
     assert!(env["PATH"].starts_with("/opt/app/bin:"), "{}", env["PATH"]);
     assert!(env["APPTAINER_CONTAINER"].ends_with("app.sif"));
-    let env = env_of(&run_sif(&cache, &["exec", "env"], &[("APPTAINERENV_APP_OVERRIDDEN", "apptainerenv")]));
+    let env = env_of(&run_sif(
+        &cache,
+        &["exec", "env"],
+        &[("APPTAINERENV_APP_OVERRIDDEN", "apptainerenv"), ("APPTAINERENV_PREPEND_PATH", "/pre")],
+    ));
     assert_eq!(env["APP_OVERRIDDEN"], "apptainerenv", "APPTAINERENV_ wins over the image");
+    assert!(env["PATH"].starts_with("/pre:/opt/app/bin:"), "APPTAINERENV_PREPEND_PATH: {}", env["PATH"]);
+    assert!(!env.contains_key("PREPEND_PATH"));
     let Some(sif) = squash_fixture("app.sif") else { return };
     let out = run_ok(
         gpurun(&cache)

@@ -57,6 +57,7 @@ cat >"$S/env/10-docker2singularity.sh" <<'SH'
 export PATH="/opt/app/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 export APP_FROM_DOCKER="docker layer"
 export APP_OVERRIDDEN="image value"
+export APP_DEFAULTED="${APP_DEFAULTED:-"image default"}"
 export NVIDIA_VISIBLE_DEVICES="all"
 SH
 cat >"$S/env/90-environment.sh" <<'SH'

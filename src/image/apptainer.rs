@@ -4,7 +4,8 @@
 //! - `runscript` is the ENTRYPOINT (no CMD), so `gpurun run IMG ARGS`, `--run` and a bare
 //!   `gpurun IMG` run it with ARGS, as `apptainer run` and `./IMG.sif` do;
 //! - `labels.json` gives the labels;
-//! - `env/*.sh` are sourced, in name order, by the image's own `/bin/sh` just before the command
+//! - `env/*.sh` are sourced, in name order, by the image's own `/bin/bash` (else `/bin/sh`) just
+//!   before the command
 //!   (the plan wraps the argv; `plan::env` re-exports what must win over them). Sourcing, not
 //!   evaluating their common forms, because `%environment` sections are shell: `source` of
 //!   conda's activation scripts, conditionals and `$VAR` expansions of the runtime environment
@@ -32,10 +33,10 @@ pub fn apply(root: &Root, config: &mut RunConfig) {
     if root.file_type(DIR) != Some(FileType::Directory) {
         return;
     }
-    if root.file_type(RUNSCRIPT) == Some(FileType::RegularFile) {
-        config.entrypoint = vec![RUNSCRIPT.into()];
-        config.cmd.clear();
-    }
+    // Without a runscript, `apptainer run` runs a shell.
+    let runscript = root.file_type(RUNSCRIPT) == Some(FileType::RegularFile);
+    config.entrypoint = vec![if runscript { RUNSCRIPT } else { "/bin/sh" }.into()];
+    config.cmd.clear();
     if let Ok(bytes) = root.read("/.singularity.d/labels.json", MAX_LABELS)
         && let Ok(labels) = serde_json::from_slice::<BTreeMap<String, serde_json::Value>>(&bytes)
     {
@@ -47,8 +48,12 @@ pub fn apply(root: &Root, config: &mut RunConfig) {
             config.labels.insert(k, v);
         }
     }
-    let shell =
-        ["/bin/sh"].into_iter().find(|s| root.file_type(s) == Some(FileType::RegularFile)).map(String::from);
+    // bash where the image has it: Apptainer evaluates the scripts in bash's dialect (`source`,
+    // `[[ ]]`, arrays), which Debian's dash rejects.
+    let shell = ["/bin/bash", "/bin/sh"]
+        .into_iter()
+        .find(|s| root.file_type(s) == Some(FileType::RegularFile))
+        .map(String::from);
     config.apptainer = Some(Apptainer { env_scripts: env_scripts(root), shell });
 }
 
@@ -68,25 +73,58 @@ fn env_scripts(root: &Root) -> Vec<String> {
     scripts
 }
 
-/// The shell program that sources `scripts`, then sets `forced` (the values that win over the
-/// image's, `NAME=value`), appends `appends` (`NAME`, directory) where missing, and execs its
-/// arguments: run as `SHELL -c PROGRAM gpurun ARGV...`.
-pub fn wrapper(scripts: &[String], forced: &[(String, String)], appends: &[(String, String)]) -> String {
-    let mut s = String::new();
-    for script in scripts {
-        s.push_str(&format!(". {}\n", quote(script)));
+/// What the wrapper does around the image's env scripts.
+#[derive(Debug, Default)]
+pub struct Wrapper<'a> {
+    pub scripts: &'a [String],
+    /// Host variables (row 1 of the environment table): unset while the scripts run, then set
+    /// again where the scripts left them unset, as Apptainer gives the image's values priority.
+    pub host: Vec<(String, String)>,
+    /// Values that win over the scripts, exported after them.
+    pub forced: Vec<(String, String)>,
+    /// `APPTAINERENV_PREPEND_PATH` and `APPTAINERENV_APPEND_PATH` (their values).
+    pub prepend_path: Option<String>,
+    pub append_path: Option<String>,
+    /// (`NAME`, directory): appended to a list variable where missing (the GPU search paths).
+    pub appends: Vec<(String, String)>,
+}
+
+impl Wrapper<'_> {
+    /// The shell program: run as `SHELL -c PROGRAM gpurun ARGV...`. A command the scripts'
+    /// PATH does not find gets gpurun's own message and status (127).
+    pub fn program(&self) -> String {
+        let mut s = String::new();
+        if !self.host.is_empty() {
+            let names: Vec<&str> = self.host.iter().map(|(n, _)| n.as_str()).collect();
+            s.push_str(&format!("unset {}\n", names.join(" ")));
+        }
+        for script in self.scripts {
+            s.push_str(&format!(". {}\n", quote(script)));
+        }
+        for (name, value) in &self.host {
+            s.push_str(&format!("[ -n \"${{{name}+x}}\" ] || export {name}={}\n", quote(value)));
+        }
+        for (name, value) in &self.forced {
+            s.push_str(&format!("export {name}={}\n", quote(value)));
+        }
+        if let Some(p) = &self.prepend_path {
+            s.push_str(&format!("export PATH={}\"${{PATH:+:$PATH}}\"; unset PREPEND_PATH\n", quote(p)));
+        }
+        if let Some(p) = &self.append_path {
+            s.push_str(&format!("export PATH=\"${{PATH:+$PATH:}}\"{}; unset APPEND_PATH\n", quote(p)));
+        }
+        for (name, dir) in &self.appends {
+            let d = quote(dir);
+            s.push_str(&format!(
+                "case \":${{{name}}}:\" in *:{d}:*) ;; *) export {name}=\"${{{name}:+${{{name}}}:}}\"{d} ;; esac\n"
+            ));
+        }
+        s.push_str(
+            "command -v \"$1\" >/dev/null 2>&1 || { printf 'gpurun: %s: command not found in the container (PATH=%s)\\n' \"$1\" \"$PATH\" >&2; exit 127; }\n",
+        );
+        s.push_str("exec \"$@\"\n");
+        s
     }
-    for (name, value) in forced {
-        s.push_str(&format!("export {name}={}\n", quote(value)));
-    }
-    for (name, dir) in appends {
-        let d = quote(dir);
-        s.push_str(&format!(
-            "case \":${{{name}}}:\" in *:{d}:*) ;; *) export {name}=\"${{{name}:+${{{name}}}:}}\"{d} ;; esac\n"
-        ));
-    }
-    s.push_str("exec \"$@\"\n");
-    s
 }
 
 /// Single-quoted for the shell.
@@ -100,19 +138,60 @@ mod tests {
 
     #[test]
     fn the_wrapper_quotes_values_and_keeps_order() {
-        let w = wrapper(
-            &[
-                "/.singularity.d/env/10-docker2singularity.sh".into(),
-                "/.singularity.d/env/90-environment.sh".into(),
-            ],
-            &[("FOO".into(), "it's $HOME".into())],
-            &[("PATH".into(), "/.gpurun/bin".into())],
+        let scripts = [
+            "/.singularity.d/env/10-docker2singularity.sh".into(),
+            "/.singularity.d/env/90-environment.sh".into(),
+        ];
+        let w = Wrapper {
+            scripts: &scripts,
+            host: vec![("LANG".into(), "C.UTF-8".into())],
+            forced: vec![("FOO".into(), "it's $HOME".into())],
+            prepend_path: Some("/pre".into()),
+            append_path: None,
+            appends: vec![("PATH".into(), "/.gpurun/bin".into())],
+        };
+        let program = w.program();
+        let lines: Vec<&str> = program.lines().collect();
+        assert_eq!(lines[0], "unset LANG");
+        assert_eq!(lines[1], ". '/.singularity.d/env/10-docker2singularity.sh'");
+        assert_eq!(lines[2], ". '/.singularity.d/env/90-environment.sh'");
+        assert_eq!(lines[3], "[ -n \"${LANG+x}\" ] || export LANG='C.UTF-8'");
+        assert_eq!(lines[4], "export FOO='it'\\''s $HOME'");
+        assert_eq!(lines[5], "export PATH='/pre'\"${PATH:+:$PATH}\"; unset PREPEND_PATH");
+        assert!(lines[6].starts_with("case \":${PATH}:\" in *:'/.gpurun/bin':*)"));
+        assert!(lines[7].starts_with("command -v \"$1\""));
+        assert_eq!(lines[8], "exec \"$@\"");
+    }
+
+    #[test]
+    fn the_wrapper_runs_as_apptainer_orders_it() {
+        let dir = std::env::temp_dir().join(format!("gpurun-wrapper-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("10.sh");
+        std::fs::write(&script, "export FROM_IMAGE=image\nexport KEEP=\"${KEEP:-image}\"\n").unwrap();
+        let scripts = [script.display().to_string()];
+        let w = Wrapper {
+            scripts: &scripts,
+            host: vec![("KEEP".into(), "host".into()), ("HOST_ONLY".into(), "h".into())],
+            forced: vec![("FORCED".into(), "f".into())],
+            ..Wrapper::default()
+        };
+        let out = std::process::Command::new("/bin/sh")
+            .args(["-c", &w.program(), "gpurun", "sh", "-c", "echo $FROM_IMAGE $KEEP $HOST_ONLY $FORCED"])
+            .env("KEEP", "host")
+            .env("HOST_ONLY", "h")
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "image image h f", "{out:?}");
+        let missing = std::process::Command::new("/bin/sh")
+            .args(["-c", &w.program(), "gpurun", "no-such-cmd"])
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(missing.status.code(), Some(127), "{missing:?}");
+        assert!(
+            String::from_utf8_lossy(&missing.stderr)
+                .starts_with("gpurun: no-such-cmd: command not found in the container")
         );
-        let lines: Vec<&str> = w.lines().collect();
-        assert_eq!(lines[0], ". '/.singularity.d/env/10-docker2singularity.sh'");
-        assert_eq!(lines[1], ". '/.singularity.d/env/90-environment.sh'");
-        assert_eq!(lines[2], "export FOO='it'\\''s $HOME'");
-        assert!(lines[3].starts_with("case \":${PATH}:\" in *:'/.gpurun/bin':*)"));
-        assert_eq!(lines[4], "exec \"$@\"");
     }
 }

@@ -189,14 +189,24 @@ pub(super) fn apptainer_argv(
 ) -> Vec<String> {
     let Some(a) = &config.apptainer else { return argv };
     let Some(shell) = a.shell.as_ref().filter(|_| !a.env_scripts.is_empty()) else { return argv };
+    // A command that looks like an option is a misplaced gpurun option: the sandbox says so.
+    if argv.first().is_none_or(|c| c.starts_with('-')) {
+        return argv;
+    }
     let (env, forced) = layers_with_forced(req, host, config, home, gpu);
     // Only shell names can be exported (and quoted safely); a host APPTAINERENV_A.B sets a
     // variable no sh script can change anyway.
-    let forced: Vec<(String, String)> = forced
-        .into_iter()
-        .filter(|n| is_shell_name(n))
-        .filter_map(|n| env.get(&n).map(|v| (n.clone(), v.clone())))
+    let value = |n: &String| env.get(n).map(|v| (n.clone(), v.clone()));
+    let host_names: Vec<(String, String)> = host_rows(req, host)
+        .into_keys()
+        .filter(|n| is_shell_name(n) && !forced.contains(n))
+        .filter_map(|n| value(&n))
         .collect();
+    let mut forced: Vec<(String, String)> =
+        forced.iter().filter(|n| is_shell_name(n)).filter_map(value).collect();
+    // Apptainer's PATH edits, applied after the scripts (not variables of their own).
+    let mut take = |name: &str| forced.iter().position(|(n, _)| n == name).map(|i| forced.remove(i).1);
+    let (prepend_path, append_path) = (take("PREPEND_PATH"), take("APPEND_PATH"));
     let appends: Vec<(String, String)> = gpu
         .iter()
         .filter_map(|e| match e {
@@ -204,8 +214,15 @@ pub(super) fn apptainer_argv(
             _ => None,
         })
         .collect();
-    let program = crate::image::apptainer::wrapper(&a.env_scripts, &forced, &appends);
-    [shell.clone(), "-c".into(), program, "gpurun".into()].into_iter().chain(argv).collect()
+    let wrapper = crate::image::apptainer::Wrapper {
+        scripts: &a.env_scripts,
+        host: host_names,
+        forced,
+        prepend_path,
+        append_path,
+        appends,
+    };
+    [shell.clone(), "-c".into(), wrapper.program(), "gpurun".into()].into_iter().chain(argv).collect()
 }
 
 /// Row 1: what passes from the host.

@@ -207,7 +207,10 @@ impl DirKind {
             return None;
         }
         let has = |name: &str| std::fs::symlink_metadata(path.join(name)).is_ok();
-        Some(if has("oci-layout") || has("index.json") {
+        // An Apptainer sandbox is a root filesystem whatever else lies at its top.
+        Some(if has(".singularity.d") {
+            DirKind::Rootfs
+        } else if has("oci-layout") || has("index.json") {
             DirKind::OciLayout
         } else if has("manifest.json") && has("version") {
             DirKind::SkopeoDir
