@@ -45,3 +45,31 @@ build_bench_image() {
         touch "$img/done"
     fi
 }
+
+# make_scratch SCRATCH USER: an empty SCRATCH owned by USER, on a fresh tmpfs (BENCH_FS=tmpfs, the
+# default) or a fresh journaled ext4 in a 16 GiB loop file beside it (BENCH_FS=ext4), or on DIR's
+# own filesystem (BENCH_FS=disk, where the caller allows it); removed or unmounted at exit
+# (before that, the caller's BENCH_CLEANUP command runs, e.g. a FUSE unmount).
+make_scratch() {
+    local scratch=$1 user=$2
+    mountpoint -q "$scratch" && umount "$scratch"
+    rm -rf "$scratch"
+    mkdir -p "$scratch"
+    bench_fs=${BENCH_FS:-tmpfs}
+    case $bench_fs in
+    tmpfs)
+        mount -t tmpfs -o size=8g,mode=0755 gpurun-bench "$scratch"
+        trap 'cd /; { eval "${BENCH_CLEANUP:-}" || true; }; umount "'"$scratch"'" 2>/dev/null' EXIT
+        ;;
+    ext4)
+        rm -f "$scratch.ext4"
+        truncate -s 16G "$scratch.ext4"
+        mkfs.ext4 -q -F "$scratch.ext4"
+        mount -o loop "$scratch.ext4" "$scratch"
+        trap 'cd /; { eval "${BENCH_CLEANUP:-}" || true; }; umount "'"$scratch"'" 2>/dev/null; rm -f "'"$scratch"'.ext4"' EXIT
+        ;;
+    disk) ;;
+    *) echo "bench: BENCH_FS must be tmpfs, ext4 or disk, not $bench_fs" >&2; exit 2 ;;
+    esac
+    chown "$user:" "$scratch"
+}

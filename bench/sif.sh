@@ -58,25 +58,9 @@ chmod -R a+rX "$img"
 
 id "$bench_user" >/dev/null 2>&1 || useradd --create-home --shell /bin/sh "$bench_user"
 scratch=$dir/scratch-sif
-mountpoint -q "$scratch" && umount "$scratch"
-rm -rf "$scratch"
-mkdir -p "$scratch"
-bench_fs=${BENCH_FS:-tmpfs}
-case $bench_fs in
-tmpfs)
-    mount -t tmpfs -o size=8g,mode=0755 gpurun-bench "$scratch"
-    trap 'cd /; fusermount3 -u "$scratch/mnt" 2>/dev/null; umount "$scratch" 2>/dev/null' EXIT
-    ;;
-ext4)
-    rm -f "$dir/ext4.img"
-    truncate -s 16G "$dir/ext4.img"
-    mkfs.ext4 -q -F "$dir/ext4.img"
-    mount -o loop "$dir/ext4.img" "$scratch"
-    trap 'cd /; fusermount3 -u "$scratch/mnt" 2>/dev/null; umount "$scratch" 2>/dev/null; rm -f "$dir/ext4.img"' EXIT
-    ;;
-*) echo "bench/sif.sh: BENCH_FS must be tmpfs or ext4, not $bench_fs" >&2; exit 2 ;;
-esac
-chown "$bench_user:" "$scratch"
+[[ ${BENCH_FS:-tmpfs} != disk ]] || { echo "bench/sif.sh: BENCH_FS is tmpfs or ext4" >&2; exit 2; }
+BENCH_CLEANUP='fusermount3 -u "$scratch/mnt" 2>/dev/null || umount "$scratch/mnt" 2>/dev/null'
+make_scratch "$scratch" "$bench_user"
 cd "$scratch"
 gpurun=$scratch/gpurun
 cp "$repo/target/release/gpurun" "$gpurun"

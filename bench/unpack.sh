@@ -61,26 +61,7 @@ chmod -R a+rX "$img"
 # Timings, as an unprivileged user in a scratch directory it owns.
 id "$bench_user" >/dev/null 2>&1 || useradd --create-home --shell /bin/sh "$bench_user"
 scratch=$dir/scratch
-mountpoint -q "$scratch" && umount "$scratch"
-rm -rf "$scratch"
-mkdir -p "$scratch"
-bench_fs=${BENCH_FS:-tmpfs}
-case $bench_fs in
-tmpfs)
-    mount -t tmpfs -o size=8g,mode=0755 gpurun-bench "$scratch"
-    trap 'cd /; umount "$scratch" 2>/dev/null' EXIT
-    ;;
-ext4)
-    rm -f "$dir/ext4.img"
-    truncate -s 16G "$dir/ext4.img"
-    mkfs.ext4 -q -F "$dir/ext4.img"
-    mount -o loop "$dir/ext4.img" "$scratch"
-    trap 'cd /; umount "$scratch" 2>/dev/null; rm -f "$dir/ext4.img"' EXIT
-    ;;
-disk) ;;
-*) echo "bench/unpack.sh: BENCH_FS must be tmpfs, ext4 or disk, not $bench_fs" >&2; exit 2 ;;
-esac
-chown "$bench_user:" "$scratch"
+make_scratch "$scratch" "$bench_user"
 cd "$scratch"   # the timed commands run (and gpurun binds the working directory) here
 gpurun=$scratch/gpurun
 cp "$repo/target/release/gpurun" "$gpurun"
