@@ -236,6 +236,9 @@ fn a_sif_runs_its_runscript_as_apptainer_run_does() {
     assert_eq!(missing.status.code(), Some(127), "{}", describe(&missing));
     let err = String::from_utf8_lossy(&missing.stderr);
     assert!(err.contains("no-such-command: command not found in the container (PATH=/opt/app/bin:"), "{err}");
+    // A path that is not executable: 126, as without the scripts.
+    let noexec = output(gpurun(&cache).arg("exec").arg(&sif).arg("/etc/passwd"));
+    assert_eq!(noexec.status.code(), Some(126), "{}", describe(&noexec));
     // exec runs the command, after the env scripts.
     let tool = run_sif(&cache, &["exec", "apptool"], &[]);
     assert_eq!(tool.trim(), "tool on PATH");

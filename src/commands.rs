@@ -227,11 +227,11 @@ pub fn inspect(args: &InspectArgs, net: &registry::Options) -> Result<String, Co
     let _ = writeln!(out, "Cmd:         {}", serde_json::to_string(&c.cmd).unwrap_or_default());
     let _ = writeln!(out, "Env:");
     for e in &c.env {
-        let _ = writeln!(out, "  {e}");
+        let _ = writeln!(out, "  {}", printable(e));
     }
     let _ = writeln!(out, "Labels:");
     for (k, v) in &c.labels {
-        let _ = writeln!(out, "  {k}={v}");
+        let _ = writeln!(out, "  {}={}", printable(k), printable(v));
     }
     let _ = writeln!(out, "Layers:");
     for (n, l) in i.layers.iter().enumerate() {
@@ -248,7 +248,7 @@ pub fn inspect(args: &InspectArgs, net: &registry::Options) -> Result<String, Co
 }
 
 /// `text` with control characters (an image's escape sequences would drive the terminal) shown
-/// as `?`; tabs stay.
+/// as `?`; tabs stay. Every value `inspect` prints from an image goes through it.
 fn printable(text: &str) -> String {
     text.chars().map(|c| if c.is_control() && c != '\t' { '?' } else { c }).collect()
 }

@@ -33,8 +33,11 @@ pub fn apply(root: &Root, config: &mut RunConfig) {
     if root.file_type(DIR) != Some(FileType::Directory) {
         return;
     }
-    // Without a runscript, `apptainer run` runs a shell.
-    let runscript = root.file_type(RUNSCRIPT) == Some(FileType::RegularFile);
+    // Without an executable runscript, `apptainer run` runs a shell.
+    let runscript = root.open_regular(RUNSCRIPT).is_ok_and(|(f, _)| {
+        use std::os::unix::fs::PermissionsExt;
+        f.metadata().is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+    });
     config.entrypoint = vec![if runscript { RUNSCRIPT } else { "/bin/sh" }.into()];
     config.cmd.clear();
     if let Ok(bytes) = root.read("/.singularity.d/labels.json", MAX_LABELS)
@@ -90,8 +93,9 @@ pub struct Wrapper<'a> {
 }
 
 impl Wrapper<'_> {
-    /// The shell program: run as `SHELL -c PROGRAM gpurun ARGV...`. A command the scripts'
-    /// PATH does not find gets gpurun's own message and status (127).
+    /// The shell program: run as `SHELL -c PROGRAM gpurun ARGV...`. A command name the scripts'
+    /// PATH does not find gets gpurun's own message and status (127); a path is left to `exec`
+    /// (126 for a file that is not executable, as without the scripts).
     pub fn program(&self) -> String {
         let mut s = String::new();
         if !self.host.is_empty() {
@@ -120,7 +124,7 @@ impl Wrapper<'_> {
             ));
         }
         s.push_str(
-            "command -v \"$1\" >/dev/null 2>&1 || { printf 'gpurun: %s: command not found in the container (PATH=%s)\\n' \"$1\" \"$PATH\" >&2; exit 127; }\n",
+            "case $1 in */*) ;; *) command -v \"$1\" >/dev/null 2>&1 || { printf 'gpurun: %s: command not found in the container (PATH=%s)\\n' \"$1\" \"$PATH\" >&2; exit 127; } ;; esac\n",
         );
         s.push_str("exec \"$@\"\n");
         s
@@ -159,7 +163,7 @@ mod tests {
         assert_eq!(lines[4], "export FOO='it'\\''s $HOME'");
         assert_eq!(lines[5], "export PATH='/pre'\"${PATH:+:$PATH}\"; unset PREPEND_PATH");
         assert!(lines[6].starts_with("case \":${PATH}:\" in *:'/.gpurun/bin':*)"));
-        assert!(lines[7].starts_with("command -v \"$1\""));
+        assert!(lines[7].starts_with("case $1 in */*) ;; *) command -v \"$1\""));
         assert_eq!(lines[8], "exec \"$@\"");
     }
 
