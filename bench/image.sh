@@ -1,8 +1,28 @@
-# The large benchmark image, shared by bench/unpack.sh and bench/sif.sh (sourced, not run):
+# Shared by the benchmarks (sourced, not run): bench_prepare (packages and the release build),
+# build_bench_image (the large benchmark image) and make_scratch (where the timed output goes).
+#
 # `debootstrap --variant=minbase bookworm` with python3, python3-numpy, gcc, g++, perl and git
 # (about 750 MB and 17k files), made into a one-layer OCI image by umoci (gzip) and then into an
 # oci-archive by skopeo. debootstrap uses DEBOOTSTRAP_MIRROR, else the first Debian mirror in this
 # machine's own apt sources. build_bench_image DIR builds it once into DIR (DIR/done marks it).
+
+# bench_prepare REPO TOOL:PACKAGE...: as root, installs the package of every missing tool (and
+# /usr/bin/time), then builds the static-pie release binary the benchmarks time.
+bench_prepare() {
+    local repo=$1 spec need=()
+    shift
+    for spec in "$@" /usr/bin/time:time; do
+        command -v "${spec%%:*}" >/dev/null || need+=("${spec#*:}")
+    done
+    if ((${#need[@]})); then
+        echo "bench: apt-get install ${need[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null
+        apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${need[@]}" >/dev/null
+    fi
+    echo "bench: cargo rustc --release --bin gpurun -- -C target-feature=+crt-static"
+    (cd "$repo" && cargo rustc --release --locked --quiet --bin gpurun -- -C target-feature=+crt-static)
+}
 
 # The machine's own Debian mirror (deb822 .sources first, then one-line sources.list).
 mirror_from_apt_sources() {

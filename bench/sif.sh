@@ -25,24 +25,11 @@ runs=${RUNS:-3}
 warm_runs=${WARM_RUNS:-30}
 bench_user=gpurun-bench
 [[ $(id -u) -eq 0 ]] || { echo "bench/sif.sh: run as root" >&2; exit 1; }
-need=()
-for tool in debootstrap umoci skopeo mksquashfs squashfuse; do
-    command -v "$tool" >/dev/null || need+=("$tool")
-done
-[[ -x /usr/bin/time ]] || need+=(time)
-command -v fusermount3 >/dev/null || need+=(fuse3)
-if ((${#need[@]})); then
-    pkgs=("${need[@]/mksquashfs/squashfs-tools}")
-    echo "bench: apt-get install ${pkgs[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null
-    apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${pkgs[@]}" >/dev/null
-fi
-echo "bench: cargo rustc --release --bin gpurun -- -C target-feature=+crt-static"
-(cd "$repo" && cargo rustc --release --locked --quiet --bin gpurun -- -C target-feature=+crt-static)
+source "$repo/bench/image.sh"
+bench_prepare "$repo" debootstrap:debootstrap umoci:umoci skopeo:skopeo mksquashfs:squashfs-tools \
+    squashfuse:squashfuse fusermount3:fuse3
 
 img=$dir/image
-source "$repo/bench/image.sh"
 build_bench_image "$img"
 for comp in gzip zstd; do
     if [[ ! -f $img/bench-$comp.sqsh ]]; then

@@ -34,26 +34,12 @@ if [[ $(id -u) -ne 0 ]]; then
     echo "bench/unpack.sh: run as root (debootstrap, and to run the timings as $bench_user)" >&2
     exit 1
 fi
-need=()
-command -v debootstrap >/dev/null || need+=(debootstrap)
-
-command -v umoci >/dev/null || need+=(umoci)
-command -v skopeo >/dev/null || need+=(skopeo)
-[[ -x /usr/bin/time ]] || need+=(time)
-if ((${#need[@]})); then
-    echo "bench: apt-get install ${need[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null
-    apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${need[@]}" >/dev/null
-fi
-
-echo "bench: cargo rustc --release --bin gpurun -- -C target-feature=+crt-static"
-(cd "$repo" && cargo rustc --release --locked --quiet --bin gpurun -- -C target-feature=+crt-static)
+source "$repo/bench/image.sh"
+bench_prepare "$repo" debootstrap:debootstrap umoci:umoci skopeo:skopeo
 
 # ---------------------------------------------------------------------------------------------
 # The image (cached in DIR/image; bench/image.sh).
 img=$dir/image
-source "$repo/bench/image.sh"
 build_bench_image "$img"
 chmod -R a+rX "$img"
 

@@ -203,7 +203,7 @@ fn already_cached(
     if !same_size {
         return Ok(None);
     }
-    let id = crate::image::unpack::hash_region(&source.file, &source.path, source.region)?;
+    let id = squash::image_id(&source.file, &source.path, source.region).map_err(ImageError::from)?;
     // The id must be a SquashFS image's (a partition's bytes could in theory be an OCI config).
     let record = ImageRecord::read(&st.cache.entry_dir(&id).join("image.json"));
     if !record.is_ok_and(|r| matches!(r.format.as_str(), "sif" | "squashfs")) {

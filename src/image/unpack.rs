@@ -163,7 +163,7 @@ pub fn inspect_squash(path: &Path) -> Result<SquashInspection, ImageError> {
     // What gpurun would run, and its id; a SIF it cannot run is still described.
     let runnable = super::source::SquashSource::open(path).and_then(|s| Ok((s.image()?, s.region)));
     let (squashfs, id, not_runnable) = match runnable {
-        Ok((fs, region)) => (Some(fs.sb.clone()), Some(hash_region(&file, path, region)?), None),
+        Ok((fs, region)) => (Some(fs.sb.clone()), Some(super::squash::image_id(&file, path, region)?), None),
         Err(e) if sif.is_some() => (None, None, Some(crate::error_chain(&e))),
         Err(e) => return Err(e),
     };
@@ -177,39 +177,4 @@ pub fn inspect_squash(path: &Path) -> Result<SquashInspection, ImageError> {
         labels,
         environment,
     })
-}
-
-/// SHA-256 of `len` bytes at `offset`: the image id of a SquashFS file system.
-pub fn hash_region(
-    file: &std::fs::File,
-    path: &Path,
-    (offset, len): (u64, u64),
-) -> Result<String, ImageError> {
-    use super::digest::{Algorithm, Hasher};
-    use std::io::Read;
-    let mut h = Hasher::new(Algorithm::Sha256);
-    let read_err = |e| ImageError::Read { name: path.display().to_string(), source: e };
-    let mut part = std::io::BufReader::with_capacity(1 << 20, PartReader { file, at: offset }).take(len);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = part.read(&mut buf).map_err(read_err)?;
-        if n == 0 {
-            return Ok(h.finish().hex);
-        }
-        h.update(&buf[..n]);
-    }
-}
-
-/// Sequential reads by offset from a shared file.
-struct PartReader<'a> {
-    file: &'a std::fs::File,
-    at: u64,
-}
-
-impl std::io::Read for PartReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = std::os::unix::fs::FileExt::read_at(self.file, buf, self.at)?;
-        self.at += n as u64;
-        Ok(n)
-    }
 }

@@ -24,7 +24,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use codec::Codec;
-pub use stream::{Extraction, extract};
+pub use stream::{Extraction, extract, hash_region};
+
+/// The id of the SquashFS file system at `region` of `file`: the SHA-256 of its bytes.
+pub fn image_id(file: &File, path: &Path, region: (u64, u64)) -> Result<String, SquashError> {
+    let never = std::sync::atomic::AtomicBool::new(false);
+    Ok(hash_region(file, path, region, &never, &|_| {})?.hex)
+}
 
 use crate::image::apply::ApplyError;
 

@@ -58,7 +58,7 @@ pub fn extract(
     let path = img.path.clone();
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
-        let hasher = s.spawn(|| hash_region(&img, region, &stop, progress));
+        let hasher = s.spawn(|| hash_region(&img.file, &img.path, region, &stop, progress));
         let result = apply_all(&img, root, limits);
         if result.is_err() {
             stop.store(true, Ordering::Relaxed);
@@ -93,8 +93,11 @@ fn apply_all(img: &Arc<Image>, root: OwnedFd, limits: Limits) -> Result<(u64, Wa
     Ok((written, warnings))
 }
 
-fn hash_region(
-    img: &Image,
+/// SHA-256 of `len` bytes at `offset` in `file` (a SquashFS file system's id), read in order;
+/// stops early, with a meaningless digest, once `stop` is set. `progress` hears of each read.
+pub fn hash_region(
+    file: &std::fs::File,
+    path: &std::path::Path,
     (offset, len): (u64, u64),
     stop: &AtomicBool,
     progress: &(dyn Fn(u64) + Sync),
@@ -105,8 +108,8 @@ fn hash_region(
     let mut done = 0u64;
     while done < len && !stop.load(Ordering::Relaxed) {
         let want = buf.len().min((len - done) as usize);
-        img.file.read_exact_at(&mut buf[..want], offset + done).map_err(|e| SquashError::Io {
-            path: img.path.clone(),
+        file.read_exact_at(&mut buf[..want], offset + done).map_err(|e| SquashError::Io {
+            path: path.to_owned(),
             offset: offset + done,
             source: e,
         })?;
