@@ -160,6 +160,8 @@ command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v strip >/dev/null || need+=(binutils)
 command -v cc >/dev/null || need+=(gcc libc6-dev)
 command -v runuser >/dev/null || need+=(util-linux)
+# --writable-tmpfs without overlayfs (sandbox.rs, vm.rs).
+command -v fuse-overlayfs >/dev/null || need+=(fuse-overlayfs)
 command -v useradd >/dev/null || need+=(passwd)
 # cargo fetches crates over HTTPS and checks the server against the system's CA bundle.
 [[ -s /etc/ssl/certs/ca-certificates.crt ]] || need+=(ca-certificates)

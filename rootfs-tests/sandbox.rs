@@ -462,11 +462,114 @@ fn root_assembled_from_binds() {
         }
         let contained = bind(&["--contain"], &["sh", "-c", "echo x > /tmp/p && cat /tmp/p"]);
         assert_eq!(stdout(&contained), "x", "{kernel:?}: {}", describe(&contained));
-        let refused = bind(&["--writable-tmpfs"], &["true"]);
+        // --writable-tmpfs needs fuse-overlayfs here (writable_tmpfs_through_fuse_overlayfs).
+        let mut refused = support::gpurun_on(fs.cache.path(), kernel);
+        refused
+            .args(["--root-mode", "bind", "--writable-tmpfs"])
+            .arg(&root)
+            .arg("true")
+            .env("PATH", "/nonexistent");
+        let refused = output(&mut refused);
         assert_eq!(refused.status.code(), Some(125), "{}", describe(&refused));
-        assert!(String::from_utf8_lossy(&refused.stderr).contains("--writable-tmpfs needs an overlay root"));
+        let text = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            text.contains("--writable-tmpfs needs fuse-overlayfs") && text.contains("apt install"),
+            "{text}"
+        );
     }
     assert_eq!(before, listing(&root), "the image changed");
+}
+
+/// Issue 12: `--writable-tmpfs` where overlayfs cannot be used (`--root-mode bind` here, on the
+/// host kernel and on a 4.18 feature set) runs on fuse-overlayfs, as the unprivileged
+/// `gpurun-test`: writes land in the tmpfs and never in the image; the host PID namespace works
+/// too; exit codes pass through; no daemon outlives a run, even one whose gpurun is SIGKILLed;
+/// a daemon that fails says why. As root, because /dev/fuse is made usable by every user only
+/// in a private mount namespace (a 0666 node bound over it, the mode distributions give it), so
+/// the host is left as it was.
+#[test]
+fn writable_tmpfs_through_fuse_overlayfs() {
+    if !support::needs_root("making /dev/fuse usable by gpurun-test in a private mount namespace needs root")
+    {
+        return;
+    }
+    let Some(program) = which("fuse-overlayfs") else {
+        skip("fuse-overlayfs missing: apt-get install fuse-overlayfs");
+        return;
+    };
+    let Some(fs) = setup("fuse-root") else { return };
+    let root = fs.root();
+    let before = listing(&root);
+    let dir = fs.dir.path();
+    let fake = dir.join("fakebin/fuse-overlayfs");
+    std::fs::create_dir_all(fake.parent().unwrap()).unwrap();
+    std::fs::write(&fake, "#!/bin/sh\necho 'fuse: device boom' >&2\nexit 1\n").unwrap();
+    output(Command::new("chmod").arg("755").arg(&fake));
+    let helper = support::old_kernel_helper();
+    for p in [dir, helper.parent().unwrap()] {
+        output(Command::new("chmod").arg("-R").arg("a+rX").arg(p));
+    }
+    for (tag, wrap) in [("host", String::new()), ("4.18", helper.display().to_string())] {
+        let cache = dir.join(format!("cache-{}", tag.replace('.', "-")));
+        std::fs::create_dir_all(&cache).unwrap();
+        output(Command::new("chmod").arg("1777").arg(&cache));
+        let user_script = format!(
+            "G='{wrap} {gpurun} --root-mode bind --writable-tmpfs'\nR={root}\n\
+             echo \"write:$($G $R sh -c 'echo w > /new && cat /new && echo t > /tmp/t && cat /tmp/t' | tr '\\n' ' ')\"\n\
+             echo \"hostpid:$($G --pid-ns host $R sh -c 'echo h > /new && cat /new')\"\n\
+             $G $R sh -c 'exit 7'; echo \"code:$?\"\n\
+             $G --pid-ns host $R sh -c 'exit 8'; echo \"code:$?\"\n\
+             for ns in private host; do\n\
+               $G --pid-ns $ns $R sleep 6061 & pid=$!\n\
+               sleep 1; kill -KILL $pid; wait $pid 2>/dev/null\n\
+             done\n\
+             PATH={fakebin}:/usr/bin:/bin $G $R true 2>&1; echo \"code:$?\"\n",
+            gpurun = support::gpurun_bin().display(),
+            root = root.display(),
+            fakebin = fake.parent().unwrap().display(),
+        );
+        let script_file = dir.join(format!("user-{tag}.sh"));
+        std::fs::write(&script_file, user_script).unwrap();
+        output(Command::new("chmod").arg("644").arg(&script_file));
+        let script = format!(
+            "set -e\nid gpurun-test >/dev/null 2>&1 || useradd -M -s /bin/sh gpurun-test\n\
+             rm -f {dir}/fuse-node; mknod -m 666 {dir}/fuse-node c 10 229\n\
+             mount --bind {dir}/fuse-node /dev/fuse\n\
+             exec setpriv --reuid=gpurun-test --regid=gpurun-test --clear-groups -- env -i HOME=/tmp \
+             PATH={bin}:/usr/bin:/bin GPURUN_CACHE_DIR={cache}/gpurun-test sh {script}\n",
+            dir = dir.display(),
+            bin = program.parent().unwrap().display(),
+            cache = cache.display(),
+            script = script_file.display(),
+        );
+        let out =
+            output(Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]));
+        let text = stdout(&out);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(text.contains("write:w t "), "{tag}: {text}\n{err}");
+        assert!(text.contains("hostpid:h"), "{tag}: {text}\n{err}");
+        assert!(text.contains("code:7") && text.contains("code:8"), "{tag}: {text}\n{err}");
+        assert!(
+            text.contains("it said: fuse: device boom") && text.contains("code:125"),
+            "{tag}: the daemon's failure: {text}\n{err}"
+        );
+        let cache_text = cache.display().to_string();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let left = loop {
+            let left: Vec<u32> = [processes_with(&cache_text), processes_with("sleep\x006061")].concat();
+            if left.is_empty() || Instant::now() > deadline {
+                break left;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(left.is_empty(), "{tag}: processes outlived their runs: {left:?}");
+    }
+    assert!(!root.join("new").exists(), "a write reached the image");
+    assert_eq!(before, listing(&root), "the image changed");
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(name)).find(|p| p.is_file())
 }
 
 #[test]

@@ -36,6 +36,10 @@ const CHECKS: &[&str] = &[
     "warm-start",
     "hostile-sample-contained",
     "rocm-fake-gpu",
+    "writable-tmpfs",
+    "writable-tmpfs-fuse",
+    "writable-tmpfs-needs-fuse-overlayfs",
+    "no-daemon-left",
     "doctor",
 ];
 
@@ -181,10 +185,13 @@ fn initramfs(dir: &Path, modules: &Path) -> PathBuf {
     write(&tree.join("etc/group"), "root:x:0:\nuser:x:1000:\n");
     install_with_libs(&tree, &support::gpurun_bin(), "/gpurun/gpurun");
     install_with_libs(&tree, &support::old_kernel_helper(), "/gpurun/old-kernel");
-    let overlay = modules.join("kernel/fs/overlayfs/overlay.ko");
-    if overlay.exists() {
-        std::fs::copy(&overlay, tree.join("modules/overlay.ko")).unwrap();
+    for module in ["overlayfs/overlay.ko", "fuse/fuse.ko"] {
+        let from = modules.join("kernel/fs").join(module);
+        if from.exists() {
+            std::fs::copy(&from, tree.join("modules").join(from.file_name().unwrap())).unwrap();
+        }
     }
+    install_with_libs(&tree, &which("fuse-overlayfs").unwrap(), "/usr/bin/fuse-overlayfs");
     images(&tree, &work);
     fake_gpu(&tree);
     let out = dir.join("initrd.cpio");
@@ -234,9 +241,9 @@ fn boot(suite: &str) -> Option<String> {
     if !needs_root("the VM tests use KVM and build device-free images as root; CI runs them as root") {
         return None;
     }
-    for tool in ["qemu-system-x86_64", "strip", "ldd", "tar", "sha256sum", "cc"] {
-        if output(Command::new("sh").args(["-c", &format!("command -v {tool}")])).status.code() != Some(0) {
-            skip(&format!("{tool} missing: apt-get install qemu-system-x86 binutils gcc"));
+    for tool in ["qemu-system-x86_64", "strip", "ldd", "tar", "sha256sum", "cc", "fuse-overlayfs"] {
+        if which(tool).is_none() {
+            skip(&format!("{tool} missing: apt-get install qemu-system-x86 binutils gcc fuse-overlayfs"));
             return None;
         }
     }
@@ -267,6 +274,10 @@ fn boot(suite: &str) -> Option<String> {
     Some(text)
 }
 
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
 /// Every check passed; returns the DOCTOR and ROOT lines for the caller's own expectations.
 fn all_passed(suite: &str, text: &str) -> (String, String) {
     let failed: Vec<&str> = text.lines().filter(|l| l.starts_with("VMTEST FAIL")).collect();
@@ -287,10 +298,13 @@ fn debian_bullseye_5_10() {
     assert!(text.contains("VMTEST KERNEL 5.10."), "{text}");
     let (doctor, root) = all_passed("bullseye", &text);
     assert!(
-        doctor.contains("no mount_setattr") && doctor.contains("no overlayfs in user namespaces"),
+        doctor.contains("no mount_setattr")
+            && doctor.contains("no overlayfs in user namespaces")
+            && doctor.contains("--writable-tmpfs through /usr/bin/fuse-overlayfs"),
         "{doctor}"
     );
     assert!(root.contains("\"bind\""), "{root}");
+    assert!(text.contains("VMTEST WRITABLE_ROOT fuse.fuse-overlayfs"), "{text}");
 }
 
 /// Debian 12's kernel: the modern path (overlay, mount_setattr, openat2) on a distribution kernel.
@@ -301,4 +315,5 @@ fn debian_bookworm_6_1() {
     let (doctor, root) = all_passed("bookworm", &text);
     assert!(doctor.contains("every feature"), "{doctor}");
     assert!(root.contains("\"overlay\""), "{root}");
+    assert!(text.contains("VMTEST WRITABLE_ROOT overlay"), "{text}");
 }

@@ -87,7 +87,7 @@ pub fn main(mut cli: Cli, env: &ProcessEnv) -> Result<u8, Error> {
         Some(Command::Prune(a)) => print(commands::prune(a, &open_cache(&cli, env)?, &ui)?),
         Some(Command::Gpus(a)) => gpus(a.json),
         Some(Command::Doctor(a)) => {
-            let checks = gpu::doctor::run(&HostPaths::default(), a.rocm, a.nv);
+            let checks = gpu::doctor::run(&HostPaths::default(), env, a.rocm, a.nv);
             let (text, failed) = gpu::doctor::render(&checks);
             print(text)?;
             // 1, like a failed check in other doctors; 125 stays reserved for gpurun's own errors.

@@ -141,6 +141,9 @@ pub struct HostFacts {
     /// Whether the kernel mounts overlayfs in a user namespace, and with the `userxattr` option
     /// ([`overlay_in_userns`]).
     pub overlay_in_userns: UsernsOverlay,
+    /// fuse-overlayfs on `PATH`, looked up only for `--writable-tmpfs`
+    /// ([`HostFacts::probe_fuse_overlayfs`]).
+    pub fuse_overlayfs: Option<PathBuf>,
 }
 
 /// overlayfs in a user namespace: Linux 5.11 has it with `userxattr`; older kernels refuse it,
@@ -270,6 +273,12 @@ impl HostFacts {
             .collect();
     }
 
+    /// Where fuse-overlayfs is, which `--writable-tmpfs` needs without the kernel's overlayfs;
+    /// only such a run looks.
+    pub fn probe_fuse_overlayfs(&mut self) {
+        self.fuse_overlayfs = find_program("fuse-overlayfs", self.env.path());
+    }
+
     /// Reads the caller's identity, environment and the host paths the default mounts need.
     /// `fakeroot` adds the subordinate-id lookup (skipped otherwise: it is not on the hot path).
     pub fn gather(fakeroot: bool, env: &ProcessEnv) -> HostFacts {
@@ -312,6 +321,7 @@ impl HostFacts {
             subids,
             // Only a run in a user namespace asks (root mounts overlayfs anyway).
             overlay_in_userns: if uid == 0 { UsernsOverlay::UserXattr } else { overlay_in_userns() },
+            fuse_overlayfs: None,
         }
     }
 }
@@ -334,6 +344,15 @@ fn terminal() -> Option<PathBuf> {
     let open = std::fs::metadata(format!("/proc/self/fd/{fd}")).ok()?;
     let named = std::fs::metadata(&path).ok()?;
     (open.rdev() == named.rdev() && open.dev() == named.dev()).then_some(path)
+}
+
+/// The first executable regular file `name` in the directories of `path` (a `PATH` value).
+pub fn find_program(name: &str, path: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    path.split(':')
+        .filter(|dir| dir.starts_with('/'))
+        .map(|dir| Path::new(dir).join(name))
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
 }
 
 /// The first `/etc/subuid` and `/etc/subgid` ranges for the caller, if both exist along with

@@ -74,6 +74,9 @@ pub fn validate(args: &RunArgs, env: &ProcessEnv) -> Result<(RunRequest, HostFac
     if request.pid_ns.mode == crate::request::PidNamespace::Host {
         host.probe_proc_read_only();
     }
+    if request.writable_tmpfs {
+        host.probe_fuse_overlayfs();
+    }
     Ok((request, host))
 }
 

@@ -5,7 +5,7 @@
 # console: `VMTEST PASS name`, `VMTEST FAIL name: detail`, `VMBENCH name value`, then
 # `VMTEST DONE`, and powers off. Nothing here decides pass or fail for the harness but those lines.
 /bin/busybox --install -s /bin
-export PATH=/bin:/sbin
+export PATH=/bin:/sbin:/usr/bin
 # pivot_root(2) refuses the initramfs itself as the root it leaves, as on no real machine: move
 # everything onto a tmpfs first and start again from there.
 if [ ! -e /.switched ]; then
@@ -29,6 +29,11 @@ mount -t tmpfs -o nosuid,nodev,noexec,mode=755 data /data
 echo "from the host" >/data/in.txt
 chown -R 1000:1000 /home/user
 [ -e /modules/overlay.ko ] && insmod /modules/overlay.ko 2>/dev/null
+# FUSE for fuse-overlayfs (--writable-tmpfs without overlayfs), usable by every user as the fuse3
+# package's udev rule makes it.
+[ -e /modules/fuse.ko ] && insmod /modules/fuse.ko 2>/dev/null
+[ -e /dev/fuse ] || mknod /dev/fuse c 10 229
+chmod 666 /dev/fuse
 [ -e /proc/sys/kernel/unprivileged_userns_clone ] && echo 1 >/proc/sys/kernel/unprivileged_userns_clone
 echo "VMTEST KERNEL $(uname -r)"
 
@@ -73,6 +78,21 @@ case "$out" in
     *renderD128*kfd* | *kfd*renderD128*) pass rocm-fake-gpu ;;
     *) fail rocm-fake-gpu "$(echo "$out" | tr '\n' '|' | cut -c1-600)" ;;
 esac
+check writable-tmpfs "w|gone|" "$G -c --writable-tmpfs $IMG sh -c 'echo w > /new && cat /new' | tr '\n' '|'; $G -c $IMG sh -c 'test -e /new || echo gone' | tr '\n' '|'"
+check writable-tmpfs-fuse "fuse.fuse-overlayfs" "$G -c --root-mode bind --writable-tmpfs $IMG grep ' / ' /proc/self/mountinfo"
+check writable-tmpfs-needs-fuse-overlayfs "needs fuse-overlayfs" "PATH=/bin $G -c --root-mode bind --writable-tmpfs $IMG true"
+echo "VMTEST WRITABLE_ROOT $(as_user "$G -c --writable-tmpfs $IMG grep ' / ' /proc/self/mountinfo" | sed 's/.* - //' | cut -d' ' -f1)"
+# A gpurun killed mid-run (a scheduler's last word) leaves no daemon and no workload behind.
+for ns in private host; do
+    as_user "$G -c --pid-ns $ns --root-mode bind --writable-tmpfs $IMG sleep 300 & sleep 3; kill -KILL \$!" >/dev/null
+done
+sleep 1
+left=""
+for p in /proc/[0-9]*; do
+    cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null)
+    case "$cmd" in *fuse-overlayfs* | "sleep 300"*) left="$left ${p#/proc/}($cmd)" ;; esac
+done
+if [ -z "$left" ]; then pass no-daemon-left; else fail no-daemon-left "still running:$left"; fi
 check doctor "kernel" "$G doctor"
 echo "VMTEST DOCTOR $(as_user "$G doctor" | grep kernel)"
 echo "VMTEST ROOT $(as_user "$G --dry-run -c $IMG true" | grep '"root"')"

@@ -34,10 +34,10 @@ fn read(path: &Path) -> Option<String> {
 /// Runs the checks for the chosen vendors (both when neither is named). A vendor with no GPU in
 /// sysfs gets one line saying so, not a list of its driver's fixes: a failure when that vendor was
 /// asked for (`--rocm`, `--nv`), a warning when it was only checked because neither was named.
-pub fn run(host: &HostPaths, rocm: bool, nv: bool) -> Vec<Check> {
+pub fn run(host: &HostPaths, env: &crate::host::ProcessEnv, rocm: bool, nv: bool) -> Vec<Check> {
     let named = rocm || nv;
     let (rocm, nv) = if named { (rocm, nv) } else { (true, true) };
-    let mut out = vec![userns(host), kernel()];
+    let mut out = vec![userns(host), kernel(env)];
     let libs = HostLibs::new(
         std::fs::read(host.path("/etc/ld.so.cache"))
             .ok()
@@ -80,8 +80,8 @@ fn userns(host: &HostPaths) -> Check {
 }
 
 /// The kernel features gpurun uses past Linux 4.18, and what it does without each (README,
-/// "Kernel requirements").
-fn kernel() -> Check {
+/// "Kernel requirements"); `env` for where fuse-overlayfs is.
+fn kernel(env: &crate::host::ProcessEnv) -> Check {
     let (release, _) = crate::host::kernel_at_least(5, 11);
     let mut notes = Vec::new();
     if !crate::inroot::openat2_supported() {
@@ -96,11 +96,11 @@ fn kernel() -> Check {
         notes.push("overlayfs in user namespaces without userxattr (a distribution backport): used".into());
     }
     if overlay == crate::host::UsernsOverlay::No {
-        notes.push(
-            "no overlayfs in user namespaces (5.11): roots assembled from binds, without \
-             --writable-tmpfs"
-                .into(),
-        );
+        let writable = match crate::host::find_program("fuse-overlayfs", env.path()) {
+            Some(path) => format!("--writable-tmpfs through {}", path.display()),
+            None => "--writable-tmpfs needs fuse-overlayfs (not on PATH)".into(),
+        };
+        notes.push(format!("no overlayfs in user namespaces (5.11): roots assembled from binds; {writable}"));
     }
     let what = if notes.is_empty() { "every feature gpurun uses".to_string() } else { notes.join("; ") };
     check(Status::Ok, format!("kernel {short}: {what}"), None)
@@ -314,14 +314,14 @@ mod tests {
     #[test]
     fn a_gpu_less_machine_gets_no_driver_advice() {
         let fake = FakeHost::new("none");
-        let (text, failed) = render(&run(&fake.host(), false, true));
+        let (text, failed) = render(&run(&fake.host(), &Default::default(), false, true));
         assert!(failed, "{text}");
         assert!(text.contains("FAIL no NVIDIA GPU on this machine"), "{text}");
         for unobserved in ["modprobe", "nvidia-smi", "rocminfo", "AMD"] {
             assert!(!text.contains(unobserved), "{unobserved} in:\n{text}");
         }
         // Neither vendor named: both are reported as absent, and that is no failure.
-        let (text, failed) = render(&run(&fake.host(), false, false));
+        let (text, failed) = render(&run(&fake.host(), &Default::default(), false, false));
         assert!(!failed, "{text}");
         assert!(text.contains("warn no AMD GPU") && text.contains("warn no NVIDIA GPU"), "{text}");
         assert!(!text.contains("modprobe") && !text.contains("ROCk"), "{text}");
@@ -332,7 +332,7 @@ mod tests {
         let fake = FakeHost::new("nodriver");
         fake.pci_gpu("0000:01:00.0", "0x10de");
         fake.pci_gpu("0000:02:00.0", "0x1002");
-        let (text, failed) = render(&run(&fake.host(), true, true));
+        let (text, failed) = render(&run(&fake.host(), &Default::default(), true, true));
         assert!(failed, "{text}");
         assert!(text.contains("1 NVIDIA GPU(s) found but the nvidia driver is not loaded"), "{text}");
         assert!(text.contains("sudo modprobe nvidia"), "{text}");
@@ -357,14 +357,14 @@ mod tests {
         .unwrap();
         std::fs::create_dir_all(fake.0.join("proc")).unwrap();
         std::fs::write(fake.0.join("proc/meminfo"), "MemTotal:       32768000 kB\n").unwrap();
-        let (text, _) = render(&run(&fake.host(), true, false));
+        let (text, _) = render(&run(&fake.host(), &Default::default(), true, false));
         assert!(text.contains("0.5 GiB VRAM carve-out, 4.0 GiB GTT"), "{text}");
         assert!(text.contains("warn GPU 0 (0000:c8:00.0, integrated)"), "{text}");
         assert!(text.contains("ttm.pages_limit=4096000"), "{text}");
         assert!(text.contains("HSA_OVERRIDE_GFX_VERSION=11.0.0"), "{text}");
         // Half of RAM or more: a plain line.
         std::fs::write(fake.0.join("proc/meminfo"), "MemTotal:       8000000 kB\n").unwrap();
-        let (text, _) = render(&run(&fake.host(), true, false));
+        let (text, _) = render(&run(&fake.host(), &Default::default(), true, false));
         assert!(text.contains("ok   GPU 0 (0000:c8:00.0, integrated)") && !text.contains("ttm."), "{text}");
     }
 }

@@ -77,6 +77,7 @@ pub fn build(
             accounts: &Accounts::new(host, &who),
             userxattr: user_namespace.is_some() && host.overlay_in_userns == UsernsOverlay::UserXattr,
             root,
+            fuse_overlayfs: host.fuse_overlayfs.as_deref(),
             symlinks: &gpu.symlinks,
             make_dir: make_dir.then_some(cwd.as_path()),
         },
@@ -110,7 +111,7 @@ pub fn build(
 
 /// The root an overlay where the kernel allows one (as real root always; in a user namespace
 /// from Linux 5.11), else bind assembly; `--root-mode` decides when given. `--writable-tmpfs`
-/// needs the overlay.
+/// needs an overlay: without the kernel's, fuse-overlayfs's (as Apptainer does).
 fn root_kind(req: &RunRequest, host: &HostFacts, userns: bool) -> Result<RootKind, PlanError> {
     let (kind, why) = match req.root_mode {
         RootMode::Overlay => (RootKind::Overlay, ""),
@@ -121,7 +122,10 @@ fn root_kind(req: &RunRequest, host: &HostFacts, userns: bool) -> Result<RootKin
         RootMode::Auto => (RootKind::Overlay, ""),
     };
     if kind == RootKind::Bind && req.writable_tmpfs {
-        return Err(PlanError::WritableTmpfsWithoutOverlay { why });
+        return match host.fuse_overlayfs {
+            Some(_) => Ok(RootKind::FuseOverlay),
+            None => Err(PlanError::WritableTmpfsNeedsFuseOverlayfs { why }),
+        };
     }
     Ok(kind)
 }

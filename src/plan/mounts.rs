@@ -256,6 +256,8 @@ pub(super) struct Inputs<'a> {
     pub userxattr: bool,
     /// Overlay or bind assembly.
     pub root: RootKind,
+    /// fuse-overlayfs, for [`RootKind::FuseOverlay`].
+    pub fuse_overlayfs: Option<&'a Path>,
     /// CDI `create-symlinks` links, (target, link).
     pub symlinks: &'a [(PathBuf, PathBuf)],
     /// The image's WorkingDir, to be made (see [`Ops::working_dir`]).
@@ -391,6 +393,13 @@ impl<'a> Ops<'a> {
                 work: layout.work(),
                 target: layout.root(),
                 userxattr: inputs.userxattr,
+            }),
+            RootKind::FuseOverlay => self.staged.push(MountOp::FuseOverlay {
+                program: inputs.fuse_overlayfs.map(Path::to_path_buf).unwrap_or_default(),
+                lower: inputs.image.rootfs.clone(),
+                upper: layout.upper(),
+                work: layout.work(),
+                target: layout.root(),
             }),
             RootKind::Bind => {
                 self.staged = bind_assembly(std::mem::take(&mut self.staged), &inputs.image.rootfs, layout);

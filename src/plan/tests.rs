@@ -45,6 +45,7 @@ fn host() -> HostFacts {
         proc_read_only: vec!["/proc/sys".into(), "/proc/sysrq-trigger".into()],
         subids: None,
         overlay_in_userns: crate::host::UsernsOverlay::UserXattr,
+        fuse_overlayfs: None,
     }
 }
 
@@ -709,10 +710,9 @@ fn bind_assembly_replaces_the_overlay() {
     assert!(passwd < freeze && freeze < home, "frozen before the user's mounts: {ops:#?}");
     assert!(!ops.iter().any(|op| op_path(op).is_some_and(|p| p.starts_with("/staging/upper"))), "{ops:#?}");
     let writable = RunRequest { writable_tmpfs: true, ..RunRequest::default() };
-    assert!(matches!(
-        build(&writable, &old_kernel, &image()),
-        Err(PlanError::WritableTmpfsWithoutOverlay { .. })
-    ));
+    let err = build(&writable, &old_kernel, &image()).unwrap_err();
+    assert!(matches!(err, PlanError::WritableTmpfsNeedsFuseOverlayfs { .. }));
+    assert!(err.hint().unwrap().contains("install fuse-overlayfs"), "{:?}", err.hint());
     let as_root = HostFacts { uid: 0, gid: 0, ..old_kernel.clone() };
     assert_eq!(build(&RunRequest::default(), &as_root, &image()).unwrap().root, RootKind::Overlay);
     let forced = RunRequest { root_mode: crate::cli::RootMode::Bind, ..RunRequest::default() };
@@ -724,6 +724,68 @@ fn bind_assembly_replaces_the_overlay() {
     assert!(plan.mounts.iter().any(|op| matches!(op, MountOp::Overlay { userxattr: false, .. })));
     let overlay = RunRequest { root_mode: crate::cli::RootMode::Overlay, ..RunRequest::default() };
     assert_eq!(build(&overlay, &old_kernel, &image()).unwrap().root, RootKind::Overlay);
+}
+
+/// Issue 12: `--writable-tmpfs` without the kernel's overlayfs gets fuse-overlayfs's, on the
+/// same layers as the overlay would use (mount points and account files staged in its upper
+/// directory), and a writable root; it needs the program, and a real overlay keeps the kernel's.
+#[test]
+fn writable_tmpfs_without_overlayfs_uses_fuse_overlayfs() {
+    let fuse = Some(PathBuf::from("/usr/bin/fuse-overlayfs"));
+    let old_kernel = HostFacts {
+        overlay_in_userns: crate::host::UsernsOverlay::No,
+        fuse_overlayfs: fuse.clone(),
+        ..host()
+    };
+    let writable = RunRequest { writable_tmpfs: true, ..RunRequest::default() };
+    let plan = build(&writable, &old_kernel, &image()).unwrap();
+    assert_eq!(plan.root, RootKind::FuseOverlay);
+    let ops = &plan.mounts;
+    let fuse_op = index(ops, |op| matches!(op, MountOp::FuseOverlay { .. }));
+    assert_eq!(
+        ops[fuse_op],
+        MountOp::FuseOverlay {
+            program: "/usr/bin/fuse-overlayfs".into(),
+            lower: "/cache/rootfs".into(),
+            upper: "/staging/upper".into(),
+            work: "/staging/work".into(),
+            target: "/staging/newroot".into(),
+        }
+    );
+    let passwd = index(
+        ops,
+        |op| matches!(op, MountOp::WriteFile { path, .. } if path == Path::new("/staging/upper/etc/passwd")),
+    );
+    let home = index(
+        ops,
+        |op| matches!(op, MountOp::Bind { target, .. } if target == Path::new("/staging/newroot/home/alice")),
+    );
+    assert!(passwd < fuse_op && fuse_op < home, "{ops:#?}");
+    assert!(!ops.iter().any(|op| matches!(op, MountOp::AssembleRoot { .. } | MountOp::Overlay { .. })));
+    assert!(
+        !ops.iter().any(
+            |op| matches!(op, MountOp::ReadOnly { target, .. } if target == Path::new("/staging/newroot"))
+        ),
+        "the root stays writable: {ops:#?}"
+    );
+    let forced = RunRequest { root_mode: crate::cli::RootMode::Bind, ..writable.clone() };
+    assert_eq!(
+        build(&forced, &HostFacts { fuse_overlayfs: fuse, ..host() }, &image()).unwrap().root,
+        RootKind::FuseOverlay
+    );
+    assert_eq!(
+        build(&writable, &host(), &image()).unwrap().root,
+        RootKind::Overlay,
+        "the kernel's when it can"
+    );
+    // Without a PID namespace too (the sandbox then keeps an init without one).
+    let host_pid = RunRequest {
+        pid_ns: PidNsChoice { mode: crate::request::PidNamespace::Host, reason: String::new() },
+        ..writable
+    };
+    let plan = build(&host_pid, &old_kernel, &image()).unwrap();
+    assert_eq!(plan.root, RootKind::FuseOverlay);
+    assert!(!plan.namespaces.contains(&Namespace::Pid));
 }
 
 fn op_path(op: &MountOp) -> Option<&Path> {

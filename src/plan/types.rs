@@ -165,6 +165,16 @@ pub enum MountOp {
         target: PathBuf,
         userxattr: bool,
     },
+    /// `--writable-tmpfs` without overlayfs: `program` (fuse-overlayfs) serves the same layers
+    /// from a daemon the init starts; the init then takes a mount namespace of its own, so
+    /// that the pivot leaves the daemon's root where it was (`sandbox::mounts`).
+    FuseOverlay {
+        program: PathBuf,
+        lower: PathBuf,
+        upper: PathBuf,
+        work: PathBuf,
+        target: PathBuf,
+    },
     Bind {
         source: PathBuf,
         target: PathBuf,
@@ -218,6 +228,9 @@ pub enum RootKind {
     Overlay,
     /// A tmpfs of read-only binds of the image (`MountOp::AssembleRoot`).
     Bind,
+    /// `--writable-tmpfs` where the kernel refuses overlayfs: the overlay's layers served by
+    /// fuse-overlayfs (`MountOp::FuseOverlay`).
+    FuseOverlay,
 }
 
 /// The image's settings and the account files it ships, read by the caller (in-root).
@@ -242,8 +255,11 @@ pub enum PlanError {
     BadUser { spec: String, why: String },
     #[error("the image's User {spec:?} is uid {uid} gid {gid}, which the user namespace does not map")]
     UserNotMapped { spec: String, uid: u32, gid: u32 },
-    #[error("--writable-tmpfs needs an overlay root, and this run's root is assembled from binds ({why})")]
-    WritableTmpfsWithoutOverlay { why: &'static str },
+    #[error(
+        "--writable-tmpfs needs fuse-overlayfs here, and it is not on PATH: this run cannot use the kernel's \
+         overlayfs ({why})"
+    )]
+    WritableTmpfsNeedsFuseOverlayfs { why: &'static str },
 }
 
 impl PlanError {
@@ -261,10 +277,10 @@ impl PlanError {
                  newgidmap are installed); ask for one, or run without --fakeroot to run as yourself"
                     .into(),
             ),
-            PlanError::WritableTmpfsWithoutOverlay { .. } => Some(
-                "run without --writable-tmpfs (bind a writable host directory with -B instead), or use \
-                 --root-mode overlay where the kernel allows overlayfs in a user namespace (5.11, or a \
-                 distribution backport such as RHEL 8's), or run as root"
+            PlanError::WritableTmpfsNeedsFuseOverlayfs { .. } => Some(
+                "install fuse-overlayfs (Debian/Ubuntu: apt install fuse-overlayfs; RHEL/Rocky/Alma: dnf \
+                 install fuse-overlayfs) or put it on PATH; or run without --writable-tmpfs and bind a \
+                 writable host directory with -B DIR:/path"
                     .into(),
             ),
         }

@@ -16,7 +16,11 @@
 //! ```
 //!
 //! In the host PID namespace (a plan without [`Namespace::Pid`]) there is no process at all:
-//! gpurun applies the mounts itself and execs the workload in place ([`inplace`]).
+//! gpurun applies the mounts itself and execs the workload in place ([`inplace`]). The exception
+//! is a root served by a FUSE daemon ([`RootKind::FuseOverlay`]), which needs a process to outlive
+//! the workload's exec and take the daemon with it: there the same init runs without `CLONE_NEWPID`
+//! (an ordinary child, the workload's parent, and the daemon's), and the workload and the daemon
+//! die with it (`PR_SET_PDEATHSIG`).
 
 mod assemble;
 mod idmap;
@@ -31,7 +35,7 @@ use std::path::PathBuf;
 
 use nix::fcntl::OFlag;
 
-use crate::plan::{LaunchPlan, Namespace};
+use crate::plan::{LaunchPlan, Namespace, RootKind};
 use crate::sys::Linux;
 
 /// Why the container could not be started. Workload failures are exit codes, not errors.
@@ -130,7 +134,7 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
 /// could not be started.
 pub fn launch(plan: &LaunchPlan) -> Result<i32, SandboxError> {
     wait_single_threaded();
-    if !plan.namespaces.contains(&Namespace::Pid) {
+    if !plan.namespaces.contains(&Namespace::Pid) && plan.root != RootKind::FuseOverlay {
         return inplace::exec(plan);
     }
     if let Some(ns) = &plan.user_namespace {
@@ -265,7 +269,8 @@ fn start_init(args: &InitArgs) -> Result<(nix::unistd::Pid, InitStack), SandboxE
     // gpurun stays in the host's, so that when the workload is done gpurun can return while the
     // init tears them down. Network, UTS and IPC namespaces stay the host's so MPI, hostnames and
     // shared memory just work.
-    let flags = libc::CLONE_VM | libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::SIGCHLD;
+    let pid_ns = if args.plan.namespaces.contains(&Namespace::Pid) { libc::CLONE_NEWPID } else { 0 };
+    let flags = libc::CLONE_VM | libc::CLONE_NEWNS | pid_ns | libc::SIGCHLD;
     // SAFETY: `init_entry` receives `args`, which outlives the child's use of it: `launch`
     // keeps it alive until the init has reported its status (its last use of `args`) or has been
     // reaped. See the function documentation for why sharing the address space is sound.

@@ -56,6 +56,14 @@ fn apply_one(sys: &mut dyn Sys, op: &MountOp) -> std::io::Result<()> {
             }
             sys.mount(OsStr::new("overlay"), target, Some("overlay"), MountFlags::default(), Some(&data))
         }
+        MountOp::FuseOverlay { program, lower, upper, work, target } => {
+            let options = fuse_options(lower, upper, work)?;
+            sys.fuse_mount(program, &options, target)?;
+            // The pivot moves every process whose root is the old one onto the new root, and the
+            // daemon must stay where it is (its lookups through its own mount would wait on
+            // itself): the init continues in a copy of this mount namespace, the daemon does not.
+            sys.unshare(libc::CLONE_NEWNS)
+        }
         MountOp::Bind { source, target, recursive } => {
             let flags = MountFlags { bind: true, recursive: *recursive, ..MountFlags::default() };
             sys.mount(source.as_os_str(), target, None, flags, None)
@@ -112,6 +120,27 @@ fn escape(path: &Path) -> String {
     out
 }
 
+/// fuse-overlayfs's options: its layers, and `allow_other` so that a workload that switches to
+/// the image's user (`--fakeroot` with subordinate ids) may use its own root. libfuse splits
+/// options on ',' and fuse-overlayfs its layer lists on ':', without a reliable escape.
+fn fuse_options(lower: &Path, upper: &Path, work: &Path) -> std::io::Result<String> {
+    for path in [lower, upper, work] {
+        let text = path.to_string_lossy();
+        if text.contains([',', ':', '\\']) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("fuse-overlayfs cannot take the path {text} (it contains ',', ':' or '\\')"),
+            ));
+        }
+    }
+    Ok(format!(
+        "lowerdir={},upperdir={},workdir={},allow_other",
+        lower.display(),
+        upper.display(),
+        work.display()
+    ))
+}
+
 /// Container paths live below the layout's root while the plan runs; messages show them as the
 /// user wrote them.
 fn inside(path: &Path, layout: &Layout) -> String {
@@ -139,6 +168,11 @@ pub fn describe(op: &MountOp, layout: &Layout) -> String {
         MountOp::Overlay { lower, .. } => {
             format!("mount the image {} as an overlay root", lower.display())
         }
+        MountOp::FuseOverlay { program, lower, .. } => format!(
+            "mount the image {} as a writable root with {} (--writable-tmpfs without overlayfs)",
+            lower.display(),
+            program.display()
+        ),
         MountOp::Bind { source, target, .. } => {
             format!("bind-mount {} onto {}", source.display(), inside(target))
         }
@@ -161,6 +195,15 @@ fn mount_hint(op: &MountOp, layout: &Layout, err: &std::io::Error) -> Option<Str
             "unprivileged overlayfs needs Linux 5.11 or later, and the image directory must be on a \
              filesystem overlayfs accepts as a lower layer (local disk works; some FUSE and NFS setups do not); \
              --root-mode bind assembles the root from binds instead"
+                .into(),
+        ),
+        MountOp::FuseOverlay { .. } if err.kind() == std::io::ErrorKind::InvalidInput => Some(
+            "set GPURUN_CACHE_DIR to a directory whose path has no ',', ':' or '\\'".into(),
+        ),
+        MountOp::FuseOverlay { .. } => Some(
+            "fuse-overlayfs needs /dev/fuse readable and writable by you (mode 0666, as the fuse3 package \
+             sets it; `modprobe fuse` loads the module) and FUSE in user namespaces (Linux 4.18); its own \
+             message, if any, is above. Without --writable-tmpfs the run needs neither"
                 .into(),
         ),
         MountOp::Proc { .. } if errno == Some(libc::EPERM) => Some(
@@ -219,6 +262,39 @@ mod tests {
                 Call::Chdir("/".into()),
             ]
         );
+    }
+
+    /// The daemon mounts, then the init leaves its mount namespace for a copy before anything
+    /// else (the pivot must not move the daemon's root); a path the options cannot carry is
+    /// refused with the step named.
+    #[test]
+    fn fuse_overlay_starts_the_daemon_then_unshares() {
+        let op = |lower: &str| MountOp::FuseOverlay {
+            program: "/usr/bin/fuse-overlayfs".into(),
+            lower: lower.into(),
+            upper: "/c/mnt/upper".into(),
+            work: "/c/mnt/work".into(),
+            target: "/c/mnt/newroot".into(),
+        };
+        let mut sys = Recording::default();
+        apply(&mut sys, &[op("/cache/img")], &layout()).unwrap();
+        assert_eq!(
+            sys.calls,
+            [
+                Call::FuseMount {
+                    program: "/usr/bin/fuse-overlayfs".into(),
+                    options: "lowerdir=/cache/img,upperdir=/c/mnt/upper,workdir=/c/mnt/work,allow_other"
+                        .into(),
+                    target: "/c/mnt/newroot".into(),
+                },
+                Call::Unshare(libc::CLONE_NEWNS),
+            ]
+        );
+        let mut sys = Recording::default();
+        let err = apply(&mut sys, &[op("/cache/a:b")], &layout()).unwrap_err();
+        assert!(sys.calls.is_empty());
+        assert!(err.to_string().contains("fuse-overlayfs"), "{err}");
+        assert!(err.hint().unwrap().contains("GPURUN_CACHE_DIR"), "{:?}", err.hint());
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::plan::{LaunchPlan, SwitchUser};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     Started,
+    ParentDeath,
     Chdir,
     NoNewPrivs,
     DropBounding,
@@ -44,6 +45,9 @@ pub struct Spawn {
     /// Start a job of its own: new process group, the terminal (if any), no blocked signals.
     /// Off in place, where gpurun already is the job its launcher or shell started.
     job_control: bool,
+    /// Die with the init (`PR_SET_PDEATHSIG`): an init without a PID namespace of its own takes
+    /// nothing with it when it goes, and the workload's root goes with it.
+    parent_death: bool,
     no_new_privs: bool,
     drop_capabilities: bool,
     switch_user: Option<SwitchUser>,
@@ -86,6 +90,7 @@ impl Spawn {
             cwd: CString::new(plan.cwd.as_os_str().as_encoded_bytes()).unwrap_or_default(),
             terminal,
             job_control: true,
+            parent_death: !plan.namespaces.contains(&crate::plan::Namespace::Pid),
             no_new_privs: plan.no_new_privs,
             drop_capabilities: !plan.keep_capabilities,
             switch_user: plan.switch_user.clone(),
@@ -98,7 +103,7 @@ impl Spawn {
     /// For [`Spawn::exec_in_place`]: the process group, terminal and signal mask stay as gpurun
     /// got them, as a plain `exec` would leave them.
     pub fn in_place(plan: &LaunchPlan) -> Spawn {
-        Spawn { job_control: false, ..Spawn::new(plan, None) }
+        Spawn { job_control: false, parent_death: false, ..Spawn::new(plan, None) }
     }
 
     /// Prepares the calling process and execs the workload in it. Returns only on failure, with
@@ -136,6 +141,7 @@ impl Spawn {
                 Some("pass --pwd DIR with a directory that exists in the image or in a bind".into()),
             )),
             Step::NoNewPrivs => simple("set no_new_privs".into()),
+            Step::ParentDeath => simple("set the parent-death signal".into()),
             Step::DropBounding | Step::DropCapabilities => simple("drop capabilities".into()),
             Step::SetGroups | Step::SetGid | Step::SetUid => {
                 let who = self.switch_user.as_ref().map(|u| (u.uid, u.gid)).unwrap_or_default();
@@ -236,6 +242,9 @@ fn prepare_and_exec(spawn: &mut Spawn) -> c_int {
         // execve (signal(7)): without this, `yes | head -1` in the container makes `yes` fail
         // with EPIPE instead of dying quietly of SIGPIPE. Other dispositions are the caller's.
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        if spawn.parent_death && libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+            return fail(spawn, Step::ParentDeath);
+        }
         if libc::chdir(spawn.cwd.as_ptr()) != 0 {
             return fail(spawn, Step::Chdir);
         }
@@ -261,7 +270,7 @@ fn prepare_and_exec(spawn: &mut Spawn) -> c_int {
                 return fail(spawn, Step::SetUid);
             }
         }
-        if spawn.drop_capabilities && clear_capabilities() != 0 {
+        if spawn.drop_capabilities && crate::sys::caps::clear() != 0 {
             return fail(spawn, Step::DropCapabilities);
         }
         for (index, path) in spawn.candidates.iter().enumerate() {
@@ -291,26 +300,4 @@ fn drop_bounding_set() -> c_int {
     // SAFETY: prctl with integer arguments only; EINVAL on kernels before 4.3 is harmless.
     unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
     0
-}
-
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: c_int,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-/// Empties the effective, permitted and inheritable sets. Returns 0 or -1 with errno set.
-fn clear_capabilities() -> c_int {
-    let header = CapHeader { version: 0x2008_0522, pid: 0 }; // _LINUX_CAPABILITY_VERSION_3
-    let data = [CapData { effective: 0, permitted: 0, inheritable: 0 }; 2];
-    // SAFETY: header and a two-element data array, as capset(2) version 3 requires.
-    unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) as c_int }
 }

@@ -22,6 +22,7 @@ pub enum Call {
     WriteFile(PathBuf, Vec<u8>, u32),
     Symlink(PathBuf, PathBuf),
     Remove(PathBuf),
+    FuseMount { program: PathBuf, options: String, target: PathBuf },
 }
 
 /// Records calls in order; `fail_at` makes the call with that index fail with `EPERM`.
@@ -91,5 +92,12 @@ impl Sys for Recording {
     }
     fn remove(&mut self, path: &Path) -> io::Result<()> {
         self.record(Call::Remove(path.into()))
+    }
+    fn fuse_mount(&mut self, program: &Path, options: &str, target: &Path) -> io::Result<()> {
+        self.record(Call::FuseMount {
+            program: program.into(),
+            options: options.into(),
+            target: target.into(),
+        })
     }
 }

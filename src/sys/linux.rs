@@ -121,6 +121,10 @@ impl Sys for Linux {
         }
         if meta.is_dir() { std::fs::remove_dir(path) } else { std::fs::remove_file(path) }
     }
+
+    fn fuse_mount(&mut self, program: &Path, options: &str, target: &Path) -> io::Result<()> {
+        super::fuse::mount_with_daemon(program, options, target)
+    }
 }
 
 /// Whether the kernel has `mount_setattr` (Linux 5.12): asked with an attribute size of 0, which

@@ -6,7 +6,9 @@
 //!
 //! This module must stay policy-free: it does not decide what to mount, only how to ask.
 
+pub mod caps;
 mod fake;
+mod fuse;
 mod linux;
 
 use std::io;
@@ -73,4 +75,7 @@ pub trait Sys {
     /// Removes the node at `path` (a symlink, file or empty directory), detaching a mount on it
     /// first.
     fn remove(&mut self, path: &Path) -> io::Result<()>;
+    /// Starts `program -f -o OPTIONS target`, a FUSE daemon that mounts itself on `target` and
+    /// serves it until the caller exits, and returns once the mount is there.
+    fn fuse_mount(&mut self, program: &Path, options: &str, target: &Path) -> io::Result<()>;
 }
