@@ -499,6 +499,17 @@ fn writable_tmpfs_through_fuse_overlayfs() {
     };
     let Some(fs) = setup("fuse-root") else { return };
     let root = fs.root();
+    // A directory of the user's, holding an image file to delete (a whiteout in the tmpfs; as
+    // with the kernel's overlay, a directory whose owner the namespace does not map cannot be
+    // copied up).
+    std::fs::create_dir_all(root.join("scratch")).unwrap();
+    std::fs::write(root.join("scratch/old"), "image").unwrap();
+    let own = format!(
+        "id gpurun-test >/dev/null 2>&1 || useradd -M -s /bin/sh gpurun-test; chown -R gpurun-test:$(id -g gpurun-test) {}",
+        root.join("scratch").display()
+    );
+    let owned = output(Command::new("sh").args(["-c", &own]));
+    assert!(owned.status.success(), "{}", describe(&owned));
     let before = listing(&root);
     let dir = fs.dir.path();
     let fake = dir.join("fakebin/fuse-overlayfs");
@@ -511,29 +522,35 @@ fn writable_tmpfs_through_fuse_overlayfs() {
     }
     for (tag, wrap) in [("host", String::new()), ("4.18", helper.display().to_string())] {
         let cache = dir.join(format!("cache-{}", tag.replace('.', "-")));
-        std::fs::create_dir_all(&cache).unwrap();
-        output(Command::new("chmod").arg("1777").arg(&cache));
+        let marks = dir.join(format!("marks-{}", tag.replace('.', "-")));
+        for d in [&cache, &marks] {
+            std::fs::create_dir_all(d).unwrap();
+            output(Command::new("chmod").arg("1777").arg(d));
+        }
         let user_script = format!(
             "G='{wrap} {gpurun} --root-mode bind --writable-tmpfs'\nR={root}\n\
              echo \"write:$($G $R sh -c 'echo w > /new && cat /new && echo t > /tmp/t && cat /tmp/t' | tr '\\n' ' ')\"\n\
              echo \"hostpid:$($G --pid-ns host $R sh -c 'echo h > /new && cat /new')\"\n\
              $G $R sh -c 'exit 7'; echo \"code:$?\"\n\
              $G --pid-ns host $R sh -c 'exit 8'; echo \"code:$?\"\n\
+             echo \"deleted:$($G $R sh -c 'rm /scratch/old && ls -A /scratch; echo x > /scratch/new; cat /scratch/new')\"\n\
              for ns in private host; do\n\
-               $G --pid-ns $ns $R sleep 6061 & pid=$!\n\
-               sleep 1; kill -KILL $pid; wait $pid 2>/dev/null\n\
+               $G --pid-ns $ns -B {marks}:/marks $R sh -c \"touch /marks/$ns; exec sleep 6061\" & pid=$!\n\
+               i=0; while [ ! -e {marks}/$ns ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done\n\
+               echo \"started:$ns:$(test -e {marks}/$ns && echo yes)\"\n\
+               kill -KILL $pid; wait $pid 2>/dev/null\n\
              done\n\
              PATH={fakebin}:/usr/bin:/bin $G $R true 2>&1; echo \"code:$?\"\n",
             gpurun = support::gpurun_bin().display(),
             root = root.display(),
             fakebin = fake.parent().unwrap().display(),
+            marks = marks.display(),
         );
         let script_file = dir.join(format!("user-{tag}.sh"));
         std::fs::write(&script_file, user_script).unwrap();
         output(Command::new("chmod").arg("644").arg(&script_file));
         let script = format!(
-            "set -e\nid gpurun-test >/dev/null 2>&1 || useradd -M -s /bin/sh gpurun-test\n\
-             rm -f {dir}/fuse-node; mknod -m 666 {dir}/fuse-node c 10 229\n\
+            "set -e\nrm -f {dir}/fuse-node; mknod -m 666 {dir}/fuse-node c 10 229\n\
              mount --bind {dir}/fuse-node /dev/fuse\n\
              exec setpriv --reuid=gpurun-test --regid=gpurun-test --clear-groups -- env -i HOME=/tmp \
              PATH={bin}:/usr/bin:/bin GPURUN_CACHE_DIR={cache}/gpurun-test sh {script}\n",
@@ -549,6 +566,14 @@ fn writable_tmpfs_through_fuse_overlayfs() {
         assert!(text.contains("write:w t "), "{tag}: {text}\n{err}");
         assert!(text.contains("hostpid:h"), "{tag}: {text}\n{err}");
         assert!(text.contains("code:7") && text.contains("code:8"), "{tag}: {text}\n{err}");
+        assert!(
+            text.contains("deleted:x\n"),
+            "{tag}: an image file deleted, a new one written: {text}\n{err}"
+        );
+        assert!(
+            text.contains("started:private:yes") && text.contains("started:host:yes"),
+            "{tag}: {text}\n{err}"
+        );
         assert!(
             text.contains("it said: fuse: device boom") && text.contains("code:125"),
             "{tag}: the daemon's failure: {text}\n{err}"

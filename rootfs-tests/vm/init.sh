@@ -90,7 +90,8 @@ sleep 1
 left=""
 for p in /proc/[0-9]*; do
     cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null)
-    case "$cmd" in *fuse-overlayfs* | "sleep 300"*) left="$left ${p#/proc/}($cmd)" ;; esac
+    # The daemon, the workload, and gpurun's own processes (whose command line names it too).
+    case "$cmd" in *fuse-overlayfs* | *"sleep 300"*) left="$left ${p#/proc/}($cmd)" ;; esac
 done
 if [ -z "$left" ]; then pass no-daemon-left; else fail no-daemon-left "still running:$left"; fi
 check doctor "kernel" "$G doctor"

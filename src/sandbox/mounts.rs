@@ -128,7 +128,7 @@ fn fuse_options(lower: &Path, upper: &Path, work: &Path) -> std::io::Result<Stri
         let text = path.to_string_lossy();
         if text.contains([',', ':', '\\']) {
             return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
+                std::io::ErrorKind::InvalidFilename,
                 format!("fuse-overlayfs cannot take the path {text} (it contains ',', ':' or '\\')"),
             ));
         }
@@ -197,8 +197,10 @@ fn mount_hint(op: &MountOp, layout: &Layout, err: &std::io::Error) -> Option<Str
              --root-mode bind assembles the root from binds instead"
                 .into(),
         ),
-        MountOp::FuseOverlay { .. } if err.kind() == std::io::ErrorKind::InvalidInput => Some(
-            "set GPURUN_CACHE_DIR to a directory whose path has no ',', ':' or '\\'".into(),
+        MountOp::FuseOverlay { .. } if err.kind() == std::io::ErrorKind::InvalidFilename => Some(
+            "move that directory (an image directory, or the cache: GPURUN_CACHE_DIR) to a path without \
+             ',', ':' or '\\'"
+                .into(),
         ),
         MountOp::FuseOverlay { .. } => Some(
             "fuse-overlayfs needs /dev/fuse readable and writable by you (mode 0666, as the fuse3 package \

@@ -45,9 +45,10 @@ pub struct Spawn {
     /// Start a job of its own: new process group, the terminal (if any), no blocked signals.
     /// Off in place, where gpurun already is the job its launcher or shell started.
     job_control: bool,
-    /// Die with the init (`PR_SET_PDEATHSIG`): an init without a PID namespace of its own takes
-    /// nothing with it when it goes, and the workload's root goes with it.
-    parent_death: bool,
+    /// Die with the init (`PR_SET_PDEATHSIG`), whose pid this is: an init without a PID
+    /// namespace of its own takes nothing with it when it goes, and the workload's root goes
+    /// with it.
+    parent_death: Option<libc::pid_t>,
     no_new_privs: bool,
     drop_capabilities: bool,
     switch_user: Option<SwitchUser>,
@@ -90,7 +91,9 @@ impl Spawn {
             cwd: CString::new(plan.cwd.as_os_str().as_encoded_bytes()).unwrap_or_default(),
             terminal,
             job_control: true,
-            parent_death: !plan.namespaces.contains(&crate::plan::Namespace::Pid),
+            // SAFETY: getpid has no preconditions.
+            parent_death: (!plan.namespaces.contains(&crate::plan::Namespace::Pid))
+                .then(|| unsafe { libc::getpid() }),
             no_new_privs: plan.no_new_privs,
             drop_capabilities: !plan.keep_capabilities,
             switch_user: plan.switch_user.clone(),
@@ -103,7 +106,7 @@ impl Spawn {
     /// For [`Spawn::exec_in_place`]: the process group, terminal and signal mask stay as gpurun
     /// got them, as a plain `exec` would leave them.
     pub fn in_place(plan: &LaunchPlan) -> Spawn {
-        Spawn { job_control: false, parent_death: false, ..Spawn::new(plan, None) }
+        Spawn { job_control: false, parent_death: None, ..Spawn::new(plan, None) }
     }
 
     /// Prepares the calling process and execs the workload in it. Returns only on failure, with
@@ -242,9 +245,6 @@ fn prepare_and_exec(spawn: &mut Spawn) -> c_int {
         // execve (signal(7)): without this, `yes | head -1` in the container makes `yes` fail
         // with EPIPE instead of dying quietly of SIGPIPE. Other dispositions are the caller's.
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        if spawn.parent_death && libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-            return fail(spawn, Step::ParentDeath);
-        }
         if libc::chdir(spawn.cwd.as_ptr()) != 0 {
             return fail(spawn, Step::Chdir);
         }
@@ -272,6 +272,16 @@ fn prepare_and_exec(spawn: &mut Spawn) -> c_int {
         }
         if spawn.drop_capabilities && crate::sys::caps::clear() != 0 {
             return fail(spawn, Step::DropCapabilities);
+        }
+        // Last before the exec: a change of uid or gid clears the parent-death signal. Then the
+        // init must still be there (it may have been killed before the prctl took effect).
+        if let Some(init) = spawn.parent_death {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return fail(spawn, Step::ParentDeath);
+            }
+            if libc::getppid() != init {
+                libc::_exit(137);
+            }
         }
         for (index, path) in spawn.candidates.iter().enumerate() {
             libc::execve(path.as_ptr(), spawn.argv_ptrs.as_ptr(), spawn.env_ptrs.as_ptr());

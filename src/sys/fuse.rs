@@ -11,7 +11,6 @@
 
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -28,18 +27,25 @@ const MOUNT_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn mount_with_daemon(program: &Path, options: &str, target: &Path) -> io::Result<()> {
     nix::unistd::access("/dev/fuse", nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::W_OK)
         .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("/dev/fuse: {}", e.desc())))?;
-    let before = std::fs::metadata(target)?.dev();
+    // Readiness is read from the mount table, never through the mount: a daemon that mounted
+    // and then does not answer must not hang the init.
+    let target = std::fs::canonicalize(target)?;
+    let mounted = || -> io::Result<usize> {
+        Ok(super::linux::mount_points()?.iter().filter(|p| **p == target).count())
+    };
+    let before = mounted()?;
     // Its messages go to a file in memory: shown in the error when it fails to mount, kept
     // from the workload's stderr otherwise (it chatters about options it ignores).
     let log = memory_file()?;
     let (alive_r, alive_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let ours = alive_w.as_raw_fd();
     let keeper_log = log.try_clone()?;
+    let keeper_target = target.clone();
     let keeper = Box::new(move || {
         // A panic must not unwind out of the clone's entry point; as PID 1 an abort would not
         // even end the process (PID 1 ignores signals it has no handler for).
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            keeper(program, options, target, &alive_r, ours, &keeper_log)
+            keeper(program, options, &keeper_target, &alive_r, ours, &keeper_log)
         }))
         .unwrap_or(1)
     });
@@ -56,7 +62,7 @@ pub fn mount_with_daemon(program: &Path, options: &str, target: &Path) -> io::Re
         })?;
     // The keeper watches this end: it stays open for as long as the caller lives.
     std::mem::forget(alive_w);
-    wait_for_mount(keeper, program, target, before).map_err(|e| match tail(&log) {
+    wait_for_mount(keeper, program, || Ok(mounted()? > before)).map_err(|e| match tail(&log) {
         Some(said) => io::Error::new(e.kind(), format!("{e}; it said: {said}")),
         None => e,
     })
@@ -132,7 +138,12 @@ fn keeper(
 fn close_all_but(keep: &[RawFd]) {
     let open: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
         Ok(dir) => dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect(),
-        Err(_) => (3..1024).collect(),
+        Err(_) => {
+            let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            // SAFETY: getrlimit fills the struct it is given.
+            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+            (3..limit.rlim_cur.clamp(1024, 1 << 20) as RawFd).collect()
+        }
     };
     for fd in open.into_iter().filter(|fd| *fd > 2 && !keep.contains(fd)) {
         // SAFETY: closes a descriptor of this process's own table, which nothing here uses
@@ -164,11 +175,15 @@ fn tail(log: &std::fs::File) -> Option<String> {
     (!text.is_empty()).then(|| text.join(" | "))
 }
 
-/// Polls until the mount point's device changes (the mount is there), the daemon exits, or the
-/// time is up (then it is killed).
-fn wait_for_mount(keeper: Pid, program: &Path, target: &Path, before: u64) -> io::Result<()> {
+/// Polls until `mounted` says so, the keeper exits (the daemon did), or the time is up; on every
+/// failure the keeper is killed, which takes the daemon with it, and reaped.
+fn wait_for_mount(keeper: Pid, program: &Path, mounted: impl Fn() -> io::Result<bool>) -> io::Result<()> {
     let deadline = Instant::now() + MOUNT_TIMEOUT;
     let mut pause = Duration::from_micros(200);
+    let failed = |err: io::Error| {
+        stop(keeper);
+        Err(err)
+    };
     loop {
         match waitpid(keeper, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(_, code)) => {
@@ -184,20 +199,32 @@ fn wait_for_mount(keeper: Pid, program: &Path, target: &Path, before: u64) -> io
                 )));
             }
             Ok(_) => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => return failed(e.into()),
         }
-        if std::fs::metadata(target)?.dev() != before {
-            return Ok(());
+        match mounted() {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => return failed(e),
         }
         if Instant::now() > deadline {
-            let _ = nix::sys::signal::kill(keeper, nix::sys::signal::Signal::SIGKILL);
-            let _ = waitpid(keeper, None);
-            return Err(io::Error::new(
+            return failed(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!("{} did not mount within {} s", program.display(), MOUNT_TIMEOUT.as_secs()),
             ));
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(10));
+    }
+}
+
+/// Kills the keeper (the kernel then kills the daemon, its namespace's only other process) and
+/// reaps it, waiting a second at most: a daemon stuck in the kernel must not hang the init too.
+fn stop(keeper: Pid) {
+    let _ = nix::sys::signal::kill(keeper, nix::sys::signal::Signal::SIGKILL);
+    for _ in 0..100 {
+        if !matches!(waitpid(keeper, Some(WaitPidFlag::WNOHANG)), Ok(WaitStatus::StillAlive)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }

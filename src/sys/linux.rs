@@ -214,18 +214,21 @@ const ST_NOSYMFOLLOW: libc::c_ulong = 0x2000;
 /// kernel's octal escapes of space, tab, newline and backslash undone). `dir` is made canonical
 /// first: mountinfo names mount points by their canonical paths.
 fn mounts_below(dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
-    use std::os::unix::ffi::OsStrExt;
     let dir = std::fs::canonicalize(dir)?;
+    Ok(mount_points()?.into_iter().filter(|p| *p != dir && p.starts_with(&dir)).collect())
+}
+
+/// Every mount point of this mount namespace, once per mount (a path mounted over twice is
+/// listed twice), from `/proc/self/mountinfo`: it reads the kernel's table and never a mounted
+/// filesystem, so it cannot wait on a FUSE daemon.
+pub(super) fn mount_points() -> io::Result<Vec<std::path::PathBuf>> {
+    use std::os::unix::ffi::OsStrExt;
     let text = std::fs::read("/proc/self/mountinfo")?;
-    let mut out = Vec::new();
-    for line in text.split(|&b| b == b'\n') {
-        let Some(field) = line.split(|&b| b == b' ').nth(4) else { continue };
-        let path = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&unescape_mountinfo(field)));
-        if path != dir && path.starts_with(&dir) {
-            out.push(path);
-        }
-    }
-    Ok(out)
+    Ok(text
+        .split(|&b| b == b'\n')
+        .filter_map(|line| line.split(|&b| b == b' ').nth(4))
+        .map(|field| std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&unescape_mountinfo(field))))
+        .collect())
 }
 
 fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
