@@ -305,6 +305,9 @@ fn debian_bullseye_5_10() {
     );
     assert!(root.contains("\"bind\""), "{root}");
     assert!(text.contains("VMTEST WRITABLE_ROOT fuse.fuse-overlayfs"), "{text}");
+    let line = |tag: &str| text.lines().find(|l| l.starts_with(tag)).unwrap_or_default();
+    assert!(line("VMTEST DOCTOR_NO_FUSE").contains("needs /dev/fuse readable and writable"), "{text}");
+    assert!(line("VMTEST RUN_NO_FUSE").contains("/dev/fuse: Permission denied"), "{text}");
 }
 
 /// Debian 12's kernel: the modern path (overlay, mount_setattr, openat2) on a distribution kernel.
@@ -316,4 +319,6 @@ fn debian_bookworm_6_1() {
     assert!(doctor.contains("every feature"), "{doctor}");
     assert!(root.contains("\"overlay\""), "{root}");
     assert!(text.contains("VMTEST WRITABLE_ROOT overlay"), "{text}");
+    // The kernel's overlay needs no FUSE.
+    assert!(text.contains("VMTEST RUN_NO_FUSE ran"), "{text}");
 }

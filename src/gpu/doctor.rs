@@ -96,9 +96,16 @@ fn kernel(env: &crate::host::ProcessEnv) -> Check {
         notes.push("overlayfs in user namespaces without userxattr (a distribution backport): used".into());
     }
     if overlay == crate::host::UsernsOverlay::No {
-        let writable = match crate::host::find_program("fuse-overlayfs", env.path()) {
-            Some(path) => format!("--writable-tmpfs through {}", path.display()),
-            None => "--writable-tmpfs needs fuse-overlayfs (not on PATH)".into(),
+        let fuse =
+            nix::unistd::access("/dev/fuse", nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::W_OK);
+        let writable = match (crate::host::find_program("fuse-overlayfs", env.path()), fuse) {
+            (Some(path), Ok(())) => format!("--writable-tmpfs through {}", path.display()),
+            (Some(path), Err(e)) => format!(
+                "--writable-tmpfs through {} needs /dev/fuse readable and writable by you ({})",
+                path.display(),
+                e.desc()
+            ),
+            (None, _) => "--writable-tmpfs needs fuse-overlayfs (not on PATH)".into(),
         };
         notes.push(format!("no overlayfs in user namespaces (5.11): roots assembled from binds; {writable}"));
     }
