@@ -533,9 +533,9 @@ fn writable_tmpfs_through_fuse_overlayfs() {
              echo \"hostpid:$($G --pid-ns host $R sh -c 'echo h > /new && cat /new')\"\n\
              $G $R sh -c 'exit 7'; echo \"code:$?\"\n\
              $G --pid-ns host $R sh -c 'exit 8'; echo \"code:$?\"\n\
-             echo \"deleted:$($G $R sh -c 'rm /scratch/old && ls -A /scratch; echo x > /scratch/new; cat /scratch/new')\"\n\
+             echo \"deleted:$($G $R sh -c 'rm /scratch/old && echo removed; ls -A /scratch; echo x > /scratch/new; cat /scratch/new' | tr '\\n' ' ')\"\n\
              for ns in private host; do\n\
-               $G --pid-ns $ns -B {marks}:/marks $R sh -c \"touch /marks/$ns; exec sleep 6061\" & pid=$!\n\
+               $G --pid-ns $ns -B {marks}:/marks $R sh -c \"touch /marks/$ns; exec sleep 6061\" >/dev/null 2>&1 & pid=$!\n\
                i=0; while [ ! -e {marks}/$ns ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done\n\
                echo \"started:$ns:$(test -e {marks}/$ns && echo yes)\"\n\
                kill -KILL $pid; wait $pid 2>/dev/null\n\
@@ -567,7 +567,7 @@ fn writable_tmpfs_through_fuse_overlayfs() {
         assert!(text.contains("hostpid:h"), "{tag}: {text}\n{err}");
         assert!(text.contains("code:7") && text.contains("code:8"), "{tag}: {text}\n{err}");
         assert!(
-            text.contains("deleted:x\n"),
+            text.contains("deleted:removed x \n"),
             "{tag}: an image file deleted, a new one written: {text}\n{err}"
         );
         assert!(
