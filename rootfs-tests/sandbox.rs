@@ -493,7 +493,7 @@ fn writable_tmpfs_through_fuse_overlayfs() {
     {
         return;
     }
-    let Some(program) = which("fuse-overlayfs") else {
+    let Some(program) = support::which("fuse-overlayfs") else {
         skip("fuse-overlayfs missing: apt-get install fuse-overlayfs");
         return;
     };
@@ -591,10 +591,6 @@ fn writable_tmpfs_through_fuse_overlayfs() {
     }
     assert!(!root.join("new").exists(), "a write reached the image");
     assert_eq!(before, listing(&root), "the image changed");
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(name)).find(|p| p.is_file())
 }
 
 #[test]

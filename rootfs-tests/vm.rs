@@ -191,7 +191,7 @@ fn initramfs(dir: &Path, modules: &Path) -> PathBuf {
             std::fs::copy(&from, tree.join("modules").join(from.file_name().unwrap())).unwrap();
         }
     }
-    install_with_libs(&tree, &which("fuse-overlayfs").unwrap(), "/usr/bin/fuse-overlayfs");
+    install_with_libs(&tree, &support::which("fuse-overlayfs").unwrap(), "/usr/bin/fuse-overlayfs");
     images(&tree, &work);
     fake_gpu(&tree);
     let out = dir.join("initrd.cpio");
@@ -242,7 +242,7 @@ fn boot(suite: &str) -> Option<String> {
         return None;
     }
     for tool in ["qemu-system-x86_64", "strip", "ldd", "tar", "sha256sum", "cc", "fuse-overlayfs"] {
-        if which(tool).is_none() {
+        if support::which(tool).is_none() {
             skip(&format!("{tool} missing: apt-get install qemu-system-x86 binutils gcc fuse-overlayfs"));
             return None;
         }
@@ -272,10 +272,6 @@ fn boot(suite: &str) -> Option<String> {
         describe(&got.output)
     );
     Some(text)
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(name)).find(|p| p.is_file())
 }
 
 /// Every check passed; returns the DOCTOR and ROOT lines for the caller's own expectations.

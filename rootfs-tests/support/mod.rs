@@ -391,3 +391,8 @@ pub fn service_up(state: &Result<(), String>) -> bool {
         }
     }
 }
+
+/// The first `name` on this process's `PATH`.
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(name)).find(|p| p.is_file())
+}
