@@ -96,8 +96,7 @@ fn kernel(env: &crate::host::ProcessEnv) -> Check {
         notes.push("overlayfs in user namespaces without userxattr (a distribution backport): used".into());
     }
     if overlay == crate::host::UsernsOverlay::No {
-        let fuse =
-            nix::unistd::access("/dev/fuse", nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::W_OK);
+        let fuse = crate::sys::fuse::device_usable();
         let writable = match (crate::host::find_program("fuse-overlayfs", env.path()), fuse) {
             (Some(path), Ok(())) => format!("--writable-tmpfs through {}", path.display()),
             (Some(path), Err(e)) => format!(

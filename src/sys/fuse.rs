@@ -22,10 +22,15 @@ use nix::unistd::Pid;
 /// How long the daemon may take to mount (it opens the layers and the device, nothing more).
 const MOUNT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Whether the caller may open `/dev/fuse` for reading and writing, as a FUSE daemon must.
+pub fn device_usable() -> nix::Result<()> {
+    nix::unistd::access("/dev/fuse", nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::W_OK)
+}
+
 /// Starts `program -f -o OPTIONS target` under a keeper and returns once its mount covers
 /// `target`.
 pub fn mount_with_daemon(program: &Path, options: &str, target: &Path) -> io::Result<()> {
-    nix::unistd::access("/dev/fuse", nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::W_OK)
+    device_usable()
         .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("/dev/fuse: {}", e.desc())))?;
     // Readiness is read from the mount table, never through the mount: a daemon that mounted
     // and then does not answer must not hang the init.

@@ -8,7 +8,7 @@
 
 pub mod caps;
 mod fake;
-mod fuse;
+pub mod fuse;
 mod linux;
 
 use std::io;
