@@ -107,7 +107,7 @@ _gpurun() {
 
     case "${cmd}" in
         gpurun)
-            opts="-q -v -f -B -c -H -C -e -p -u -s -w -o -n -i -W -h -V --quiet --verbose --cache-dir --ref --platform --pull --rocm --nv --gpus --no-gfx-override --device --run --pwd --fakeroot --bind --contain --no-home --home --containall --writable-tmpfs --env --no-env --env-file --cleanenv --pid-ns --root-mode --pid --userns --shell --nvccli --writable --overlay --net --ipc --workdir --hostname --mount --dry-run --help --version exec run shell inspect unpack pull login logout images rm prune gpus doctor help"
+            opts="-q -v -f -B -c -H -C -e -p -u -s -w -o -n -i -W -h -V --quiet --verbose --cache-dir --ref --platform --pull --rocm --nv --gpus --no-gfx-override --device --run --pwd --fakeroot --bind --contain --no-home --home --containall --writable-tmpfs --env --no-env --env-file --cleanenv --pid-ns --join --join-count --no-join --root-mode --pid --userns --shell --nvccli --writable --overlay --net --ipc --workdir --hostname --mount --dry-run --help --version exec run shell inspect unpack pull login logout images rm prune gpus doctor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -173,6 +173,14 @@ _gpurun() {
                     COMPREPLY=($(compgen -W "auto private host" -- "${cur}"))
                     return 0
                     ;;
+                --join)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --join-count)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --root-mode)
                     COMPREPLY=($(compgen -W "auto overlay bind" -- "${cur}"))
                     return 0
@@ -235,7 +243,7 @@ _gpurun() {
             return 0
             ;;
         gpurun__subcmd__exec)
-            opts="-f -B -c -H -C -e -p -u -s -w -o -n -i -W -q -v -h --ref --platform --pull --rocm --nv --gpus --no-gfx-override --device --run --pwd --fakeroot --bind --contain --no-home --home --containall --writable-tmpfs --env --no-env --env-file --cleanenv --pid-ns --root-mode --pid --userns --shell --nvccli --writable --overlay --net --ipc --workdir --hostname --mount --dry-run --quiet --verbose --cache-dir --help"
+            opts="-f -B -c -H -C -e -p -u -s -w -o -n -i -W -q -v -h --ref --platform --pull --rocm --nv --gpus --no-gfx-override --device --run --pwd --fakeroot --bind --contain --no-home --home --containall --writable-tmpfs --env --no-env --env-file --cleanenv --pid-ns --join --join-count --no-join --root-mode --pid --userns --shell --nvccli --writable --overlay --net --ipc --workdir --hostname --mount --dry-run --quiet --verbose --cache-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -295,6 +303,14 @@ _gpurun() {
                     ;;
                 --pid-ns)
                     COMPREPLY=($(compgen -W "auto private host" -- "${cur}"))
+                    return 0
+                    ;;
+                --join)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --join-count)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --root-mode)
@@ -739,7 +755,7 @@ _gpurun() {
             return 0
             ;;
         gpurun__subcmd__run)
-            opts="-f -B -c -H -C -e -p -u -s -w -o -n -i -W -q -v -h --ref --platform --pull --rocm --nv --gpus --no-gfx-override --device --run --pwd --fakeroot --bind --contain --no-home --home --containall --writable-tmpfs --env --no-env --env-file --cleanenv --pid-ns --root-mode --pid --userns --shell --nvccli --writable --overlay --net --ipc --workdir --hostname --mount --dry-run --quiet --verbose --cache-dir --help"
+            opts="-f -B -c -H -C -e -p -u -s -w -o -n -i -W -q -v -h --ref --platform --pull --rocm --nv --gpus --no-gfx-override --device --run --pwd --fakeroot --bind --contain --no-home --home --containall --writable-tmpfs --env --no-env --env-file --cleanenv --pid-ns --join --join-count --no-join --root-mode --pid --userns --shell --nvccli --writable --overlay --net --ipc --workdir --hostname --mount --dry-run --quiet --verbose --cache-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -799,6 +815,14 @@ _gpurun() {
                     ;;
                 --pid-ns)
                     COMPREPLY=($(compgen -W "auto private host" -- "${cur}"))
+                    return 0
+                    ;;
+                --join)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --join-count)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --root-mode)
@@ -849,7 +873,7 @@ _gpurun() {
             return 0
             ;;
         gpurun__subcmd__shell)
-            opts="-f -B -c -H -C -e -p -u -s -w -o -n -i -W -q -v -h --ref --platform --pull --rocm --nv --gpus --no-gfx-override --device --run --pwd --fakeroot --bind --contain --no-home --home --containall --writable-tmpfs --env --no-env --env-file --cleanenv --pid-ns --root-mode --pid --userns --shell --nvccli --writable --overlay --net --ipc --workdir --hostname --mount --dry-run --quiet --verbose --cache-dir --help"
+            opts="-f -B -c -H -C -e -p -u -s -w -o -n -i -W -q -v -h --ref --platform --pull --rocm --nv --gpus --no-gfx-override --device --run --pwd --fakeroot --bind --contain --no-home --home --containall --writable-tmpfs --env --no-env --env-file --cleanenv --pid-ns --join --join-count --no-join --root-mode --pid --userns --shell --nvccli --writable --overlay --net --ipc --workdir --hostname --mount --dry-run --quiet --verbose --cache-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -909,6 +933,14 @@ _gpurun() {
                     ;;
                 --pid-ns)
                     COMPREPLY=($(compgen -W "auto private host" -- "${cur}"))
+                    return 0
+                    ;;
+                --join)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --join-count)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --root-mode)

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_gpurun_global_optspecs
-    string join \n q/quiet v/verbose cache-dir= ref= platform= pull= rocm nv gpus= no-gfx-override device= run pwd= f/fakeroot B/bind= c/contain no-home H/home= C/containall writable-tmpfs env= no-env= env-file= e/cleanenv pid-ns= root-mode= p/pid u/userns s/shell= nvccli w/writable o/overlay= n/net i/ipc W/workdir= hostname= mount= dry-run h/help V/version
+    string join \n q/quiet v/verbose cache-dir= ref= platform= pull= rocm nv gpus= no-gfx-override device= run pwd= f/fakeroot B/bind= c/contain no-home H/home= C/containall writable-tmpfs env= no-env= env-file= e/cleanenv pid-ns= join= join-count= no-join root-mode= p/pid u/userns s/shell= nvccli w/writable o/overlay= n/net i/ipc W/workdir= hostname= mount= dry-run h/help V/version
 end
 
 function __fish_gpurun_needs_command
@@ -42,6 +42,8 @@ complete -c gpurun -n "__fish_gpurun_needs_command" -l env-file -d 'Read NAME=VA
 complete -c gpurun -n "__fish_gpurun_needs_command" -l pid-ns -d 'PID namespace: `private` (an init is PID 1), `host` (no init: gpurun execs the command in place, as it would run outside a container), or `auto` (the default): `host` when gpurun is started as an MPI rank (OMPI_COMM_WORLD_RANK, PMIX_RANK or PMI_RANK is set), else `private`' -r -f -a "auto\t'`host` for an MPI rank, `private` otherwise'
 private\t'A new PID namespace with gpurun\'s init as PID 1'
 host\t'The host\'s PID namespace; gpurun execs the command in place'"
+complete -c gpurun -n "__fish_gpurun_needs_command" -l join -d 'Share one container (user and mount namespaces) with the other runs on this node that give the same KEY: the first creates it, the others enter it, so MPI\'s single-copy transfers work between them. Ranks of `mpirun` and Slurm tasks in the host PID namespace join by themselves (keyed on the launcher\'s job, step and node); implies `--pid-ns host`' -r
+complete -c gpurun -n "__fish_gpurun_needs_command" -l join-count -d 'How many runs join on this node, this one included (default: the launcher\'s count of ranks on this node, where it says; else the first run serves joins until none came for 30 s)' -r
 complete -c gpurun -n "__fish_gpurun_needs_command" -l root-mode -d 'How the container root is made: `overlay` (overlayfs over the image, the default where the kernel allows it in a user namespace: Linux 5.11), `bind` (a tmpfs of read-only binds of the image\'s directories: older kernels, or a cache on a filesystem overlayfs refuses as a lower layer), or `auto` (the default: `bind` only where overlay cannot work)' -r -f -a "auto\t'`overlay` where the kernel allows it (as root; in a user namespace from Linux 5.11, or on an older kernel that says so when asked once per run), else `bind`'
 overlay\t'overlayfs with the image as its read-only lower layer'
 bind\t'A tmpfs of read-only binds of the image\'s directories'"
@@ -62,6 +64,7 @@ complete -c gpurun -n "__fish_gpurun_needs_command" -l no-home -d 'Do not bind $
 complete -c gpurun -n "__fish_gpurun_needs_command" -s C -l containall -d 'Apptainer\'s --containall: --contain, --cleanenv and a private PID namespace'
 complete -c gpurun -n "__fish_gpurun_needs_command" -l writable-tmpfs -d 'Make the root filesystem writable through a tmpfs overlay whose changes vanish at exit'
 complete -c gpurun -n "__fish_gpurun_needs_command" -s e -l cleanenv -d 'Pass nothing from the host environment but TERM and the proxy variables'
+complete -c gpurun -n "__fish_gpurun_needs_command" -l no-join -d 'Give this run a container of its own even where ranks would join by themselves'
 complete -c gpurun -n "__fish_gpurun_needs_command" -s p -l pid -d 'Apptainer\'s --pid: the same as --pid-ns private'
 complete -c gpurun -n "__fish_gpurun_needs_command" -s u -l userns -d 'Apptainer\'s --userns: accepted; gpurun always runs in a user namespace unless started by root'
 complete -c gpurun -n "__fish_gpurun_needs_command" -l nvccli
@@ -102,6 +105,8 @@ complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l env-file -d 'Read
 complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l pid-ns -d 'PID namespace: `private` (an init is PID 1), `host` (no init: gpurun execs the command in place, as it would run outside a container), or `auto` (the default): `host` when gpurun is started as an MPI rank (OMPI_COMM_WORLD_RANK, PMIX_RANK or PMI_RANK is set), else `private`' -r -f -a "auto\t'`host` for an MPI rank, `private` otherwise'
 private\t'A new PID namespace with gpurun\'s init as PID 1'
 host\t'The host\'s PID namespace; gpurun execs the command in place'"
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l join -d 'Share one container (user and mount namespaces) with the other runs on this node that give the same KEY: the first creates it, the others enter it, so MPI\'s single-copy transfers work between them. Ranks of `mpirun` and Slurm tasks in the host PID namespace join by themselves (keyed on the launcher\'s job, step and node); implies `--pid-ns host`' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l join-count -d 'How many runs join on this node, this one included (default: the launcher\'s count of ranks on this node, where it says; else the first run serves joins until none came for 30 s)' -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l root-mode -d 'How the container root is made: `overlay` (overlayfs over the image, the default where the kernel allows it in a user namespace: Linux 5.11), `bind` (a tmpfs of read-only binds of the image\'s directories: older kernels, or a cache on a filesystem overlayfs refuses as a lower layer), or `auto` (the default: `bind` only where overlay cannot work)' -r -f -a "auto\t'`overlay` where the kernel allows it (as root; in a user namespace from Linux 5.11, or on an older kernel that says so when asked once per run), else `bind`'
 overlay\t'overlayfs with the image as its read-only lower layer'
 bind\t'A tmpfs of read-only binds of the image\'s directories'"
@@ -121,6 +126,7 @@ complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l no-home -d 'Do no
 complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -s C -l containall -d 'Apptainer\'s --containall: --contain, --cleanenv and a private PID namespace'
 complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l writable-tmpfs -d 'Make the root filesystem writable through a tmpfs overlay whose changes vanish at exit'
 complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -s e -l cleanenv -d 'Pass nothing from the host environment but TERM and the proxy variables'
+complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l no-join -d 'Give this run a container of its own even where ranks would join by themselves'
 complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -s p -l pid -d 'Apptainer\'s --pid: the same as --pid-ns private'
 complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -s u -l userns -d 'Apptainer\'s --userns: accepted; gpurun always runs in a user namespace unless started by root'
 complete -c gpurun -n "__fish_gpurun_using_subcommand exec" -l nvccli
@@ -148,6 +154,8 @@ complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l env-file -d 'Read 
 complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l pid-ns -d 'PID namespace: `private` (an init is PID 1), `host` (no init: gpurun execs the command in place, as it would run outside a container), or `auto` (the default): `host` when gpurun is started as an MPI rank (OMPI_COMM_WORLD_RANK, PMIX_RANK or PMI_RANK is set), else `private`' -r -f -a "auto\t'`host` for an MPI rank, `private` otherwise'
 private\t'A new PID namespace with gpurun\'s init as PID 1'
 host\t'The host\'s PID namespace; gpurun execs the command in place'"
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l join -d 'Share one container (user and mount namespaces) with the other runs on this node that give the same KEY: the first creates it, the others enter it, so MPI\'s single-copy transfers work between them. Ranks of `mpirun` and Slurm tasks in the host PID namespace join by themselves (keyed on the launcher\'s job, step and node); implies `--pid-ns host`' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l join-count -d 'How many runs join on this node, this one included (default: the launcher\'s count of ranks on this node, where it says; else the first run serves joins until none came for 30 s)' -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l root-mode -d 'How the container root is made: `overlay` (overlayfs over the image, the default where the kernel allows it in a user namespace: Linux 5.11), `bind` (a tmpfs of read-only binds of the image\'s directories: older kernels, or a cache on a filesystem overlayfs refuses as a lower layer), or `auto` (the default: `bind` only where overlay cannot work)' -r -f -a "auto\t'`overlay` where the kernel allows it (as root; in a user namespace from Linux 5.11, or on an older kernel that says so when asked once per run), else `bind`'
 overlay\t'overlayfs with the image as its read-only lower layer'
 bind\t'A tmpfs of read-only binds of the image\'s directories'"
@@ -167,6 +175,7 @@ complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l no-home -d 'Do not
 complete -c gpurun -n "__fish_gpurun_using_subcommand run" -s C -l containall -d 'Apptainer\'s --containall: --contain, --cleanenv and a private PID namespace'
 complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l writable-tmpfs -d 'Make the root filesystem writable through a tmpfs overlay whose changes vanish at exit'
 complete -c gpurun -n "__fish_gpurun_using_subcommand run" -s e -l cleanenv -d 'Pass nothing from the host environment but TERM and the proxy variables'
+complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l no-join -d 'Give this run a container of its own even where ranks would join by themselves'
 complete -c gpurun -n "__fish_gpurun_using_subcommand run" -s p -l pid -d 'Apptainer\'s --pid: the same as --pid-ns private'
 complete -c gpurun -n "__fish_gpurun_using_subcommand run" -s u -l userns -d 'Apptainer\'s --userns: accepted; gpurun always runs in a user namespace unless started by root'
 complete -c gpurun -n "__fish_gpurun_using_subcommand run" -l nvccli
@@ -194,6 +203,8 @@ complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l env-file -d 'Rea
 complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l pid-ns -d 'PID namespace: `private` (an init is PID 1), `host` (no init: gpurun execs the command in place, as it would run outside a container), or `auto` (the default): `host` when gpurun is started as an MPI rank (OMPI_COMM_WORLD_RANK, PMIX_RANK or PMI_RANK is set), else `private`' -r -f -a "auto\t'`host` for an MPI rank, `private` otherwise'
 private\t'A new PID namespace with gpurun\'s init as PID 1'
 host\t'The host\'s PID namespace; gpurun execs the command in place'"
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l join -d 'Share one container (user and mount namespaces) with the other runs on this node that give the same KEY: the first creates it, the others enter it, so MPI\'s single-copy transfers work between them. Ranks of `mpirun` and Slurm tasks in the host PID namespace join by themselves (keyed on the launcher\'s job, step and node); implies `--pid-ns host`' -r
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l join-count -d 'How many runs join on this node, this one included (default: the launcher\'s count of ranks on this node, where it says; else the first run serves joins until none came for 30 s)' -r
 complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l root-mode -d 'How the container root is made: `overlay` (overlayfs over the image, the default where the kernel allows it in a user namespace: Linux 5.11), `bind` (a tmpfs of read-only binds of the image\'s directories: older kernels, or a cache on a filesystem overlayfs refuses as a lower layer), or `auto` (the default: `bind` only where overlay cannot work)' -r -f -a "auto\t'`overlay` where the kernel allows it (as root; in a user namespace from Linux 5.11, or on an older kernel that says so when asked once per run), else `bind`'
 overlay\t'overlayfs with the image as its read-only lower layer'
 bind\t'A tmpfs of read-only binds of the image\'s directories'"
@@ -213,6 +224,7 @@ complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l no-home -d 'Do n
 complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -s C -l containall -d 'Apptainer\'s --containall: --contain, --cleanenv and a private PID namespace'
 complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l writable-tmpfs -d 'Make the root filesystem writable through a tmpfs overlay whose changes vanish at exit'
 complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -s e -l cleanenv -d 'Pass nothing from the host environment but TERM and the proxy variables'
+complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l no-join -d 'Give this run a container of its own even where ranks would join by themselves'
 complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -s p -l pid -d 'Apptainer\'s --pid: the same as --pid-ns private'
 complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -s u -l userns -d 'Apptainer\'s --userns: accepted; gpurun always runs in a user namespace unless started by root'
 complete -c gpurun -n "__fish_gpurun_using_subcommand shell" -l nvccli

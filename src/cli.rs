@@ -170,6 +170,23 @@ pub struct RunArgs {
     #[arg(long = "pid-ns", value_name = "MODE", value_enum)]
     pub pid_ns: Option<PidNsMode>,
 
+    /// Share one container (user and mount namespaces) with the other runs on this node that
+    /// give the same KEY: the first creates it, the others enter it, so MPI's single-copy
+    /// transfers work between them. Ranks of `mpirun` and Slurm tasks in the host PID namespace
+    /// join by themselves (keyed on the launcher's job, step and node); implies `--pid-ns host`.
+    #[arg(long = "join", value_name = "KEY", conflicts_with = "no_join")]
+    pub join: Option<String>,
+
+    /// How many runs join on this node, this one included (default: the launcher's count of
+    /// ranks on this node, where it says; else the first run serves joins until none came for
+    /// 30 s).
+    #[arg(long = "join-count", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub join_count: Option<u32>,
+
+    /// Give this run a container of its own even where ranks would join by themselves.
+    #[arg(long = "no-join", conflicts_with = "join_count")]
+    pub no_join: bool,
+
     /// How the container root is made: `overlay` (overlayfs over the image, the default where
     /// the kernel allows it in a user namespace: Linux 5.11), `bind` (a tmpfs of read-only binds
     /// of the image's directories: older kernels, or a cache on a filesystem overlayfs refuses as

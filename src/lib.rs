@@ -15,6 +15,7 @@ pub mod host;
 pub mod image;
 pub mod inroot;
 pub mod interrupt;
+pub mod join;
 pub mod plan;
 pub mod prepare;
 pub mod request;

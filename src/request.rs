@@ -60,6 +60,8 @@ pub struct RunRequest {
     pub gpu: GpuRequest,
     /// `--pid-ns`, with `auto` decided.
     pub pid_ns: PidNsChoice,
+    /// `--join`, `--join-count` and `--no-join`, with the launcher's variables read.
+    pub join: crate::join::JoinChoice,
 }
 
 /// Whether the workload gets a PID namespace of its own.
@@ -152,6 +154,8 @@ pub enum RequestError {
     ImageIsAssignment(String),
     #[error("--shell works with `gpurun shell` only")]
     ShellWithoutShell,
+    #[error(transparent)]
+    Join(#[from] crate::join::JoinError),
     #[error("{option}: gpurun has no such option")]
     Foreign { option: &'static str, instead: &'static str },
 }
@@ -175,6 +179,7 @@ impl RequestError {
                 Some("the form is SRC[:DST]: an existing host directory, and an absolute path inside".into())
             }
             RequestError::Gpu(e) => e.hint(),
+            RequestError::Join(e) => Some(e.hint()),
             _ => None,
         }
     }
@@ -209,6 +214,13 @@ impl RunRequest {
             (true, None) => PidNsMode::Private,
             (_, mode) => mode.unwrap_or(PidNsMode::Auto),
         };
+        let mut pid_ns_choice = resolve_pid_ns(pid_ns, &host.env);
+        if pid_ns == PidNsMode::Auto && args.join.is_some() {
+            pid_ns_choice = PidNsChoice { mode: PidNamespace::Host, reason: "auto: --join".into() };
+        }
+        let join_args =
+            crate::join::JoinArgs { key: args.join.clone(), count: args.join_count, off: args.no_join };
+        let join = crate::join::resolve(&join_args, &pid_ns_choice, &host.env)?;
         let mut env_file_vars = Vec::new();
         for file in &args.env_files {
             env_file_vars.extend(read_env_file(file)?);
@@ -232,7 +244,8 @@ impl RunRequest {
             home,
             dry_run: args.dry_run,
             gpu,
-            pid_ns: resolve_pid_ns(pid_ns, &host.env),
+            pid_ns: pid_ns_choice,
+            join,
         })
     }
 }

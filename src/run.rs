@@ -115,7 +115,10 @@ pub fn execute(
     if !plan.namespaces.contains(&plan::Namespace::Pid) {
         keep_lease_across_exec(&prepared)?;
     }
-    let code = sandbox::launch(&plan)?;
+    if request.join.explicit && plan.join.key.is_none() {
+        ui.warn(&format!("--join: this run gets a container of its own: {}", plan.join.reason));
+    }
+    let code = sandbox::launch(&plan, &mut |why| ui.warn(why))?;
     drop(prepared);
     Ok(code)
 }

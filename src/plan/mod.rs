@@ -42,6 +42,7 @@ use crate::cli::RootMode;
 use crate::gpu::GpuEdits;
 use crate::host::{HostFacts, UsernsOverlay};
 use crate::image::RunConfig;
+use crate::join::JoinChoice;
 use crate::request::{BindSpec, PidNamespace, RunRequest};
 
 use accounts::Accounts;
@@ -94,6 +95,7 @@ pub fn build(
         namespaces: namespaces(req, user_namespace.is_some()),
         user_namespace,
         pid_ns: req.pid_ns.clone(),
+        join: join(req, root),
         layout,
         root,
         mounts,
@@ -107,6 +109,20 @@ pub fn build(
         no_new_privs: true,
         switch_user,
     })
+}
+
+/// A root served by a FUSE daemon dies with the init of the run that made it (`sys::fuse`), so
+/// no other run may enter it: each such run keeps a container of its own.
+fn join(req: &RunRequest, root: RootKind) -> JoinChoice {
+    match (&req.join.key, root) {
+        (Some(_), RootKind::FuseOverlay) => JoinChoice {
+            key: None,
+            reason: "a fuse-overlayfs root (--writable-tmpfs without the kernel's overlayfs) is not shared"
+                .into(),
+            ..req.join.clone()
+        },
+        _ => req.join.clone(),
+    }
 }
 
 /// The root an overlay where the kernel allows one (as real root always; in a user namespace

@@ -66,7 +66,7 @@ fn bind(source: impl Into<PathBuf>, dest: impl Into<PathBuf>, kind: NodeKind, re
 /// Every mount the container gets, sorted so parents come before children (a stable sort by
 /// depth: a child mounted first would be hidden by its parent, bubblewrap's rule too).
 pub(super) fn specs(req: &RunRequest, host: &HostFacts, who: &Identity, gpu: &GpuEdits) -> Vec<Spec> {
-    let mut specs = system_specs(host);
+    let mut specs = system_specs(host, req.join.key.is_some());
     if req.pid_ns.mode == PidNamespace::Host {
         use_host_proc(&mut specs, host);
     }
@@ -89,8 +89,9 @@ pub(super) fn specs(req: &RunRequest, host: &HostFacts, who: &Identity, gpu: &Gp
     specs
 }
 
-/// `/proc`, read-only `/sys`, and a minimal `/dev` (the enroot `ENROOT_RESTRICT_DEV` set).
-fn system_specs(host: &HostFacts) -> Vec<Spec> {
+/// `/proc`, read-only `/sys`, and a minimal `/dev` (the enroot `ENROOT_RESTRICT_DEV` set);
+/// `shared`: the container is shared by the ranks of a job (`crate::join`).
+fn system_specs(host: &HostFacts, shared: bool) -> Vec<Spec> {
     let mut specs = vec![
         Spec { dest: "/proc".into(), what: What::Proc, mountpoint: NodeKind::Dir, read_only: false },
         bind("/sys", "/sys", NodeKind::Dir, true),
@@ -113,8 +114,9 @@ fn system_specs(host: &HostFacts) -> Vec<Spec> {
     });
     // The container's devpts is its own, so the caller's terminal (a host /dev/pts/N) has no
     // name inside and ttyname() fails ("not a tty"); glibc's fallback scan of /dev finds it
-    // here, where LXC and Docker put a container's terminal too.
-    if let Some(tty) = &host.terminal {
+    // here, where LXC and Docker put a container's terminal too. A container its job's ranks
+    // share has no one terminal (each rank has its own under mpirun), so no console.
+    if let Some(tty) = host.terminal.as_ref().filter(|_| !shared) {
         specs.push(bind(tty, "/dev/console", NodeKind::File, false));
     }
     // MPI ranks of one job talk through POSIX shared memory in /dev/shm: it must be the host's.

@@ -800,3 +800,27 @@ fn op_path(op: &MountOp) -> Option<&Path> {
         _ => None,
     }
 }
+
+#[test]
+fn a_shared_container_has_no_console_and_a_fuse_root_is_not_shared() {
+    let tty = HostFacts { terminal: Some("/dev/pts/3".into()), ..host() };
+    let console = |plan: &LaunchPlan| {
+        plan.mounts.iter().any(|op| target_of(op) == Some(Path::new("/staging/newroot/dev/console")))
+    };
+    assert!(console(&build(&RunRequest::default(), &tty, &image()).unwrap()));
+    let join = crate::join::JoinChoice { key: Some("slurm:1.0@n1".into()), ..Default::default() };
+    let shared = RunRequest { join: join.clone(), ..RunRequest::default() };
+    let plan = build(&shared, &tty, &image()).unwrap();
+    assert!(!console(&plan), "each rank has its own terminal: none is the shared container's console");
+    assert_eq!(plan.join, join);
+    let old_kernel = HostFacts {
+        overlay_in_userns: crate::host::UsernsOverlay::No,
+        fuse_overlayfs: Some("/usr/bin/fuse-overlayfs".into()),
+        ..host()
+    };
+    let writable = RunRequest { writable_tmpfs: true, ..shared };
+    let plan = build(&writable, &old_kernel, &image()).unwrap();
+    assert_eq!(plan.root, RootKind::FuseOverlay);
+    assert_eq!(plan.join.key, None, "the daemon dies with the init of the run that made it");
+    assert!(plan.join.reason.contains("fuse-overlayfs"), "{}", plan.join.reason);
+}

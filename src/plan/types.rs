@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::host::NodeKind;
 use crate::image::RunConfig;
+use crate::join::JoinChoice;
 use crate::request::PidNsChoice;
 
 /// Where the sandbox assembles the container: the staging tmpfs, mounted on `base` (the cache's
@@ -57,6 +58,9 @@ pub struct LaunchPlan {
     pub namespaces: Vec<Namespace>,
     /// Whether there is a PID namespace (`Namespace::Pid` in `namespaces`) and why.
     pub pid_ns: PidNsChoice,
+    /// Whether the run shares its container with others of its job on this node
+    /// (`sandbox::join` applies it; the mounts are applied by the first of them only).
+    pub join: JoinChoice,
     /// Where the container is assembled before the final pivot.
     pub layout: Layout,
     /// How the root is made: overlay or bind assembly.

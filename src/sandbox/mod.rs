@@ -25,6 +25,7 @@
 mod assemble;
 mod idmap;
 mod inplace;
+mod join;
 pub mod mounts;
 mod process;
 mod spawn;
@@ -80,6 +81,12 @@ pub enum SandboxError {
         #[source]
         source: io::Error,
     },
+    /// Entering the namespaces of the run this one joins, or opening its own to share them.
+    #[error("share the container with the other ranks")]
+    Join {
+        #[source]
+        source: io::Error,
+    },
     /// A failure inside the container's init or workload before exec, reported over a pipe.
     #[error("{message}")]
     Container { message: String, hint: Option<String> },
@@ -100,6 +107,9 @@ impl SandboxError {
             }
             SandboxError::Mount { hint, .. } | SandboxError::Container { hint, .. } => hint.clone(),
             SandboxError::Process { .. } => None,
+            SandboxError::Join { .. } => {
+                Some("run the ranks with --no-join to give each a container of its own".into())
+            }
         }
     }
 }
@@ -131,11 +141,16 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
 ///
 /// Precondition: the calling process is single-threaded (the init runs Rust code on our memory).
 /// Without a PID namespace in the plan gpurun becomes the workload: this returns only when it
-/// could not be started.
-pub fn launch(plan: &LaunchPlan) -> Result<i32, SandboxError> {
+/// could not be started. A run that was to share its container but gets one of its own passes
+/// the reason to `warn` (only when joining was asked for with `--join`, else to the debug log).
+pub fn launch(plan: &LaunchPlan, warn: &mut dyn FnMut(&str)) -> Result<i32, SandboxError> {
     wait_single_threaded();
     if !plan.namespaces.contains(&Namespace::Pid) && plan.root != RootKind::FuseOverlay {
-        return inplace::exec(plan);
+        let role = join::rendezvous(plan);
+        if let join::Role::Alone(Some(why)) = &role {
+            warn(why);
+        }
+        return inplace::exec(plan, role);
     }
     if let Some(ns) = &plan.user_namespace {
         idmap::enter(&mut Linux, ns)?;

@@ -101,7 +101,7 @@ fn keeper(
             }
         }
     }
-    close_all_but(&[alive.as_raw_fd(), log.as_raw_fd()]);
+    super::close_all_but(&[alive.as_raw_fd(), log.as_raw_fd()]);
     // The caller may have died before the prctl: then its end of the pipe is closed.
     let mut poll = [nix::poll::PollFd::new(alive.as_fd(), nix::poll::PollFlags::POLLIN)];
     if nix::poll::poll(&mut poll, nix::poll::PollTimeout::ZERO).is_ok_and(|n| n > 0) {
@@ -134,26 +134,6 @@ fn keeper(
             let _ = writeln!(&mut &*log, "cannot start it: {e}");
             127
         }
-    }
-}
-
-/// Closes every descriptor above stderr but `keep`. The keeper never execs, so close-on-exec
-/// does not apply to it: it would otherwise hold the init's pipes to gpurun (whose reader waits
-/// for their end) and whatever gpurun inherited, and pass the latter on to the daemon.
-fn close_all_but(keep: &[RawFd]) {
-    let open: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
-        Ok(dir) => dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect(),
-        Err(_) => {
-            let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-            // SAFETY: getrlimit fills the struct it is given.
-            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-            (3..limit.rlim_cur.clamp(1024, 1 << 20) as RawFd).collect()
-        }
-    };
-    for fd in open.into_iter().filter(|fd| *fd > 2 && !keep.contains(fd)) {
-        // SAFETY: closes a descriptor of this process's own table, which nothing here uses
-        // (the directory listing's own descriptor is closed already and fails harmlessly).
-        unsafe { libc::close(fd) };
     }
 }
 

@@ -79,3 +79,26 @@ pub trait Sys {
     /// serves it until the caller exits, and returns once the mount is there.
     fn fuse_mount(&mut self, program: &Path, options: &str, target: &Path) -> io::Result<()>;
 }
+
+use std::os::fd::RawFd;
+
+/// Closes every descriptor above stderr but `keep`, for a helper process that never execs (the
+/// FUSE daemon's keeper, a shared container's join server): close-on-exec does not apply to it,
+/// and it would otherwise hold the pipes of its parent (whose readers wait for their end) and
+/// whatever its parent inherited.
+pub fn close_all_but(keep: &[RawFd]) {
+    let open: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(dir) => dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect(),
+        Err(_) => {
+            let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            // SAFETY: getrlimit fills the struct it is given.
+            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+            (3..limit.rlim_cur.clamp(1024, 1 << 20) as RawFd).collect()
+        }
+    };
+    for fd in open.into_iter().filter(|fd| *fd > 2 && !keep.contains(fd)) {
+        // SAFETY: closes a descriptor of this process's own table, which nothing here uses
+        // (the directory listing's own descriptor is closed already and fails harmlessly).
+        unsafe { libc::close(fd) };
+    }
+}
