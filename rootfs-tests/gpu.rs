@@ -999,3 +999,71 @@ fn public_temp(tag: &str) -> TempDir {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     dir
 }
+
+/// Ranks that share one container (`--join`) each keep their own `--gpus`: the container holds
+/// the GPUs the job may use (here the vendor's default, all of them), and each rank's runtime
+/// is narrowed to its own by its visibility variable (ROCm: the GPU's unique id; CUDA: its
+/// position, in PCI order, as the fake host has no UUIDs).
+#[test]
+fn ranks_sharing_a_container_keep_their_own_gpus() {
+    let Some(env) = setup() else { return };
+    let host = mixed_server();
+    let image = env.busybox_image.to_str().unwrap();
+    // Each rank reports, then waits for the other's mark in the /tmp they share (-c: a tmpfs of
+    // the container's own), which also keeps the first alive until the second has joined.
+    let rank = |vendor: &str, gpu: u32| {
+        format!(
+            "{gpurun} -c --join gpus-{vendor} --join-count 2 {vendor} --gpus {gpu} {image} sh -c '\
+             echo \"{gpu}: $( (ls /dev; ls /dev/dri) | grep -E \"^(renderD|nvidia[0-9])\" | sort | tr \"\\n\" \" \")\
+             ROCR=${{ROCR_VISIBLE_DEVICES-unset}} CUDA=${{CUDA_VISIBLE_DEVICES-unset}} \
+             ORDER=${{CUDA_DEVICE_ORDER-unset}} $(readlink /proc/self/ns/mnt)\"; touch /tmp/mark{gpu}; \
+             for i in $(seq 100); do [ -e /tmp/mark0 ] && [ -e /tmp/mark1 ] && exit 0; sleep 0.1; done; exit 3'",
+            gpurun = support::gpurun_bin().display(),
+        )
+    };
+    for (vendor, render) in
+        [("--rocm", "renderD128 renderD129"), ("--nv", "nvidia0 nvidia1 renderD130 renderD131")]
+    {
+        let both = format!("{} & a=$!; {} & b=$!; wait $a && wait $b", rank(vendor, 0), rank(vendor, 1));
+        let out = gpurun_script(&env, &host, GPU_USER, &both);
+        assert_eq!(out.status.code(), Some(0), "{vendor}: {}", describe(&out));
+        let mut lines: Vec<String> = text(&out).lines().map(str::to_string).collect();
+        lines.sort();
+        assert_eq!(lines.len(), 2, "{vendor}: {}", describe(&out));
+        let ns: Vec<&str> = lines.iter().map(|l| l.rsplit(' ').next().unwrap()).collect();
+        assert_eq!(ns[0], ns[1], "{vendor}: one mount namespace: {lines:?}");
+        for (i, line) in lines.iter().enumerate() {
+            assert!(line.starts_with(&format!("{i}: {render} ")), "{vendor}: both GPUs held: {line}");
+            if vendor == "--rocm" {
+                assert!(line.contains(&format!("ROCR=GPU-{:016x} ", 0x1111 * (i + 1))), "{line}");
+            } else {
+                assert!(line.contains(&format!("CUDA={i} ORDER=PCI_BUS_ID ")), "{line}");
+            }
+        }
+    }
+    // A rank's --gpus outside what the shared container holds (Slurm's allocation) is refused.
+    let outside = gpurun(
+        &env,
+        &host,
+        GPU_USER,
+        &[("SLURM_STEP_GPUS", "0")],
+        &["-c", "--join", "k", "--nv", "--gpus", "1", image, "true"],
+    );
+    assert_eq!(outside.status.code(), Some(125), "{}", describe(&outside));
+    assert!(String::from_utf8_lossy(&outside.stderr).contains("SLURM_STEP_GPUS"), "{}", describe(&outside));
+}
+
+/// Runs `sh -c SCRIPT` as `user` on the fake host (for several gpurun processes at once).
+fn gpurun_script(env: &Env, host: &FakeHost, user: &str, script: &str) -> Output {
+    let cache = env.caches.join(user);
+    let path =
+        format!("{}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", env.vendor.join("root/usr/bin").display());
+    let vars = [("PATH", path.as_str()), ("GPURUN_CACHE_DIR", cache.to_str().unwrap())];
+    let cmd = ["sh".to_string(), "-c".to_string(), script.to_string()];
+    let setup = host.script(&env.ld_cache, user, &vars, &cmd);
+    output(
+        Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &setup])
+            .stdin(Stdio::null()),
+    )
+}

@@ -221,6 +221,7 @@ impl RunRequest {
         let join_args =
             crate::join::JoinArgs { key: args.join.clone(), count: args.join_count, off: args.no_join };
         let join = crate::join::resolve(&join_args, &pid_ns_choice, &host.env)?;
+        let gpu = GpuRequest { shared: join.key.is_some(), ..gpu };
         let mut env_file_vars = Vec::new();
         for file in &args.env_files {
             env_file_vars.extend(read_env_file(file)?);
@@ -375,6 +376,7 @@ fn gpu_request(args: &RunArgs) -> Result<GpuRequest, RequestError> {
         cdi: args.devices.clone(),
         lists: args.gpu_lists.clone(),
         gfx_override: !args.no_gfx_override,
+        shared: false,
     })
 }
 

@@ -32,6 +32,12 @@ pub struct GpuRequest {
     /// `--rocm`: set `HSA_OVERRIDE_GFX_VERSION` for a GPU the image has no code for (off with
     /// `--no-gfx-override`, `GPURUN_NO_GFX_OVERRIDE`, `[rocm] gfx_override = false`).
     pub gfx_override: bool,
+    /// The container is shared by the ranks of a job (`crate::join`): it holds the GPUs of the
+    /// job's allocation (or the vendor's default), and a rank's own `--gpus` selects among them
+    /// through the runtimes' visibility variables, as each rank's container would hold different
+    /// devices otherwise.
+    #[serde(skip)]
+    pub shared: bool,
 }
 
 impl GpuRequest {
@@ -193,6 +199,63 @@ fn selector_for(
     Ok((Selector::Default, "default".into()))
 }
 
+/// The GPUs a container holds, and those this run may use: the same, except for a rank's own
+/// `--gpus` in a shared container ([`GpuRequest::shared`]), which holds what the selection
+/// would be without `--gpus` (Slurm's allocation, the vendor's variable, else the default) and
+/// must include the rank's.
+fn container_and_visible<'a>(
+    req: &GpuRequest,
+    ctx: &Context,
+    gpus: &'a [Gpu],
+    vendor: Vendor,
+    flag: &'static str,
+    vars: &[&'static str],
+) -> Result<Selection<'a>, GpuError> {
+    let (sel, origin) = selector_for(req, ctx, vars)?;
+    let chosen = choose(gpus, vendor, flag, &sel, &origin)?;
+    if !(req.shared && origin == "--gpus") {
+        return Ok(Selection { held: chosen.clone(), visible: chosen, sel, origin, narrowed: false });
+    }
+    let wide = GpuRequest { gpus: None, ..req.clone() };
+    let (wide_sel, wide_origin) = selector_for(&wide, ctx, vars)?;
+    let held = choose(gpus, vendor, flag, &wide_sel, &wide_origin)?;
+    let outside: Vec<String> =
+        chosen.iter().filter(|g| !held.iter().any(|h| h.pci == g.pci)).map(|g| g.index.to_string()).collect();
+    if !outside.is_empty() {
+        let available = held.iter().map(|g| format!("{} {}", g.index, g.pci)).collect::<Vec<_>>().join(", ");
+        return Err(GpuError::Unmatched {
+            origin: format!("--gpus (the container the job's ranks share holds the GPUs of {wide_origin})"),
+            vendor,
+            idents: outside.join(","),
+            available,
+        });
+    }
+    Ok(Selection { held, visible: chosen, sel, origin, narrowed: true })
+}
+
+/// What [`container_and_visible`] decided.
+struct Selection<'a> {
+    /// Bound into the container.
+    held: Vec<&'a Gpu>,
+    /// This run's, by its selection.
+    visible: Vec<&'a Gpu>,
+    sel: Selector,
+    origin: String,
+    /// `visible` is a part of `held` that the runtime must be told about.
+    narrowed: bool,
+}
+
+/// The runtime's visibility value for `visible` among `held`: their UUIDs where every one has
+/// one (ROCm and CUDA accept `GPU-...`, whatever order they enumerate in), else their
+/// positions, which assume the runtime enumerates in PCI order as [`renumbered`] does.
+fn narrowed(held: &[&Gpu], visible: &[&Gpu], uuid: impl Fn(&Gpu) -> Option<&String>) -> String {
+    if let Some(ids) = visible.iter().map(|g| uuid(g).cloned()).collect::<Option<Vec<String>>>() {
+        return ids.join(",");
+    }
+    let position = |g: &&Gpu| held.iter().position(|h| h.pci == g.pci).unwrap_or(0).to_string();
+    visible.iter().map(position).collect::<Vec<_>>().join(",")
+}
+
 fn choose<'a>(
     gpus: &'a [Gpu],
     vendor: Vendor,
@@ -265,16 +328,16 @@ fn rocm(
     edits: &mut GpuEdits,
 ) -> Result<(), GpuError> {
     const VARS: &[&str] = &["AMD_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES"];
-    let (sel, origin) = selector_for(req, ctx, VARS)?;
+    let Selection { held, visible: chosen, sel, origin, narrowed: narrow } =
+        container_and_visible(req, ctx, gpus, Vendor::Amd, "--rocm", VARS)?;
     if sel == Selector::Void {
         edits.warnings.push(format!("--rocm: {origin} says void: no AMD GPU and no ROCm tools"));
         return Ok(());
     }
-    let chosen = choose(gpus, Vendor::Amd, "--rocm", &sel, &origin)?;
     // /dev/kfd is the compute interface shared by all AMD GPUs; ROCm skips a GPU whose render
     // node it cannot open (libhsakmt topology.c), which is what makes per-GPU binding isolate.
     let mut nodes = vec![("/dev/kfd".to_string(), true)];
-    nodes.extend(chosen.iter().flat_map(|g| g.nodes()).map(|n| (n.clone(), n.contains("renderD"))));
+    nodes.extend(held.iter().flat_map(|g| g.nodes()).map(|n| (n.clone(), n.contains("renderD"))));
     add_devices(ctx.host, "--rocm", &nodes, edits)?;
     if req.gfx_override {
         gfx_override(ctx, &chosen, edits)?;
@@ -288,8 +351,15 @@ fn rocm(
                 .into_iter()
                 .chain((origin == "--gpus" || slurms_cuda(ctx, &origin)).then_some("CUDA_VISIBLE_DEVICES"))
         {
+            let value = if var == "ROCR_VISIBLE_DEVICES" && narrow {
+                // ROCr narrows the shared container's GPUs to this rank's; the others count
+                // among what ROCr then shows.
+                narrowed(&held, &chosen, |g| g.unique_id.as_ref())
+            } else {
+                renumbered(chosen.len())
+            };
             if ctx.env.contains_key(var) || (var == "ROCR_VISIBLE_DEVICES" && chosen_by_us) {
-                edits.env.push(EnvEdit::Set { name: var.into(), value: renumbered(chosen.len()) });
+                edits.env.push(EnvEdit::Set { name: var.into(), value });
             }
         }
     }
@@ -360,16 +430,16 @@ fn nv(
     roots: &mut Roots,
     edits: &mut GpuEdits,
 ) -> Result<(), GpuError> {
-    let (sel, origin) = selector_for(req, ctx, &["NVIDIA_VISIBLE_DEVICES"])?;
+    let Selection { held, visible: chosen, sel, origin, narrowed: narrow } =
+        container_and_visible(req, ctx, gpus, Vendor::Nvidia, "--nv", &["NVIDIA_VISIBLE_DEVICES"])?;
     if sel == Selector::Void {
         edits.warnings.push(format!("--nv: {origin} says void: no NVIDIA GPU and no driver libraries"));
         return Ok(());
     }
-    let chosen = choose(gpus, Vendor::Nvidia, "--nv", &sel, &origin)?;
     let mut nodes: Vec<(String, bool)> =
         nvidia::CONTROL_NODES.iter().map(|n| (n.to_string(), *n == "/dev/nvidiactl")).collect();
     nodes.push((nvidia::CAPS_DIR.into(), false));
-    nodes.extend(chosen.iter().flat_map(|g| g.nodes()).map(|n| (n.clone(), n.starts_with("/dev/nvidia"))));
+    nodes.extend(held.iter().flat_map(|g| g.nodes()).map(|n| (n.clone(), n.starts_with("/dev/nvidia"))));
     add_devices(ctx.host, "--nv", &nodes, edits)?;
     if !ctx.host.path("/dev/nvidia-uvm").exists() && ctx.host.path("/dev/nvidiactl").exists() {
         edits.warnings.push(
@@ -380,8 +450,15 @@ fn nv(
     }
     let value = if sel == Selector::None { "none".to_string() } else { renumbered(chosen.len()) };
     edits.env.push(EnvEdit::Set { name: "NVIDIA_VISIBLE_DEVICES".into(), value: value.clone() });
-    // Slurm's CUDA_VISIBLE_DEVICES names host GPUs; inside, only the allocated ones exist.
-    if slurms_cuda(ctx, &origin) {
+    if narrow {
+        // CUDA sees every GPU of the shared container: it is told which are this rank's.
+        let value = narrowed(&held, &chosen, |g| g.uuid.as_ref());
+        if !value.starts_with("GPU-") {
+            edits.env.push(EnvEdit::Set { name: "CUDA_DEVICE_ORDER".into(), value: "PCI_BUS_ID".into() });
+        }
+        edits.env.push(EnvEdit::Set { name: "CUDA_VISIBLE_DEVICES".into(), value });
+    } else if slurms_cuda(ctx, &origin) {
+        // Slurm's CUDA_VISIBLE_DEVICES names host GPUs; inside, only the allocated ones exist.
         edits.env.push(EnvEdit::Set { name: "CUDA_VISIBLE_DEVICES".into(), value });
     }
     let (caps, unknown) =
