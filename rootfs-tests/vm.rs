@@ -40,6 +40,7 @@ const CHECKS: &[&str] = &[
     "writable-tmpfs-fuse",
     "writable-tmpfs-needs-fuse-overlayfs",
     "no-daemon-left",
+    "join",
     "doctor",
 ];
 

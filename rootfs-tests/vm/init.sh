@@ -94,6 +94,15 @@ for p in /proc/[0-9]*; do
     case "$cmd" in *fuse-overlayfs* | *"sleep 300"*) left="$left ${p#/proc/}($cmd)" ;; esac
 done
 if [ -z "$left" ]; then pass no-daemon-left; else fail no-daemon-left "still running:$left"; fi
+# Two runs sharing one container (--join): each sees the other's mark in the /tmp they share.
+cat >/tmp/join.sh <<EOF
+for n in 1 2; do
+    $G -c --join vm --join-count 2 $IMG sh -c 'touch /tmp/m.\$\$; for j in \$(seq 100); do
+        [ \$(ls /tmp | grep -c m) -ge 2 ] && echo joined && exit 0; sleep 0.1; done; echo alone' &
+done
+wait
+EOF
+check join "joined" "sh /tmp/join.sh"
 check doctor "kernel" "$G doctor"
 # /dev/fuse as some sites leave it (root only): doctor says so, and a run that needs it names it.
 chmod 600 /dev/fuse

@@ -276,13 +276,21 @@ fn server(
     count: Option<u32>,
     fingerprint: [u8; 32],
 ) -> isize {
-    // SAFETY: prctl and getppid with integer arguments; /dev/null replaces the standard
-    // descriptors so that the server never holds the job's output pipes open.
+    // SAFETY: prctl, getppid, signal and sigprocmask with integer arguments or a local set;
+    // /dev/null replaces the standard descriptors so that the server never holds the job's output
+    // pipes open. The job's signals end it as they end the ranks, whatever dispositions and mask
+    // the launcher passed down.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
         if libc::getppid() != leader.as_raw() {
             return 0;
         }
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
         let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
         if null >= 0 {
             for fd in 0..3 {
