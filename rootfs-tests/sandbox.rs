@@ -1,8 +1,10 @@
 //! Real runs of the built `gpurun` against a busybox root filesystem directory: identity, exit
 //! codes, signals, environment precedence, the read-only shared rootfs, binds, `--contain`,
 //! `--writable-tmpfs`, the working directory rules, interactive use through a pty, and the host
-//! PID namespace (`--pid-ns host`, exec in place). Every test works as root (real-root mode) and
-//! as an unprivileged user (user-namespace mode).
+//! PID namespace (`--pid-ns host`, exec in place), runs sharing one container (`--join`: per-run
+//! settings, a leader killed, a container that differs, another uid, the errors). Every test
+//! works as root (real-root mode) and as an unprivileged user (user-namespace mode); the join
+//! tests run as the unprivileged `gpurun-test` when root.
 
 mod support;
 
@@ -1008,4 +1010,698 @@ fn apptainer_command_lines_work_unchanged() {
     assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--nvccli") && err.contains("hint: use --nv"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runs that share one container (`--join`): `src/join.rs` decides the key and count,
+// `src/sandbox/join.rs` makes the rendezvous on an abstract socket named by uid and key.
+
+/// The launchers' variables from which a run in the host PID namespace joins others by itself,
+/// and `SLURMD_NODENAME`, which names the node in a key: removed from the join tests' runs, so
+/// that only their `--join` decides, even when the suite itself runs as a Slurm task or MPI rank.
+const LAUNCHER_VARS: [&str; 9] = [
+    "SLURM_JOB_ID",
+    "SLURM_STEP_ID",
+    "SLURM_STEPID",
+    "SLURMD_NODENAME",
+    "SLURM_STEP_TASKS_PER_NODE",
+    "SLURM_NODEID",
+    "PMIX_NAMESPACE",
+    "OMPI_MCA_ess_base_jobid",
+    "OMPI_COMM_WORLD_LOCAL_SIZE",
+];
+
+const TEST_USER: &str = "gpurun-test";
+
+/// Who starts the containers of a join test, with a cache of their own.
+struct Who {
+    /// `None`: this test process's user.
+    user: Option<&'static str>,
+    uid: u32,
+    cache: PathBuf,
+}
+
+impl Who {
+    fn caller(fs: &Rootfs) -> Who {
+        Who { user: None, uid: rustix::process::geteuid().as_raw(), cache: fs.cache.path().to_path_buf() }
+    }
+
+    /// The unprivileged `gpurun-test` (made if missing) when this test runs as root, else the
+    /// caller: ranks share a container for the sake of the user namespace that every
+    /// unprivileged run makes (real root makes none), so that case is tested on every pass.
+    fn unprivileged(fs: &Rootfs) -> Who {
+        if !is_root() {
+            return Who::caller(fs);
+        }
+        let made =
+            output(Command::new("sh").args([
+                "-c",
+                &format!("id {TEST_USER} >/dev/null 2>&1 || useradd -M -s /bin/sh {TEST_USER}"),
+            ]));
+        assert!(made.status.success(), "{}", describe(&made));
+        let cache = fs.dir.path().join("user-cache");
+        std::fs::create_dir_all(&cache).unwrap();
+        output(Command::new("chmod").arg("-R").arg("a+rX").arg(fs.dir.path()));
+        output(Command::new("chmod").arg("1777").arg(&cache));
+        let uid = support::user_id(TEST_USER).expect("the test user's uid");
+        Who { user: Some(TEST_USER), uid, cache: cache.join(TEST_USER) }
+    }
+
+    /// `wrapper... gpurun opts ROOTFS command` as this user, in the test's directory, with no
+    /// launcher variables.
+    fn run_via(&self, fs: &Rootfs, wrapper: &[&str], opts: &[&str], command: &[&str]) -> Command {
+        let mut line: Vec<std::ffi::OsString> = wrapper.iter().map(Into::into).collect();
+        line.push(support::gpurun_bin().into());
+        let mut cmd = match self.user {
+            None => Command::new(&line[0]),
+            Some(user) => {
+                let mut c = Command::new("setpriv");
+                c.args([&format!("--reuid={user}"), &format!("--regid={user}"), "--init-groups", "--"]);
+                c.arg(&line[0]).env("HOME", "/tmp");
+                c
+            }
+        };
+        cmd.args(&line[1..]).env("GPURUN_CACHE_DIR", &self.cache).env_remove("RUST_LOG");
+        for var in support::PID_NS_VARS.iter().chain(&LAUNCHER_VARS) {
+            cmd.env_remove(var);
+        }
+        cmd.args(opts).arg(fs.root()).args(command).stdin(Stdio::null()).current_dir(fs.dir.path());
+        cmd
+    }
+
+    fn gpurun(&self, fs: &Rootfs, opts: &[&str], command: &[&str]) -> Command {
+        self.run_via(fs, &[], opts, command)
+    }
+
+    /// The name of the socket that this user's `--join key` runs meet on.
+    fn socket(&self, key: &str) -> String {
+        support::join_socket(self.uid, &format!("user:{key}@{}", support::node_name()))
+    }
+}
+
+/// A run in the background. Its stdout lines come through a channel, so that every wait on it
+/// is bounded; it is killed and reaped when dropped, so a failing test strands nothing.
+struct Bg {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    stderr: std::sync::mpsc::Receiver<String>,
+}
+
+impl Bg {
+    fn start(cmd: &mut Command) -> Bg {
+        use std::io::Read;
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start {cmd:?}: {e}"));
+        let (out_tx, lines) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if out_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (err_tx, stderr) = std::sync::mpsc::channel();
+        let mut err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = err.read_to_string(&mut text);
+            let _ = err_tx.send(text);
+        });
+        Bg { child, lines, stderr }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The next line of its stdout, within `limit`.
+    fn line(&self, what: &str, limit: Duration) -> String {
+        self.lines.recv_timeout(limit).unwrap_or_else(|e| panic!("{what}: no line within {limit:?}: {e}"))
+    }
+
+    fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    fn kill(&mut self) {
+        if self.running() {
+            // SAFETY: kill with plain integers on our own unreaped child.
+            unsafe { libc::kill(self.pid() as i32, libc::SIGKILL) };
+        }
+    }
+
+    /// Waits at most `limit` for it to exit: its status, the rest of its stdout and its stderr.
+    fn finish(mut self, what: &str, limit: Duration) -> Output {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "{what}: still running after {limit:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let left = || deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(5));
+        let mut stdout = String::new();
+        loop {
+            match self.lines.recv_timeout(left()) {
+                Ok(line) => stdout.push_str(&format!("{line}\n")),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(e) => panic!("{what}: its stdout stays open after its exit: {e}"),
+            }
+        }
+        let stderr = self.stderr.recv_timeout(left()).unwrap_or_else(|e| panic!("{what}: stderr: {e}"));
+        Output { status, stdout: stdout.into_bytes(), stderr: stderr.into_bytes() }
+    }
+}
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `ready` every 20 ms for at most `limit`.
+fn wait_until(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A workload's line that says where it runs: `RANK|HOSTVAR|cwd|mount ns|user ns|uid|/join-marker
+/// of the image|capability and no_new_privs lines`.
+const WHERE: &str = "echo \"$RANK|$HOSTVAR|$(pwd)|$(readlink /proc/self/ns/mnt)|$(readlink /proc/self/ns/user)|\
+                     $(id -u)|$(cat /join-marker)|$(grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status \
+                     | tr -s '\\t\\n' '  ')\"";
+
+/// [`WHERE`]'s line split at `|`.
+fn place(line: &str) -> Vec<String> {
+    let fields: Vec<String> = line.split('|').map(str::to_string).collect();
+    assert_eq!(fields.len(), 8, "not a WHERE line: {line:?}");
+    fields
+}
+
+/// The mount namespace in a [`WHERE`] line.
+fn mnt(line: &str) -> String {
+    place(line)[3].clone()
+}
+
+/// Shell that puts this rank's file into the bound `/sync` and waits (at most 60 s, then exit 9)
+/// until `n` ranks did: the ranks of a group then all run at the same time.
+fn all_up(n: usize) -> String {
+    format!(
+        "echo > /sync/$RANK; i=0; while [ $(ls /sync | wc -l) -lt {n} ]; do i=$((i+1)); \
+         [ $i -lt 600 ] || exit 9; sleep 0.1; done"
+    )
+}
+
+/// A directory every user may write, to bind at `/sync` for [`all_up`].
+fn sync_dir(fs: &Rootfs, tag: &str) -> PathBuf {
+    let dir = fs.dir.path().join(format!("sync-{tag}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    output(Command::new("chmod").arg("0777").arg(&dir));
+    dir
+}
+
+/// Waits until nothing of a join group is left: no process whose command line names `key`
+/// (a gpurun before its exec, a leader's server, which never execs) or `also` (the workload),
+/// and no socket named `socket` in this network namespace.
+fn nothing_left_of(key: &str, also: &str, socket: &str) {
+    let start = Instant::now();
+    loop {
+        let left = (processes_with(key), processes_with(also), support::unix_sockets(socket));
+        if left.0.is_empty() && left.1.is_empty() && left.2.is_empty() {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "left behind by the join group {key}: processes {:?} and {:?}, sockets {:?}",
+            left.0,
+            left.1,
+            left.2
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A `sleep` argument unique to this test process and `tag`, to find its workloads by.
+fn unique_sleep(tag: u32) -> String {
+    format!("{}", 800_000 + (std::process::id() % 9_999) * 10 + tag)
+}
+
+#[test]
+fn join_three_runs_share_one_container_each_with_its_own_settings() {
+    let Some(fs) = setup("join") else { return };
+    std::fs::write(fs.root().join("join-marker"), "image").unwrap();
+    let mut who = vec![Who::unprivileged(&fs)];
+    if is_root() {
+        // Real root: no user namespace, the mount namespace alone is shared.
+        who.push(Who::caller(&fs));
+    }
+    for who in &who {
+        join_three(&fs, who);
+    }
+}
+
+fn join_three(fs: &Rootfs, who: &Who) {
+    let key = format!("three-{}-{}", std::process::id(), who.uid);
+    let bind = format!("{}:/sync", sync_dir(fs, &who.uid.to_string()).display());
+    // Three joined runs and a plain one, all up at once: a namespace's number may be reused
+    // once the namespace is gone, so they are compared while all live.
+    let script = format!("{}; {WHERE}", all_up(4));
+    let pwds = ["/", "/bin", "/etc"];
+    let mut runs: Vec<Bg> = (0..3)
+        .map(|i| {
+            let rank = format!("RANK=r{i}");
+            let opts = ["--join", &key, "--join-count", "3", "-B", &bind, "--env", &rank, "--pwd", pwds[i]];
+            Bg::start(who.gpurun(fs, &opts, &["sh", "-c", &script]).env("HOSTVAR", format!("h{i}")))
+        })
+        .collect();
+    // Without --join: a container of its own, with the same identity and privileges.
+    let plain = ["--pid-ns", "host", "-B", &bind, "--env", "RANK=plain"];
+    runs.push(Bg::start(&mut who.gpurun(fs, &plain, &["sh", "-c", &script])));
+    let mut outs: Vec<Output> =
+        runs.into_iter().map(|r| r.finish("a joined run", Duration::from_secs(90))).collect();
+    let plain = outs.pop().unwrap();
+    assert_eq!(plain.status.code(), Some(0), "{}", describe(&plain));
+    let plain = place(&stdout(&plain));
+    let mut places = Vec::new();
+    for (i, out) in outs.iter().enumerate() {
+        assert_eq!(out.status.code(), Some(0), "run {i} as {:?}: {}", who.user, describe(out));
+        assert!(out.stderr.is_empty(), "run {i} warned: {}", describe(out));
+        let p = place(&stdout(out));
+        // Its own --env, host variable and --pwd; the image's root.
+        assert_eq!(
+            (p[0].as_str(), p[1].as_str(), p[2].as_str()),
+            (&*format!("r{i}"), &*format!("h{i}"), pwds[i])
+        );
+        assert_eq!(p[6], "image", "{}", describe(out));
+        places.push(p);
+    }
+    for p in &places[1..] {
+        assert_eq!(
+            (&p[3], &p[4]),
+            (&places[0][3], &places[0][4]),
+            "one mount and user namespace: {places:?}"
+        );
+    }
+    assert_ne!(plain[3], places[0][3], "a plain run entered the joined container");
+    assert_eq!((&plain[5], &plain[7]), (&places[0][5], &places[0][7]), "identity and privileges differ");
+    for line in ["CapEff: 0000000000000000", "CapBnd: 0000000000000000", "NoNewPrivs: 1"] {
+        assert!(places[0][7].contains(line), "{line} missing: {places:?}");
+    }
+    let host_ns = |ns: &str| std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap().display().to_string();
+    assert_ne!(places[0][3], host_ns("mnt"));
+    if who.user.is_some() || !is_root() {
+        assert_ne!(places[0][4], host_ns("user"), "an unprivileged run has a user namespace");
+    }
+    // The server left once the third run joined, and took the socket with it.
+    nothing_left_of(&key, &key, &who.socket(&key));
+}
+
+#[test]
+fn join_a_run_whose_container_differs_runs_alone_with_a_warning() {
+    let Some(fs) = setup("join-differs") else { return };
+    std::fs::write(fs.root().join("join-marker"), "image").unwrap();
+    let who = Who::unprivileged(&fs);
+    let key = format!("differs-{}", std::process::id());
+    let seconds = unique_sleep(1);
+    let lead = Bg::start(&mut who.gpurun(
+        &fs,
+        &["--join", &key, "--join-count", "2"],
+        &["sh", "-c", &format!("{WHERE}; exec sleep {seconds}")],
+    ));
+    let lead_ns = mnt(&lead.line("the leader", Duration::from_secs(30)));
+    let extra = TempDir::new("join-differs-bind");
+    let bind = format!("{}:/x", extra.path().display());
+    let other = output(&mut who.gpurun(&fs, &["--join", &key, "-B", &bind], &["sh", "-c", WHERE]));
+    assert_eq!(other.status.code(), Some(0), "{}", describe(&other));
+    let err = String::from_utf8_lossy(&other.stderr);
+    assert!(
+        err.contains("gets a container of its own instead of joining") && err.contains("container differs"),
+        "{}",
+        describe(&other)
+    );
+    assert_ne!(mnt(&stdout(&other)), lead_ns, "a run with other binds entered the container");
+    drop(lead);
+    nothing_left_of(&key, &format!("sleep\0{seconds}"), &who.socket(&key));
+}
+
+/// A run refused for its other binds must not count as one of the `--join-count` runs: the
+/// rank that fits, arriving after it, still joins. Ignored while it fails: the server counts
+/// every answer it sent, and the joiner checks the fingerprint only after that, so here the
+/// server leaves after the refused run and the fitting rank silently gets a container of its
+/// own (under MPI with CMA required, the job then fails).
+#[test]
+#[ignore = "fails: a refused joiner takes a place of --join-count (src/sandbox/join.rs server counts every answer)"]
+fn join_a_refused_run_does_not_take_the_place_of_a_rank() {
+    let Some(fs) = setup("join-place") else { return };
+    std::fs::write(fs.root().join("join-marker"), "image").unwrap();
+    let who = Who::unprivileged(&fs);
+    let key = format!("place-{}", std::process::id());
+    let seconds = unique_sleep(2);
+    let opts = ["--join", key.as_str(), "--join-count", "2"];
+    let lead =
+        Bg::start(&mut who.gpurun(&fs, &opts, &["sh", "-c", &format!("{WHERE}; exec sleep {seconds}")]));
+    let lead_ns = mnt(&lead.line("the leader", Duration::from_secs(30)));
+    let extra = TempDir::new("join-place-bind");
+    let bind = format!("{}:/x", extra.path().display());
+    let other = output(&mut who.gpurun(&fs, &["--join", &key, "-B", &bind], &["true"]));
+    assert_eq!(other.status.code(), Some(0), "{}", describe(&other));
+    let rank = output(&mut who.gpurun(&fs, &opts, &["sh", "-c", WHERE]));
+    assert_eq!(rank.status.code(), Some(0), "{}", describe(&rank));
+    assert_eq!(mnt(&stdout(&rank)), lead_ns, "the second rank did not join: {}", describe(&rank));
+    drop(lead);
+    nothing_left_of(&key, &format!("sleep\0{seconds}"), &who.socket(&key));
+}
+
+#[test]
+fn join_outlives_its_leader_killed() {
+    let Some(fs) = setup("join-kill") else { return };
+    std::fs::write(fs.root().join("join-marker"), "image").unwrap();
+    let who = Who::unprivileged(&fs);
+    let key = format!("kill-{}", std::process::id());
+    let seconds = unique_sleep(3);
+    let script = format!("{WHERE}; exec sleep {seconds}");
+    let start = |rank: &str| {
+        let opts = ["--join", key.as_str(), "--join-count", "3", "--env", &format!("RANK={rank}")];
+        let run = Bg::start(&mut who.gpurun(&fs, &opts, &["sh", "-c", &script]));
+        let line = run.line(&format!("run {rank}"), Duration::from_secs(30));
+        (run, mnt(&line))
+    };
+    let (mut a, a_ns) = start("a");
+    let (mut b, b_ns) = start("b");
+    assert_eq!(b_ns, a_ns, "B did not join A");
+    a.kill();
+    let a = a.finish("the killed leader", Duration::from_secs(10));
+    assert_eq!(a.status.signal(), Some(libc::SIGKILL), "{}", describe(&a));
+    // The leader's server goes with it (its parent-death signal), and so does the socket...
+    wait_until("the killed leader's server and socket to go", Duration::from_secs(10), || {
+        processes_with(&key).is_empty() && support::unix_sockets(&who.socket(&key)).is_empty()
+    });
+    // ...while B runs on in the container: namespaces live as long as a process is in them.
+    assert!(b.running(), "B died with its leader");
+    let b_mnt = std::fs::read_link(format!("/proc/{}/ns/mnt", b.pid())).unwrap();
+    assert_eq!(b_mnt.display().to_string(), a_ns);
+    // C, same key, leads a container of its own, and D joins it.
+    let (mut c, c_ns) = start("c");
+    assert_ne!(c_ns, a_ns, "C entered the dead leader's container");
+    let (mut d, d_ns) = start("d");
+    assert_eq!(d_ns, c_ns, "D did not join C, the new leader");
+    for run in [&mut b, &mut c, &mut d] {
+        assert!(run.running());
+        run.kill();
+    }
+    drop((b, c, d));
+    nothing_left_of(&key, &format!("sleep\0{seconds}"), &who.socket(&key));
+}
+
+#[test]
+fn join_after_a_dead_leader_the_next_runs_meet_anew() {
+    let Some(fs) = setup("join-dead") else { return };
+    std::fs::write(fs.root().join("join-marker"), "image").unwrap();
+    let who = Who::unprivileged(&fs);
+    let key = format!("dead-{}", std::process::id());
+    let seconds = unique_sleep(4);
+    // A leads, expects two more, and is killed before any came.
+    let mut a = Bg::start(&mut who.gpurun(
+        &fs,
+        &["--join", &key, "--join-count", "3"],
+        &["sh", "-c", &format!("{WHERE}; exec sleep {seconds}")],
+    ));
+    place(&a.line("the leader's workload", Duration::from_secs(30)));
+    assert_eq!(support::unix_sockets(&who.socket(&key)).len(), 1, "the leader's socket");
+    a.kill();
+    drop(a);
+    nothing_left_of(&key, &format!("sleep\0{seconds}"), &who.socket(&key));
+    // B and C, two of a kind, share a container of their own and both succeed.
+    let bind = format!("{}:/sync", sync_dir(&fs, "dead").display());
+    let script = format!("{}; {WHERE}", all_up(2));
+    let runs: Vec<Bg> = ["b", "c"]
+        .iter()
+        .map(|rank| {
+            let rank = format!("RANK={rank}");
+            let opts = ["--join", key.as_str(), "--join-count", "2", "-B", &bind, "--env", &rank];
+            Bg::start(&mut who.gpurun(&fs, &opts, &["sh", "-c", &script]))
+        })
+        .collect();
+    let outs: Vec<Output> = runs.into_iter().map(|r| r.finish("B or C", Duration::from_secs(90))).collect();
+    for out in &outs {
+        assert_eq!(out.status.code(), Some(0), "{}", describe(out));
+    }
+    let (b_ns, c_ns) = (mnt(&stdout(&outs[0])), mnt(&stdout(&outs[1])));
+    assert_eq!(b_ns, c_ns, "B and C did not join each other");
+    nothing_left_of(&key, &key, &who.socket(&key));
+}
+
+/// The leader dies between winning the election (its socket bound) and serving, while a run
+/// waits for its answer: that run must elect again (here: lead) instead of giving up. strace
+/// holds the leader at its first `unshare`, the step right after it bound the socket.
+#[test]
+fn join_leader_killed_during_its_setup_hands_over_to_the_waiting_run() {
+    let Some(strace) = support::which("strace") else {
+        skip("strace missing (apt-get install strace): it holds the leader in its setup");
+        return;
+    };
+    let Some(fs) = setup("join-setup") else { return };
+    std::fs::write(fs.root().join("join-marker"), "image").unwrap();
+    let who = Who::unprivileged(&fs);
+    let key = format!("setup-{}", std::process::id());
+    let socket = who.socket(&key);
+    let bind = format!("{}:/sync", sync_dir(&fs, "setup").display());
+    let script = format!("{}; {WHERE}", all_up(2));
+    let opts = |rank: &str| -> Vec<String> {
+        let rank = format!("RANK={rank}");
+        ["--join", &key, "--join-count", "2", "-B", &bind, "--env", &rank].map(str::to_string).to_vec()
+    };
+    let strace = strace.display().to_string();
+    let hold =
+        ["-f", "-o", "/dev/null", "-e", "trace=unshare", "-e", "inject=unshare:delay_enter=120000000:when=1"];
+    let wrapper: Vec<&str> = std::iter::once(strace.as_str()).chain(hold).chain(["--"]).collect();
+    let a_opts = opts("a");
+    let a_opts: Vec<&str> = a_opts.iter().map(String::as_str).collect();
+    let mut a = Bg::start(&mut who.run_via(&fs, &wrapper, &a_opts, &["sh", "-c", &script]));
+    wait_until("the held leader's socket", Duration::from_secs(30), || {
+        support::unix_sockets(&socket).len() == 1
+    });
+    let b_opts = opts("b");
+    let b_opts: Vec<&str> = b_opts.iter().map(String::as_str).collect();
+    let b = Bg::start(&mut who.gpurun(&fs, &b_opts, &["sh", "-c", &script]));
+    // B's connection waits in the held leader's backlog (it carries the socket's name too).
+    wait_until("B to connect to the held leader", Duration::from_secs(30), || {
+        support::unix_sockets(&socket).len() == 2
+    });
+    let leader = children(a.pid());
+    assert_eq!(leader.len(), 1, "strace's child, the held gpurun: {leader:?}");
+    // SAFETY: kill with plain integers; the pid is our grandchild, held by strace.
+    unsafe { libc::kill(leader[0] as i32, libc::SIGKILL) };
+    // A tracee stopped by its tracer dies only once let go: strace goes too, and its tracee,
+    // dead already, cannot run on.
+    a.kill();
+    let a = a.finish("strace", Duration::from_secs(10));
+    wait_until("the held leader to die", Duration::from_secs(10), || {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", leader[0])).unwrap_or_default();
+        stat.rsplit_once(')').is_none_or(|(_, rest)| rest.trim_start().starts_with('Z'))
+    });
+    assert!(stdout(&a).is_empty(), "the held leader ran its workload: {}", describe(&a));
+    let c_opts = opts("c");
+    let c_opts: Vec<&str> = c_opts.iter().map(String::as_str).collect();
+    let c = Bg::start(&mut who.gpurun(&fs, &c_opts, &["sh", "-c", &script]));
+    let b = b.finish("B", Duration::from_secs(90));
+    let c = c.finish("C", Duration::from_secs(90));
+    for out in [&b, &c] {
+        assert_eq!(out.status.code(), Some(0), "{}", describe(out));
+    }
+    assert!(b.stderr.is_empty(), "B gave up instead of electing again: {}", describe(&b));
+    assert_eq!(mnt(&stdout(&b)), mnt(&stdout(&c)), "B and C do not share a container");
+    nothing_left_of(&key, &key, &socket);
+}
+
+/// The pids whose parent is `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            // pid (comm) state ppid ...: the comm may hold spaces and parentheses.
+            let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+            after.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid)
+        })
+        .collect()
+}
+
+#[test]
+fn join_refused_where_it_cannot_work() {
+    let Some(fs) = setup("join-errors") else { return };
+    let who = Who::caller(&fs);
+    let fails = |opts: &[&str], wanted: &[&str]| {
+        let out = output(&mut who.gpurun(&fs, opts, &["true"]));
+        assert_eq!(out.status.code(), Some(125), "{opts:?}: {}", describe(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        for w in wanted {
+            assert!(err.contains(w), "{opts:?}: {w:?} missing: {}", describe(&out));
+        }
+        assert!(err.contains("gpurun: hint:"), "{opts:?}: {}", describe(&out));
+    };
+    fails(&["--join", "k", "-p"], &["--join", "host PID namespace"]);
+    fails(&["--join", "k", "--pid-ns", "private"], &["--join", "host PID namespace"]);
+    fails(&["--join-count", "2"], &["--join-count"]);
+    fails(&["--pid-ns", "host", "--join-count", "2"], &["--join-count 2", "no launcher's job id"]);
+    fails(&["--join", ""], &["--join", "the key must be"]);
+    // What --dry-run says: the key (with the node), the count, why, whether asked for.
+    let plan = |opts: &[&str], vars: &[(&str, &str)]| {
+        let out = output(who.gpurun(&fs, opts, &["true"]).envs(vars.iter().copied()));
+        assert_eq!(out.status.code(), Some(0), "{opts:?} {vars:?}: {}", describe(&out));
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON plan");
+        (plan["join"].clone(), plan["pid_ns"]["mode"].clone())
+    };
+    let node = support::node_name();
+    let (join, pid_ns) = plan(&["--dry-run", "--join", "k", "--join-count", "3"], &[]);
+    assert_eq!(join["key"], format!("user:k@{node}"), "{join}");
+    assert_eq!(
+        (&join["count"], &join["explicit"], &pid_ns),
+        (&3.into(), &true.into(), &"host".into()),
+        "{join}"
+    );
+    let slurm = [("SLURM_JOB_ID", "71"), ("SLURM_STEP_ID", "2"), ("SLURM_STEP_TASKS_PER_NODE", "3(x2)")];
+    let (join, _) = plan(&["--dry-run", "--pid-ns", "host"], &slurm);
+    assert_eq!((&join["key"], &join["count"]), (&format!("slurm:71.2@{node}").into(), &3.into()), "{join}");
+    assert_eq!(join["explicit"], false, "{join}");
+    let (join, _) = plan(&["--dry-run", "--pid-ns", "host", "--no-join"], &slurm);
+    assert_eq!((&join["key"], &join["reason"]), (&serde_json::Value::Null, &"--no-join".into()), "{join}");
+    // Plain Slurm tasks get a PID namespace each, and so no join.
+    let (join, pid_ns) = plan(&["--dry-run"], &slurm);
+    assert_eq!((&join["key"], &pid_ns), (&serde_json::Value::Null, &"private".into()), "{join}");
+    let ompi =
+        [("OMPI_COMM_WORLD_RANK", "1"), ("PMIX_NAMESPACE", "ns9"), ("OMPI_COMM_WORLD_LOCAL_SIZE", "4")];
+    let (join, pid_ns) = plan(&["--dry-run"], &ompi);
+    assert_eq!((&join["key"], &join["count"]), (&format!("ompi:ns9@{node}").into(), &4.into()), "{join}");
+    assert_eq!(pid_ns, "host");
+}
+
+/// The meeting point belongs to one uid: root giving gpurun-test's key gets a container of its
+/// own; a client of another uid on gpurun-test's socket gets no descriptors and takes no place
+/// of the count; and the name held by another uid (squatted) makes gpurun-test's run go alone,
+/// warned, instead of failing or hanging.
+#[test]
+fn join_no_other_user_enters_or_holds_up_the_group() {
+    if !support::needs_root("a second user beside gpurun-test (here root) needs root") {
+        return;
+    }
+    let Some(fs) = setup("join-users") else { return };
+    std::fs::write(fs.root().join("join-marker"), "image").unwrap();
+    let user = Who::unprivileged(&fs);
+    let root = Who::caller(&fs);
+    let key = format!("users-{}", std::process::id());
+    let seconds = unique_sleep(5);
+    let opts = ["--join", key.as_str(), "--join-count", "2"];
+    let lead =
+        Bg::start(&mut user.gpurun(&fs, &opts, &["sh", "-c", &format!("{WHERE}; exec sleep {seconds}")]));
+    let lead_ns = mnt(&lead.line("gpurun-test's leader", Duration::from_secs(30)));
+    let other = output(&mut root.gpurun(&fs, &["--join", &key], &["sh", "-c", WHERE]));
+    assert_eq!(other.status.code(), Some(0), "{}", describe(&other));
+    assert_ne!(mnt(&stdout(&other)), lead_ns, "root entered gpurun-test's container");
+    // This process, root, knocks on gpurun-test's socket itself: the server hangs up.
+    let (bytes, fds) = knock(&user.socket(&key));
+    assert_eq!((bytes, fds), (0, 0), "the server answered another uid");
+    // ...without counting it: gpurun-test's second run still joins.
+    let second = output(&mut user.gpurun(&fs, &opts, &["sh", "-c", WHERE]));
+    assert_eq!(second.status.code(), Some(0), "{}", describe(&second));
+    assert_eq!(mnt(&stdout(&second)), lead_ns, "the second run did not join: {}", describe(&second));
+    drop(lead);
+    nothing_left_of(&key, &format!("sleep\0{seconds}"), &user.socket(&key));
+    assert!(support::unix_sockets(&root.socket(&key)).is_empty(), "root's run left its socket");
+
+    // Root holds the name gpurun-test's group would meet on.
+    let key = format!("squat-{}", std::process::id());
+    let squatter = listen_on(&user.socket(&key));
+    let mut run = user.gpurun(&fs, &["--join", &key, "--join-count", "2"], &["sh", "-c", "echo ran"]);
+    let got = support::run_limited(&mut run, Duration::from_secs(90));
+    assert!(!got.timed_out, "a squatted name held the run up: {}", describe(&got.output));
+    assert_eq!(got.output.status.code(), Some(0), "{}", describe(&got.output));
+    assert_eq!(stdout(&got.output), "ran");
+    let err = String::from_utf8_lossy(&got.output.stderr);
+    assert!(
+        err.contains("gets a container of its own instead of joining") && err.contains("held by uid 0"),
+        "{}",
+        describe(&got.output)
+    );
+    drop(squatter);
+}
+
+/// A socket of this process bound to the abstract `name`, listening.
+fn listen_on(name: &str) -> std::os::fd::OwnedFd {
+    use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let sock = socket::socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
+    let addr = UnixAddr::new_abstract(name.as_bytes()).unwrap();
+    socket::bind(sock.as_raw_fd(), &addr).unwrap_or_else(|e| panic!("bind @{name}: {e}"));
+    socket::listen(&sock, Backlog::new(8).unwrap()).unwrap();
+    sock
+}
+
+/// Connects to the abstract `name` as a joiner would and reads the answer (at most 20 s): how
+/// many bytes and how many descriptors came.
+fn knock(name: &str) -> (usize, usize) {
+    use nix::sys::socket::{
+        self, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType, UnixAddr,
+    };
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+    let sock = socket::socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
+    let addr = UnixAddr::new_abstract(name.as_bytes()).unwrap();
+    socket::connect(sock.as_raw_fd(), &addr).unwrap_or_else(|e| panic!("connect @{name}: {e}"));
+    let timeout = nix::sys::time::TimeVal::new(20, 0);
+    socket::setsockopt(&sock, socket::sockopt::ReceiveTimeout, &timeout).unwrap();
+    let mut buf = [0u8; 64];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([RawFd; 4]);
+    let msg = socket::recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
+        .unwrap_or_else(|e| panic!("no answer and no hang-up on @{name}: {e}"));
+    let mut fds = 0;
+    for cmsg in msg.cmsgs().unwrap() {
+        if let ControlMessageOwned::ScmRights(received) = cmsg {
+            fds += received.len();
+            // SAFETY: SCM_RIGHTS installed these descriptors for this process alone.
+            drop(received.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }).collect::<Vec<_>>());
+        }
+    }
+    (msg.bytes, fds)
+}
+
+/// A root that fuse-overlayfs serves (`--writable-tmpfs` without the kernel's overlay) dies with
+/// the run that made it, so it is never shared: with `--join`, the plan says so, and the run
+/// warns and runs alone.
+#[test]
+fn join_warns_that_a_fuse_overlayfs_root_is_not_shared() {
+    if support::which("fuse-overlayfs").is_none() {
+        skip("fuse-overlayfs missing: apt-get install fuse-overlayfs");
+        return;
+    }
+    let Some(fs) = setup("join-fuse") else { return };
+    let who = Who::caller(&fs);
+    let opts = ["--join", "fuse", "--join-count", "2", "--root-mode", "bind", "--writable-tmpfs"];
+    let plan = output(&mut who.gpurun(&fs, &[&["--dry-run"][..], &opts].concat(), &["true"]));
+    assert_eq!(plan.status.code(), Some(0), "{}", describe(&plan));
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("JSON plan");
+    let join = &plan["join"];
+    assert_eq!((&join["key"], &join["explicit"]), (&serde_json::Value::Null, &true.into()), "{join}");
+    assert!(join["reason"].as_str().is_some_and(|r| r.contains("fuse-overlayfs")), "{join}");
+    // /dev/fuse is root's alone on most hosts: the run itself as root only.
+    if is_root() {
+        let out = output(&mut who.gpurun(&fs, &opts, &["sh", "-c", "echo w > /new && cat /new"]));
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        assert_eq!(stdout(&out), "w");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--join: this run gets a container of its own") && err.contains("fuse"),
+            "{err}"
+        );
+    }
 }

@@ -396,3 +396,38 @@ pub fn service_up(state: &Result<(), String>) -> bool {
 pub fn which(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(name)).find(|p| p.is_file())
 }
+
+/// The name (without the leading `@` or NUL) of the abstract Unix socket on which the runs of
+/// `uid` that join under `key` meet: `gpurun-join/<uid>/<hex>`, the hex being the first 16 bytes
+/// of the SHA-256 of the key as gpurun resolves it (`user:KEY@NODE` for `--join KEY`,
+/// `slurm:JOB.STEP@NODE` or `ompi:JOB@NODE` for a launcher's ranks).
+pub fn join_socket(uid: u32, key: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
+    format!("gpurun-join/{uid}/{}", hex(&digest.as_ref()[..16]))
+}
+
+/// The node name gpurun puts in a join key outside Slurm (`SLURMD_NODENAME` wins there): the
+/// kernel's host name, as `uname -n` prints it.
+pub fn node_name() -> String {
+    rustix::system::uname().nodename().to_string_lossy().into_owned()
+}
+
+/// The lines of `/proc/net/unix` (the Unix sockets of this network namespace, abstract names
+/// shown with a leading `@`) whose name starts with `@prefix`: a listening socket and each
+/// connection made to it, pending or accepted, carry its name.
+pub fn unix_sockets(prefix: &str) -> Vec<String> {
+    let table = std::fs::read_to_string("/proc/net/unix").expect("read /proc/net/unix");
+    let wanted = format!("@{prefix}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| line.split_whitespace().nth(7).is_some_and(|name| name.starts_with(&wanted)))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The uid of the local user `name` (`id -u`), `None` when there is no such user.
+pub fn user_id(name: &str) -> Option<u32> {
+    let out = Command::new("id").args(["-u", name]).output().ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok().filter(|_| out.status.success())
+}
