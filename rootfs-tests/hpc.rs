@@ -5,8 +5,11 @@
 //! `sacct`, `scancel` reaching the workload's SIGTERM trap with nothing left running, an array
 //! job sharing one rootfs, `mpirun -np 4 gpurun IMAGE /mpi_ring` and `srun --mpi=pmix` ranks on a
 //! cold cache talking through shared memory only, the GPU examples' failure path on a host
-//! without GPUs, and 64 concurrent starts of one cached image. Every example under `examples/`
-//! (slurm, mpi, rocm, nvidia) is run here.
+//! without GPUs, and 64 concurrent starts of one cached image. Ranks of one job on one node share
+//! one container: under `mpirun` and `srun --mpi=pmix` single-copy transfers (CMA), required,
+//! work (and fail with `--no-join`), two concurrent steps get one container each, and `scancel`
+//! leaves neither a join server nor its socket. Every example under `examples/` (slurm, mpi,
+//! rocm, nvidia) is run here.
 
 mod support;
 
@@ -327,7 +330,8 @@ fn mpirun_ranks_in_containers_form_a_ring() {
     cmd.env("GPURUN", &w.gpurun).envs(shared_memory_only());
     let out = output(&mut cmd);
     assert_ring_ok(&out);
-    // run.sh turns CMA off for unprivileged ranks, so Open MPI 4 does not warn about it.
+    // The ranks share one container (gpurun joins them on mpirun's job), so Open MPI 4's CMA
+    // check between them passes and it has nothing to warn about.
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("different user namespaces"), "{}", describe(&out));
     assert_eq!(cache_entries(&cache), (1, 0));
@@ -430,4 +434,283 @@ fn sixty_four_concurrent_starts_of_one_cached_image() {
     let took = start.elapsed();
     assert!(took < Duration::from_secs(120), "64 starts took {took:?}");
     assert_eq!(cache_entries(&cache), (1, 0));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ranks of one job step on one node share one container (src/join.rs, src/sandbox/join.rs), so
+// that MPI's single-copy transfers (CMA) work between unprivileged ranks.
+
+/// The uid the tests' jobs and ranks run as: `gpurun-test` as root, else the caller.
+fn test_uid() -> u32 {
+    if is_root() {
+        support::user_id(USER).expect("the test user's uid")
+    } else {
+        rustix::process::geteuid().as_raw()
+    }
+}
+
+/// The name of the socket on which the test user's runs of join key `key` (as gpurun resolves
+/// it, the node included) meet. Checked by name, not as every `gpurun-join/<uid>/` socket, so
+/// that other runs of the same user on this machine cannot fail the tests.
+fn join_socket_of(key: &str) -> String {
+    support::join_socket(test_uid(), key)
+}
+
+/// The join socket of the tasks of step `step` of Slurm job `job` on this single-node cluster
+/// (its node's name is the tasks' SLURMD_NODENAME).
+fn slurm_step_socket(job: &str, step: u32) -> String {
+    let node = text(&output(Command::new("sinfo").args(["-h", "-N", "-o", "%N"]))).trim().to_string();
+    join_socket_of(&format!("slurm:{job}.{step}@{node}"))
+}
+
+/// The shared-memory BTL's single-copy mechanism set to `cma`: Open MPI then fails instead of
+/// copying through the shared segment where CMA does not work between two ranks (different user
+/// namespaces).
+fn cma_required() -> (String, String) {
+    (format!("OMPI_MCA_btl_{}_single_copy_mechanism", shared_memory_btl()), "cma".into())
+}
+
+/// `mpirun -np 4 GPURUN opts IMAGE command` as the test user, shared memory only and CMA
+/// required, killed after 120 s (exit 124).
+fn mpirun_in(w: &World, cache: &Path, image: &Path, opts: &[&str], command: &[&str]) -> Output {
+    let mut args = vec!["120", "mpirun", "--oversubscribe", "-np", "4", w.gpurun.to_str().unwrap()];
+    args.extend_from_slice(opts);
+    args.push(image.to_str().unwrap());
+    args.extend_from_slice(command);
+    let mut cmd = as_user(w.dir.path(), cache, "timeout", &args);
+    cmd.envs(shared_memory_only()).envs([cma_required()]);
+    output(&mut cmd)
+}
+
+/// `mpirun_in` of four ranks that each print their job's PMIx namespace (gpurun's key) and
+/// their mount and user namespace once all four are
+/// up: the first, which serves the others the container, must not leave before they joined (its
+/// server goes with it; MPI ranks wait for each other in MPI_Init anyway).
+fn namespaces_of_ranks(w: &World, cache: &Path, image: &Path, opts: &[&str], tag: &str) -> Output {
+    let sync = shared_dir(w, &format!("ranks-up-{tag}"));
+    let bind = format!("{}:/sync", sync.display());
+    let script = "echo > /sync/$OMPI_COMM_WORLD_RANK; i=0; while [ $(ls /sync | wc -l) -lt 4 ]; do \
+                  i=$((i+1)); [ $i -lt 600 ] || exit 9; sleep 0.1; done; \
+                  echo $PMIX_NAMESPACE $(readlink /proc/self/ns/mnt) $(readlink /proc/self/ns/user)";
+    let opts: Vec<&str> = opts.iter().copied().chain(["-B", &bind]).collect();
+    mpirun_in(w, cache, image, &opts, &["sh", "-c", script])
+}
+
+/// The host's (this process's) mount namespace, as `readlink /proc/self/ns/mnt` prints it.
+fn host_mnt_ns() -> String {
+    std::fs::read_link("/proc/self/ns/mnt").unwrap().display().to_string()
+}
+
+#[test]
+fn mpirun_ranks_share_one_container_so_single_copy_works() {
+    let _serial = serial();
+    let Some(w) = world() else { return };
+    let Some(image) = &w.mpi_image else {
+        skip("Open MPI missing: run rootfs-tests/hpc/setup.sh as root (openmpi-bin, libopenmpi-dev)");
+        return;
+    };
+    let cache = w.dir.path().join("cache-mpi-cma");
+    // The example as users run it, with CMA required.
+    let script = repo().join("examples/mpi/run.sh");
+    let mut cmd =
+        as_user(w.dir.path(), &cache, "timeout", &["120", script.to_str().unwrap(), image.to_str().unwrap()]);
+    cmd.env("GPURUN", &w.gpurun).envs(shared_memory_only()).envs([cma_required()]);
+    let out = output(&mut cmd);
+    assert_ring_ok(&out);
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("different user namespaces"),
+        "{}",
+        describe(&out)
+    );
+    // The four ranks were in one mount and user namespace, not the host's.
+    let out = namespaces_of_ranks(w, &cache, image, &[], "join");
+    assert!(out.status.success(), "{}", describe(&out));
+    let lines: Vec<String> = text(&out).lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 4, "{}", describe(&out));
+    assert!(lines.iter().all(|l| *l == lines[0]), "the ranks are in different containers: {lines:?}");
+    assert!(!lines[0].contains(&host_mnt_ns()), "the ranks run in the host's mount namespace: {lines:?}");
+    let job = lines[0].split(' ').next().unwrap_or_default();
+    let socket = join_socket_of(&format!("ompi:{job}@{}", support::node_name()));
+    // With --no-join each rank has its own, and CMA, required, fails: the check above can fail.
+    let out = namespaces_of_ranks(w, &cache, image, &["--no-join"], "no-join");
+    assert!(out.status.success(), "{}", describe(&out));
+    let apart = text(&out);
+    let mut apart: Vec<&str> = apart.lines().collect();
+    apart.sort();
+    apart.dedup();
+    assert_eq!(apart.len(), 4, "--no-join ranks share a container: {}", describe(&out));
+    let out = mpirun_in(w, &cache, image, &["--no-join"], &["/mpi_ring"]);
+    assert!(!out.status.success() && out.status.code() != Some(124), "{}", describe(&out));
+    // Open MPI 4 says why ("CMA ... not available due to different user namespaces") unless its
+    // show_help messages from four ranks at once come garbled ("ORTE_ERROR_LOG: Data unpack"),
+    // as they sometimes do; the BTL's abort is always there.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("different user namespaces") || err.contains("BTL is aborting"),
+        "{}",
+        describe(&out)
+    );
+    let gpurun = w.gpurun.to_string_lossy().into_owned();
+    wait_for("no gpurun process and no join socket left", Duration::from_secs(10), || {
+        processes_with(&gpurun).is_empty() && support::unix_sockets(&socket).is_empty()
+    });
+}
+
+#[test]
+fn srun_mpi_pmix_ranks_share_one_container_so_single_copy_works() {
+    let _serial = serial();
+    let Some(w) = world() else { return };
+    let Some(image) = &w.mpi_image else {
+        skip("Open MPI missing: run rootfs-tests/hpc/setup.sh as root (openmpi-bin, libopenmpi-dev)");
+        return;
+    };
+    if !slurm() {
+        return;
+    }
+    let plugins = srun_mpi_plugins();
+    if !plugins.lines().any(|l| l.trim() == "pmix") {
+        skip(&format!("this Slurm has no pmix MPI plugin; srun --mpi=list says: {plugins}"));
+        return;
+    }
+    let cache = w.dir.path().join("cache-pmix-cma");
+    let script = repo().join("examples/mpi/sbatch-pmix.sh");
+    let vars = shared_memory_only();
+    let (cma, value) = cma_required();
+    let vars: Vec<(&str, &str)> =
+        vars.iter().map(|(k, v)| (*k, v.as_str())).chain([(cma.as_str(), value.as_str())]).collect();
+    let (job, out, logs) = sbatch_wait_with(w, &cache, &script, &[], "pmix-cma", image, &vars);
+    let job_out = Output { status: out.status, stdout: logs.clone().into_bytes(), stderr: out.stderr };
+    assert_ring_ok(&job_out);
+    assert!(!logs.contains("different user namespaces") && !logs.contains("PMIX ERROR"), "{logs}");
+    let socket = slurm_step_socket(&job, 0);
+    wait_for("no join socket left", Duration::from_secs(10), || support::unix_sockets(&socket).is_empty());
+}
+
+/// A directory every user may write, under the world's directory.
+fn shared_dir(w: &World, name: &str) -> PathBuf {
+    let dir = w.dir.path().join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    chmod(&dir, 0o777);
+    dir
+}
+
+/// The files of `dir` not starting with a dot, by name, with their content trimmed.
+fn files_in(dir: &Path) -> Vec<(String, String)> {
+    let mut files: Vec<(String, String)> = support::dir_entries(dir)
+        .into_iter()
+        .filter_map(|p| {
+            let name = p.file_name()?.to_str()?.to_string();
+            (!name.starts_with('.'))
+                .then(|| (name, std::fs::read_to_string(&p).unwrap_or_default().trim().into()))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn scancel_of_joined_ranks_leaves_no_server_and_no_socket() {
+    let _serial = serial();
+    let Some(w) = world() else { return };
+    if !slurm() {
+        return;
+    }
+    let out_dir = shared_dir(w, "join-cancel-out");
+    let seconds = format!("{}", 700_000 + std::process::id() % 99_999);
+    // Plain srun tasks are no MPI ranks: --pid-ns host makes them join on their job step. One
+    // place more than there are tasks keeps the leader's server waiting, so that scancel has it
+    // to take down too. Each task writes its mount namespace (renamed into place: whole).
+    let script = w.dir.path().join("join-cancel.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n#SBATCH --ntasks=4\nsrun -n 4 \"$GPURUN\" --pid-ns host --join-count 5 -B {}:/out \"$IMAGE\" \
+             sh -c 'readlink /proc/self/ns/mnt > /out/.$SLURM_PROCID && mv /out/.$SLURM_PROCID /out/$SLURM_PROCID; \
+             exec sleep {seconds}'\n",
+            out_dir.display()
+        ),
+    )
+    .unwrap();
+    let cache = w.dir.path().join("cache-join-cancel");
+    let sub = output(
+        as_user(w.dir.path(), &cache, "sbatch", &["--parsable", "-o", "/dev/null", script.to_str().unwrap()])
+            .env("IMAGE", &w.busybox_image)
+            .env("GPURUN", &w.gpurun),
+    );
+    assert!(sub.status.success(), "{}", describe(&sub));
+    let job = text(&sub).trim().to_string();
+    let in_queue = || !text(&output(Command::new("squeue").args(["-h", "-j", &job]))).trim().is_empty();
+    wait_for("the four tasks to start", Duration::from_secs(90), || {
+        files_in(&out_dir).len() == 4 || !in_queue()
+    });
+    let ranks = files_in(&out_dir);
+    assert_eq!(ranks.len(), 4, "the job ended before its four tasks were up: {ranks:?}");
+    assert!(
+        ranks.iter().all(|(_, ns)| *ns == ranks[0].1),
+        "the tasks are in different containers: {ranks:?}"
+    );
+    assert_ne!(ranks[0].1, host_mnt_ns(), "{ranks:?}");
+    let gpurun = w.gpurun.to_string_lossy().into_owned();
+    let socket = slurm_step_socket(&job, 0);
+    assert_eq!(support::unix_sockets(&socket).len(), 1, "the leader's server listens while a place is open");
+    let c = output(&mut as_user(w.dir.path(), &cache, "scancel", &[&job]));
+    assert!(c.status.success(), "{}", describe(&c));
+    let marker = format!("sleep\0{seconds}");
+    let start = Instant::now();
+    loop {
+        let left = (processes_with(&gpurun), processes_with(&marker), support::unix_sockets(&socket));
+        if left.0.is_empty() && left.1.is_empty() && left.2.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "left after scancel (gpurun, tasks, sockets): {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_for("the job to leave the queue", Duration::from_secs(30), || !in_queue());
+}
+
+#[test]
+fn two_concurrent_steps_get_one_container_each() {
+    let _serial = serial();
+    let Some(w) = world() else { return };
+    if !slurm() {
+        return;
+    }
+    let out_dir = shared_dir(w, "join-steps-out");
+    // Two steps of two tasks at once; every task waits (at most 60 s) until all four wrote their
+    // step and mount namespace, so both steps certainly run at the same time.
+    let task = "echo \"$SLURM_STEP_ID $(readlink /proc/self/ns/mnt)\" > /out/.$SLURM_STEP_ID.$SLURM_PROCID && \
+                mv /out/.$SLURM_STEP_ID.$SLURM_PROCID /out/$SLURM_STEP_ID.$SLURM_PROCID; i=0; \
+                while [ $(ls /out | wc -l) -lt 4 ]; do i=$((i+1)); [ $i -lt 600 ] || exit 9; sleep 0.1; done";
+    let srun = format!(
+        "srun --exact -n 2 \"$GPURUN\" --pid-ns host -B {}:/out \"$IMAGE\" sh -c '{task}'",
+        out_dir.display()
+    );
+    let script = w.dir.path().join("join-steps.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\n#SBATCH --ntasks=4\n{srun} & a=$!\n{srun} & b=$!\nwait $a && wait $b\n"),
+    )
+    .unwrap();
+    let cache = w.dir.path().join("cache-join-steps");
+    let (job, out, logs) = sbatch_wait(w, &cache, &script, &[], "join-steps");
+    assert!(out.status.success(), "{}\n{logs}", describe(&out));
+    let tasks = files_in(&out_dir);
+    assert_eq!(tasks.len(), 4, "{tasks:?}\n{logs}");
+    let mut steps: Vec<(&str, &str)> = tasks.iter().filter_map(|(_, line)| line.split_once(' ')).collect();
+    steps.sort();
+    assert_eq!(steps.len(), 4, "{tasks:?}");
+    let (first, second) = (steps[0], steps[3]);
+    assert_ne!(first.0, second.0, "one step ran all four tasks: {steps:?}");
+    assert_eq!((steps[1].0, steps[2].0), (first.0, second.0), "not two tasks per step: {steps:?}");
+    assert_eq!(steps[1].1, first.1, "the tasks of step {} are in different containers: {steps:?}", first.0);
+    assert_eq!(steps[2].1, second.1, "the tasks of step {} are in different containers: {steps:?}", second.0);
+    assert_ne!(first.1, second.1, "two steps share one container: {steps:?}");
+    let sockets = [first.0, second.0].map(|step| slurm_step_socket(&job, step.parse().unwrap()));
+    wait_for("no join socket left", Duration::from_secs(10), || {
+        sockets.iter().all(|s| support::unix_sockets(s).is_empty())
+    });
 }

@@ -24,11 +24,10 @@ root_flag=()
 [ "$(id -u)" = 0 ] && root_flag=(--allow-run-as-root)
 
 # Single-copy transfers of large messages (CMA, process_vm_readv) need ptrace rights over the
-# peer, which the kernel grants without CAP_SYS_PTRACE only within one user namespace; an
-# unprivileged gpurun makes one per rank, so Open MPI 4 prints a warning for every rank and
-# copies through the shared segment instead. Say so up front (Open MPI 5 checks quietly). As
-# root gpurun makes no user namespace and CMA works.
-if [ "$(id -u)" != 0 ]; then
-    export OMPI_MCA_btl_vader_single_copy_mechanism=${OMPI_MCA_btl_vader_single_copy_mechanism:-none}
-fi
+# peer, which the kernel grants without CAP_SYS_PTRACE only within one user namespace. The ranks
+# of one mpirun on one node share one container (gpurun joins them by itself, keyed on mpirun's
+# job: see --join), so CMA works for unprivileged callers too, and nothing here turns it off.
+# Started with --no-join, each rank has a user namespace of its own and Open MPI 4 warns "CMA
+# support is not available due to different user namespaces" for each: set
+# OMPI_MCA_btl_vader_single_copy_mechanism=none (Open MPI 5: OMPI_MCA_btl_sm_...) for such runs.
 mpirun "${root_flag[@]}" --oversubscribe -np "$NP" "$GPURUN" "$IMAGE" /mpi_ring

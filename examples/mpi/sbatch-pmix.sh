@@ -15,8 +15,6 @@ set -euo pipefail
 : "${IMAGE:?set IMAGE to the MPI image (examples/mpi/build-image.sh)}"
 GPURUN=${GPURUN:-gpurun}
 
-# As in run.sh: CMA needs one user namespace, which unprivileged ranks do not share.
-if [ "$(id -u)" != 0 ]; then
-    export OMPI_MCA_btl_vader_single_copy_mechanism=${OMPI_MCA_btl_vader_single_copy_mechanism:-none}
-fi
+# As in run.sh, single-copy transfers (CMA) work between the ranks: the tasks of one step on
+# one node share one container (gpurun joins them by itself, keyed on the job step and node).
 srun --mpi=pmix "$GPURUN" "$IMAGE" /mpi_ring
