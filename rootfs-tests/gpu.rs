@@ -1011,9 +1011,15 @@ fn ranks_sharing_a_container_keep_their_own_gpus() {
     let image = env.busybox_image.to_str().unwrap();
     // Each rank reports, then waits for the other's mark in the /tmp they share (-c: a tmpfs of
     // the container's own), which also keeps the first alive until the second has joined.
-    let rank = |vendor: &str, gpu: u32| {
+    // Each rank's choice by --gpus, or by the vendor's variable set per rank.
+    let rank = |vendor: &str, gpu: u32, by_var: bool| {
+        let (var, flag) = match (vendor, by_var) {
+            (_, false) => (String::new(), format!("--gpus {gpu}")),
+            ("--rocm", true) => (format!("ROCR_VISIBLE_DEVICES={gpu} "), String::new()),
+            _ => (format!("NVIDIA_VISIBLE_DEVICES={gpu} "), String::new()),
+        };
         format!(
-            "{gpurun} -c --join gpus-{vendor} --join-count 2 {vendor} --gpus {gpu} {image} sh -c '\
+            "{var}{gpurun} -c --join gpus-{vendor}-{by_var} --join-count 2 {vendor} {flag} {image} sh -c '\
              echo \"{gpu}: $( (ls /dev; ls /dev/dri) | grep -E \"^(renderD|nvidia[0-9])\" | sort | tr \"\\n\" \" \")\
              ROCR=${{ROCR_VISIBLE_DEVICES-unset}} CUDA=${{CUDA_VISIBLE_DEVICES-unset}} \
              ORDER=${{CUDA_DEVICE_ORDER-unset}} $(readlink /proc/self/ns/mnt)\"; touch /tmp/mark{gpu}; \
@@ -1021,10 +1027,13 @@ fn ranks_sharing_a_container_keep_their_own_gpus() {
             gpurun = support::gpurun_bin().display(),
         )
     };
-    for (vendor, render) in
-        [("--rocm", "renderD128 renderD129"), ("--nv", "nvidia0 nvidia1 renderD130 renderD131")]
-    {
-        let both = format!("{} & a=$!; {} & b=$!; wait $a && wait $b", rank(vendor, 0), rank(vendor, 1));
+    let cases = [("--rocm", "renderD128 renderD129"), ("--nv", "nvidia0 nvidia1 renderD130 renderD131")];
+    for ((vendor, render), by_var) in cases.into_iter().flat_map(|c| [(c, false), (c, true)]) {
+        let both = format!(
+            "{} & a=$!; {} & b=$!; wait $a && wait $b",
+            rank(vendor, 0, by_var),
+            rank(vendor, 1, by_var)
+        );
         let out = gpurun_script(&env, &host, GPU_USER, &both);
         assert_eq!(out.status.code(), Some(0), "{vendor}: {}", describe(&out));
         let mut lines: Vec<String> = text(&out).lines().map(str::to_string).collect();

@@ -162,6 +162,8 @@ command -v cc >/dev/null || need+=(gcc libc6-dev)
 command -v runuser >/dev/null || need+=(util-linux)
 # --writable-tmpfs without overlayfs (sandbox.rs, vm.rs).
 command -v fuse-overlayfs >/dev/null || need+=(fuse-overlayfs)
+# The join tests hold a leader mid-setup with it (sandbox.rs).
+command -v strace >/dev/null || need+=(strace)
 command -v useradd >/dev/null || need+=(passwd)
 # cargo fetches crates over HTTPS and checks the server against the system's CA bundle.
 [[ -s /etc/ssl/certs/ca-certificates.crt ]] || need+=(ca-certificates)

@@ -1359,7 +1359,6 @@ fn join_a_run_whose_container_differs_runs_alone_with_a_warning() {
 /// server leaves after the refused run and the fitting rank silently gets a container of its
 /// own (under MPI with CMA required, the job then fails).
 #[test]
-#[ignore = "fails: a refused joiner takes a place of --join-count (src/sandbox/join.rs server counts every answer)"]
 fn join_a_refused_run_does_not_take_the_place_of_a_rank() {
     let Some(fs) = setup("join-place") else { return };
     std::fs::write(fs.root().join("join-marker"), "image").unwrap();
@@ -1552,7 +1551,7 @@ fn join_refused_where_it_cannot_work() {
     };
     fails(&["--join", "k", "-p"], &["--join", "host PID namespace"]);
     fails(&["--join", "k", "--pid-ns", "private"], &["--join", "host PID namespace"]);
-    fails(&["--join-count", "2"], &["--join-count"]);
+    fails(&["--join-count", "2"], &["--join-count 2", "no launcher's job id"]);
     fails(&["--pid-ns", "host", "--join-count", "2"], &["--join-count 2", "no launcher's job id"]);
     fails(&["--join", ""], &["--join", "the key must be"]);
     // What --dry-run says: the key (with the node), the count, why, whether asked for.

@@ -55,9 +55,10 @@ pub enum JoinError {
 impl JoinError {
     pub fn hint(&self) -> String {
         match self {
-            JoinError::PrivatePid { .. } => {
-                "give --join KEY without --pid-ns private or -p (--join implies --pid-ns host)".into()
+            JoinError::PrivatePid { flag: "--join", .. } => {
+                "drop --pid-ns private (or -p, -C): --join implies --pid-ns host".into()
             }
+            JoinError::PrivatePid { .. } => "add --pid-ns host, or --join KEY (which implies it)".into(),
             JoinError::CountWithoutKey(_) => {
                 "name the group with --join KEY (the same KEY for every rank)".into()
             }
@@ -83,10 +84,13 @@ pub fn resolve(args: &JoinArgs, pid: &PidNsChoice, env: &ProcessEnv) -> Result<J
         return off("--no-join");
     }
     if pid.mode != PidNamespace::Host {
-        let flag = if args.key.is_some() { "--join" } else { "--join-count" };
-        return match args.key.is_some() || args.count.is_some() {
-            true => Err(JoinError::PrivatePid { flag, why: pid.reason.clone() }),
-            false => off("a private PID namespace (joining needs the host's)"),
+        return match (&args.key, args.count) {
+            (Some(_), _) => Err(JoinError::PrivatePid { flag: "--join", why: pid.reason.clone() }),
+            (None, Some(n)) if open_mpi(env).or_else(|| slurm(env)).is_none() => {
+                Err(JoinError::CountWithoutKey(n))
+            }
+            (None, Some(_)) => Err(JoinError::PrivatePid { flag: "--join-count", why: pid.reason.clone() }),
+            (None, None) => off("a private PID namespace (joining needs the host's)"),
         };
     }
     let node = env.non_empty("SLURMD_NODENAME").map(str::to_string).unwrap_or_else(hostname);
@@ -240,6 +244,8 @@ mod tests {
         let count_only = JoinArgs { count: Some(2), ..Default::default() };
         assert_eq!(resolve(&count_only, &host, &ProcessEnv::default()), Err(JoinError::CountWithoutKey(2)));
         assert!(matches!(resolve(&count_only, &private, &slurm), Err(JoinError::PrivatePid { .. })));
+        let plain = ProcessEnv::default();
+        assert_eq!(resolve(&count_only, &private, &plain), Err(JoinError::CountWithoutKey(2)));
         let c = resolve(&count_only, &host, &slurm).unwrap();
         assert_eq!(c.count, Some(2), "--join-count replaces the launcher's count");
         let bad = JoinArgs { key: Some("a\nb".into()), ..Default::default() };

@@ -200,9 +200,9 @@ fn selector_for(
 }
 
 /// The GPUs a container holds, and those this run may use: the same, except for a rank's own
-/// `--gpus` in a shared container ([`GpuRequest::shared`]), which holds what the selection
-/// would be without `--gpus` (Slurm's allocation, the vendor's variable, else the default) and
-/// must include the rank's.
+/// choice (`--gpus` or the vendor's variable) in a shared container ([`GpuRequest::shared`]),
+/// which holds the job's GPUs (Slurm's allocation, else the default) and must include the
+/// rank's.
 fn container_and_visible<'a>(
     req: &GpuRequest,
     ctx: &Context,
@@ -213,11 +213,12 @@ fn container_and_visible<'a>(
 ) -> Result<Selection<'a>, GpuError> {
     let (sel, origin) = selector_for(req, ctx, vars)?;
     let chosen = choose(gpus, vendor, flag, &sel, &origin)?;
-    if !(req.shared && origin == "--gpus") {
+    let own = origin == "--gpus" || vars.contains(&origin.as_str());
+    if !(req.shared && own) {
         return Ok(Selection { held: chosen.clone(), visible: chosen, sel, origin, narrowed: false });
     }
     let wide = GpuRequest { gpus: None, ..req.clone() };
-    let (wide_sel, wide_origin) = selector_for(&wide, ctx, vars)?;
+    let (wide_sel, wide_origin) = selector_for(&wide, ctx, &[])?;
     let held = choose(gpus, vendor, flag, &wide_sel, &wide_origin)?;
     let outside: Vec<String> =
         chosen.iter().filter(|g| !held.iter().any(|h| h.pci == g.pci)).map(|g| g.index.to_string()).collect();
@@ -358,7 +359,7 @@ fn rocm(
             } else {
                 renumbered(chosen.len())
             };
-            if ctx.env.contains_key(var) || (var == "ROCR_VISIBLE_DEVICES" && chosen_by_us) {
+            if ctx.env.contains_key(var) || (var == "ROCR_VISIBLE_DEVICES" && (chosen_by_us || narrow)) {
                 edits.env.push(EnvEdit::Set { name: var.into(), value });
             }
         }

@@ -19,7 +19,10 @@
 //!
 //! A leader that dies before serving closes the socket: waiting joiners see the connection end
 //! and elect a new leader among themselves. A joiner whose container would differ (another
-//! image, other binds or GPUs: a different [`fingerprint`]) runs alone, warned.
+//! image, other binds or GPUs: a different [`fingerprint`]) runs alone, warned, and takes no
+//! place of the expected count. A leader that exits ends its server too, whether or not the
+//! count was reached: a rank that arrives later leads a container of its own. MPI ranks wait
+//! for each other in `MPI_Init`, so the first rank is still there when the last arrives.
 
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -39,9 +42,16 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the server waits for the next joiner before it leaves.
 pub const IDLE: Duration = Duration::from_secs(30);
 
-/// The reply: the leader's container fingerprint and whether a user-namespace descriptor comes
-/// first among the two (or one) passed with it.
+/// The exchange: a joiner sends its container's [`fingerprint`]; the server replies with its own
+/// and one byte, [`WITHOUT_USER`] or [`WITH_USER`] (the mount namespace's descriptor passed with
+/// it, after the user namespace's for the latter), or [`DIFFERS`] (nothing passed).
 const REPLY_LEN: usize = 33;
+const WITHOUT_USER: u8 = 0;
+const WITH_USER: u8 = 1;
+const DIFFERS: u8 = 2;
+
+/// How long the server waits for a connected joiner's fingerprint (sent right after connecting).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What this run does with its container.
 pub enum Role {
@@ -152,6 +162,13 @@ fn join(addr: &UnixAddr, uid: u32, deadline: Instant, fingerprint: [u8; 32]) -> 
     if peer.uid() != uid {
         return Err(format!("its socket is held by uid {}, not by you", peer.uid()));
     }
+    // The server compares it with its own, so that a run it cannot take in holds no place of
+    // the expected count.
+    match socket::send(conn.as_raw_fd(), &fingerprint, MsgFlags::MSG_NOSIGNAL) {
+        Ok(_) => {}
+        Err(Errno::ECONNRESET | Errno::EPIPE) => return Ok(None),
+        Err(e) => return Err(format!("send to the first run: {e}")),
+    }
     let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
     let timeout = nix::sys::time::TimeVal::new(left.as_secs() as _, left.subsec_micros() as _);
     socket::setsockopt(&conn, sockopt::ReceiveTimeout, &timeout)
@@ -167,14 +184,14 @@ fn join(addr: &UnixAddr, uid: u32, deadline: Instant, fingerprint: [u8; 32]) -> 
     if reply.len() < REPLY_LEN {
         return Ok(None);
     }
-    if reply[..32] != fingerprint {
+    if reply[..32] != fingerprint || reply[32] == DIFFERS {
         return Err("its container differs from the one this run asks for: another image, other binds, \
                     GPUs or options"
             .into());
     }
     let mut fds = fds.into_iter();
     let missing = || "its answer lacks a namespace descriptor".to_string();
-    let user = if reply[32] == 1 { Some(fds.next().ok_or_else(missing)?) } else { None };
+    let user = if reply[32] == WITH_USER { Some(fds.next().ok_or_else(missing)?) } else { None };
     let mount = fds.next().ok_or_else(missing)?;
     Ok(Some(Role::Joiner(Joined { user, mount })))
 }
@@ -321,20 +338,35 @@ fn server(
         let conn = unsafe { OwnedFd::from_raw_fd(conn) };
         // A peer of another uid (unmapped: the overflow uid) gets nothing.
         let ours = socket::getsockopt(&conn, sockopt::PeerCredentials).is_ok_and(|c| c.uid() == me);
-        if ours && answer(conn.as_fd(), ns, fingerprint).is_ok() {
+        if ours && answer(conn.as_fd(), ns, fingerprint) == Ok(true) {
             joined += 1;
         }
     }
     0
 }
 
-fn answer(conn: BorrowedFd, ns: &Namespaces, fingerprint: [u8; 32]) -> nix::Result<usize> {
+/// Reads the joiner's fingerprint and sends it the namespaces when it matches ours (`true`),
+/// else says that its container differs.
+fn answer(conn: BorrowedFd, ns: &Namespaces, fingerprint: [u8; 32]) -> nix::Result<bool> {
+    let timeout = nix::sys::time::TimeVal::new(REQUEST_TIMEOUT.as_secs() as _, 0);
+    socket::setsockopt(&conn, sockopt::ReceiveTimeout, &timeout)?;
+    let mut theirs = [0u8; 32];
+    let got = socket::recv(conn.as_raw_fd(), &mut theirs, MsgFlags::MSG_WAITALL)?;
+    let same = got == theirs.len() && theirs == fingerprint;
     let mut reply = [0u8; REPLY_LEN];
     reply[..32].copy_from_slice(&fingerprint);
-    reply[32] = u8::from(ns.user.is_some());
+    reply[32] = match (same, &ns.user) {
+        (false, _) => DIFFERS,
+        (true, Some(_)) => WITH_USER,
+        (true, None) => WITHOUT_USER,
+    };
     let mut fds = Vec::with_capacity(2);
-    fds.extend(ns.user.as_ref().map(|u| u.as_raw_fd()));
-    fds.push(ns.mount.as_raw_fd());
-    let cmsg = [ControlMessage::ScmRights(&fds)];
-    socket::sendmsg::<()>(conn.as_raw_fd(), &[IoSlice::new(&reply)], &cmsg, MsgFlags::MSG_NOSIGNAL, None)
+    if same {
+        fds.extend(ns.user.as_ref().map(|u| u.as_raw_fd()));
+        fds.push(ns.mount.as_raw_fd());
+    }
+    let rights = [ControlMessage::ScmRights(&fds)];
+    let cmsg: &[ControlMessage] = if same { &rights } else { &[] };
+    socket::sendmsg::<()>(conn.as_raw_fd(), &[IoSlice::new(&reply)], cmsg, MsgFlags::MSG_NOSIGNAL, None)?;
+    Ok(same)
 }

@@ -141,8 +141,8 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
 ///
 /// Precondition: the calling process is single-threaded (the init runs Rust code on our memory).
 /// Without a PID namespace in the plan gpurun becomes the workload: this returns only when it
-/// could not be started. A run that was to share its container but gets one of its own passes
-/// the reason to `warn` (only when joining was asked for with `--join`, else to the debug log).
+/// could not be started. A run that was to share its container (by `--join` or by its launcher's
+/// variables) but gets one of its own passes the reason to `warn`.
 pub fn launch(plan: &LaunchPlan, warn: &mut dyn FnMut(&str)) -> Result<i32, SandboxError> {
     wait_single_threaded();
     if !plan.namespaces.contains(&Namespace::Pid) && plan.root != RootKind::FuseOverlay {
