@@ -1,11 +1,13 @@
 #!/bin/bash
-# Builds an OCI archive holding busybox, examples/mpi/mpi_ring (compiled here with the host's
-# mpicc) and the host's Open MPI: the program's shared-library closure, Open MPI's and PMIx's
-# plugin directories with their closures, help texts and /etc/openmpi. The ranks inside then
-# speak the same Open MPI/PMIx version as the host's `mpirun` (the "hybrid" model: host launcher,
-# container ranks). Made with real tools: umoci builds the layer, skopeo writes the archive.
+# Builds an OCI archive holding busybox, examples/mpi/mpi_ring and mpi_pingpong (compiled here
+# with the host's mpicc) and the host's Open MPI: the programs' shared-library closure, Open
+# MPI's and PMIx's plugin directories with their closures, help texts and /etc/openmpi. The ranks
+# inside then speak the same Open MPI/PMIx version as the host's `mpirun` (the "hybrid" model:
+# host launcher, container ranks). Made with real tools: umoci builds the layer, skopeo writes the
+# archive.
 #
-#   examples/mpi/build-image.sh OUT.tar            the MPI image (/mpi_ring, ./mpi_ring in /)
+#   examples/mpi/build-image.sh OUT.tar            the MPI image (/mpi_ring and /mpi_pingpong,
+#                                                  ./mpi_ring and ./mpi_pingpong in /)
 #   examples/mpi/build-image.sh --busybox OUT.tar  busybox alone (the Slurm tests' image)
 #
 # Needs: busybox-static, umoci, skopeo; for the MPI image also openmpi-bin, libopenmpi-dev.
@@ -44,8 +46,12 @@ closure() {
 }
 
 if [ $busybox_only = 0 ]; then
-    mpicc -O2 -o "$work/mpi_ring" "$here/mpi_ring.c"
-    cp "$work/mpi_ring" "$root/mpi_ring"
+    programs=()
+    for prog in mpi_ring mpi_pingpong; do
+        mpicc -O2 -o "$work/$prog" "$here/$prog.c"
+        cp "$work/$prog" "$root/$prog"
+        programs+=("$work/$prog")
+    done
     multiarch=$(gcc -print-multiarch)
     libdir=/usr/lib/$multiarch
     for dir in "$libdir/openmpi" "$libdir/pmix2" /usr/share/openmpi /usr/share/pmix /etc/openmpi; do
@@ -55,7 +61,7 @@ if [ $busybox_only = 0 ]; then
     done
     # Plugins are dlopen()ed: their dependencies count as much as the program's.
     mapfile -t plugins < <(find "$libdir/openmpi" "$libdir/pmix2" -name '*.so' -type f)
-    mapfile -t libs < <(closure "$work/mpi_ring" "${plugins[@]}")
+    mapfile -t libs < <(closure "${programs[@]}" "${plugins[@]}")
     copy_host "${libs[@]}"
     # The libraries' own links (libmpi.so.40 -> ...), as ldd printed them, exist now; the loader
     # in the image also needs its canonical path.
