@@ -14,12 +14,15 @@
 #      `mpirun ... $GPURUN IMAGE /mpi_pingpong`, REPS alternating repetitions each.
 #      Targets: bandwidth gpurun/native >= 0.95, latency gpurun/native <= 1.1.
 #   2. Start of 64 ranks on one node against one rank: wall time of
-#      `mpirun --oversubscribe -np 64 $GPURUN IMAGE true` and `-np 1`, image cached (one warm-up
-#      run first), REPS repetitions in rotating order. Target: 64/1 <= 1.5. For reference the same
-#      two natively (`mpirun -np 64 true`, `-np 1 true`): what the node itself allows. A run that
-#      has not ended after GPURUN_BENCH_START_TIMEOUT seconds is killed, counted and left out:
-#      Open MPI 4.1's mpirun now and then never returns when 64 processes as quick as `true`
-#      exit at once (natively, on a 2-core VM, in more than half of the runs).
+#      `mpirun --oversubscribe -np 64 $GPURUN IMAGE /mpi_pingpong init` and `-np 1`, image cached
+#      (one warm-up run first), REPS repetitions in rotating order. `init` is MPI_Init, a barrier
+#      and MPI_Finalize: every rank waits for all the others, so all 64 join one container (ranks
+#      that exit at once, like `true`, may leave before the last has joined). Target: 64/1 <= 1.5.
+#      For reference the same two natively (`mpirun -np 64 ./mpi_pingpong init`, `-np 1`): what
+#      the node itself allows. A run that has not ended after GPURUN_BENCH_START_TIMEOUT seconds
+#      is killed, counted and left out (Open MPI 4.1's mpirun now and then never returns when 64
+#      processes as quick as `true` exit at once: natively, on a 2-core VM, in more than half of
+#      the runs).
 #
 #   bench/mpi.sh [REPS]            REPS per command (default 7, at least 3)
 #
@@ -210,14 +213,14 @@ ping_once() {
     [ "$status" = ok ]
 }
 
-# start_once SIDE NP REP: one start run of NP ranks of `true`; appends its row.
+# start_once SIDE NP REP: one start run of NP ranks of `mpi_pingpong init`; appends its row.
 start_once() {
     local side=$1 np=$2 rep=$3 log="$work/logs/start-$1-$2-$3.log" t0 t1 rc=0 status=ok
     local -a cmd=(mpirun "${root_flag[@]}" --oversubscribe -np "$np")
     if [ "$side" = native ]; then
-        cmd+=(true)
+        cmd+=("$native" init)
     else
-        cmd+=("$gpurun" "${gpurun_args[@]}" "$image" true)
+        cmd+=("$gpurun" "${gpurun_args[@]}" "$image" /mpi_pingpong init)
     fi
     t0=$(now)
     timeout -k 5 "$start_timeout" "${cmd[@]}" </dev/null >"$log" 2>&1 || rc=$?
@@ -281,7 +284,7 @@ done
 # 3. Start times: one warm-up each, then REPS rounds in rotating order.
 for np in 1 64; do
     timeout -k 5 "$start_timeout" mpirun "${root_flag[@]}" --oversubscribe -np $np "$gpurun" \
-        "${gpurun_args[@]}" "$image" true </dev/null >>"$work/logs/start-warmup.log" 2>&1 || true
+        "${gpurun_args[@]}" "$image" /mpi_pingpong init </dev/null >>"$work/logs/start-warmup.log" 2>&1 || true
 done
 starts=("gpurun 1" "gpurun 64" "native 1" "native 64")
 for rep in $(seq 1 "$reps"); do
@@ -339,7 +342,7 @@ printf 'ratio gpurun/native bandwidth  %8s   (target >= 0.95) %s\n' "$bw_ratio" 
 printf 'ratio gpurun/native latency    %8s   (target <= 1.1)  %s\n' "$lat_ratio" \
     "$(verdict "$lat_ratio" '<=' 1.1)"
 echo
-echo "== start of \`mpirun -np N ... true\`, medians of runs that ended within ${start_timeout}s =="
+echo "== start of \`mpirun -np N ... mpi_pingpong init\`, medians of runs that ended within ${start_timeout}s =="
 printf '%-8s %18s %18s %8s\n' side "N=1 ms (runs ok)" "N=64 ms (runs ok)" "64/1"
 for side in gpurun native; do
     if [ $side = gpurun ]; then a=$g1 b=$g64 r=$g_start; else a=$n1 b=$n64 r=$n_start; fi

@@ -19,6 +19,8 @@
  * non-numeric arguments).
  *
  *   mpirun -np 4 ./mpi_pingpong [LAT_ITERS [BW_REPS [BW_ITERS]]]   (defaults 20000 20 16)
+ *   mpirun -np N ./mpi_pingpong init     MPI_Init, one barrier, MPI_Finalize: a start in which
+ *                                        every rank meets every other (bench/mpi.sh's start time)
  */
 #include <float.h>
 #include <mpi.h>
@@ -111,6 +113,11 @@ int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (argc == 2 && strcmp(argv[1], "init") == 0) {
+        MPI_Barrier(MPI_COMM_WORLD);
+        MPI_Finalize();
+        return 0;
+    }
     int lat_iters = arg_count(argc, argv, 1, 20000);
     int bw_reps = arg_count(argc, argv, 2, 20);
     int bw_iters = arg_count(argc, argv, 3, 16);
