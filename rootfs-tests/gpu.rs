@@ -1011,29 +1011,29 @@ fn ranks_sharing_a_container_keep_their_own_gpus() {
     let image = env.busybox_image.to_str().unwrap();
     // Each rank reports, then waits for the other's mark in the /tmp they share (-c: a tmpfs of
     // the container's own), which also keeps the first alive until the second has joined.
-    // Each rank's choice by --gpus, or by the vendor's variable set per rank.
-    let rank = |vendor: &str, gpu: u32, by_var: bool| {
-        let (var, flag) = match (vendor, by_var) {
-            (_, false) => (String::new(), format!("--gpus {gpu}")),
-            ("--rocm", true) => (format!("ROCR_VISIBLE_DEVICES={gpu} "), String::new()),
-            _ => (format!("NVIDIA_VISIBLE_DEVICES={gpu} "), String::new()),
+    // Each rank's choice by --gpus (0), by the vendor's variable set per rank (1), or (CUDA) by
+    // its own CUDA_VISIBLE_DEVICES beside the NVIDIA_VISIBLE_DEVICES=all of NVIDIA's images (2).
+    let rank = |vendor: &str, gpu: u32, by: u8| {
+        let (var, flag) = match (vendor, by) {
+            (_, 0) => (String::new(), format!("--gpus {gpu}")),
+            ("--rocm", _) => (format!("ROCR_VISIBLE_DEVICES={gpu} "), String::new()),
+            (_, 1) => (format!("NVIDIA_VISIBLE_DEVICES={gpu} "), String::new()),
+            _ => (format!("NVIDIA_VISIBLE_DEVICES=all CUDA_VISIBLE_DEVICES={gpu} "), String::new()),
         };
         format!(
-            "{var}{gpurun} -c --join gpus-{vendor}-{by_var} --join-count 2 {vendor} {flag} {image} sh -c '\
+            "{var}{gpurun} -c --join gpus-{vendor}-{by}-{pid} --join-count 2 {vendor} {flag} {image} sh -c '\
              echo \"{gpu}: $( (ls /dev; ls /dev/dri) | grep -E \"^(renderD|nvidia[0-9])\" | sort | tr \"\\n\" \" \")\
              ROCR=${{ROCR_VISIBLE_DEVICES-unset}} CUDA=${{CUDA_VISIBLE_DEVICES-unset}} \
              ORDER=${{CUDA_DEVICE_ORDER-unset}} $(readlink /proc/self/ns/mnt)\"; touch /tmp/mark{gpu}; \
              for i in $(seq 100); do [ -e /tmp/mark0 ] && [ -e /tmp/mark1 ] && exit 0; sleep 0.1; done; exit 3'",
             gpurun = support::gpurun_bin().display(),
+            pid = std::process::id(),
         )
     };
     let cases = [("--rocm", "renderD128 renderD129"), ("--nv", "nvidia0 nvidia1 renderD130 renderD131")];
-    for ((vendor, render), by_var) in cases.into_iter().flat_map(|c| [(c, false), (c, true)]) {
-        let both = format!(
-            "{} & a=$!; {} & b=$!; wait $a && wait $b",
-            rank(vendor, 0, by_var),
-            rank(vendor, 1, by_var)
-        );
+    for ((vendor, render), by) in cases.into_iter().flat_map(|c| [(c, 0), (c, 1), (c, 2)]) {
+        let both =
+            format!("{} & a=$!; {} & b=$!; wait $a && wait $b", rank(vendor, 0, by), rank(vendor, 1, by));
         let out = gpurun_script(&env, &host, GPU_USER, &both);
         assert_eq!(out.status.code(), Some(0), "{vendor}: {}", describe(&out));
         let mut lines: Vec<String> = text(&out).lines().map(str::to_string).collect();
@@ -1045,8 +1045,13 @@ fn ranks_sharing_a_container_keep_their_own_gpus() {
             assert!(line.starts_with(&format!("{i}: {render} ")), "{vendor}: both GPUs held: {line}");
             if vendor == "--rocm" {
                 assert!(line.contains(&format!("ROCR=GPU-{:016x} ", 0x1111 * (i + 1))), "{line}");
-            } else {
+            } else if by < 2 {
                 assert!(line.contains(&format!("CUDA={i} ORDER=PCI_BUS_ID ")), "{line}");
+            } else {
+                assert!(
+                    line.contains(&format!("CUDA={i} ORDER=unset ")),
+                    "the rank's own choice kept: {line}"
+                );
             }
         }
     }

@@ -452,15 +452,15 @@ fn test_uid() -> u32 {
 /// The name of the socket on which the test user's runs of join key `key` (as gpurun resolves
 /// it, the node included) meet. Checked by name, not as every `gpurun-join/<uid>/` socket, so
 /// that other runs of the same user on this machine cannot fail the tests.
-fn join_socket_of(key: &str) -> String {
-    support::join_socket(test_uid(), key)
+fn join_socket_of(cache: &Path, key: &str) -> String {
+    support::join_socket(test_uid(), key, cache)
 }
 
 /// The join socket of the tasks of step `step` of Slurm job `job` on this single-node cluster
 /// (its node's name is the tasks' SLURMD_NODENAME).
-fn slurm_step_socket(job: &str, step: u32) -> String {
+fn slurm_step_socket(cache: &Path, job: &str, step: u32) -> String {
     let node = text(&output(Command::new("sinfo").args(["-h", "-N", "-o", "%N"]))).trim().to_string();
-    join_socket_of(&format!("slurm:{job}.{step}@{node}"))
+    join_socket_of(cache, &format!("slurm:{job}.{step}@{node}"))
 }
 
 /// The shared-memory BTL's single-copy mechanism set to `cma`: Open MPI then fails instead of
@@ -530,7 +530,7 @@ fn mpirun_ranks_share_one_container_so_single_copy_works() {
     assert!(lines.iter().all(|l| *l == lines[0]), "the ranks are in different containers: {lines:?}");
     assert!(!lines[0].contains(&host_mnt_ns()), "the ranks run in the host's mount namespace: {lines:?}");
     let job = lines[0].split(' ').next().unwrap_or_default();
-    let socket = join_socket_of(&format!("ompi:{job}@{}", support::node_name()));
+    let socket = join_socket_of(&cache, &format!("ompi:{job}@{}", support::node_name()));
     // With --no-join each rank has its own, and CMA, required, fails: the check above can fail.
     let out = namespaces_of_ranks(w, &cache, image, &["--no-join"], "no-join");
     assert!(out.status.success(), "{}", describe(&out));
@@ -582,7 +582,7 @@ fn srun_mpi_pmix_ranks_share_one_container_so_single_copy_works() {
     let job_out = Output { status: out.status, stdout: logs.clone().into_bytes(), stderr: out.stderr };
     assert_ring_ok(&job_out);
     assert!(!logs.contains("different user namespaces") && !logs.contains("PMIX ERROR"), "{logs}");
-    let socket = slurm_step_socket(&job, 0);
+    let socket = slurm_step_socket(&cache, &job, 0);
     wait_for("no join socket left", Duration::from_secs(10), || support::unix_sockets(&socket).is_empty());
 }
 
@@ -652,7 +652,7 @@ fn scancel_of_joined_ranks_leaves_no_server_and_no_socket() {
     );
     assert_ne!(ranks[0].1, host_mnt_ns(), "{ranks:?}");
     let gpurun = w.gpurun.to_string_lossy().into_owned();
-    let socket = slurm_step_socket(&job, 0);
+    let socket = slurm_step_socket(&cache, &job, 0);
     assert_eq!(support::unix_sockets(&socket).len(), 1, "the leader's server listens while a place is open");
     let c = output(&mut as_user(w.dir.path(), &cache, "scancel", &[&job]));
     assert!(c.status.success(), "{}", describe(&c));
@@ -709,7 +709,7 @@ fn two_concurrent_steps_get_one_container_each() {
     assert_eq!(steps[1].1, first.1, "the tasks of step {} are in different containers: {steps:?}", first.0);
     assert_eq!(steps[2].1, second.1, "the tasks of step {} are in different containers: {steps:?}", second.0);
     assert_ne!(first.1, second.1, "two steps share one container: {steps:?}");
-    let sockets = [first.0, second.0].map(|step| slurm_step_socket(&job, step.parse().unwrap()));
+    let sockets = [first.0, second.0].map(|step| slurm_step_socket(&cache, &job, step.parse().unwrap()));
     wait_for("no join socket left", Duration::from_secs(10), || {
         sockets.iter().all(|s| support::unix_sockets(s).is_empty())
     });

@@ -1095,7 +1095,7 @@ impl Who {
 
     /// The name of the socket that this user's `--join key` runs meet on.
     fn socket(&self, key: &str) -> String {
-        support::join_socket(self.uid, &format!("user:{key}@{}", support::node_name()))
+        support::join_socket(self.uid, &format!("user:{key}@{}", support::node_name()), &self.cache)
     }
 }
 
@@ -1472,7 +1472,8 @@ fn join_leader_killed_during_its_setup_hands_over_to_the_waiting_run() {
     std::fs::write(fs.root().join("join-marker"), "image").unwrap();
     let who = Who::unprivileged(&fs);
     let key = format!("setup-{}", std::process::id());
-    let socket = who.socket(&key);
+    // Named by the user's secret, which the first run makes: looked up when needed.
+    let socket = || who.socket(&key);
     let bind = format!("{}:/sync", sync_dir(&fs, "setup").display());
     let script = format!("{}; {WHERE}", all_up(2));
     let opts = |rank: &str| -> Vec<String> {
@@ -1487,14 +1488,14 @@ fn join_leader_killed_during_its_setup_hands_over_to_the_waiting_run() {
     let a_opts: Vec<&str> = a_opts.iter().map(String::as_str).collect();
     let mut a = Bg::start(&mut who.run_via(&fs, &wrapper, &a_opts, &["sh", "-c", &script]));
     wait_until("the held leader's socket", Duration::from_secs(30), || {
-        support::unix_sockets(&socket).len() == 1
+        support::unix_sockets(&socket()).len() == 1
     });
     let b_opts = opts("b");
     let b_opts: Vec<&str> = b_opts.iter().map(String::as_str).collect();
     let b = Bg::start(&mut who.gpurun(&fs, &b_opts, &["sh", "-c", &script]));
     // B's connection waits in the held leader's backlog (it carries the socket's name too).
     wait_until("B to connect to the held leader", Duration::from_secs(30), || {
-        support::unix_sockets(&socket).len() == 2
+        support::unix_sockets(&socket()).len() == 2
     });
     let leader = children(a.pid());
     assert_eq!(leader.len(), 1, "strace's child, the held gpurun: {leader:?}");
@@ -1519,7 +1520,7 @@ fn join_leader_killed_during_its_setup_hands_over_to_the_waiting_run() {
     }
     assert!(b.stderr.is_empty(), "B gave up instead of electing again: {}", describe(&b));
     assert_eq!(mnt(&stdout(&b)), mnt(&stdout(&c)), "B and C do not share a container");
-    nothing_left_of(&key, &key, &socket);
+    nothing_left_of(&key, &key, &socket());
 }
 
 /// The pids whose parent is `pid`.
@@ -1633,16 +1634,40 @@ fn join_no_other_user_enters_or_holds_up_the_group() {
         describe(&got.output)
     );
     drop(squatter);
+
+    // The name bound without a listener (a leader is so for microseconds only): the run goes
+    // alone within seconds, not after the minute a slow leader gets.
+    let key = format!("bound-{}", std::process::id());
+    let bound = bind_to(&user.socket(&key));
+    let started = std::time::Instant::now();
+    let mut run = user.gpurun(&fs, &["--join", &key, "--join-count", "2"], &["sh", "-c", "echo ran"]);
+    let got = support::run_limited(&mut run, Duration::from_secs(90));
+    assert_eq!(
+        (got.output.status.code(), stdout(&got.output).as_str()),
+        (Some(0), "ran"),
+        "{}",
+        describe(&got.output)
+    );
+    assert!(started.elapsed() < Duration::from_secs(20), "held up for {:?}", started.elapsed());
+    let err = String::from_utf8_lossy(&got.output.stderr);
+    assert!(err.contains("nobody listens"), "{}", describe(&got.output));
+    drop(bound);
 }
 
-/// A socket of this process bound to the abstract `name`, listening.
-fn listen_on(name: &str) -> std::os::fd::OwnedFd {
-    use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
+/// A socket of this process bound to the abstract `name`, not listening.
+fn bind_to(name: &str) -> std::os::fd::OwnedFd {
+    use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, UnixAddr};
     use std::os::fd::AsRawFd;
     let sock = socket::socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
     let addr = UnixAddr::new_abstract(name.as_bytes()).unwrap();
     socket::bind(sock.as_raw_fd(), &addr).unwrap_or_else(|e| panic!("bind @{name}: {e}"));
-    socket::listen(&sock, Backlog::new(8).unwrap()).unwrap();
+    sock
+}
+
+/// A socket of this process bound to the abstract `name`, listening.
+fn listen_on(name: &str) -> std::os::fd::OwnedFd {
+    let sock = bind_to(name);
+    nix::sys::socket::listen(&sock, nix::sys::socket::Backlog::new(8).unwrap()).unwrap();
     sock
 }
 

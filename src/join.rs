@@ -15,7 +15,6 @@
 use serde::Serialize;
 
 use crate::host::ProcessEnv;
-use crate::request::{PidNamespace, PidNsChoice};
 
 /// Whether this run joins others, under which key, and why (`--dry-run` prints it).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -67,13 +66,19 @@ impl JoinError {
     }
 }
 
-/// Decides the join for a run in the host PID namespace or not (`pid`, as decided). `--join KEY` names
+/// Decides the join for a run in the host PID namespace (`host_pid`) or in a private one (for
+/// `pid_reason`, as the request decided it). `--join KEY` names
 /// the group; without it, a rank started by Open MPI's `mpirun` joins on the launcher's job
 /// (`PMIX_NAMESPACE`, with `OMPI_COMM_WORLD_LOCAL_SIZE` ranks on this node), a Slurm task on
 /// its job step and node (`SLURM_JOB_ID`, `SLURM_STEP_ID`, `SLURMD_NODENAME`, with its share of
 /// `SLURM_STEP_TASKS_PER_NODE`). Open MPI is asked first: its ranks inside a Slurm allocation
 /// carry the step of its daemons, one task per node. `--join-count` replaces the count.
-pub fn resolve(args: &JoinArgs, pid: &PidNsChoice, env: &ProcessEnv) -> Result<JoinChoice, JoinError> {
+pub fn resolve(
+    args: &JoinArgs,
+    host_pid: bool,
+    pid_reason: &str,
+    env: &ProcessEnv,
+) -> Result<JoinChoice, JoinError> {
     if let Some(key) = &args.key
         && (key.is_empty() || key.len() > 200 || key.chars().any(char::is_control))
     {
@@ -83,13 +88,13 @@ pub fn resolve(args: &JoinArgs, pid: &PidNsChoice, env: &ProcessEnv) -> Result<J
     if args.off {
         return off("--no-join");
     }
-    if pid.mode != PidNamespace::Host {
+    if !host_pid {
         return match (&args.key, args.count) {
-            (Some(_), _) => Err(JoinError::PrivatePid { flag: "--join", why: pid.reason.clone() }),
+            (Some(_), _) => Err(JoinError::PrivatePid { flag: "--join", why: pid_reason.into() }),
             (None, Some(n)) if open_mpi(env).or_else(|| slurm(env)).is_none() => {
                 Err(JoinError::CountWithoutKey(n))
             }
-            (None, Some(_)) => Err(JoinError::PrivatePid { flag: "--join-count", why: pid.reason.clone() }),
+            (None, Some(_)) => Err(JoinError::PrivatePid { flag: "--join-count", why: pid_reason.into() }),
             (None, None) => off("a private PID namespace (joining needs the host's)"),
         };
     }
@@ -108,12 +113,12 @@ pub fn resolve(args: &JoinArgs, pid: &PidNsChoice, env: &ProcessEnv) -> Result<J
             None => off("no launcher's job id (Open MPI's or Slurm's): give --join KEY"),
         };
     };
-    Ok(JoinChoice {
-        key: Some(format!("{key}@{node}")),
-        count: args.count.or(count),
-        reason,
-        explicit: false,
-    })
+    match args.count.or(count) {
+        // Alone on this node (a single task, e.g. `srun --pty`; Hydra's proxy step): nothing to
+        // share, and a shared container would lose its console.
+        Some(1) => off(&format!("{reason}, one run on this node")),
+        count => Ok(JoinChoice { key: Some(format!("{key}@{node}")), count, reason, explicit: false }),
+    }
 }
 
 /// Open MPI's `mpirun` (ORTE in 4, PRRTE in 5): the job's PMIx namespace and its local size.
@@ -126,11 +131,15 @@ fn open_mpi(env: &ProcessEnv) -> Option<(String, Option<u32>, String)> {
     Some((format!("ompi:{job}"), local.parse().ok().filter(|n| *n > 0), reason))
 }
 
-/// A Slurm task: its job step, and how many tasks of it run on this node.
+/// A Slurm task: its job step, and how many tasks of it run on this node. MPICH's and Intel
+/// MPI's Hydra start a node's ranks below one proxy task of a step: there its
+/// `MPI_LOCALNRANKS` counts them.
 fn slurm(env: &ProcessEnv) -> Option<(String, Option<u32>, String)> {
     let job = env.non_empty("SLURM_JOB_ID")?;
     let step = env.non_empty("SLURM_STEP_ID").or_else(|| env.non_empty("SLURM_STEPID"))?;
-    let count = env.non_empty("SLURM_STEP_TASKS_PER_NODE").and_then(|spec| {
+    let hydra = env.non_empty("PMI_RANK").and(env.non_empty("MPI_LOCALNRANKS"));
+    let count = hydra.and_then(|n| n.parse().ok().filter(|n| *n > 0)).or_else(|| {
+        let spec = env.non_empty("SLURM_STEP_TASKS_PER_NODE")?;
         let node = env.non_empty("SLURM_NODEID").and_then(|n| n.parse().ok()).unwrap_or(0);
         tasks_on_node(spec, node)
     });
@@ -167,12 +176,8 @@ mod tests {
         pairs.iter().map(|(k, v)| (*k, *v)).collect()
     }
 
-    fn pid(mode: PidNamespace) -> PidNsChoice {
-        PidNsChoice { mode, reason: "test".into() }
-    }
-
     fn auto(pairs: &[(&str, &str)]) -> JoinChoice {
-        resolve(&JoinArgs::default(), &pid(PidNamespace::Host), &env(pairs)).unwrap()
+        resolve(&JoinArgs::default(), true, "test", &env(pairs)).unwrap()
     }
 
     #[test]
@@ -229,7 +234,10 @@ mod tests {
     #[test]
     fn explicit_off_and_errors() {
         let slurm = env(&[("SLURM_JOB_ID", "1"), ("SLURM_STEP_ID", "0")]);
-        let (host, private) = (pid(PidNamespace::Host), pid(PidNamespace::Private));
+        let (host, private) = ((true, "test"), (false, "--pid-ns private"));
+        let resolve = |args: &JoinArgs, (host_pid, why): &(bool, &str), env: &ProcessEnv| {
+            resolve(args, *host_pid, why, env)
+        };
         let off = resolve(&JoinArgs { off: true, ..Default::default() }, &host, &slurm).unwrap();
         assert_eq!((off.key, off.reason.as_str()), (None, "--no-join"));
         let alone = resolve(&JoinArgs::default(), &private, &slurm).unwrap();
@@ -251,5 +259,9 @@ mod tests {
         let bad = JoinArgs { key: Some("a\nb".into()), ..Default::default() };
         assert!(matches!(resolve(&bad, &host, &slurm), Err(JoinError::BadKey(_))));
         assert_eq!(auto(&[("PMI_RANK", "0")]).key, None, "Hydra gives no job id");
+        let single = [("SLURM_JOB_ID", "5"), ("SLURM_STEP_ID", "0"), ("SLURM_STEP_TASKS_PER_NODE", "1")];
+        assert_eq!(auto(&single).key, None, "one task on the node: nothing to share, the console kept");
+        let hydra = [single.as_slice(), &[("PMI_RANK", "3"), ("MPI_LOCALNRANKS", "8")]].concat();
+        assert_eq!(auto(&hydra).count, Some(8), "Hydra's ranks below its one proxy task");
     }
 }

@@ -220,8 +220,8 @@ impl RunRequest {
         }
         let join_args =
             crate::join::JoinArgs { key: args.join.clone(), count: args.join_count, off: args.no_join };
-        let join = crate::join::resolve(&join_args, &pid_ns_choice, &host.env)?;
-        let gpu = GpuRequest { shared: join.key.is_some(), ..gpu };
+        let host_pid = pid_ns_choice.mode == PidNamespace::Host;
+        let join = crate::join::resolve(&join_args, host_pid, &pid_ns_choice.reason, &host.env)?;
         let mut env_file_vars = Vec::new();
         for file in &args.env_files {
             env_file_vars.extend(read_env_file(file)?);

@@ -85,13 +85,15 @@ pub fn validate(args: &RunArgs, env: &ProcessEnv) -> Result<(RunRequest, HostFac
 /// command is not in the image; 126 when it cannot be executed. `--dry-run` prints the launch
 /// plan as JSON and returns 0. `prepared` (and its cache lease) is held until the workload has
 /// exited. The container is assembled on `staging`, an empty directory of gpurun's own (the
-/// cache's `mnt`; see `plan::Layout`).
+/// cache's `mnt`; see `plan::Layout`). `join_secret` is the cache's ([`crate::cache::Cache::join_secret`])
+/// when the run is to share its container.
 ///
 /// Must be called while gpurun is single-threaded: the sandbox's children run on its memory and allocate.
 pub fn execute(
     request: &RunRequest,
     host: &HostFacts,
     staging: &Path,
+    join_secret: Option<[u8; 32]>,
     prepared: Prepared,
     ui: &Ui,
 ) -> Result<i32, RunError> {
@@ -118,7 +120,7 @@ pub fn execute(
     if request.join.explicit && plan.join.key.is_none() {
         ui.warn(&format!("--join: this run gets a container of its own: {}", plan.join.reason));
     }
-    let code = sandbox::launch(&plan, &mut |why| ui.warn(why))?;
+    let code = sandbox::launch(&plan, join_secret.as_ref(), &mut |why| ui.warn(why))?;
     drop(prepared);
     Ok(code)
 }
@@ -162,7 +164,8 @@ fn gpu_edits(
         lists: gpu::edits::ListExtensions::from_env(&host.env).or(&request.gpu.lists),
         image_targets: &|| gpu::devcode::memoized(root, &image_lib_dirs(image), memo_dir),
     };
-    let mut edits = gpu::prepare(&request.gpu, &ctx)?;
+    let shared = plan::join(request, host)?.key.is_some();
+    let mut edits = gpu::prepare(&gpu::GpuRequest { shared, ..request.gpu.clone() }, &ctx)?;
     edits.warnings.extend(view.warnings.iter().cloned());
     Ok(edits)
 }

@@ -399,11 +399,15 @@ pub fn which(name: &str) -> Option<PathBuf> {
 
 /// The name (without the leading `@` or NUL) of the abstract Unix socket on which the runs of
 /// `uid` that join under `key` meet: `gpurun-join/<uid>/<hex>`, the hex being the first 16 bytes
-/// of the SHA-256 of the key as gpurun resolves it (`user:KEY@NODE` for `--join KEY`,
+/// of the SHA-256 of the user's secret (`join-secret` in the cache `cache`, made by the first
+/// joining run) and the key as gpurun resolves it (`user:KEY@NODE` for `--join KEY`,
 /// `slurm:JOB.STEP@NODE` or `ompi:JOB@NODE` for a launcher's ranks).
-pub fn join_socket(uid: u32, key: &str) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
-    format!("gpurun-join/{uid}/{}", hex(&digest.as_ref()[..16]))
+pub fn join_socket(uid: u32, key: &str, cache: &Path) -> String {
+    let secret = std::fs::read(cache.join("join-secret")).unwrap_or_default();
+    let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+    hash.update(&secret);
+    hash.update(key.as_bytes());
+    format!("gpurun-join/{uid}/{}", hex(&hash.finish().as_ref()[..16]))
 }
 
 /// The node name gpurun puts in a join key outside Slurm (`SLURMD_NODENAME` wins there): the

@@ -26,7 +26,7 @@ pub mod record;
 
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::host::ProcessEnv;
@@ -136,6 +136,36 @@ impl Cache {
     /// mount namespace (so concurrent runs never see each other's); see `plan`.
     pub fn mount_dir(&self) -> PathBuf {
         self.root.join("mnt")
+    }
+    /// A secret of this cache's user, 32 random bytes in `join-secret` (mode 0600, made on first
+    /// use), mixed into the name of the socket on which a job's ranks meet to share a container
+    /// (`sandbox::join`): other users can read the job ids a key is made of, so without it they
+    /// could take the name first. Ranks racing to make it all end up reading the first one
+    /// linked into place.
+    pub fn join_secret(&self) -> std::io::Result<[u8; 32]> {
+        let path = self.root.join("join-secret");
+        if let Some(secret) = read_secret(&path)? {
+            return Ok(secret);
+        }
+        let mut fresh = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut fresh)
+            .map_err(|_| std::io::Error::other("no random bytes from the system"))?;
+        let temp = self.root.join(format!("join-secret.{}.tmp", std::process::id()));
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &fresh));
+        let linked = written.and_then(|()| std::fs::hard_link(&temp, &path));
+        let _ = std::fs::remove_file(&temp);
+        match linked {
+            Ok(()) => Ok(fresh),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                read_secret(&path)?.ok_or_else(|| std::io::Error::other("join-secret vanished"))
+            }
+            Err(e) => Err(e),
+        }
     }
     pub fn entry_dir(&self, id: &str) -> PathBuf {
         self.images_dir().join(id)
@@ -351,4 +381,28 @@ impl Drop for Staging {
             let _ = crate::fsutil::remove_tree(&self.path);
         }
     }
+}
+
+/// The join secret at `path`: `None` when absent; an error when it is not a 32-byte regular file
+/// of this user's that nobody else may read.
+fn read_secret(path: &Path) -> std::io::Result<Option<[u8; 32]>> {
+    let file = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file()
+        || meta.len() != 32
+        || meta.uid() != rustix::process::geteuid().as_raw()
+        || meta.mode() & 0o077 != 0
+    {
+        return Err(std::io::Error::other(format!(
+            "{} is not a 32-byte file of yours with mode 0600",
+            path.display()
+        )));
+    }
+    let mut secret = [0u8; 32];
+    std::io::Read::read_exact(&mut &file, &mut secret)?;
+    Ok(Some(secret))
 }

@@ -214,24 +214,58 @@ fn container_and_visible<'a>(
     let (sel, origin) = selector_for(req, ctx, vars)?;
     let chosen = choose(gpus, vendor, flag, &sel, &origin)?;
     let own = origin == "--gpus" || vars.contains(&origin.as_str());
-    if !(req.shared && own) {
+    if !(req.shared && own) || matches!(sel, Selector::None | Selector::Void) {
         return Ok(Selection { held: chosen.clone(), visible: chosen, sel, origin, narrowed: false });
     }
+    // Every rank must compute the same set: Slurm's allocation, else every GPU of the vendor
+    // (the default's discrete ones would leave out an iGPU a rank may choose).
     let wide = GpuRequest { gpus: None, ..req.clone() };
-    let (wide_sel, wide_origin) = selector_for(&wide, ctx, &[])?;
+    let (wide_sel, wide_origin) = match selector_for(&wide, ctx, &[])? {
+        (Selector::Default, _) => (Selector::All, "all GPUs".to_string()),
+        other => other,
+    };
     let held = choose(gpus, vendor, flag, &wide_sel, &wide_origin)?;
     let outside: Vec<String> =
         chosen.iter().filter(|g| !held.iter().any(|h| h.pci == g.pci)).map(|g| g.index.to_string()).collect();
     if !outside.is_empty() {
         let available = held.iter().map(|g| format!("{} {}", g.index, g.pci)).collect::<Vec<_>>().join(", ");
         return Err(GpuError::Unmatched {
-            origin: format!("--gpus (the container the job's ranks share holds the GPUs of {wide_origin})"),
+            origin: format!("{origin} (the container the job's ranks share holds the GPUs of {wide_origin})"),
             vendor,
             idents: outside.join(","),
             available,
         });
     }
-    Ok(Selection { held, visible: chosen, sel, origin, narrowed: true })
+    let narrowed = chosen.len() < held.len();
+    Ok(Selection { held, visible: chosen, sel, origin, narrowed })
+}
+
+/// The device nodes of `held`, each required (the caller must be able to open it) when its GPU
+/// is one of `visible`: a shared container's other GPUs are bound where they can be.
+fn gpu_nodes(held: &[&Gpu], visible: &[&Gpu], required: impl Fn(&str) -> bool) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    for g in held {
+        let mine = visible.iter().any(|v| v.pci == g.pci);
+        out.extend(g.nodes().into_iter().map(|n| {
+            let needed = mine && required(&n);
+            (n, needed)
+        }));
+    }
+    out
+}
+
+/// `CUDA_VISIBLE_DEVICES` for a rank of a shared container: its GPUs among those CUDA sees there.
+/// A value the rank set itself counts among its own GPUs (as it would in a container of its
+/// own) and is turned into theirs; one that is not a list of such indexes is left alone (`None`).
+fn cuda_narrowed(ctx: &Context, held: &[&Gpu], visible: &[&Gpu]) -> Option<String> {
+    let Some(own) = ctx.env.get("CUDA_VISIBLE_DEVICES") else {
+        return Some(narrowed(held, visible, |g| g.uuid.as_ref()));
+    };
+    let picked: Option<Vec<&Gpu>> = own
+        .split(',')
+        .map(|i| i.trim().parse::<usize>().ok().and_then(|i| visible.get(i).copied()))
+        .collect();
+    picked.map(|p| narrowed(held, &p, |g| g.uuid.as_ref()))
 }
 
 /// What [`container_and_visible`] decided.
@@ -338,7 +372,7 @@ fn rocm(
     // /dev/kfd is the compute interface shared by all AMD GPUs; ROCm skips a GPU whose render
     // node it cannot open (libhsakmt topology.c), which is what makes per-GPU binding isolate.
     let mut nodes = vec![("/dev/kfd".to_string(), true)];
-    nodes.extend(held.iter().flat_map(|g| g.nodes()).map(|n| (n.clone(), n.contains("renderD"))));
+    nodes.extend(gpu_nodes(&held, &chosen, |n| n.contains("renderD")));
     add_devices(ctx.host, "--rocm", &nodes, edits)?;
     if req.gfx_override {
         gfx_override(ctx, &chosen, edits)?;
@@ -440,7 +474,7 @@ fn nv(
     let mut nodes: Vec<(String, bool)> =
         nvidia::CONTROL_NODES.iter().map(|n| (n.to_string(), *n == "/dev/nvidiactl")).collect();
     nodes.push((nvidia::CAPS_DIR.into(), false));
-    nodes.extend(held.iter().flat_map(|g| g.nodes()).map(|n| (n.clone(), n.starts_with("/dev/nvidia"))));
+    nodes.extend(gpu_nodes(&held, &chosen, |n| n.starts_with("/dev/nvidia")));
     add_devices(ctx.host, "--nv", &nodes, edits)?;
     if !ctx.host.path("/dev/nvidia-uvm").exists() && ctx.host.path("/dev/nvidiactl").exists() {
         edits.warnings.push(
@@ -453,11 +487,12 @@ fn nv(
     edits.env.push(EnvEdit::Set { name: "NVIDIA_VISIBLE_DEVICES".into(), value: value.clone() });
     if narrow {
         // CUDA sees every GPU of the shared container: it is told which are this rank's.
-        let value = narrowed(&held, &chosen, |g| g.uuid.as_ref());
-        if !value.starts_with("GPU-") {
-            edits.env.push(EnvEdit::Set { name: "CUDA_DEVICE_ORDER".into(), value: "PCI_BUS_ID".into() });
+        if let Some(value) = cuda_narrowed(ctx, &held, &chosen) {
+            if !value.starts_with("GPU-") {
+                edits.env.push(EnvEdit::Set { name: "CUDA_DEVICE_ORDER".into(), value: "PCI_BUS_ID".into() });
+            }
+            edits.env.push(EnvEdit::Set { name: "CUDA_VISIBLE_DEVICES".into(), value });
         }
-        edits.env.push(EnvEdit::Set { name: "CUDA_VISIBLE_DEVICES".into(), value });
     } else if slurms_cuda(ctx, &origin) {
         // Slurm's CUDA_VISIBLE_DEVICES names host GPUs; inside, only the allocated ones exist.
         edits.env.push(EnvEdit::Set { name: "CUDA_VISIBLE_DEVICES".into(), value });

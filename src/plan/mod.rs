@@ -64,11 +64,12 @@ pub fn build(
     let user_namespace = identity::user_namespace(req, host);
     let who = identity::identity(req, host, image, user_namespace.as_ref())?;
     let argv = env::apptainer_argv(argv, req, host, &image.config, &who.home, &gpu.env);
-    let specs = mounts::specs(req, host, &who, gpu);
+    let root = root_kind(req, host, user_namespace.is_some())?;
+    let join = join_for(req, root);
+    let specs = mounts::specs(req, host, &who, gpu, join.key.is_some());
     let cwd = mounts::working_dir(req, host, &image.config, &specs);
     let make_dir =
         image.workdir_missing && image.config.working_dir.as_deref().is_some_and(|w| cwd == Path::new(w));
-    let root = root_kind(req, host, user_namespace.is_some())?;
     let mounts = mounts::ops(
         &specs,
         &mounts::Inputs {
@@ -95,7 +96,7 @@ pub fn build(
         namespaces: namespaces(req, user_namespace.is_some()),
         user_namespace,
         pid_ns: req.pid_ns.clone(),
-        join: join(req, root),
+        join,
         layout,
         root,
         mounts,
@@ -111,9 +112,16 @@ pub fn build(
     })
 }
 
-/// A root served by a FUSE daemon dies with the init of the run that made it (`sys::fuse`), so
+/// Whether the run shares its container: the one decision the GPU edits ([`crate::gpu`]'s
+/// `shared`), the mounts (no console) and the sandbox follow. As the request says, except that
+/// a root served by a FUSE daemon dies with the init of the run that made it (`sys::fuse`), so
 /// no other run may enter it: each such run keeps a container of its own.
-fn join(req: &RunRequest, root: RootKind) -> JoinChoice {
+pub fn join(req: &RunRequest, host: &HostFacts) -> Result<JoinChoice, PlanError> {
+    let userns = identity::user_namespace(req, host).is_some();
+    Ok(join_for(req, root_kind(req, host, userns)?))
+}
+
+fn join_for(req: &RunRequest, root: RootKind) -> JoinChoice {
     match (&req.join.key, root) {
         (Some(_), RootKind::FuseOverlay) => JoinChoice {
             key: None,
@@ -168,7 +176,7 @@ pub fn binds_onto_image<'r>(
 ) -> Result<Vec<&'r BindSpec>, PlanError> {
     let user_namespace = identity::user_namespace(req, host);
     let who = identity::identity(req, host, image, user_namespace.as_ref())?;
-    let specs = mounts::specs(req, host, &who, &GpuEdits::default());
+    let specs = mounts::specs(req, host, &who, &GpuEdits::default(), join(req, host)?.key.is_some());
     Ok(req.binds.iter().filter(|b| !mounts::covered(&specs, &b.dest)).collect())
 }
 

@@ -65,8 +65,15 @@ fn bind(source: impl Into<PathBuf>, dest: impl Into<PathBuf>, kind: NodeKind, re
 
 /// Every mount the container gets, sorted so parents come before children (a stable sort by
 /// depth: a child mounted first would be hidden by its parent, bubblewrap's rule too).
-pub(super) fn specs(req: &RunRequest, host: &HostFacts, who: &Identity, gpu: &GpuEdits) -> Vec<Spec> {
-    let mut specs = system_specs(host, req.join.key.is_some());
+/// `shared`: the container is shared by the ranks of a job (`super::join`).
+pub(super) fn specs(
+    req: &RunRequest,
+    host: &HostFacts,
+    who: &Identity,
+    gpu: &GpuEdits,
+    shared: bool,
+) -> Vec<Spec> {
+    let mut specs = system_specs(host, shared);
     if req.pid_ns.mode == PidNamespace::Host {
         use_host_proc(&mut specs, host);
     }

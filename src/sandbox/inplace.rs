@@ -66,10 +66,13 @@ fn make(sys: &mut Linux, plan: &LaunchPlan, leader: bool) -> Result<Option<Names
     // No CLONE_NEWPID: the host's PID namespace stays ours (pid_namespaces(7)), and the plan's
     // /proc is a bind of the host's, which a new procfs could not be here.
     sys.unshare(libc::CLONE_NEWNS).map_err(|source| SandboxError::UnshareMount { source })?;
-    let namespaces = leader
+    let mut namespaces = leader
         .then(|| Namespaces::open_own(plan.user_namespace.is_some()))
         .transpose()
         .map_err(|source| SandboxError::Join { source })?;
     mounts::apply(sys, &plan.mounts, &plan.layout)?;
+    if let Some(ns) = &mut namespaces {
+        ns.open_root().map_err(|source| SandboxError::Join { source })?;
+    }
     Ok(namespaces)
 }

@@ -2,12 +2,15 @@
 //! first to arrive makes the container and serves the others the descriptors of its user and
 //! mount namespaces; they enter them with `setns(2)` instead of making their own.
 //!
-//! The meeting point is an abstract Unix socket named after the caller's uid and the key. It
-//! exists only while a process holds it open, so nothing is left on the node after any exit, kill
-//! or `scancel`, and binding it is the election: the run whose `bind` succeeds leads. Nobody else
+//! The meeting point is an abstract Unix socket named after the caller's uid and a hash of the
+//! key and the user's secret (`cache::Cache::join_secret`: job ids are public, and an abstract
+//! name has no permissions, so another user could otherwise take it first). It exists only
+//! while a process holds it open, so nothing is left on the node after any exit, kill or
+//! `scancel`, and binding it is the election: the run whose `bind` succeeds leads. Nobody else
 //! can join: the server answers only peers of its own uid (`SO_PEERCRED`), and the kernel lets
 //! only the namespace owner's uid enter a user namespace; a joiner accepts descriptors only
-//! from a server of its own uid, so another user holding the name makes it run alone, warned.
+//! from a server of its own uid, so a name held by another user makes it run alone, warned.
+//! Every wait is bounded: a full queue, a name bound without a listener, a silent leader.
 //!
 //! The leader's *server* is a child of the leader cloned once the container is made, which
 //! never execs: it dies with the leader (`PR_SET_PDEATHSIG`) and otherwise leaves when the
@@ -43,8 +46,9 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 pub const IDLE: Duration = Duration::from_secs(30);
 
 /// The exchange: a joiner sends its container's [`fingerprint`]; the server replies with its own
-/// and one byte, [`WITHOUT_USER`] or [`WITH_USER`] (the mount namespace's descriptor passed with
-/// it, after the user namespace's for the latter), or [`DIFFERS`] (nothing passed).
+/// and one byte, [`WITHOUT_USER`] or [`WITH_USER`] (passed with it: the user namespace's
+/// descriptor for the latter, the mount namespace's, and the container root's), or [`DIFFERS`]
+/// (nothing passed).
 const REPLY_LEN: usize = 33;
 const WITHOUT_USER: u8 = 0;
 const WITH_USER: u8 = 1;
@@ -52,6 +56,10 @@ const DIFFERS: u8 = 2;
 
 /// How long the server waits for a connected joiner's fingerprint (sent right after connecting).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a name may stay bound without a listener before a joiner stops taking it for a
+/// leader between `bind` and `listen` (microseconds apart).
+const REFUSED_LIMIT: Duration = Duration::from_secs(2);
 
 /// What this run does with its container.
 pub enum Role {
@@ -70,39 +78,47 @@ pub struct Leader {
     fingerprint: [u8; 32],
 }
 
-/// The leader's namespaces, received.
+/// The leader's namespaces and its container root, received.
 pub struct Joined {
     user: Option<OwnedFd>,
     mount: OwnedFd,
+    root: OwnedFd,
 }
 
 /// What makes two runs' containers the same: the image, the id maps, the root's kind and every
 /// mount operation (binds, GPU devices and libraries, account files). Per-run settings (command,
 /// environment, working directory) are left out: each joined rank keeps its own.
-pub fn fingerprint(plan: &LaunchPlan) -> [u8; 32] {
+pub fn fingerprint(plan: &LaunchPlan) -> Option<[u8; 32]> {
     let container = (&plan.rootfs, &plan.user_namespace, &plan.namespaces, &plan.root, &plan.mounts);
-    let bytes = serde_json::to_vec(&container).unwrap_or_default();
-    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
-    digest.as_ref().try_into().unwrap_or([0; 32])
+    // serde_json refuses a path that is not UTF-8: no fingerprint then, rather than one that
+    // every such plan shares.
+    let bytes = serde_json::to_vec(&container).ok()?;
+    ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref().try_into().ok()
 }
 
 /// Finds this run's role: leader, joiner or alone. Never fails the run: whatever goes wrong on
-/// the way makes it run alone, with a warning when joining was asked for or expected.
-pub fn rendezvous(plan: &LaunchPlan) -> Role {
+/// the way makes it run alone, with a warning. `secret` is the user's (`cache::Cache::join_secret`):
+/// mixed into the socket's name, it keeps other users from taking the name first.
+pub fn rendezvous(plan: &LaunchPlan, secret: Option<&[u8; 32]>) -> Role {
     let Some(key) = &plan.join.key else { return Role::Alone(None) };
-    let uid = nix::unistd::getuid().as_raw();
-    let hash = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
-    let hex: String = hash.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect();
-    let name = format!("gpurun-join/{uid}/{hex}");
-    let fingerprint = fingerprint(plan);
-    let role = elect(&name, uid, plan.join.count, fingerprint);
-    let role = match role {
-        Ok(role) => role,
-        Err(why) => Role::Alone(Some(format!(
+    let alone = |why: String| {
+        Role::Alone(Some(format!(
             "this run gets a container of its own instead of joining {key} ({why}); MPI's single-copy \
              transfers to the other ranks will not work"
-        ))),
+        )))
     };
+    let Some(fingerprint) = fingerprint(plan) else {
+        return alone(
+            "its plan has a path that is not UTF-8, so it cannot be compared with the others'".into(),
+        );
+    };
+    let uid = nix::unistd::getuid().as_raw();
+    let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+    hash.update(secret.map_or(&[][..], |s| &s[..]));
+    hash.update(key.as_bytes());
+    let hex: String = hash.finish().as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let name = format!("gpurun-join/{uid}/{hex}");
+    let role = elect(&name, uid, plan.join.count, fingerprint).unwrap_or_else(alone);
     tracing::debug!(
         key,
         role = match &role {
@@ -115,11 +131,23 @@ pub fn rendezvous(plan: &LaunchPlan) -> Role {
     role
 }
 
+/// What one attempt to join found.
+enum Attempt {
+    Joined(Role),
+    /// The name is bound but nobody listens: a leader between `bind` and `listen`, or one
+    /// going away.
+    Refused,
+    /// The leader went away before it answered, or its queue stayed full: elect again.
+    Again,
+}
+
 /// Binds the name (leader) or connects to it and waits for the leader's reply (joiner); a
-/// leader that goes away before replying makes the election start again.
+/// leader that goes away before replying makes the election start again. A name that stays
+/// bound without a listener for [`REFUSED_LIMIT`] is not a leader's: this run goes alone.
 fn elect(name: &str, uid: u32, count: Option<u32>, fingerprint: [u8; 32]) -> Result<Role, String> {
     let addr = UnixAddr::new_abstract(name.as_bytes()).map_err(|e| format!("socket name: {e}"))?;
     let deadline = Instant::now() + SETUP_TIMEOUT;
+    let mut refused_since: Option<Instant> = None;
     let mut pause = Duration::from_micros(100);
     loop {
         let sock = stream_socket()?;
@@ -132,14 +160,20 @@ fn elect(name: &str, uid: u32, count: Option<u32>, fingerprint: [u8; 32]) -> Res
             Err(e) => return Err(format!("bind the socket @{name}: {e}")),
         }
         match join(&addr, uid, deadline, fingerprint)? {
-            Some(role) => return Ok(role),
-            // The leader is between bind and listen, or just went away: elect again.
-            None if Instant::now() < deadline => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(20));
+            Attempt::Joined(role) => return Ok(role),
+            Attempt::Refused => {
+                let since = *refused_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > REFUSED_LIMIT {
+                    return Err(format!("@{name} is bound, but nobody listens on it"));
+                }
             }
-            None => return Err(format!("no run answered on @{name} within {} s", SETUP_TIMEOUT.as_secs())),
+            Attempt::Again => refused_since = None,
         }
+        if Instant::now() >= deadline {
+            return Err(format!("no run answered on @{name} within {} s", SETUP_TIMEOUT.as_secs()));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
     }
 }
 
@@ -148,13 +182,20 @@ fn stream_socket() -> Result<OwnedFd, String> {
         .map_err(|e| format!("create a Unix socket: {e}"))
 }
 
-/// One attempt to join the leader at `addr`: `None` when there is no leader to talk to (elect
-/// again), the role once it has answered.
-fn join(addr: &UnixAddr, uid: u32, deadline: Instant, fingerprint: [u8; 32]) -> Result<Option<Role>, String> {
+/// One attempt to join the leader at `addr`. Every wait is bounded by `deadline`: the connect
+/// too, which blocks while the leader's queue is full (its server not yet started, or more
+/// ranks than `somaxconn`).
+fn join(addr: &UnixAddr, uid: u32, deadline: Instant, fingerprint: [u8; 32]) -> Result<Attempt, String> {
     let conn = stream_socket()?;
+    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    let timeout = nix::sys::time::TimeVal::new(left.as_secs() as _, left.subsec_micros() as _);
+    socket::setsockopt(&conn, sockopt::SendTimeout, &timeout).map_err(|e| format!("set a timeout: {e}"))?;
+    socket::setsockopt(&conn, sockopt::ReceiveTimeout, &timeout)
+        .map_err(|e| format!("set a timeout: {e}"))?;
     match socket::connect(conn.as_raw_fd(), addr) {
         Ok(()) => {}
-        Err(Errno::ECONNREFUSED | Errno::ENOENT | Errno::EAGAIN) => return Ok(None),
+        Err(Errno::ECONNREFUSED | Errno::ENOENT) => return Ok(Attempt::Refused),
+        Err(Errno::EAGAIN | Errno::EINTR) => return Ok(Attempt::Again),
         Err(e) => return Err(format!("connect to the first run: {e}")),
     }
     let peer =
@@ -166,23 +207,19 @@ fn join(addr: &UnixAddr, uid: u32, deadline: Instant, fingerprint: [u8; 32]) -> 
     // the expected count.
     match socket::send(conn.as_raw_fd(), &fingerprint, MsgFlags::MSG_NOSIGNAL) {
         Ok(_) => {}
-        Err(Errno::ECONNRESET | Errno::EPIPE) => return Ok(None),
+        Err(Errno::ECONNRESET | Errno::EPIPE) => return Ok(Attempt::Again),
         Err(e) => return Err(format!("send to the first run: {e}")),
     }
-    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-    let timeout = nix::sys::time::TimeVal::new(left.as_secs() as _, left.subsec_micros() as _);
-    socket::setsockopt(&conn, sockopt::ReceiveTimeout, &timeout)
-        .map_err(|e| format!("set a timeout: {e}"))?;
     let (reply, fds) = match receive(conn.as_fd()) {
         Ok(got) => got,
         Err(Errno::EAGAIN) => {
             return Err(format!("the first run did not answer within {} s", SETUP_TIMEOUT.as_secs()));
         }
-        Err(Errno::ECONNRESET | Errno::EPIPE) => return Ok(None),
+        Err(Errno::ECONNRESET | Errno::EPIPE) => return Ok(Attempt::Again),
         Err(e) => return Err(format!("receive its answer: {e}")),
     };
     if reply.len() < REPLY_LEN {
-        return Ok(None);
+        return Ok(Attempt::Again);
     }
     if reply[..32] != fingerprint || reply[32] == DIFFERS {
         return Err("its container differs from the one this run asks for: another image, other binds, \
@@ -193,13 +230,14 @@ fn join(addr: &UnixAddr, uid: u32, deadline: Instant, fingerprint: [u8; 32]) -> 
     let missing = || "its answer lacks a namespace descriptor".to_string();
     let user = if reply[32] == WITH_USER { Some(fds.next().ok_or_else(missing)?) } else { None };
     let mount = fds.next().ok_or_else(missing)?;
-    Ok(Some(Role::Joiner(Joined { user, mount })))
+    let root = fds.next().ok_or_else(missing)?;
+    Ok(Attempt::Joined(Role::Joiner(Joined { user, mount, root })))
 }
 
 /// Reads one reply (up to [`REPLY_LEN`] bytes) and the descriptors passed with it.
 fn receive(conn: BorrowedFd) -> nix::Result<(Vec<u8>, Vec<OwnedFd>)> {
     let mut buf = [0u8; REPLY_LEN];
-    let mut space = nix::cmsg_space!([RawFd; 2]);
+    let mut space = nix::cmsg_space!([RawFd; 3]);
     let mut iov = [IoSliceMut::new(&mut buf)];
     let msg =
         socket::recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
@@ -215,8 +253,10 @@ fn receive(conn: BorrowedFd) -> nix::Result<(Vec<u8>, Vec<OwnedFd>)> {
 }
 
 impl Joined {
-    /// Enters the leader's user namespace, then its mount namespace, which also makes its root
-    /// (the container's, pivoted) this process's root and working directory (setns(2)). The
+    /// Enters the leader's user namespace, then its mount namespace, then its root. setns(2)
+    /// makes the mount namespace's root mount this process's root, which is the container's only
+    /// when the leader's own root was that mount (not so under a chroot): the root the leader
+    /// pivoted into is passed as a descriptor and entered with `fchdir` and `chroot(".")`. The
     /// caller must be single-threaded (setns(2) refuses a user namespace otherwise); as the
     /// namespace's owner it has every capability in it afterwards, which the workload's start
     /// drops as for any run.
@@ -226,7 +266,10 @@ impl Joined {
                 .map_err(|e| context(e, format!("enter the shared user namespace: {e}")))?;
         }
         nix::sched::setns(&self.mount, nix::sched::CloneFlags::CLONE_NEWNS)
-            .map_err(|e| context(e, format!("enter the shared mount namespace: {e}")))
+            .map_err(|e| context(e, format!("enter the shared mount namespace: {e}")))?;
+        nix::unistd::fchdir(&self.root)
+            .and_then(|()| nix::unistd::chroot("."))
+            .map_err(|e| context(e, format!("enter the shared container root: {e}")))
     }
 }
 
@@ -235,10 +278,12 @@ fn context(err: Errno, what: String) -> std::io::Error {
     std::io::Error::new(std::io::Error::from(err).kind(), what)
 }
 
-/// The descriptors of the caller's own user and mount namespaces, for the server to hand out.
+/// The descriptors of the caller's own user and mount namespaces and, once it is made, of the
+/// container root, for the server to hand out.
 pub struct Namespaces {
     user: Option<OwnedFd>,
     mount: OwnedFd,
+    root: Option<OwnedFd>,
 }
 
 impl Namespaces {
@@ -247,15 +292,24 @@ impl Namespaces {
     pub fn open_own(user: bool) -> std::io::Result<Namespaces> {
         let open = |what: &str| -> std::io::Result<OwnedFd> {
             let path = format!("/proc/self/ns/{what}");
-            let fd = nix::fcntl::open(
-                path.as_str(),
-                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
-                nix::sys::stat::Mode::empty(),
-            )
-            .map_err(|e| context(e, format!("open {path}: {e}")))?;
-            Ok(fd)
+            let flags = nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC;
+            nix::fcntl::open(path.as_str(), flags, nix::sys::stat::Mode::empty())
+                .map_err(|e| context(e, format!("open {path}: {e}")))
         };
-        Ok(Namespaces { user: if user { Some(open("user")?) } else { None }, mount: open("mnt")? })
+        Ok(Namespaces {
+            user: if user { Some(open("user")?) } else { None },
+            mount: open("mnt")?,
+            root: None,
+        })
+    }
+
+    /// Opens the container root, once the leader has pivoted into it.
+    pub fn open_root(&mut self) -> std::io::Result<()> {
+        let flags = nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC;
+        let root = nix::fcntl::open("/", flags, nix::sys::stat::Mode::empty())
+            .map_err(|e| context(e, format!("open the container root: {e}")))?;
+        self.root = Some(root);
+        Ok(())
     }
 }
 
@@ -320,8 +374,10 @@ fn server(
     }
     let mut keep = vec![socket.as_raw_fd(), ns.mount.as_raw_fd()];
     keep.extend(ns.user.as_ref().map(|u| u.as_raw_fd()));
+    keep.extend(ns.root.as_ref().map(|r| r.as_raw_fd()));
     crate::sys::close_all_but(&keep);
-    // It needs none of the capabilities it holds in the container's user namespace.
+    // It needs none of the capabilities it holds in the container's user namespace; keeping
+    // them where capset fails harms nothing outside that namespace, so the result is not checked.
     crate::sys::caps::clear();
     let me = nix::unistd::getuid().as_raw();
     let mut joined = 1u32;
@@ -336,7 +392,9 @@ fn server(
         let Ok(conn) = socket::accept4(socket.as_raw_fd(), SockFlag::SOCK_CLOEXEC) else { continue };
         // SAFETY: accept4 returned a new descriptor that nothing else owns.
         let conn = unsafe { OwnedFd::from_raw_fd(conn) };
-        // A peer of another uid (unmapped: the overflow uid) gets nothing.
+        // A peer of another uid gets nothing. (Another user's uid is unmapped here and reads as
+        // the overflow uid, which a caller's own mapped uid never is; were it so, the kernel
+        // would still refuse them our user namespace.)
         let ours = socket::getsockopt(&conn, sockopt::PeerCredentials).is_ok_and(|c| c.uid() == me);
         if ours && answer(conn.as_fd(), ns, fingerprint) == Ok(true) {
             joined += 1;
@@ -352,7 +410,7 @@ fn answer(conn: BorrowedFd, ns: &Namespaces, fingerprint: [u8; 32]) -> nix::Resu
     socket::setsockopt(&conn, sockopt::ReceiveTimeout, &timeout)?;
     let mut theirs = [0u8; 32];
     let got = socket::recv(conn.as_raw_fd(), &mut theirs, MsgFlags::MSG_WAITALL)?;
-    let same = got == theirs.len() && theirs == fingerprint;
+    let same = got == theirs.len() && theirs == fingerprint && ns.root.is_some();
     let mut reply = [0u8; REPLY_LEN];
     reply[..32].copy_from_slice(&fingerprint);
     reply[32] = match (same, &ns.user) {
@@ -360,10 +418,11 @@ fn answer(conn: BorrowedFd, ns: &Namespaces, fingerprint: [u8; 32]) -> nix::Resu
         (true, Some(_)) => WITH_USER,
         (true, None) => WITHOUT_USER,
     };
-    let mut fds = Vec::with_capacity(2);
+    let mut fds = Vec::with_capacity(3);
     if same {
         fds.extend(ns.user.as_ref().map(|u| u.as_raw_fd()));
         fds.push(ns.mount.as_raw_fd());
+        fds.extend(ns.root.as_ref().map(|r| r.as_raw_fd()));
     }
     let rights = [ControlMessage::ScmRights(&fds)];
     let cmsg: &[ControlMessage] = if same { &rights } else { &[] };

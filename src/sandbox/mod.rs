@@ -143,10 +143,14 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
 /// Without a PID namespace in the plan gpurun becomes the workload: this returns only when it
 /// could not be started. A run that was to share its container (by `--join` or by its launcher's
 /// variables) but gets one of its own passes the reason to `warn`.
-pub fn launch(plan: &LaunchPlan, warn: &mut dyn FnMut(&str)) -> Result<i32, SandboxError> {
+pub fn launch(
+    plan: &LaunchPlan,
+    join_secret: Option<&[u8; 32]>,
+    warn: &mut dyn FnMut(&str),
+) -> Result<i32, SandboxError> {
     wait_single_threaded();
     if !plan.namespaces.contains(&Namespace::Pid) && plan.root != RootKind::FuseOverlay {
-        let role = join::rendezvous(plan);
+        let role = join::rendezvous(plan, join_secret);
         if let join::Role::Alone(Some(why)) = &role {
             warn(why);
         }
