@@ -1011,11 +1011,14 @@ fn ranks_sharing_a_container_keep_their_own_gpus() {
     let image = env.busybox_image.to_str().unwrap();
     // Each rank reports, then waits for the other's mark in the /tmp they share (-c: a tmpfs of
     // the container's own), which also keeps the first alive until the second has joined.
-    // Each rank's choice by --gpus (0), by the vendor's variable set per rank (1), or (CUDA) by
-    // its own CUDA_VISIBLE_DEVICES beside the NVIDIA_VISIBLE_DEVICES=all of NVIDIA's images (2).
+    // Each rank's choice by --gpus (0), by the vendor's variable set per rank (1), (CUDA) by its
+    // own CUDA_VISIBLE_DEVICES beside the NVIDIA_VISIBLE_DEVICES=all of NVIDIA's images (2), or by
+    // --gpus among Slurm's allocation (3).
     let rank = |vendor: &str, gpu: u32, by: u8| {
         let (var, flag) = match (vendor, by) {
             (_, 0) => (String::new(), format!("--gpus {gpu}")),
+            // Slurm's step list in CUDA_VISIBLE_DEVICES gives way to the rank's --gpus.
+            (_, 3) => ("SLURM_STEP_GPUS=0,1 CUDA_VISIBLE_DEVICES=0,1 ".into(), format!("--gpus {gpu}")),
             ("--rocm", _) => (format!("ROCR_VISIBLE_DEVICES={gpu} "), String::new()),
             (_, 1) => (format!("NVIDIA_VISIBLE_DEVICES={gpu} "), String::new()),
             _ => (format!("NVIDIA_VISIBLE_DEVICES=all CUDA_VISIBLE_DEVICES={gpu} "), String::new()),
@@ -1031,7 +1034,7 @@ fn ranks_sharing_a_container_keep_their_own_gpus() {
         )
     };
     let cases = [("--rocm", "renderD128 renderD129"), ("--nv", "nvidia0 nvidia1 renderD130 renderD131")];
-    for ((vendor, render), by) in cases.into_iter().flat_map(|c| [(c, 0), (c, 1), (c, 2)]) {
+    for ((vendor, render), by) in cases.into_iter().flat_map(|c| [(c, 0), (c, 1), (c, 2), (c, 3)]) {
         let both =
             format!("{} & a=$!; {} & b=$!; wait $a && wait $b", rank(vendor, 0, by), rank(vendor, 1, by));
         let out = gpurun_script(&env, &host, GPU_USER, &both);
@@ -1045,7 +1048,7 @@ fn ranks_sharing_a_container_keep_their_own_gpus() {
             assert!(line.starts_with(&format!("{i}: {render} ")), "{vendor}: both GPUs held: {line}");
             if vendor == "--rocm" {
                 assert!(line.contains(&format!("ROCR=GPU-{:016x} ", 0x1111 * (i + 1))), "{line}");
-            } else if by < 2 {
+            } else if by != 2 {
                 assert!(line.contains(&format!("CUDA={i} ORDER=PCI_BUS_ID ")), "{line}");
             } else {
                 assert!(

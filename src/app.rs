@@ -109,11 +109,16 @@ fn run_image(cli: &Cli, net: &registry::Options, env: &ProcessEnv, ui: &Ui) -> R
     let cache = open_cache(cli, env)?;
     let sel = commands::selection(&cli.run.select);
     let prepared = prepare::prepare(&image, &sel, &stage(&cache, net, cli, env, ui))?;
-    let secret = request.join.key.as_ref().and_then(|_| {
-        cache
-            .join_secret()
-            .map_err(|e| tracing::debug!(error = %e, "no join secret; the join name is guessable"))
-            .ok()
+    let secret = request.join.key.as_ref().and_then(|_| match cache.join_secret() {
+        Ok(secret) => Some(secret),
+        Err(e) => {
+            let path = cache.root.join("join-secret");
+            ui.warn(&format!(
+                "{}: {e}; the ranks meet on a socket name other users could guess",
+                path.display()
+            ));
+            None
+        }
     });
     let code = run::execute(&request, &host, &cache.mount_dir(), secret, prepared, ui)?;
     // Exit statuses are 8 bits; the workload's code already is one.

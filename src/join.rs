@@ -100,6 +100,9 @@ pub fn resolve(
     }
     let node = env.non_empty("SLURMD_NODENAME").map(str::to_string).unwrap_or_else(hostname);
     if let Some(key) = &args.key {
+        if args.count == Some(1) {
+            return off("--join-count 1: one run on this node");
+        }
         return Ok(JoinChoice {
             key: Some(format!("user:{key}@{node}")),
             count: args.count,

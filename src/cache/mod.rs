@@ -147,20 +147,26 @@ impl Cache {
         if let Some(secret) = read_secret(&path)? {
             return Ok(secret);
         }
+        let random = |buf: &mut [u8]| {
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), buf)
+                .map_err(|_| std::io::Error::other("no random bytes from the system"))
+        };
         let mut fresh = [0u8; 32];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut fresh)
-            .map_err(|_| std::io::Error::other("no random bytes from the system"))?;
-        let temp = self.root.join(format!("join-secret.{}.tmp", std::process::id()));
-        let written = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, &fresh));
-        let linked = written.and_then(|()| std::fs::hard_link(&temp, &path));
+        random(&mut fresh)?;
+        // A name of its own: ranks on other nodes share the cache on a network filesystem, and
+        // their pids repeat.
+        let mut tag = [0u8; 8];
+        random(&mut tag)?;
+        let tag: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+        let temp = self.root.join(format!("join-secret.{tag}.tmp"));
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp)?;
+        let linked = std::io::Write::write_all(&mut file, &fresh)
+            .and_then(|()| file.sync_all())
+            .and_then(|()| std::fs::hard_link(&temp, &path));
         let _ = std::fs::remove_file(&temp);
         match linked {
             Ok(()) => Ok(fresh),
+            // Another run linked its own first: that one is everybody's.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 read_secret(&path)?.ok_or_else(|| std::io::Error::other("join-secret vanished"))
             }

@@ -255,17 +255,16 @@ fn gpu_nodes(held: &[&Gpu], visible: &[&Gpu], required: impl Fn(&str) -> bool) -
 }
 
 /// `CUDA_VISIBLE_DEVICES` for a rank of a shared container: its GPUs among those CUDA sees there.
-/// A value the rank set itself counts among its own GPUs (as it would in a container of its
-/// own) and is turned into theirs; one that is not a list of such indexes is left alone (`None`).
-fn cuda_narrowed(ctx: &Context, held: &[&Gpu], visible: &[&Gpu]) -> Option<String> {
-    let Some(own) = ctx.env.get("CUDA_VISIBLE_DEVICES") else {
-        return Some(narrowed(held, visible, |g| g.uuid.as_ref()));
-    };
-    let picked: Option<Vec<&Gpu>> = own
-        .split(',')
-        .map(|i| i.trim().parse::<usize>().ok().and_then(|i| visible.get(i).copied()))
-        .collect();
-    picked.map(|p| narrowed(held, &p, |g| g.uuid.as_ref()))
+/// A value the rank set itself that lists indexes of its own GPUs (as it would in a container
+/// of its own: `--gpus 0,1` with `CUDA_VISIBLE_DEVICES=1`) picks among them; any other value
+/// (Slurm's list of the step's GPUs, an index it does not have) gives way to its selection.
+fn cuda_narrowed(ctx: &Context, held: &[&Gpu], visible: &[&Gpu]) -> String {
+    let slurms = |v: &&String| SLURM_GPU_VARS.iter().any(|s| ctx.host_env.get(s) == Some(v.as_str()));
+    let own = ctx.env.get("CUDA_VISIBLE_DEVICES").filter(|v| !slurms(v));
+    let picked: Option<Vec<&Gpu>> = own.and_then(|v| {
+        v.split(',').map(|i| i.trim().parse::<usize>().ok().and_then(|i| visible.get(i).copied())).collect()
+    });
+    narrowed(held, picked.as_deref().unwrap_or(visible), |g| g.uuid.as_ref())
 }
 
 /// What [`container_and_visible`] decided.
@@ -487,12 +486,11 @@ fn nv(
     edits.env.push(EnvEdit::Set { name: "NVIDIA_VISIBLE_DEVICES".into(), value: value.clone() });
     if narrow {
         // CUDA sees every GPU of the shared container: it is told which are this rank's.
-        if let Some(value) = cuda_narrowed(ctx, &held, &chosen) {
-            if !value.starts_with("GPU-") {
-                edits.env.push(EnvEdit::Set { name: "CUDA_DEVICE_ORDER".into(), value: "PCI_BUS_ID".into() });
-            }
-            edits.env.push(EnvEdit::Set { name: "CUDA_VISIBLE_DEVICES".into(), value });
+        let value = cuda_narrowed(ctx, &held, &chosen);
+        if !value.starts_with("GPU-") {
+            edits.env.push(EnvEdit::Set { name: "CUDA_DEVICE_ORDER".into(), value: "PCI_BUS_ID".into() });
         }
+        edits.env.push(EnvEdit::Set { name: "CUDA_VISIBLE_DEVICES".into(), value });
     } else if slurms_cuda(ctx, &origin) {
         // Slurm's CUDA_VISIBLE_DEVICES names host GPUs; inside, only the allocated ones exist.
         edits.env.push(EnvEdit::Set { name: "CUDA_VISIBLE_DEVICES".into(), value });

@@ -190,14 +190,17 @@ fn join(addr: &UnixAddr, uid: u32, deadline: Instant, fingerprint: [u8; 32]) -> 
     let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
     let timeout = nix::sys::time::TimeVal::new(left.as_secs() as _, left.subsec_micros() as _);
     socket::setsockopt(&conn, sockopt::SendTimeout, &timeout).map_err(|e| format!("set a timeout: {e}"))?;
-    socket::setsockopt(&conn, sockopt::ReceiveTimeout, &timeout)
-        .map_err(|e| format!("set a timeout: {e}"))?;
     match socket::connect(conn.as_raw_fd(), addr) {
         Ok(()) => {}
         Err(Errno::ECONNREFUSED | Errno::ENOENT) => return Ok(Attempt::Refused),
         Err(Errno::EAGAIN | Errno::EINTR) => return Ok(Attempt::Again),
         Err(e) => return Err(format!("connect to the first run: {e}")),
     }
+    // The connect may have waited: what is left of the deadline bounds the answer.
+    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    let timeout = nix::sys::time::TimeVal::new(left.as_secs() as _, left.subsec_micros() as _);
+    socket::setsockopt(&conn, sockopt::ReceiveTimeout, &timeout)
+        .map_err(|e| format!("set a timeout: {e}"))?;
     let peer =
         socket::getsockopt(&conn, sockopt::PeerCredentials).map_err(|e| format!("its credentials: {e}"))?;
     if peer.uid() != uid {
