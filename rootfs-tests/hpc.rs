@@ -343,22 +343,28 @@ fn srun_mpi_plugins() -> String {
     format!("{}{}", text(&out), String::from_utf8_lossy(&out.stderr))
 }
 
-#[test]
-fn srun_mpi_pmix_ranks_form_a_ring() {
-    let _serial = serial();
-    let Some(w) = world() else { return };
+/// The world and its MPI image where Slurm runs and has the pmix plugin; `None` after a SKIP.
+fn pmix_world() -> Option<(&'static World, &'static Path)> {
+    let w = world()?;
     let Some(image) = &w.mpi_image else {
         skip("Open MPI missing: run rootfs-tests/hpc/setup.sh as root (openmpi-bin, libopenmpi-dev)");
-        return;
+        return None;
     };
     if !slurm() {
-        return;
+        return None;
     }
     let plugins = srun_mpi_plugins();
     if !plugins.lines().any(|l| l.trim() == "pmix") {
         skip(&format!("this Slurm has no pmix MPI plugin; srun --mpi=list says: {plugins}"));
-        return;
+        return None;
     }
+    Some((w, image))
+}
+
+#[test]
+fn srun_mpi_pmix_ranks_form_a_ring() {
+    let _serial = serial();
+    let Some((w, image)) = pmix_world() else { return };
     let cache = w.dir.path().join("cache-pmix");
     let script = repo().join("examples/mpi/sbatch-pmix.sh");
     let vars = shared_memory_only();
@@ -559,19 +565,7 @@ fn mpirun_ranks_share_one_container_so_single_copy_works() {
 #[test]
 fn srun_mpi_pmix_ranks_share_one_container_so_single_copy_works() {
     let _serial = serial();
-    let Some(w) = world() else { return };
-    let Some(image) = &w.mpi_image else {
-        skip("Open MPI missing: run rootfs-tests/hpc/setup.sh as root (openmpi-bin, libopenmpi-dev)");
-        return;
-    };
-    if !slurm() {
-        return;
-    }
-    let plugins = srun_mpi_plugins();
-    if !plugins.lines().any(|l| l.trim() == "pmix") {
-        skip(&format!("this Slurm has no pmix MPI plugin; srun --mpi=list says: {plugins}"));
-        return;
-    }
+    let Some((w, image)) = pmix_world() else { return };
     let cache = w.dir.path().join("cache-pmix-cma");
     let script = repo().join("examples/mpi/sbatch-pmix.sh");
     let vars = shared_memory_only();

@@ -350,10 +350,9 @@ fn server(
     count: Option<u32>,
     fingerprint: [u8; 32],
 ) -> isize {
-    // SAFETY: prctl, getppid, signal and sigprocmask with integer arguments or a local set;
-    // /dev/null replaces the standard descriptors so that the server never holds the job's output
-    // pipes open. The job's signals end it as they end the ranks, whatever dispositions and mask
-    // the launcher passed down.
+    // SAFETY: prctl, getppid, signal and sigprocmask with integer arguments or a local set. The
+    // job's signals end it as they end the ranks, whatever dispositions and mask the launcher
+    // passed down.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
         if libc::getppid() != leader.as_raw() {
@@ -365,16 +364,8 @@ fn server(
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-        if null >= 0 {
-            for fd in 0..3 {
-                libc::dup2(null, fd);
-            }
-            if null > 2 {
-                libc::close(null);
-            }
-        }
     }
+    crate::sys::null_stdio();
     let mut keep = vec![socket.as_raw_fd(), ns.mount.as_raw_fd()];
     keep.extend(ns.user.as_ref().map(|u| u.as_raw_fd()));
     keep.extend(ns.root.as_ref().map(|r| r.as_raw_fd()));

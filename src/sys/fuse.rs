@@ -85,22 +85,13 @@ fn keeper(
     log: &std::fs::File,
 ) -> isize {
     // SAFETY: closes our copy of the caller's end (the caller keeps its own), then prctl and
-    // setpgid with integer arguments; /dev/null replaces the standard descriptors, so that a
-    // keeper never holds the user's terminal or pipes.
+    // setpgid with integer arguments.
     unsafe {
         libc::close(callers_end);
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
         libc::setpgid(0, 0);
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-        if null >= 0 {
-            for fd in 0..3 {
-                libc::dup2(null, fd);
-            }
-            if null > 2 {
-                libc::close(null);
-            }
-        }
     }
+    super::null_stdio();
     super::close_all_but(&[alive.as_raw_fd(), log.as_raw_fd()]);
     // The caller may have died before the prctl: then its end of the pipe is closed.
     let mut poll = [nix::poll::PollFd::new(alive.as_fd(), nix::poll::PollFlags::POLLIN)];

@@ -102,3 +102,21 @@ pub fn close_all_but(keep: &[RawFd]) {
         unsafe { libc::close(fd) };
     }
 }
+
+/// Points stdin, stdout and stderr at `/dev/null`, for a helper process that never execs (the
+/// FUSE daemon's keeper, a shared container's join server): it must never hold the user's
+/// terminal or the job's output pipes open. Raw system calls only.
+pub fn null_stdio() {
+    // SAFETY: open, dup2 and close on descriptors of this process's own table.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if null >= 0 {
+            for fd in 0..3 {
+                libc::dup2(null, fd);
+            }
+            if null > 2 {
+                libc::close(null);
+            }
+        }
+    }
+}
