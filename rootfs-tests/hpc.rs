@@ -302,6 +302,25 @@ fn shared_memory_only() -> Vec<(&'static str, String)> {
     vec![("OMPI_MCA_pml", "ob1".into()), ("OMPI_MCA_btl", format!("self,{}", shared_memory_btl()))]
 }
 
+/// The world and its MPI image (built where Open MPI is installed); `None` after a SKIP.
+fn mpi_world() -> Option<(&'static World, &'static Path)> {
+    let w = world()?;
+    let Some(image) = &w.mpi_image else {
+        skip("Open MPI missing: run rootfs-tests/hpc/setup.sh as root (openmpi-bin, libopenmpi-dev)");
+        return None;
+    };
+    Some((w, image))
+}
+
+/// `examples/mpi/run.sh IMAGE` as the test user (at most 120 s), shared memory only, with `vars`.
+fn run_example(w: &World, cache: &Path, image: &Path, vars: &[(String, String)]) -> Output {
+    let script = repo().join("examples/mpi/run.sh");
+    let mut cmd =
+        as_user(w.dir.path(), cache, "timeout", &["120", script.to_str().unwrap(), image.to_str().unwrap()]);
+    cmd.env("GPURUN", &w.gpurun).envs(shared_memory_only()).envs(vars.iter().cloned());
+    output(&mut cmd)
+}
+
 /// The ring's summary and per-rank lines for 4 ranks, 1 MiB messages intact included.
 fn assert_ring_ok(out: &Output) {
     let stdout = text(out);
@@ -314,21 +333,13 @@ fn assert_ring_ok(out: &Output) {
 #[test]
 fn mpirun_ranks_in_containers_form_a_ring() {
     let _serial = serial();
-    let Some(w) = world() else { return };
-    let Some(image) = &w.mpi_image else {
-        skip("Open MPI missing: run rootfs-tests/hpc/setup.sh as root (openmpi-bin, libopenmpi-dev)");
-        return;
-    };
+    let Some((w, image)) = mpi_world() else { return };
     // A cold cache on purpose: the four ranks start together, one unpacks and the others wait.
     // That once deadlocked (a rank waiting for the image lock exclusively while running ranks
     // held it shared and waited for that rank in MPI_Init); unpacking has had its own lock
     // since 3b682e4, so nobody waits for a running container.
     let cache = w.dir.path().join("cache-mpi");
-    let script = repo().join("examples/mpi/run.sh");
-    let mut cmd =
-        as_user(w.dir.path(), &cache, "timeout", &["120", script.to_str().unwrap(), image.to_str().unwrap()]);
-    cmd.env("GPURUN", &w.gpurun).envs(shared_memory_only());
-    let out = output(&mut cmd);
+    let out = run_example(w, &cache, image, &[]);
     assert_ring_ok(&out);
     // The ranks share one container (gpurun joins them on mpirun's job), so Open MPI 4's CMA
     // check between them passes and it has nothing to warn about.
@@ -345,11 +356,7 @@ fn srun_mpi_plugins() -> String {
 
 /// The world and its MPI image where Slurm runs and has the pmix plugin; `None` after a SKIP.
 fn pmix_world() -> Option<(&'static World, &'static Path)> {
-    let w = world()?;
-    let Some(image) = &w.mpi_image else {
-        skip("Open MPI missing: run rootfs-tests/hpc/setup.sh as root (openmpi-bin, libopenmpi-dev)");
-        return None;
-    };
+    let (w, image) = mpi_world()?;
     if !slurm() {
         return None;
     }
@@ -510,18 +517,10 @@ fn host_mnt_ns() -> String {
 #[test]
 fn mpirun_ranks_share_one_container_so_single_copy_works() {
     let _serial = serial();
-    let Some(w) = world() else { return };
-    let Some(image) = &w.mpi_image else {
-        skip("Open MPI missing: run rootfs-tests/hpc/setup.sh as root (openmpi-bin, libopenmpi-dev)");
-        return;
-    };
+    let Some((w, image)) = mpi_world() else { return };
     let cache = w.dir.path().join("cache-mpi-cma");
     // The example as users run it, with CMA required.
-    let script = repo().join("examples/mpi/run.sh");
-    let mut cmd =
-        as_user(w.dir.path(), &cache, "timeout", &["120", script.to_str().unwrap(), image.to_str().unwrap()]);
-    cmd.env("GPURUN", &w.gpurun).envs(shared_memory_only()).envs([cma_required()]);
-    let out = output(&mut cmd);
+    let out = run_example(w, &cache, image, &[cma_required()]);
     assert_ring_ok(&out);
     assert!(
         !String::from_utf8_lossy(&out.stderr).contains("different user namespaces"),

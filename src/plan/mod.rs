@@ -176,7 +176,8 @@ pub fn binds_onto_image<'r>(
 ) -> Result<Vec<&'r BindSpec>, PlanError> {
     let user_namespace = identity::user_namespace(req, host);
     let who = identity::identity(req, host, image, user_namespace.as_ref())?;
-    let specs = mounts::specs(req, host, &who, &GpuEdits::default(), join(req, host)?.key.is_some());
+    let shared = join_for(req, root_kind(req, host, user_namespace.is_some())?).key.is_some();
+    let specs = mounts::specs(req, host, &who, &GpuEdits::default(), shared);
     Ok(req.binds.iter().filter(|b| !mounts::covered(&specs, &b.dest)).collect())
 }
 
