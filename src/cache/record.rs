@@ -51,14 +51,15 @@ pub struct SourceMemo {
 impl SourceMemo {
     /// The memo file for a path and selection.
     pub fn file_name(path: &Path, reference: Option<&str>, platform: Option<&str>) -> String {
-        use crate::image::digest::{Algorithm, Hasher};
-        let mut h = Hasher::new(Algorithm::Sha256);
-        h.update(path.as_os_str().as_encoded_bytes());
-        h.update(&[0]);
-        h.update(reference.unwrap_or("").as_bytes());
-        h.update(&[0]);
-        h.update(platform.unwrap_or("").as_bytes());
-        format!("{}.json", &h.finish().hex[..32])
+        use crate::image::digest::{small_sha256, to_hex};
+        let hash = small_sha256(&[
+            path.as_os_str().as_encoded_bytes(),
+            &[0],
+            reference.unwrap_or("").as_bytes(),
+            &[0],
+            platform.unwrap_or("").as_bytes(),
+        ]);
+        format!("{}.json", &to_hex(&hash)[..32])
     }
 
     pub fn read(path: &Path) -> io::Result<SourceMemo> {
