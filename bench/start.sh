@@ -1,7 +1,9 @@
 #!/bin/sh
 # Warm-start benchmark: `gpurun IMAGE.tar /bin/true` against `ch-run DIR -- /bin/true` on the same
 # tree, for a static busybox image and a glibc one (Debian 12 minbase, where /bin/true loads libc),
-# interleaved by hyperfine. A benchmark, not a test: it prints numbers and exits 0
+# interleaved by hyperfine. Also, like for like, gpurun without its default PID namespace
+# (`--pid-ns host`: ch-run makes none), and the kernel's price of one on this machine (util-linux
+# unshare with and without `--pid --fork`). A benchmark, not a test: it prints numbers and exits 0
 # whatever they are (non-zero only when something could not be set up).
 #
 #   bench/start.sh [RUNS]          RUNS per command (default 200, at least 50), in 4 rounds
@@ -134,12 +136,21 @@ c_cmd="ch-run $chdir -- /bin/true"
 u_cmd="$gpurun unpack $image"
 gd_cmd="$gpurun $debian /bin/true"
 cd_cmd="ch-run $debdir -- /bin/true"
+# Like for like: ch-run makes no PID namespace, and gpurun's default (a private one with an init)
+# costs what the kernel charges for one. `--pid-ns host` is gpurun without it, and util-linux's
+# unshare with and without `--pid --fork` prices the kernel's part on this machine.
+gh_cmd="$gpurun --pid-ns host $image /bin/true"
+gdh_cmd="$gpurun --pid-ns host $debian /bin/true"
+un_cmd="unshare --user --map-root-user --mount /bin/true"
+unp_cmd="unshare --user --map-root-user --mount --pid --fork /bin/true"
 r=1
 while [ "$r" -le "$rounds" ]; do
     if [ $((r % 2)) = 1 ]; then
-        set -- -n gpurun "$g_cmd" -n ch-run "$c_cmd" -n warm-path "$u_cmd" -n gpurun-debian "$gd_cmd" -n ch-run-debian "$cd_cmd"
+        set -- -n gpurun "$g_cmd" -n ch-run "$c_cmd" -n warm-path "$u_cmd" -n gpurun-debian "$gd_cmd" -n ch-run-debian "$cd_cmd" \
+            -n gpurun-hostpid "$gh_cmd" -n gpurun-debian-hostpid "$gdh_cmd" -n unshare "$un_cmd" -n unshare-pid "$unp_cmd"
     else
-        set -- -n ch-run "$c_cmd" -n gpurun "$g_cmd" -n warm-path "$u_cmd" -n ch-run-debian "$cd_cmd" -n gpurun-debian "$gd_cmd"
+        set -- -n unshare-pid "$unp_cmd" -n unshare "$un_cmd" -n gpurun-debian-hostpid "$gdh_cmd" -n gpurun-hostpid "$gh_cmd" \
+            -n ch-run "$c_cmd" -n gpurun "$g_cmd" -n warm-path "$u_cmd" -n ch-run-debian "$cd_cmd" -n gpurun-debian "$gd_cmd"
     fi
     hyperfine -N --style basic --warmup 10 --runs "$per" --export-json "$work/round$r.json" "$@"
     r=$((r + 1))
@@ -161,6 +172,10 @@ c=$(median ch-run)
 u=$(median warm-path)
 gd=$(median gpurun-debian)
 cdeb=$(median ch-run-debian)
+gh=$(median gpurun-hostpid)
+gdh=$(median gpurun-debian-hostpid)
+un=$(median unshare)
+unp=$(median unshare-pid)
 n=$(jq -r '.results[0].runs' "$work/start.json")
 ratio() { echo "$1 $2" | awk '{ print $1 / $2 }'; }
 echo
@@ -172,4 +187,10 @@ printf 'debian:  gpurun IMAGE.tar /bin/true     %8.3f ms\n' "$gd"
 printf 'debian:  ch-run DIR -- /bin/true        %8.3f ms\n' "$cdeb"
 printf 'ratio gpurun/ch-run, busybox            %8.3f   (target <= 1.0)\n' "$(ratio "$g" "$c")"
 printf 'ratio gpurun/ch-run, debian (glibc)     %8.3f   (target <= 1.0)\n' "$(ratio "$gd" "$cdeb")"
+echo "== like for like: no PID namespace on either side (gpurun --pid-ns host) =="
+printf 'busybox: gpurun --pid-ns host           %8.3f ms   ratio %.3f\n' "$gh" "$(ratio "$gh" "$c")"
+printf 'debian:  gpurun --pid-ns host           %8.3f ms   ratio %.3f\n' "$gdh" "$(ratio "$gdh" "$cdeb")"
+echo "== the kernel's price of a PID namespace here (util-linux unshare, user+mount namespaces) =="
+printf 'unshare ... /bin/true                   %8.3f ms\n' "$un"
+printf 'unshare ... --pid --fork /bin/true      %8.3f ms   (+%.3f ms)\n' "$unp" "$(echo "$unp $un" | awk '{ print $1 - $2 }')"
 echo "JSON: $work/start.json"
