@@ -8,7 +8,7 @@
 #
 #   bench/start.sh [RUNS]          RUNS per command (default 200, at least 50), in 4 rounds
 #
-# As root it installs what it needs (busybox-static, umoci, skopeo, hyperfine, charliecloud),
+# As root it installs what it needs (busybox-static, umoci, skopeo, hyperfine, charliecloud, jq),
 # creates the unprivileged user `gpurun-test` if missing, and runs the measurements as that user
 # (both tools then use a user namespace, the way they run on a cluster). As any other user it runs
 # as that user and expects the tools to be installed. Results land in $GPURUN_BENCH_DIR
@@ -51,8 +51,8 @@ debian_image() {
 }
 
 if [ "$(id -u)" = 0 ] && [ -z "${GPURUN_BENCH_AS_ROOT:-}" ]; then
-    if ! need umoci skopeo hyperfine ch-run || [ ! -x /bin/busybox ]; then
-        apt-get install -y -q busybox-static umoci skopeo hyperfine charliecloud-runtime >/dev/null
+    if ! need umoci skopeo hyperfine ch-run jq || [ ! -x /bin/busybox ]; then
+        apt-get install -y -q busybox-static umoci skopeo hyperfine charliecloud-runtime jq >/dev/null
     fi
     id "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/sh "$user"
     debian=$(debian_image) || exit 1
