@@ -125,6 +125,17 @@ fn as_user(cwd: &Path, cache: &Path, program: &str, args: &[&str]) -> Command {
     cmd
 }
 
+/// Submits `script` with sbatch as the test user, with $IMAGE (busybox) and $GPURUN set; the job id.
+fn submit(w: &World, cache: &Path, script: &Path) -> String {
+    let sub = output(
+        as_user(w.dir.path(), cache, "sbatch", &["--parsable", "-o", "/dev/null", script.to_str().unwrap()])
+            .env("IMAGE", &w.busybox_image)
+            .env("GPURUN", &w.gpurun),
+    );
+    assert!(sub.status.success(), "{}", describe(&sub));
+    text(&sub).trim().to_string()
+}
+
 fn text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -254,13 +265,7 @@ fn scancel_reaches_the_workload_trap() {
     )
     .unwrap();
     let cache = w.dir.path().join("cache-cancel");
-    let sub = output(
-        as_user(w.dir.path(), &cache, "sbatch", &["--parsable", "-o", "/dev/null", script.to_str().unwrap()])
-            .env("IMAGE", &w.busybox_image)
-            .env("GPURUN", &w.gpurun),
-    );
-    assert!(sub.status.success(), "{}", describe(&sub));
-    let job = text(&sub).trim().to_string();
+    let job = submit(w, &cache, &script);
     wait_for("the workload to start", Duration::from_secs(60), || out_dir.join("started").exists());
     let c = output(&mut as_user(w.dir.path(), &cache, "scancel", &[&job]));
     assert!(c.status.success(), "{}", describe(&c));
@@ -626,13 +631,7 @@ fn scancel_of_joined_ranks_leaves_no_server_and_no_socket() {
     )
     .unwrap();
     let cache = w.dir.path().join("cache-join-cancel");
-    let sub = output(
-        as_user(w.dir.path(), &cache, "sbatch", &["--parsable", "-o", "/dev/null", script.to_str().unwrap()])
-            .env("IMAGE", &w.busybox_image)
-            .env("GPURUN", &w.gpurun),
-    );
-    assert!(sub.status.success(), "{}", describe(&sub));
-    let job = text(&sub).trim().to_string();
+    let job = submit(w, &cache, &script);
     let in_queue = || !text(&output(Command::new("squeue").args(["-h", "-j", &job]))).trim().is_empty();
     wait_for("the four tasks to start", Duration::from_secs(90), || {
         files_in(&out_dir).len() == 4 || !in_queue()
