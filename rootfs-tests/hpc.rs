@@ -89,6 +89,14 @@ fn chmod(path: &Path, mode: u32) {
 }
 
 /// The Slurm cluster is up (started here when root); `false` after a SKIP line.
+/// For a test that submits to Slurm: the suite's lock (one job at a time on the small cluster),
+/// the world, and a running cluster; `None` (the test returns) when either is missing.
+fn slurm_world() -> Option<(MutexGuard<'static, ()>, &'static World)> {
+    let serial = serial();
+    let w = world()?;
+    slurm().then_some((serial, w))
+}
+
 fn slurm() -> bool {
     static UP: OnceLock<Result<(), String>> = OnceLock::new();
     let state = UP.get_or_init(|| {
@@ -199,11 +207,7 @@ fn sbatch_wait_with(
 
 #[test]
 fn srun_four_tasks_share_one_cold_unpack() {
-    let _serial = serial();
-    let Some(w) = world() else { return };
-    if !slurm() {
-        return;
-    }
+    let Some((_serial, w)) = slurm_world() else { return };
     let cache = w.dir.path().join("cache-batch");
     let (job, out, logs) = sbatch_wait(w, &cache, &repo().join("examples/slurm/batch.sh"), &[], "batch");
     assert!(out.status.success(), "{}\n{logs}", describe(&out));
@@ -220,11 +224,7 @@ fn srun_four_tasks_share_one_cold_unpack() {
 
 #[test]
 fn failing_task_exit_code_reaches_sacct() {
-    let _serial = serial();
-    let Some(w) = world() else { return };
-    if !slurm() {
-        return;
-    }
+    let Some((_serial, w)) = slurm_world() else { return };
     let script = w.dir.path().join("fail.sh");
     std::fs::write(
         &script,
@@ -246,11 +246,7 @@ fn failing_task_exit_code_reaches_sacct() {
 
 #[test]
 fn scancel_reaches_the_workload_trap() {
-    let _serial = serial();
-    let Some(w) = world() else { return };
-    if !slurm() {
-        return;
-    }
+    let Some((_serial, w)) = slurm_world() else { return };
     let out_dir = w.dir.path().join("cancel-out");
     std::fs::create_dir_all(&out_dir).unwrap();
     chmod(&out_dir, 0o777);
@@ -279,11 +275,7 @@ fn scancel_reaches_the_workload_trap() {
 
 #[test]
 fn array_job_shares_one_rootfs() {
-    let _serial = serial();
-    let Some(w) = world() else { return };
-    if !slurm() {
-        return;
-    }
+    let Some((_serial, w)) = slurm_world() else { return };
     let cache = w.dir.path().join("cache-array");
     let (job, out, logs) = sbatch_wait(w, &cache, &repo().join("examples/slurm/array.sh"), &[], "array");
     assert!(out.status.success(), "{}\n{logs}", describe(&out));
@@ -609,11 +601,7 @@ fn files_in(dir: &Path) -> Vec<(String, String)> {
 
 #[test]
 fn scancel_of_joined_ranks_leaves_no_server_and_no_socket() {
-    let _serial = serial();
-    let Some(w) = world() else { return };
-    if !slurm() {
-        return;
-    }
+    let Some((_serial, w)) = slurm_world() else { return };
     let out_dir = shared_dir(w, "join-cancel-out");
     let seconds = format!("{}", 700_000 + std::process::id() % 99_999);
     // Plain srun tasks are no MPI ranks: --pid-ns host makes them join on their job step. One
@@ -666,11 +654,7 @@ fn scancel_of_joined_ranks_leaves_no_server_and_no_socket() {
 
 #[test]
 fn two_concurrent_steps_get_one_container_each() {
-    let _serial = serial();
-    let Some(w) = world() else { return };
-    if !slurm() {
-        return;
-    }
+    let Some((_serial, w)) = slurm_world() else { return };
     let out_dir = shared_dir(w, "join-steps-out");
     // Two steps of two tasks at once; every task waits (at most 60 s) until all four wrote their
     // step and mount namespace, so both steps certainly run at the same time.

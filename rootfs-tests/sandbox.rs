@@ -1200,6 +1200,13 @@ const WHERE: &str = "echo \"$RANK|$HOSTVAR|$(pwd)|$(readlink /proc/self/ns/mnt)|
                      $(id -u)|$(cat /join-marker)|$(grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status \
                      | tr -s '\\t\\n' '  ')\"";
 
+/// The image of a join test: the test image with the `/join-marker` that [`WHERE`] reports.
+fn join_setup(tag: &str) -> Option<Rootfs> {
+    let fs = setup(tag)?;
+    std::fs::write(fs.root().join("join-marker"), "image").unwrap();
+    Some(fs)
+}
+
 /// [`WHERE`]'s line split at `|`.
 fn place(line: &str) -> Vec<String> {
     let fields: Vec<String> = line.split('|').map(str::to_string).collect();
@@ -1257,8 +1264,7 @@ fn unique_sleep(tag: u32) -> String {
 
 #[test]
 fn join_three_runs_share_one_container_each_with_its_own_settings() {
-    let Some(fs) = setup("join") else { return };
-    std::fs::write(fs.root().join("join-marker"), "image").unwrap();
+    let Some(fs) = join_setup("join") else { return };
     let mut who = vec![Who::unprivileged(&fs)];
     if is_root() {
         // Real root: no user namespace, the mount namespace alone is shared.
@@ -1327,8 +1333,7 @@ fn join_three(fs: &Rootfs, who: &Who) {
 
 #[test]
 fn join_a_run_whose_container_differs_runs_alone_with_a_warning() {
-    let Some(fs) = setup("join-differs") else { return };
-    std::fs::write(fs.root().join("join-marker"), "image").unwrap();
+    let Some(fs) = join_setup("join-differs") else { return };
     let who = Who::unprivileged(&fs);
     let key = format!("differs-{}", std::process::id());
     let seconds = unique_sleep(1);
@@ -1354,14 +1359,12 @@ fn join_a_run_whose_container_differs_runs_alone_with_a_warning() {
 }
 
 /// A run refused for its other binds must not count as one of the `--join-count` runs: the
-/// rank that fits, arriving after it, still joins. Ignored while it fails: the server counts
-/// every answer it sent, and the joiner checks the fingerprint only after that, so here the
-/// server leaves after the refused run and the fitting rank silently gets a container of its
-/// own (under MPI with CMA required, the job then fails).
+/// rank that fits, arriving after it, still joins (were the refused run counted, the server
+/// would leave after it and the fitting rank silently get a container of its own; under MPI
+/// with CMA required, the job would then fail).
 #[test]
 fn join_a_refused_run_does_not_take_the_place_of_a_rank() {
-    let Some(fs) = setup("join-place") else { return };
-    std::fs::write(fs.root().join("join-marker"), "image").unwrap();
+    let Some(fs) = join_setup("join-place") else { return };
     let who = Who::unprivileged(&fs);
     let key = format!("place-{}", std::process::id());
     let seconds = unique_sleep(2);
@@ -1382,8 +1385,7 @@ fn join_a_refused_run_does_not_take_the_place_of_a_rank() {
 
 #[test]
 fn join_outlives_its_leader_killed() {
-    let Some(fs) = setup("join-kill") else { return };
-    std::fs::write(fs.root().join("join-marker"), "image").unwrap();
+    let Some(fs) = join_setup("join-kill") else { return };
     let who = Who::unprivileged(&fs);
     let key = format!("kill-{}", std::process::id());
     let seconds = unique_sleep(3);
@@ -1423,8 +1425,7 @@ fn join_outlives_its_leader_killed() {
 
 #[test]
 fn join_after_a_dead_leader_the_next_runs_meet_anew() {
-    let Some(fs) = setup("join-dead") else { return };
-    std::fs::write(fs.root().join("join-marker"), "image").unwrap();
+    let Some(fs) = join_setup("join-dead") else { return };
     let who = Who::unprivileged(&fs);
     let key = format!("dead-{}", std::process::id());
     let seconds = unique_sleep(4);
@@ -1468,8 +1469,7 @@ fn join_leader_killed_during_its_setup_hands_over_to_the_waiting_run() {
         skip("strace missing (apt-get install strace): it holds the leader in its setup");
         return;
     };
-    let Some(fs) = setup("join-setup") else { return };
-    std::fs::write(fs.root().join("join-marker"), "image").unwrap();
+    let Some(fs) = join_setup("join-setup") else { return };
     let who = Who::unprivileged(&fs);
     let key = format!("setup-{}", std::process::id());
     // Named by the user's secret, which the first run makes: looked up when needed.
@@ -1595,8 +1595,7 @@ fn join_no_other_user_enters_or_holds_up_the_group() {
     if !support::needs_root("a second user beside gpurun-test (here root) needs root") {
         return;
     }
-    let Some(fs) = setup("join-users") else { return };
-    std::fs::write(fs.root().join("join-marker"), "image").unwrap();
+    let Some(fs) = join_setup("join-users") else { return };
     let user = Who::unprivileged(&fs);
     let root = Who::caller(&fs);
     let key = format!("users-{}", std::process::id());

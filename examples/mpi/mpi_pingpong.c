@@ -58,6 +58,17 @@ static int pattern(int rank, int rep, int i) {
     return rank * 1000003 + rep * 7919 + i;
 }
 
+/* One round trip of n ints with the peer: the initiator sends first, the other answers. */
+static void round_trip(int peer, int initiator, int *out, int *in, int n, int tag) {
+    if (initiator) {
+        MPI_Send(out, n, MPI_INT, peer, tag, MPI_COMM_WORLD);
+        MPI_Recv(in, n, MPI_INT, peer, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    } else {
+        MPI_Recv(in, n, MPI_INT, peer, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        MPI_Send(out, n, MPI_INT, peer, tag, MPI_COMM_WORLD);
+    }
+}
+
 /* Half round trips of 8-byte messages, in seconds, into samples[0..iters); returns bad ints.
  * The initiator sends first; both sides check the iteration number they receive. */
 static long latency(int peer, int initiator, int warmup, int iters, double *samples) {
@@ -67,13 +78,7 @@ static long latency(int peer, int initiator, int warmup, int iters, double *samp
         out[0] = out[1] = it;
         in[0] = in[1] = -1 - warmup;
         double t0 = MPI_Wtime();
-        if (initiator) {
-            MPI_Send(out, SMALL_INTS, MPI_INT, peer, TAG_LAT, MPI_COMM_WORLD);
-            MPI_Recv(in, SMALL_INTS, MPI_INT, peer, TAG_LAT, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-        } else {
-            MPI_Recv(in, SMALL_INTS, MPI_INT, peer, TAG_LAT, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-            MPI_Send(out, SMALL_INTS, MPI_INT, peer, TAG_LAT, MPI_COMM_WORLD);
-        }
+        round_trip(peer, initiator, out, in, SMALL_INTS, TAG_LAT);
         double t1 = MPI_Wtime();
         if (it >= 0)
             samples[it] = (t1 - t0) / 2;
@@ -94,13 +99,7 @@ static double bandwidth_rep(int rank, int peer, int initiator, int rep, int iter
                  MPI_COMM_WORLD, MPI_STATUS_IGNORE);
     double t0 = MPI_Wtime();
     for (int it = 0; it < iters; it++) {
-        if (initiator) {
-            MPI_Send(out, BIG_INTS, MPI_INT, peer, TAG_BW, MPI_COMM_WORLD);
-            MPI_Recv(in, BIG_INTS, MPI_INT, peer, TAG_BW, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-        } else {
-            MPI_Recv(in, BIG_INTS, MPI_INT, peer, TAG_BW, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-            MPI_Send(out, BIG_INTS, MPI_INT, peer, TAG_BW, MPI_COMM_WORLD);
-        }
+        round_trip(peer, initiator, out, in, BIG_INTS, TAG_BW);
     }
     double t = MPI_Wtime() - t0;
     for (int i = 0; i < BIG_INTS; i++)
